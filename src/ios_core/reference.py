@@ -1,0 +1,156 @@
+"""The reference executor: numpy float64, the ground truth every engine and schedule is compared with.
+
+`run_graph` interprets a graph node by node in topological order; `run_schedule` runs a schedule
+stage by stage, chain by chain, and a merged group as the one wide convolution it becomes. Both
+free each value once its last reader has run. Kernels are looked up by operator type in `KERNELS`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Node, Pool, Sequential, Value
+from ios_core.schedule import Group, Schedule, merged_conv
+from ios_core.weights import Params, merged_weights
+
+ACTIVATION_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "none": lambda x: x,
+    "relu": lambda x: np.maximum(x, 0.0),
+    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "tanh": np.tanh,
+}
+
+
+def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) -> np.ndarray:
+    """A view (N, C, OH, OW, KH, KW) of every window of ``x``, padded with ``fill``."""
+    (ph, pw), (dh, dw) = padding, dilation
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
+    span = ((kernel[0] - 1) * dh + 1, (kernel[1] - 1) * dw + 1)
+    return sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], ::dh, ::dw]
+
+
+def conv2d(op: Conv, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    (x,) = xs
+    windows = _windows(x, op.kernel, op.stride, op.padding, op.dilation)
+    w, g = p["weight"], op.groups
+    if g == 1:
+        out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
+    elif g == x.shape[1] == w.shape[0]:  # depthwise: one filter per channel
+        out = np.einsum("nchwij,cij->nchw", windows, w[:, 0])
+    else:
+        cin, cout = x.shape[1] // g, w.shape[0] // g
+        out = np.concatenate([
+            np.tensordot(windows[:, i * cin:(i + 1) * cin], w[i * cout:(i + 1) * cout], axes=([1, 4, 5], [1, 2, 3]))
+            .transpose(0, 3, 1, 2) for i in range(g)
+        ], axis=1)
+    return ACTIVATION_FUNCTIONS[op.act](out + p["bias"][None, :, None, None])
+
+
+def pool2d(op: Pool, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    (x,) = xs
+    if op.kind == "global_avg":
+        return x.mean(axis=(2, 3), keepdims=True)
+    if op.kind == "global_max":
+        return x.max(axis=(2, 3), keepdims=True)
+    if op.kind == "max":
+        return _windows(x, op.kernel, op.stride, op.padding, fill=-np.inf).max(axis=(4, 5))
+    sums = _windows(x, op.kernel, op.stride, op.padding).sum(axis=(4, 5))
+    ones = np.ones((1, 1, *x.shape[2:]))
+    counts = _windows(ones, op.kernel, op.stride, op.padding).sum(axis=(4, 5))  # padding excluded
+    return sums / counts
+
+
+def elementwise(op: Elementwise, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    combine = np.add if op.kind == "add" else np.multiply
+    out = xs[0]
+    for x in xs[1:]:
+        out = combine(out, x)
+    return out
+
+
+def sequential(op: Sequential, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    x = xs
+    for i, inner in enumerate(op.ops):
+        prefix = f"{i}."
+        inner_params = {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}
+        x = [KERNELS[type(inner)](inner, x, inner_params)]
+    return x[0]
+
+
+KERNELS: dict[type, Callable[[object, list[np.ndarray], Params], np.ndarray]] = {
+    Conv: conv2d,
+    Pool: pool2d,
+    Identity: lambda op, xs, p: xs[0],
+    Elementwise: elementwise,
+    Activation: lambda op, xs, p: ACTIVATION_FUNCTIONS[op.kind](xs[0]),
+    Sequential: sequential,
+}
+
+
+def gather(value: Value, outputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Materialize a value: concatenate each term's slices on channels, then sum the terms."""
+    terms = [np.concatenate([outputs[s.node][:, s.begin:s.end] for s in term], axis=1) for term in value.terms]
+    return terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
+
+
+class ExecutionError(RuntimeError):
+    """A kernel failed; the message names the node."""
+
+
+class _Interpreter:
+    """Runs nodes over a dict of live outputs, freeing each after its last reader."""
+
+    def __init__(self, graph: Graph, x: np.ndarray, weights: dict[str, Params]) -> None:
+        self.graph, self.weights = graph, weights
+        self.outputs = {graph.input.name: np.asarray(x, dtype=np.float64)}
+        self.readers_left = {name: len(users) for name, users in graph.consumers.items()}
+
+    def run_node(self, node: Node) -> None:
+        try:
+            operands = [gather(v, self.outputs) for v in node.inputs]
+            self.outputs[node.name] = KERNELS[type(node.op)](node.op, operands, self.weights.get(node.name, {}))
+        except Exception as error:
+            raise ExecutionError(f"while executing {node}: {error}") from error
+        self._release(node)
+
+    def run_merge(self, group: Group) -> None:
+        nodes = [self.graph[name] for name in group.ops]
+        convs = [n.op for n in nodes]
+        params = merged_weights(convs, [self.weights[n.name] for n in nodes])
+        wide = conv2d(merged_conv(convs), [gather(nodes[0].inputs[0], self.outputs)], params)
+        offset = 0
+        for node in nodes:
+            self.outputs[node.name] = wide[:, offset:offset + node.op.out_channels]
+            offset += node.op.out_channels
+        for node in nodes:
+            self._release(node)
+
+    def _release(self, node: Node) -> None:
+        for producer in node.producers:
+            self.readers_left[producer] -= 1
+            if self.readers_left[producer] == 0 and producer != self.graph.output:
+                del self.outputs[producer]
+
+
+def run_graph(graph: Graph, x: np.ndarray, weights: dict[str, Params]) -> np.ndarray:
+    """The graph's output for input batch ``x``, node by node in topological order."""
+    interpreter = _Interpreter(graph, x, weights)
+    for node in graph.operators:
+        interpreter.run_node(node)
+    return interpreter.outputs[graph.output]
+
+
+def run_schedule(graph: Graph, schedule: Schedule, x: np.ndarray, weights: dict[str, Params]) -> np.ndarray:
+    """The graph's output computed in the schedule's order: stage by stage, group by group."""
+    interpreter = _Interpreter(graph, x, weights)
+    for stage in schedule.stages:
+        for group in stage.groups:
+            if group.merge:
+                interpreter.run_merge(group)
+            else:
+                for name in group.ops:
+                    interpreter.run_node(graph[name])
+    return interpreter.outputs[graph.output]
