@@ -28,8 +28,11 @@ def random_graphs(draw, max_ops: int = 10, blocks: int = 2) -> Graph:
 
         for _ in range(draw(st.integers(1, max(1, max_ops // blocks)))):
             form = draw(st.sampled_from(["whole", "sum", "concat"]))
-            x = {"whole": operand, "sum": lambda: operand() + operand(),
-                 "concat": lambda: concat([operand()[0:2], operand()[2:4]])}[form]()
+            x = {
+                "whole": operand,
+                "sum": lambda: operand() + operand(),
+                "concat": lambda: concat([operand()[0:2], operand()[2:4]]),
+            }[form]()
             kind = draw(st.sampled_from(["conv1", "conv3", "pool", "add"]))
             if kind == "conv1":
                 values.append(b.conv(x, 4, 1, act=draw(st.sampled_from(["relu", "none"]))))

@@ -162,8 +162,11 @@ def _bad_graph(case: str):
             a = Node("a", Identity(), (x4,))
             return [INPUT, a], [Block("input", ("a",), "a"), Block("a", ("a",), "a")]
         case "later block":
-            a, b, c = (Node("a", Identity(), (x4,)), Node("b", Identity(), (whole("c", 4),)),
-                       Node("c", Identity(), (whole("a", 4),)))
+            a, b, c = (
+                Node("a", Identity(), (x4,)),
+                Node("b", Identity(), (whole("c", 4),)),
+                Node("c", Identity(), (whole("a", 4),)),
+            )
             return [INPUT, a, b, c], [Block("input", ("a", "b"), "a"), Block("a", ("c",), "c")]
 
 

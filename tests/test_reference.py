@@ -25,7 +25,7 @@ def naive_conv(x, w, b, stride, padding, dilation, groups):
     per_group = o // groups
     for k, i, j in itertools.product(range(o), range(oh), range(ow)):
         g = k // per_group
-        patch = x[:, g * cg:(g + 1) * cg, i * stride[0]:, j * stride[1]:][:, :, :: dilation[0], :: dilation[1]]
+        patch = x[:, g * cg : (g + 1) * cg, i * stride[0] :, j * stride[1] :][:, :, :: dilation[0], :: dilation[1]]
         out[:, k, i, j] = (patch[:, :, :kh, :kw] * w[k]).sum(axis=(1, 2, 3)) + b[k]
     return out
 
@@ -72,16 +72,22 @@ def test_merged_convolutions_equal_unmerged_ones():
     """Five kernel shapes (1x1, 3x3, 1x7, 7x1, 5x5) merge into one 7x7 convolution."""
     b = GraphBuilder("m", 6, 9, 9)
     x = b.input
-    outs = [b.conv(x, 4, 1), b.conv(x, 5, 3, padding=1), b.conv(x, 3, (1, 7), padding=(0, 3)),
-            b.conv(x, 2, (7, 1), padding=(3, 0)), b.conv(x, 4, 5, padding=2)]
+    outs = [
+        b.conv(x, 4, 1),
+        b.conv(x, 5, 3, padding=1),
+        b.conv(x, 3, (1, 7), padding=(0, 3)),
+        b.conv(x, 2, (7, 1), padding=(3, 0)),
+        b.conv(x, 4, 5, padding=2),
+    ]
     b.end_block(concat(outs))
     graph = b.build()
     weights, inputs = make_weights(graph), make_input(graph, batch=2)
     merge = Group(tuple(f"conv{i}" for i in range(1, 6)), merge=True)
     merged = Schedule(graph.name, (Stage((merge,)), Stage((Group(("identity1",)),))))
     S.validate(graph, merged)
-    np.testing.assert_allclose(run_schedule(graph, merged, inputs, weights), run_graph(graph, inputs, weights),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        run_schedule(graph, merged, inputs, weights), run_graph(graph, inputs, weights), rtol=0, atol=1e-12
+    )
 
 
 def test_a_failing_kernel_names_its_node():

@@ -12,9 +12,12 @@ from ios_core.schedule import Group, Schedule, ScheduleError, Stage
 
 def chains(*stages):
     """A schedule from stages written as lists of op tuples (a 'merge' prefix marks a merge)."""
-    return Schedule("demo", tuple(
-        Stage(tuple(Group(g[1:], True) if g and g[0] == "merge" else Group(g) for g in stage)) for stage in stages
-    ))
+    return Schedule(
+        "demo",
+        tuple(
+            Stage(tuple(Group(g[1:], True) if g and g[0] == "merge" else Group(g) for g in stage)) for stage in stages
+        ),
+    )
 
 
 PREFIX = [[("conv1",)], [("pool1",)]]
@@ -48,17 +51,27 @@ def test_a_schedule_with_merges_and_chains_is_valid():
         ([*PREFIX, [("conv2",), ("conv3",)], *REST, [("ghost",)]], r"'ghost' is not an operator of 'demo'"),
         ([*PREFIX, [("conv2",), ("conv3",)], *REST, [("conv2",)]], r"'conv2' is scheduled twice \(stages 2 and 10\)"),
         ([*PREFIX, [("conv2",)], *REST], r"operators never scheduled: conv3"),
-        ([*PREFIX, [("conv2",), ("conv3",)], [("seq1",)], [("conv4",)], *REST[2:]],
-         r"'seq1' \(stage 3\) runs before 'conv4', which it reads"),
-        ([*PREFIX, [("conv2",), ("conv3",)], [("seq1", "conv4")], *REST[2:]],
-         r"'seq1' \(stage 3\) runs before 'conv4'"),
-        ([*PREFIX, [("conv2",), ("conv3",)], [("conv4",), ("seq1",)], *REST[2:]],
-         r"stage 3: 'seq1' in group 1 reads 'conv4' of group 0; groups of a stage are independent"),
-        ([*PREFIX, [("merge", "conv2", "conv4")], [("conv3",)], *REST[1:]],
-         r"illegal merge: 'conv4' and 'conv2' differ in act"),
+        (
+            [*PREFIX, [("conv2",), ("conv3",)], [("seq1",)], [("conv4",)], *REST[2:]],
+            r"'seq1' \(stage 3\) runs before 'conv4', which it reads",
+        ),
+        (
+            [*PREFIX, [("conv2",), ("conv3",)], [("seq1", "conv4")], *REST[2:]],
+            r"'seq1' \(stage 3\) runs before 'conv4'",
+        ),
+        (
+            [*PREFIX, [("conv2",), ("conv3",)], [("conv4",), ("seq1",)], *REST[2:]],
+            r"stage 3: 'seq1' in group 1 reads 'conv4' of group 0; groups of a stage are independent",
+        ),
+        (
+            [*PREFIX, [("merge", "conv2", "conv4")], [("conv3",)], *REST[1:]],
+            r"illegal merge: 'conv4' and 'conv2' differ in act",
+        ),
         ([*PREFIX, [("merge", "conv2")], [("conv3",)], *REST], r"illegal merge: a merge needs at least two"),
-        ([*PREFIX, [("conv2",), ("conv3",)], *REST[:5], [("merge", "pool2", "identity1")]],
-         r"illegal merge: 'pool2' is not a convolution"),
+        (
+            [*PREFIX, [("conv2",), ("conv3",)], *REST[:5], [("merge", "pool2", "identity1")]],
+            r"illegal merge: 'pool2' is not a convolution",
+        ),
         ([*PREFIX, [], [("conv2",), ("conv3",)], *REST], r"stage 2 has no groups"),
         ([*PREFIX, [(), ("conv2",), ("conv3",)], *REST], r"stage 2 group 0 is empty"),
     ],

@@ -32,20 +32,38 @@ def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) 
     return sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], ::dh, ::dw]
 
 
+def _depthwise(x: np.ndarray, w: np.ndarray, op: Conv) -> np.ndarray:
+    """One filter per channel, summed over kernel taps: KH*KW whole-tensor products, not a window copy."""
+    (ph, pw), (sh, sw), (dh, dw) = op.padding, op.stride, op.dilation
+    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    oh = (x.shape[2] - dh * (w.shape[1] - 1) - 1) // sh + 1
+    ow = (x.shape[3] - dw * (w.shape[2] - 1) - 1) // sw + 1
+    out = np.zeros((x.shape[0], x.shape[1], oh, ow))
+    for i, j in np.ndindex(w.shape[1:]):
+        tap = x[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
+        out += tap * w[None, :, i, j, None, None]
+    return out
+
+
 def conv2d(op: Conv, xs: list[np.ndarray], p: Params) -> np.ndarray:
     (x,) = xs
     windows = _windows(x, op.kernel, op.stride, op.padding, op.dilation)
     w, g = p["weight"], op.groups
     if g == 1:
         out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    elif g == x.shape[1] == w.shape[0]:  # depthwise: one filter per channel
-        out = np.einsum("nchwij,cij->nchw", windows, w[:, 0])
+    elif g == x.shape[1] == w.shape[0]:
+        out = _depthwise(x, w[:, 0], op)
     else:
         cin, cout = x.shape[1] // g, w.shape[0] // g
-        out = np.concatenate([
-            np.tensordot(windows[:, i * cin:(i + 1) * cin], w[i * cout:(i + 1) * cout], axes=([1, 4, 5], [1, 2, 3]))
-            .transpose(0, 3, 1, 2) for i in range(g)
-        ], axis=1)
+        out = np.concatenate(
+            [
+                np.tensordot(
+                    windows[:, i * cin : (i + 1) * cin], w[i * cout : (i + 1) * cout], axes=([1, 4, 5], [1, 2, 3])
+                ).transpose(0, 3, 1, 2)
+                for i in range(g)
+            ],
+            axis=1,
+        )
     return ACTIVATION_FUNCTIONS[op.act](out + p["bias"][None, :, None, None])
 
 
@@ -75,7 +93,7 @@ def sequential(op: Sequential, xs: list[np.ndarray], p: Params) -> np.ndarray:
     x = xs
     for i, inner in enumerate(op.ops):
         prefix = f"{i}."
-        inner_params = {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)}
+        inner_params = {k[len(prefix) :]: v for k, v in p.items() if k.startswith(prefix)}
         x = [KERNELS[type(inner)](inner, x, inner_params)]
     return x[0]
 
@@ -92,7 +110,7 @@ KERNELS: dict[type, Callable[[object, list[np.ndarray], Params], np.ndarray]] = 
 
 def gather(value: Value, outputs: dict[str, np.ndarray]) -> np.ndarray:
     """Materialize a value: concatenate each term's slices on channels, then sum the terms."""
-    terms = [np.concatenate([outputs[s.node][:, s.begin:s.end] for s in term], axis=1) for term in value.terms]
+    terms = [np.concatenate([outputs[s.node][:, s.begin : s.end] for s in term], axis=1) for term in value.terms]
     return terms[0] if len(terms) == 1 else sum(terms[1:], terms[0])
 
 
@@ -123,7 +141,7 @@ class _Interpreter:
         wide = conv2d(merged_conv(convs), [gather(nodes[0].inputs[0], self.outputs)], params)
         offset = 0
         for node in nodes:
-            self.outputs[node.name] = wide[:, offset:offset + node.op.out_channels]
+            self.outputs[node.name] = wide[:, offset : offset + node.op.out_channels]
             offset += node.op.out_channels
         for node in nodes:
             self._release(node)

@@ -85,8 +85,15 @@ def merged_conv(convs: Iterable[Conv]) -> Conv:
     convs = list(convs)
     kernel = (max(c.kernel[0] for c in convs), max(c.kernel[1] for c in convs))
     first = convs[0]
-    return Conv(sum(c.out_channels for c in convs), kernel, first.stride, merged_padding(first, kernel),
-                first.dilation, 1, first.act)
+    return Conv(
+        sum(c.out_channels for c in convs),
+        kernel,
+        first.stride,
+        merged_padding(first, kernel),
+        first.dilation,
+        1,
+        first.act,
+    )
 
 
 def merge_error(graph: Graph, ops: tuple[str, ...]) -> str | None:
@@ -132,7 +139,9 @@ def validate(graph: Graph, schedule: Schedule) -> None:
                 seen[name] = (s, g)
     missing = [n.name for n in graph.operators if n.name not in seen]
     if missing:
-        raise ScheduleError(f"operators never scheduled: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")
+        raise ScheduleError(
+            f"operators never scheduled: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}"
+        )
     for s, stage in enumerate(schedule.stages):
         for g, group in enumerate(stage.groups):
             _check_group(graph, group, s, g, seen)
@@ -188,8 +197,9 @@ def from_json(text: str) -> Schedule:
     """Parse `to_json`'s format; raises `ScheduleError` for another format or version."""
     data = json.loads(text)
     if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise ScheduleError(f"not an {FORMAT} v{VERSION} file (format={data.get('format')!r}, "
-                            f"version={data.get('version')!r})")
+        raise ScheduleError(
+            f"not an {FORMAT} v{VERSION} file (format={data.get('format')!r}, version={data.get('version')!r})"
+        )
     stages = tuple(Stage(tuple(Group(tuple(g["ops"]), bool(g.get("merge", False))) for g in s)) for s in data["stages"])
     return Schedule(data["graph"], stages, data.get("meta", {}))
 

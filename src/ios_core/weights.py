@@ -2,7 +2,9 @@
 
 Each node's weights come from a generator seeded by ``(seed, crc32(node name))``, so they do not
 depend on the order nodes are built in, and He-scaled (std = sqrt(2 / fan_in)) so activations keep
-their magnitude through deep networks instead of vanishing or overflowing.
+their magnitude through deep networks instead of vanishing or overflowing. A node whose operand sums
+``t`` terms (RandWire nodes sum up to a dozen) has its first weight scaled by ``1 / sqrt(t)`` too,
+standing in for the batch norm the paper networks have there.
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ def make_weights(graph: Graph, seed: int = 0) -> dict[str, Params]:
         shapes = graph.weight_shapes(node.name)
         if shapes:
             rng = np.random.default_rng([seed, zlib.crc32(node.name.encode())])
-            weights[node.name] = {name: _draw(rng, name, shape) for name, shape in shapes.items()}
+            params = {name: _draw(rng, name, shape) for name, shape in shapes.items()}
+            first = next(name for name in params if name.endswith("weight"))
+            params[first] /= np.sqrt(len(node.inputs[0].terms))
+            weights[node.name] = params
     return weights
 
 
@@ -47,5 +52,7 @@ def merged_weights(convs: list[Conv], params: list[Params]) -> Params:
     kernels = []
     for conv, p in zip(convs, params):
         dh, dw = (kh - conv.kernel[0]) // 2, (kw - conv.kernel[1]) // 2
-        kernels.append(np.pad(p["weight"], ((0, 0), (0, 0), (dh, kh - conv.kernel[0] - dh), (dw, kw - conv.kernel[1] - dw))))
+        kernels.append(
+            np.pad(p["weight"], ((0, 0), (0, 0), (dh, kh - conv.kernel[0] - dh), (dw, kw - conv.kernel[1] - dw)))
+        )
     return {"weight": np.concatenate(kernels), "bias": np.concatenate([p["bias"] for p in params])}

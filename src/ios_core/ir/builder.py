@@ -62,8 +62,15 @@ class GraphBuilder:
         op = Conv(out_channels, pair(kernel), pair(stride), pair(padding), (1, 1), groups, act)
         return self.node(op, x, name=name)
 
-    def pool(self, x: Value, kind: str, kernel: IntOrPair = 1, stride: IntOrPair = 1, padding: IntOrPair = 0,
-             name: str | None = None) -> Value:
+    def pool(
+        self,
+        x: Value,
+        kind: str,
+        kernel: IntOrPair = 1,
+        stride: IntOrPair = 1,
+        padding: IntOrPair = 0,
+        name: str | None = None,
+    ) -> Value:
         return self.node(Pool(kind, pair(kernel), pair(stride), pair(padding)), x, name=name)
 
     def identity(self, x: Value, name: str | None = None) -> Value:

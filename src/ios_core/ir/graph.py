@@ -8,7 +8,8 @@ A `Block` is the unit the optimizer schedules on its own, as in IOS: the nodes b
 value (the previous block's exit, or the input) and the block's *exit* node, which every later
 block reads through. Invariants, checked by `ios_core.ir.lint`: node names are unique, ``nodes``
 is in topological order with the placeholder first, every non-placeholder node is in exactly one
-block, and blocks are in order.
+block, each block enters from the previous block's exit, and a node reads only its own block or
+earlier ones (NASNet cells read the exits of the two blocks before theirs).
 """
 
 from __future__ import annotations
@@ -158,7 +159,9 @@ class Graph:
         """The per-sample output shape of every node (batch size multiplies, never changes them)."""
         shapes: dict[str, Shape] = {}
         for node in self.nodes:
-            shapes[node.name] = rules_of(node.op).shape(node.op, tuple(self.operand_shape(v, shapes) for v in node.inputs))
+            shapes[node.name] = rules_of(node.op).shape(
+                node.op, tuple(self.operand_shape(v, shapes) for v in node.inputs)
+            )
         return shapes
 
     @staticmethod
@@ -196,8 +199,8 @@ class Graph:
         return {n: i for i, block in enumerate(self.blocks) for n in block.nodes}
 
     def count(self, kind: type) -> int:
-        """How many operators are of this kind (inside a `Sequential` counts too)."""
-        return sum(_contains(node.op, kind) for node in self.operators)
+        """How many operators of this kind the graph runs, each one inside a `Sequential` included."""
+        return sum(isinstance(op, kind) for node in self.operators for op in (node.op, *getattr(node.op, "ops", ())))
 
     def __str__(self) -> str:
         lines = [f"graph {self.name}: {len(self.operators)} operators in {len(self.blocks)} blocks"]
@@ -206,11 +209,6 @@ class Graph:
             lines.append(f"  block {i} (enter {block.enter}, exit {block.exit})")
             lines += [f"    {self[name]}  # {self.shapes[name]}" for name in block.nodes]
         return "\n".join(lines)
-
-
-def _contains(op: Op, kind: type) -> bool:
-    inner = getattr(op, "ops", ())
-    return isinstance(op, kind) or any(isinstance(o, kind) for o in inner)
 
 
 def is_placeholder(node: Node) -> bool:

@@ -263,7 +263,12 @@ def _pool_text(op: Pool) -> str:
 
 OPS: dict[type, OpDef] = {
     Placeholder: OpDef(
-        "placeholder", 0, 0, _placeholder_shape, _no_flops, _no_weights,
+        "placeholder",
+        0,
+        0,
+        _placeholder_shape,
+        _no_flops,
+        _no_weights,
         lambda op: f"input {op.channels}x{op.height}x{op.width}",
     ),
     Conv: OpDef("conv", 1, 1, _conv_shape, _conv_flops, _conv_weights, _conv_text),
@@ -274,7 +279,12 @@ OPS: dict[type, OpDef] = {
     ),
     Activation: OpDef("activation", 1, 1, _activation_shape, _one_flop_per_output, _no_weights, lambda op: op.kind),
     Sequential: OpDef(
-        "sequential", 1, 1, _sequential_shape, _sequential_flops, _sequential_weights,
+        "sequential",
+        1,
+        1,
+        _sequential_shape,
+        _sequential_flops,
+        _sequential_weights,
         lambda op: "seq(" + ", ".join(describe(inner) for inner in op.ops) + ")",
     ),
 }

@@ -1,0 +1,60 @@
+"""The model registry: the four networks of the IOS paper, plus the tiny ``demo``, by name.
+
+Importing this package only defines functions; a graph is built when `get` is called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ios_core.ir import Graph
+from ios_core.models.demo import demo
+from ios_core.models.inception_v3 import inception_v3
+from ios_core.models.nasnet import nasnet
+from ios_core.models.randwire import randwire
+from ios_core.models.squeezenet import squeezenet
+
+_MODELS: dict[str, Callable[..., Graph]] = {
+    "demo": demo,
+    "inception_v3": inception_v3,
+    "nasnet": nasnet,
+    "randwire": randwire,
+    "squeezenet": squeezenet,
+}
+
+
+class UnknownModelError(KeyError):
+    """No model has this name; the message lists the names there are."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def names() -> list[str]:
+    """The registered model names, sorted."""
+    return sorted(_MODELS)
+
+
+def get(name: str, **kwargs: object) -> Graph:
+    """Build the model ``name``, a linted `Graph`.
+
+    Parameters
+    ----------
+    name
+        One of `names()`.
+    **kwargs
+        Passed to the model's function, e.g. ``seed`` for ``randwire``.
+
+    Raises
+    ------
+    UnknownModelError
+        If ``name`` is not registered.
+    """
+    try:
+        build = _MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+    return build(**kwargs)
+
+
+__all__ = ["UnknownModelError", "get", "names"]
