@@ -21,7 +21,7 @@ def random_graphs(draw, max_ops: int = 10, blocks: int = 2) -> Graph:
     for _ in range(blocks):
         values, read = [enter], set()
 
-        def operand():
+        def operand(values=values, read=read):
             v = draw(st.sampled_from(values))
             read.add(v)
             return v

@@ -77,7 +77,10 @@ class Schedule:
 
 def merged_padding(conv: Conv, kernel: tuple[int, int]) -> tuple[int, int]:
     """The padding that keeps ``conv``'s output when its kernel is zero-padded, centered, to ``kernel``."""
-    return tuple(p + d * (k_big - k) // 2 for p, d, k, k_big in zip(conv.padding, conv.dilation, conv.kernel, kernel))
+    return tuple(
+        p + d * (k_big - k) // 2
+        for p, d, k, k_big in zip(conv.padding, conv.dilation, conv.kernel, kernel, strict=True)
+    )
 
 
 def merged_conv(convs: Iterable[Conv]) -> Conv:
@@ -160,7 +163,8 @@ def _check_group(graph: Graph, group: Group, s: int, g: int, seen: dict[str, tup
                 raise ScheduleError(f"{name!r} (stage {s}) runs before {producer!r}, which it reads")
             if ps == s and pg != g:
                 raise ScheduleError(
-                    f"stage {s}: {name!r} in group {g} reads {producer!r} of group {pg}; groups of a stage are independent"
+                    f"stage {s}: {name!r} in group {g} reads {producer!r} of group {pg}; "
+                    "groups of a stage are independent"
                 )
 
 

@@ -50,7 +50,7 @@ def merged_weights(convs: list[Conv], params: list[Params]) -> Params:
     """The weights of the merged convolution: each kernel zero-padded, centered, then stacked on outputs."""
     kh, kw = merged_conv(convs).kernel
     kernels = []
-    for conv, p in zip(convs, params):
+    for conv, p in zip(convs, params, strict=True):
         dh, dw = (kh - conv.kernel[0]) // 2, (kw - conv.kernel[1]) // 2
         kernels.append(
             np.pad(p["weight"], ((0, 0), (0, 0), (dh, kh - conv.kernel[0] - dh), (dw, kw - conv.kernel[1] - dw)))

@@ -3,19 +3,23 @@
 The optimizer sees only the `StageCost` protocol. How the answer is obtained (an analytical
 roofline, a table read from JSON, a measurement on the GPU) is the implementation's business;
 ``kind`` names it so that every number can be labelled ``simulated``, ``table`` or ``measured``.
+
+Implementations: `SimulatedCost` (``.simulated``), `TableCost` (``.table``), and ``measured``,
+which the GPU engine registers with `register_cost` (``.factory``). `CachedCost` (``.cache``)
+wraps any of them so that each canonical stage key (``.key``) is costed once. `build_cost` makes
+a cached cost from a `CostSpec` and a `DeviceProfile`, by kind.
 """
 
-from __future__ import annotations
+from ios_core.cost.cache import CachedCost, cost_space
+from ios_core.cost.device import DeviceError, DeviceProfile
+from ios_core.cost.factory import COSTS, CostSpec, CostUnavailableError, build_cost, register_cost
+from ios_core.cost.key import StageKey, digest, stage_key
+from ios_core.cost.protocol import StageCost, schedule_latency
+from ios_core.cost.simulated import SimulatedCost
+from ios_core.cost.table import MissingStageError, TableCost
 
-from typing import Protocol
-
-from ios_core.ir import Graph
-from ios_core.schedule import Stage
-
-
-class StageCost(Protocol):
-    """The latency of one stage, in milliseconds, at a batch size."""
-
-    kind: str
-
-    def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float: ...
+__all__ = [
+    "COSTS", "CachedCost", "CostSpec", "CostUnavailableError", "DeviceError", "DeviceProfile", "MissingStageError",
+    "SimulatedCost", "StageCost", "StageKey", "TableCost", "build_cost", "cost_space", "digest", "register_cost",
+    "schedule_latency", "stage_key",
+]
