@@ -1,0 +1,21 @@
+"""Baselines: other frameworks running the same network with the same weights, timed as our engine is.
+
+- `frameworks`: the registry `FRAMEWORKS` (PyTorch eager / CUDA graph / torch.compile, ONNX Runtime,
+  TensorRT, TVM with cuDNN, TASO, TensorFlow) and `frameworks_table` (available here, or why not);
+- `core`: `Framework`, `Measurement` and `measure`, which records every result -- measured,
+  unavailable with its reason, or failed with its error;
+- `timing`: `Timing` and the CUDA-event timer shared with the engine's method;
+- `torch_module`: the IR as a PyTorch module (used by the PyTorch baselines and the engine's checks).
+
+``python -m ios_core.baselines`` prints the frameworks table as JSON; ``python -m ios_core.baseline
+framework=<name> model=<model> batch=<b>`` measures one.
+"""
+
+from ios_core.baselines.core import Framework, Measurement, Run, load_network, measure
+from ios_core.baselines.frameworks import ALIASES, FRAMEWORKS, frameworks_table, get, sweep_frameworks
+from ios_core.baselines.timing import Timing
+
+__all__ = [
+    "ALIASES", "FRAMEWORKS", "Framework", "Measurement", "Run", "Timing", "frameworks_table", "get", "load_network",
+    "measure", "sweep_frameworks",
+]

@@ -1,0 +1,8 @@
+"""``python -m ios_core.baselines``: the frameworks table as JSON -- each framework, available here or why not."""
+
+import json
+
+from ios_core.baselines.frameworks import frameworks_table
+
+if __name__ == "__main__":
+    print(json.dumps(frameworks_table(), indent=1))

@@ -1,0 +1,160 @@
+"""TensorFlow baselines: the IR written as a ``tf.function`` (channels-last), with and without XLA.
+
+The graph is translated operator by operator (ONNX-to-TensorFlow converters are unmaintained):
+convolutions by ``tf.nn.conv2d`` / ``depthwise_conv2d`` with explicit padding, grouped ones per
+group; max pooling over ``-inf`` padding and average pooling that excludes padding, as the IR
+says; slices, concatenations and sums on the channel axis. Input and output stay NCHW (one
+transpose each way), so outputs compare with the reference.
+
+- ``tensorflow``: ``tf.function`` graph mode (the IOS paper's TensorFlow baseline);
+- ``tensorflow_xla``: ``tf.function(jit_compile=True)`` (the paper's TensorFlow-XLA).
+
+TensorFlow exposes no CUDA events: each sample is the wall time of ``number`` calls followed by
+a device synchronization, recorded as ``wall-clock``. Option ``allow_cpu: true`` runs on the CPU
+(for testing); by default a TensorFlow that sees no GPU is unavailable.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ios_core.baselines.core import Framework, Run, module_available, versions
+from ios_core.baselines.timing import Timing, time_wall_clock
+from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Pool, Sequential, Value
+from ios_core.onnx_io import Network
+from ios_core.weights import Params
+
+
+def available() -> tuple[bool, str]:
+    ok, reason = module_available("tensorflow", "pip install tensorflow[and-cuda]")
+    if not ok:
+        return ok, reason
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return False, f"tensorflow {tf.__version__} sees no GPU (a CPU build, or CUDA libraries not found)"
+    return True, ""
+
+
+def _conv(tf: Any, op: Conv, x: Any, p: Params) -> Any:
+    (ph, pw), cin = op.padding, int(x.shape[-1])
+    padding = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
+    w = np.asarray(p["weight"], dtype=np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO
+    if op.groups == 1:
+        out = tf.nn.conv2d(x, w, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
+    elif op.groups == cin == op.out_channels:
+        out = tf.nn.depthwise_conv2d(x, w.transpose(0, 1, 3, 2), (1, *op.stride, 1), padding, dilations=op.dilation)
+    else:
+        xs, ws = tf.split(x, op.groups, axis=-1), np.split(w, op.groups, axis=-1)
+        out = tf.concat([tf.nn.conv2d(xg, wg, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
+                         for xg, wg in zip(xs, ws, strict=True)], axis=-1)
+    return ACTIVATIONS[op.act](tf, out + np.asarray(p["bias"], dtype=np.float32))
+
+
+def _pool(tf: Any, op: Pool, x: Any, p: Params) -> Any:
+    if op.kind.startswith("global"):
+        reduce = tf.reduce_mean if op.kind == "global_avg" else tf.reduce_max
+        return reduce(x, axis=(1, 2), keepdims=True)
+    (ph, pw), window, stride = op.padding, op.kernel, op.stride
+    pads = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
+    if op.kind == "max":
+        return tf.nn.max_pool2d(tf.pad(x, pads, constant_values=-np.inf), window, stride, "VALID")
+    sums = tf.nn.avg_pool2d(tf.pad(x, pads), window, stride, "VALID")
+    ones = tf.pad(tf.ones((1, *x.shape[1:3], 1), x.dtype), pads)
+    return sums / tf.nn.avg_pool2d(ones, window, stride, "VALID")  # the share of real inputs: padding excluded
+
+
+def _sequential(tf: Any, op: Sequential, x: Any, p: Params) -> Any:
+    for i, inner in enumerate(op.ops):
+        prefix = f"{i}."
+        x = SINGLE[type(inner)](tf, inner, x, {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)})
+    return x
+
+
+ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "none": lambda tf, x: x,
+    "relu": lambda tf, x: tf.nn.relu(x),
+    "sigmoid": lambda tf, x: tf.sigmoid(x),
+    "tanh": lambda tf, x: tf.tanh(x),
+}
+
+SINGLE: dict[type, Callable[[Any, Any, Any, Params], Any]] = {
+    Conv: _conv,
+    Pool: _pool,
+    Identity: lambda tf, op, x, p: tf.identity(x),
+    Activation: lambda tf, op, x, p: ACTIVATIONS[op.kind](tf, x),
+    Sequential: _sequential,
+}
+
+
+def _value(tf: Any, value: Value, env: dict[str, Any], graph: Graph) -> Any:
+    terms = []
+    for term in value.terms:
+        parts = [env[s.node] if (s.begin, s.end) == (0, graph.shapes[s.node].channels)
+                 else env[s.node][..., s.begin:s.end] for s in term]
+        terms.append(parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1))
+    return terms[0] if len(terms) == 1 else tf.add_n(terms)
+
+
+def tf_forward(tf: Any, network: Network) -> Callable[[Any], Any]:
+    """The network as a Python function of an NCHW tensor, to be wrapped in ``tf.function``."""
+    graph = network.graph
+
+    def forward(x: Any) -> Any:
+        env = {graph.input.name: tf.transpose(x, (0, 2, 3, 1))}
+        for node in graph.operators:
+            operands = [_value(tf, v, env, graph) for v in node.inputs]
+            params = network.weights.get(node.name, {})
+            if isinstance(node.op, Elementwise):
+                env[node.name] = tf.add_n(operands) if node.op.kind == "add" else _product(tf, operands)
+            else:
+                env[node.name] = SINGLE[type(node.op)](tf, node.op, operands[0], params)
+        return tf.transpose(env[graph.output], (0, 3, 1, 2))
+
+    return forward
+
+
+def _product(tf: Any, xs: list[Any]) -> Any:
+    out = xs[0]
+    for x in xs[1:]:
+        out = tf.multiply(out, x)
+    return out
+
+
+def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]:
+    def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_tensor_float_32_execution(timing.precision == "tf32")
+        gpus = tf.config.list_physical_devices("GPU")
+        if not gpus and not options.get("allow_cpu", False):
+            raise RuntimeError("tensorflow sees no GPU")
+        started = time.perf_counter()
+        with tf.device("/GPU:0" if gpus else "/CPU:0"):
+            function = tf.function(tf_forward(tf, network), jit_compile=xla)
+            batch = tf.constant(x.astype(np.float32))
+            output = function(batch).numpy()  # traces and compiles
+
+            def call() -> None:
+                function(batch)
+                tf.test.experimental.sync_devices() if gpus else None
+
+            samples = time_wall_clock(call, timing)
+        device = tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU") if gpus else "cpu"
+        details = {"setup_s": round(time.perf_counter() - started, 3), "xla": xla}
+        found = versions("tensorflow", "tensorflow-cpu")
+        found["tensorflow_runtime"] = tf.__version__
+        return Run(samples, device, found, "wall-clock", output, details)
+
+    return run
+
+
+FRAMEWORKS = (
+    Framework("tensorflow", "TensorFlow tf.function (graph mode), channels-last", "cuda", available, runner(False)),
+    Framework("tensorflow_xla", "TensorFlow tf.function with XLA (jit_compile=True)", "cuda", available,
+              runner(True)),
+)

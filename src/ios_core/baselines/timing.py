@@ -1,0 +1,76 @@
+"""How every baseline is timed: as our engine is (`ios_core.engine.timing`), so the numbers compare.
+
+After ``warmup`` calls, each of ``repeat`` samples is the mean of ``number`` calls between two
+CUDA events recorded on the stream the framework runs on; the latency is the median sample.
+Frameworks without a stream we can record on (a CPU build) are timed by the wall clock around
+synchronous calls, and say so in ``clock``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+PRECISIONS = ("tf32", "fp32")
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How to time, and in what arithmetic: defaults are IOS's (and our engine's) 2 warm-up, 6 x 6.
+
+    ``precision`` is ``tf32`` (tensor cores allowed for float32 convolutions, PyTorch's cuDNN
+    default) or ``fp32`` (TF32 off wherever the framework lets us say so).
+    """
+
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+    precision: str = "tf32"
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.number < 1 or self.repeat < 1:
+            raise ValueError(f"timing needs warmup >= 0, number >= 1, repeat >= 1; got {self}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+
+
+def time_cuda_events(call: Callable[[], Any], timing: Timing, torch: Any, stream: Any = None) -> list[float]:
+    """Milliseconds per ``call()``, one sample per repeat, from `torch.cuda.Event`s on ``stream``.
+
+    ``stream`` defaults to PyTorch's current stream; a framework timed this way must run its work
+    on that stream (ONNX Runtime and TensorRT are given its handle).
+    """
+    stream = stream or torch.cuda.current_stream()
+    for _ in range(timing.warmup):
+        call()
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    samples = []
+    for _ in range(timing.repeat):
+        start.record(stream)
+        for _ in range(timing.number):
+            call()
+        end.record(stream)
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / timing.number)
+    return samples
+
+
+def time_wall_clock(call: Callable[[], Any], timing: Timing) -> list[float]:
+    """Milliseconds per ``call()`` by `time.perf_counter`, for synchronous calls (CPU frameworks)."""
+    for _ in range(timing.warmup):
+        call()
+    samples = []
+    for _ in range(timing.repeat):
+        start = time.perf_counter()
+        for _ in range(timing.number):
+            call()
+        samples.append((time.perf_counter() - start) * 1000 / timing.number)
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)

@@ -1,0 +1,140 @@
+"""PyTorch baselines: eager, one CUDA graph, and ``torch.compile`` -- on `torch_module` of the same graph and weights.
+
+Every variant runs the module in channels-last float32 with ``cudnn.benchmark`` on, under
+``torch.inference_mode``, and is timed with CUDA events on PyTorch's current stream:
+
+- ``torch_eager``: the module called op by op;
+- ``torch_cudagraph``: the module captured once into a ``torch.cuda.CUDAGraph`` and replayed;
+- ``torch_compile``: ``torch.compile(mode="reduce-overhead")`` (Inductor, with its CUDA graphs);
+- ``torch_compile_freeze``: the same with Inductor freezing (weights folded as constants);
+- ``torch_compile_max_autotune``: ``mode="max-autotune"`` -- minutes of autotuning, so not in the default sweep.
+
+PyTorch is imported when a variant runs, never at import.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from ios_core.baselines.core import Framework, Run, module_available, versions
+from ios_core.baselines.timing import Timing, time_cuda_events
+from ios_core.onnx_io import Network
+
+
+def torch_cuda_available() -> tuple[bool, str]:
+    """PyTorch with a CUDA device and `ios_core.baselines.torch_module`."""
+    ok, reason = module_available("torch", "pip install torch")
+    if not ok:
+        return ok, reason
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} sees no CUDA device here"
+    return module_available("ios_core.baselines.torch_module", "pip install ios-core[baselines]")
+
+
+def set_precision(torch: Any, precision: str) -> None:
+    """TF32 on or off for cuDNN convolutions and cuBLAS matmuls."""
+    allow = precision == "tf32"
+    torch.backends.cudnn.allow_tf32 = allow
+    torch.backends.cuda.matmul.allow_tf32 = allow
+
+
+def torch_environment(torch: Any) -> tuple[str, dict[str, str]]:
+    """The device name and the versions that matter for a PyTorch number."""
+    found = versions("torch", "triton")
+    found["cuda"] = str(torch.version.cuda)
+    found["cudnn"] = str(torch.backends.cudnn.version())
+    return torch.cuda.get_device_name(), found
+
+
+def prepared(network: Network, x: np.ndarray, timing: Timing) -> tuple[Any, Any, Any]:
+    """``(torch, module, input)``: the network's module and the batch on the GPU, channels-last float32."""
+    import torch
+
+    from ios_core.baselines.torch_module import torch_module
+
+    set_precision(torch, timing.precision)
+    torch.backends.cudnn.benchmark = True
+    module = torch_module(network.graph, network.weights).cuda().to(memory_format=torch.channels_last)
+    batch = torch.from_numpy(x).float().cuda().contiguous(memory_format=torch.channels_last)
+    return torch, module, batch
+
+
+def _finish(torch: Any, call: Callable[[], Any], timing: Timing, started: float, details: dict[str, Any]) -> Run:
+    """Time ``call`` (already warmed up and built), keep its output for the check."""
+    with torch.inference_mode():
+        output = call().float().cpu().numpy()
+        details["setup_s"] = round(time.perf_counter() - started, 3)
+        samples = time_cuda_events(call, timing, torch)
+    device, found = torch_environment(torch)
+    return Run(samples, device, found, "cuda-events", output, details)
+
+
+def run_eager(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+    started = time.perf_counter()
+    torch, module, batch = prepared(network, x, timing)
+    return _finish(torch, lambda: module(batch), timing, started, {})
+
+
+def run_cudagraph(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+    started = time.perf_counter()
+    torch, module, batch = prepared(network, x, timing)
+    with torch.inference_mode():
+        side = torch.cuda.Stream()  # warm up (cuDNN benchmark, lazy init) off the capture stream, as PyTorch asks
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                module(batch)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = module(batch)
+
+    def replay() -> Any:
+        graph.replay()
+        return static_out
+
+    return _finish(torch, replay, timing, started, {})
+
+
+def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]:
+    """A runner of ``torch.compile(module, mode=mode)``, with Inductor freezing on or off."""
+
+    def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+        started = time.perf_counter()
+        torch, module, batch = prepared(network, x, timing)
+        import torch._inductor.config as inductor
+
+        torch._dynamo.reset()
+        previous = inductor.freezing
+        inductor.freezing = freezing  # read at compile time, which happens on the first calls below
+        try:
+            compiled = torch.compile(module, mode=mode, dynamic=False)
+            with torch.inference_mode():
+                for _ in range(int(options.get("compile_calls", 3))):  # compile, then record its CUDA graphs
+                    compiled(batch)
+            details = {"mode": mode, "freezing": freezing}
+            return _finish(torch, lambda: compiled(batch), timing, started, details)
+        finally:
+            inductor.freezing = previous
+
+    return run
+
+
+FRAMEWORKS = (
+    Framework("torch_eager", "PyTorch eager, channels-last, cudnn.benchmark", "cuda", torch_cuda_available,
+              run_eager),
+    Framework("torch_cudagraph", "PyTorch module captured once in a CUDA graph, replayed", "cuda",
+              torch_cuda_available, run_cudagraph),
+    Framework("torch_compile", "torch.compile mode=reduce-overhead (Inductor + CUDA graphs)", "cuda",
+              torch_cuda_available, compiled_runner("reduce-overhead", freezing=False)),
+    Framework("torch_compile_freeze", "torch.compile mode=reduce-overhead with Inductor freezing", "cuda",
+              torch_cuda_available, compiled_runner("reduce-overhead", freezing=True)),
+    Framework("torch_compile_max_autotune", "torch.compile mode=max-autotune with freezing (slow to build)",
+              "cuda", torch_cuda_available, compiled_runner("max-autotune", freezing=True), sweep=False),
+)

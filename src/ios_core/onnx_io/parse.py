@@ -1,0 +1,245 @@
+"""Reading an ONNX model into plain Python before conversion: nodes, constants, fusions, body and blocks.
+
+The importer works on `OnnxNode`s -- op type, name, tensor names and decoded attributes -- so no
+later step touches protobufs. Steps, each a small function over `Parsed`:
+
+1. `read` decodes the model: initializers and ``Constant`` nodes become numpy constants;
+2. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
+   convolution's ``ios.activation`` attribute, whenever the tensor in between has no other reader;
+3. `split_body` separates the body (4-D activations, what the optimizer schedules) from the head
+   (Flatten, Gemm... after it), and drops nodes whose results nothing reads;
+4. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+FUSED_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
+"""ONNX activations that fold into a preceding convolution's ``act``."""
+
+ACTIVATION_ATTR = "ios.activation"
+
+
+class OnnxImportError(ValueError):
+    """The model cannot be represented in the IR; the message names the node and the reason."""
+
+
+class UnsupportedOperatorError(OnnxImportError):
+    """The model uses operators the importer has no rule for; ``operators`` lists each with its nodes."""
+
+    def __init__(self, operators: dict[str, list[str]]) -> None:
+        self.operators = operators
+        listed = "; ".join(f"{op} ({len(nodes)}: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
+                           for op, nodes in sorted(operators.items()))
+        super().__init__(f"unsupported ONNX operators: {listed}")
+
+
+@dataclass(frozen=True)
+class OnnxNode:
+    """One ONNX node with its attributes decoded; an empty input name is an omitted optional input."""
+
+    op_type: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return f"{self.op_type} node {self.name!r}"
+
+
+@dataclass
+class Parsed:
+    """A decoded model: one 4-D input, one output, nodes in topological order, and constants."""
+
+    name: str
+    input: str
+    input_shape: tuple[int, int, int]
+    output: str
+    nodes: list[OnnxNode]
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int | None, ...]]
+    opset: int
+
+    def readers(self) -> Counter[str]:
+        """How many times each tensor is read: by node inputs, and once more by the graph output."""
+        counts = Counter(t for node in self.nodes for t in node.inputs if t)
+        counts[self.output] += 1
+        return counts
+
+
+def read(model: onnx.ModelProto, name: str | None = None) -> Parsed:
+    """Decode ``model``; shapes come from ONNX shape inference (unknown ones are simply absent)."""
+    with contextlib.suppress(Exception):  # inference is a convenience: handlers that need a shape say so
+        model = onnx.shape_inference.infer_shapes(model)
+    graph = model.graph
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    nodes = []
+    for i, proto in enumerate(graph.node):
+        attrs = {a.name: _attribute(a) for a in proto.attribute}
+        op_type = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}::{proto.op_type}"
+        node = OnnxNode(op_type, proto.name or f"{proto.op_type}_{i}", tuple(proto.input), tuple(proto.output), attrs)
+        if op_type == "Constant":
+            consts[node.outputs[0]] = _constant_value(node)
+        else:
+            nodes.append(node)
+    shapes = {v.name: _dims(v) for v in [*graph.input, *graph.value_info, *graph.output]}
+    inputs = [v.name for v in graph.input if v.name not in consts]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise OnnxImportError(f"a network needs exactly one input and one output, got inputs {inputs} and "
+                              f"outputs {[v.name for v in graph.output]}")
+    dims = shapes.get(inputs[0], ())
+    if len(dims) != 4 or any(not isinstance(d, int) for d in dims[1:]):
+        raise OnnxImportError(f"input {inputs[0]!r} must be NCHW with static C, H, W; got dims {dims}")
+    return Parsed(sanitize(name or graph.name or "onnx"), inputs[0], tuple(dims[1:]), graph.output[0].name, nodes,
+                  consts, shapes, opset)
+
+
+def _attribute(attribute: onnx.AttributeProto) -> Any:
+    value = helper.get_attribute_value(attribute)
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, onnx.TensorProto):
+        return numpy_helper.to_array(value)
+    return tuple(value) if isinstance(value, list) else value
+
+
+def _constant_value(node: OnnxNode) -> np.ndarray:
+    (key, value), = node.attrs.items()
+    if key in ("sparse_value", "value_string", "value_strings"):
+        raise OnnxImportError(f"{node}: Constant with {key} is not supported")
+    return np.asarray(value)
+
+
+def _dims(value: onnx.ValueInfoProto) -> tuple[int | None, ...]:
+    tensor = value.type.tensor_type
+    if not tensor.HasField("shape"):
+        return ()
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim)
+
+
+def sanitize(name: str) -> str:
+    """A node name safe everywhere it travels (PyTorch module keys, file names): ``[A-Za-z0-9_]``."""
+    clean = re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "node"
+    return f"n{clean}" if clean[0].isdigit() else clean
+
+
+def fuse(parsed: Parsed) -> None:
+    """Fold BatchNormalization, then an activation, into each convolution whose output only they read.
+
+    Folding rewrites the Conv node in place of the chain: its weights become new constants
+    ``<conv>::weight``/``::bias`` and its output the chain's last tensor, so numerics stay exact
+    (up to rounding) and the folded nodes disappear.
+    """
+    readers = parsed.readers()
+    reader_of = {t: node for node in parsed.nodes for t in node.inputs if t}
+    dropped: set[int] = set()
+    replaced: dict[int, OnnxNode] = {}
+    for conv in parsed.nodes:
+        if conv.op_type != "Conv" or not _constant_inputs(parsed, conv.inputs[1:]):
+            continue
+        current = conv
+        bn = reader_of.get(current.outputs[0])
+        if bn is not None and bn.op_type == "BatchNormalization" and _foldable(parsed, readers, current, bn):
+            current = _fold_batch_norm(parsed, current, bn)
+            dropped.add(id(bn))
+        act = reader_of.get(current.outputs[0])
+        if act is not None and act.op_type in FUSED_ACTIVATIONS and readers[current.outputs[0]] == 1:
+            current = replace(current, outputs=act.outputs,
+                              attrs={**current.attrs, ACTIVATION_ATTR: FUSED_ACTIVATIONS[act.op_type]})
+            dropped.add(id(act))
+        replaced[id(conv)] = current
+    parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
+
+
+def _constant_inputs(parsed: Parsed, names: tuple[str, ...]) -> bool:
+    return all(not t or t in parsed.consts for t in names)
+
+
+def _foldable(parsed: Parsed, readers: Counter[str], conv: OnnxNode, bn: OnnxNode) -> bool:
+    single_output = len([t for t in bn.outputs if t]) == 1 and not bn.attrs.get("training_mode", 0)
+    return readers[conv.outputs[0]] == 1 and single_output and _constant_inputs(parsed, bn.inputs[1:])
+
+
+def batch_norm_affine(parsed: Parsed, bn: OnnxNode) -> tuple[np.ndarray, np.ndarray]:
+    """The per-channel ``(scale, shift)`` an inference-mode BatchNormalization applies, in float64."""
+    gamma, beta, mean, var = (np.asarray(parsed.consts[t], dtype=np.float64) for t in bn.inputs[1:5])
+    scale = gamma / np.sqrt(var + float(bn.attrs.get("epsilon", 1e-5)))
+    return scale, beta - mean * scale
+
+
+def _fold_batch_norm(parsed: Parsed, conv: OnnxNode, bn: OnnxNode) -> OnnxNode:
+    weight = np.asarray(parsed.consts[conv.inputs[1]], dtype=np.float64)
+    has_bias = len(conv.inputs) > 2 and conv.inputs[2]
+    bias = np.asarray(parsed.consts[conv.inputs[2]], dtype=np.float64) if has_bias else np.zeros(weight.shape[0])
+    scale, shift = batch_norm_affine(parsed, bn)
+    names = (f"{conv.name}::weight", f"{conv.name}::bias")
+    parsed.consts[names[0]] = weight * scale[:, None, None, None]
+    parsed.consts[names[1]] = bias * scale + shift
+    return replace(conv, inputs=(conv.inputs[0], *names), outputs=bn.outputs[:1])
+
+
+def split_body(parsed: Parsed, head_only: frozenset[str]) -> tuple[list[OnnxNode], list[OnnxNode], str]:
+    """The live body nodes, the head nodes, and the body's output tensor (what the head reads).
+
+    A node is in the head when its operator only makes sense there (``head_only``: Flatten, Gemm...)
+    or it reads a head tensor. The head must read exactly one body tensor.
+    """
+    head_tensors: set[str] = set()
+    body, head = [], []
+    for node in parsed.nodes:
+        if node.op_type in head_only or any(t in head_tensors for t in node.inputs):
+            head.append(node)
+            head_tensors.update(node.outputs)
+        else:
+            body.append(node)
+    produced = {parsed.input} | {t for node in body for t in node.outputs}
+    read_by_head = {t for node in head for t in node.inputs if t in produced}
+    if not head:
+        body_output = parsed.output
+    elif len(read_by_head) == 1:
+        body_output = read_by_head.pop()
+    else:
+        raise OnnxImportError(f"the head must read exactly one tensor of the body, it reads {sorted(read_by_head)}")
+    if body_output not in produced:
+        raise OnnxImportError(f"the network's output {body_output!r} is not computed from its input")
+    return _live(body, body_output), head, body_output
+
+
+def _live(nodes: list[OnnxNode], output: str) -> list[OnnxNode]:
+    """The nodes that the output depends on, in their order; dead branches are dropped."""
+    needed, live = {output}, []
+    for node in reversed(nodes):
+        if any(t in needed for t in node.outputs):
+            live.append(node)
+            needed.update(t for t in node.inputs if t)
+    return live[::-1]
+
+
+def cut_tensors(nodes: list[OnnxNode], source: str, sink: str, consts: dict[str, np.ndarray]) -> list[str]:
+    """Tensors at which the body splits into blocks, in order: each is, once computed, the only live tensor.
+
+    A tensor is live from its producer until its last reader (``sink`` is read at the very end).
+    Every node reaches ``sink`` (dead ones were dropped), so a single live tensor separates what
+    comes before it from what comes after in every topological order: the cut does not depend on
+    how the file happens to order its nodes.
+    """
+    last_read = {t: i for i, node in enumerate(nodes) for t in node.inputs if t and t not in consts}
+    last_read[sink] = len(nodes)
+    live, cuts = {source}, []
+    for i, node in enumerate(nodes):
+        live.update(t for t in node.outputs if t in last_read)
+        live.difference_update(t for t in node.inputs if last_read.get(t) == i)
+        if len(live) == 1 and next(iter(live)) in node.outputs:
+            cuts.append(next(iter(live)))
+    return cuts

@@ -1,0 +1,81 @@
+"""ONNX export: our models through ONNX Runtime equal the reference; export then import changes nothing."""
+
+import numpy as np
+import onnx
+import pytest
+from hypothesis import given, settings
+from onnx_random import random_onnx, rel_l2, run_ort
+from random_graphs import random_graphs
+
+from ios_core import models
+from ios_core.onnx_io import Network, load_onnx, run_network, save_onnx, to_onnx
+from ios_core.weights import make_input
+
+TOLERANCE = 1e-5  # relative L2: ONNX Runtime computes in float32, the reference in float64
+
+
+def check_export(network: Network, batch: int = 2) -> onnx.ModelProto:
+    model = to_onnx(network)
+    x = make_input(network.graph, batch)
+    assert rel_l2(run_ort(model, x)[0], run_network(network, x)) < TOLERANCE
+    return model
+
+
+def test_demo_exports_with_every_operator_kind():
+    model = check_export(Network.of(models.get("demo")))
+    assert model.opset_import[0].version == 17
+    ops = {node.op_type for node in model.graph.node}
+    assert {"Conv", "Relu", "MaxPool", "AveragePool", "Sigmoid", "Add", "Mul", "Concat", "Slice"} <= ops
+    assert [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == ["N", 3, 16, 16]
+    pools = [n for n in model.graph.node if n.op_type == "AveragePool"]
+    assert all(a.i == 0 for n in pools for a in n.attribute if a.name == "count_include_pad")
+
+
+def test_squeezenet_exports():
+    check_export(Network.of(models.get("squeezenet")), batch=1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["inception_v3", "randwire", "nasnet"])
+def test_paper_models_export(name):
+    check_export(Network.of(models.get(name)), batch=1)
+
+
+def in_float32(network: Network) -> Network:
+    """The network with its weights rounded to float32, as the exported file holds them."""
+    rounded = {name: {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+               for name, params in network.weights.items()}
+    return Network(network.graph, rounded, network.head)
+
+
+@given(random_graphs(max_ops=12, blocks=3))
+@settings(max_examples=20, deadline=None)
+def test_random_graphs_export_and_import_back(graph):
+    network = Network.of(graph, seed=3)
+    model = check_export(network)
+    x = make_input(graph, 2, seed=5)
+    assert rel_l2(run_network(load_onnx(model), x), run_network(in_float32(network), x)) < 1e-12
+
+
+def test_demo_round_trip_keeps_the_operators():
+    network = Network.of(models.get("demo"))
+    back = load_onnx(to_onnx(network))
+    x = make_input(network.graph, 2)
+    assert rel_l2(run_network(back, x), run_network(network, x)) < 1e-6  # weights went through float32
+    assert back.graph.shapes[back.graph.output] == network.graph.shapes[network.graph.output]
+
+
+def test_an_imported_head_is_exported_and_can_be_left_out():
+    network = load_onnx(random_onnx(7, stages=2, head=True))
+    x = np.random.default_rng(0).standard_normal((3, 3, 10, 10))
+    assert rel_l2(run_ort(to_onnx(network), x)[0], run_network(network, x)) < TOLERANCE
+    body = to_onnx(network, include_head=False)
+    assert rel_l2(run_ort(body, x)[0], run_network(network, x, head=False)) < TOLERANCE
+
+
+def test_fixed_batch_and_file(tmp_path):
+    network = Network.of(models.get("demo"))
+    path = save_onnx(network, tmp_path / "sub" / "demo.onnx", batch=4)
+    model = onnx.load(str(path))
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_value == 4
+    assert load_onnx(path).graph.name == "demo"

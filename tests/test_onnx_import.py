@@ -1,0 +1,203 @@
+"""ONNX import: random multi-branch networks against ONNX Runtime, fusions, blocks, and errors that name the node."""
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from onnx_random import random_onnx, rel_l2, run_ort
+
+from ios_core.ir import Activation, Conv, Elementwise
+from ios_core.onnx_io import OnnxImportError, UnsupportedOperatorError, load_onnx, run_network, supported_operators
+
+TOLERANCE = 1e-5  # relative L2: ONNX Runtime computes in float32, the reference in float64
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_random_networks_equal_onnxruntime(seed):
+    model = random_onnx(seed, stages=1 + seed % 3, head=seed % 4 == 0)
+    x = np.random.default_rng(seed).standard_normal((2, 3, 10, 10))
+    network = load_onnx(model)
+    assert rel_l2(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
+    if network.head is not None:  # the scheduled body alone, against ORT's tensor of the same name
+        body = run_ort(model, x, [network.head.input])[0]
+        assert rel_l2(run_network(network, x, head=False), body) < TOLERANCE
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_networks_at_opset_13(seed):
+    model = random_onnx(100 + seed, stages=2, opset=13)
+    x = np.random.default_rng(seed).standard_normal((1, 3, 10, 10))
+    assert rel_l2(run_network(load_onnx(model), x), run_ort(model, x)[0]) < TOLERANCE
+
+
+class Net:
+    """A hand-written ONNX model: nodes named after their single output, float32 initializers."""
+
+    def __init__(self, channels=3, size=8, opset=17):
+        self.nodes, self.inits, self.opset = [], [], opset
+        self.input = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", channels, size, size])
+        self.rng = np.random.default_rng(0)
+
+    def const(self, name, array, dtype=np.float32):
+        self.inits.append(numpy_helper.from_array(np.asarray(array, dtype=dtype), name))
+        return name
+
+    def op(self, op_type, name, inputs, outputs=None, **attrs):
+        self.nodes.append(helper.make_node(op_type, inputs, outputs or [name], name=name, **attrs))
+        return name
+
+    def conv(self, name, x, cin, cout, k=3, **attrs):
+        w = self.const(f"{name}.w", self.rng.normal(0, 0.3, (cout, cin, k, k)))
+        b = self.const(f"{name}.b", self.rng.normal(0, 0.1, cout))
+        attrs.setdefault("pads", [k // 2] * 4)
+        return self.op("Conv", name, [x, w, b], kernel_shape=[k, k], **attrs)
+
+    def bn(self, name, x, c):
+        stats = [self.rng.uniform(0.5, 1.5, c), self.rng.normal(0, 0.1, c), self.rng.normal(0, 0.1, c),
+                 self.rng.uniform(0.5, 1.5, c)]
+        return self.op("BatchNormalization", name, [x, *(self.const(f"{name}.{i}", s) for i, s in enumerate(stats))])
+
+    def model(self, output):
+        graph = helper.make_graph(self.nodes, "net", [self.input],
+                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+
+
+def check_equal(model, channels=3, size=8):
+    x = np.random.default_rng(1).standard_normal((2, channels, size, size))
+    network = load_onnx(model)
+    assert rel_l2(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
+    return network
+
+
+def test_batch_norm_and_relu_fold_into_the_convolution():
+    n = Net()
+    n.op("Relu", "relu", [n.bn("bn", n.conv("conv", "x", 3, 4), 4)])
+    network = check_equal(n.model("relu"))
+    assert str(network.graph) == "\n".join([
+        "graph net: 1 operators in 1 blocks",
+        "  input = input 3x8x8",
+        "  block 0 (enter input, exit conv)",
+        "    conv = conv 4 3x3 p1 relu (input[0:3])  # 4x8x8",
+    ])
+
+
+def test_nothing_folds_into_a_convolution_whose_output_has_other_readers():
+    n = Net()
+    conv = n.conv("conv", "x", 3, 4)
+    n.op("Add", "add", [n.bn("bn", conv, 4), n.op("Relu", "relu", [conv])])
+    network = check_equal(n.model("add"))
+    ops = {node.name: node.op for node in network.graph.operators}
+    assert ops["conv"].act == "none"
+    assert ops["bn"] == Conv(4, (1, 1), groups=4)  # a lone batch norm: a depthwise 1x1 convolution
+    assert ops["relu"] == Activation("relu")
+
+
+def test_a_sum_read_by_one_convolution_is_a_summed_operand():
+    n = Net()
+    a = n.conv("a", "x", 3, 4)
+    n.op("Add", "add", [a, n.conv("b", "x", 3, 4, k=1, pads=[0] * 4)])
+    n.op("Concat", "cat", [n.conv("c", "add", 4, 2), n.conv("d", a, 4, 2)], axis=1)
+    network = check_equal(n.model("cat"))
+    assert not network.graph.count(Elementwise)
+    assert str(network.graph["c"]) == "c = conv 2 3x3 p1 (a[0:4] + b[0:4])"
+
+
+def test_blocks_are_cut_where_a_single_tensor_is_live():
+    n = Net()
+    a = n.conv("a", "x", 3, 4)
+    n.op("Concat", "cat", [n.conv("b1", a, 4, 2), n.op("MaxPool", "pool", [a], kernel_shape=[3, 3], pads=[1] * 4)],
+         axis=1)
+    n.conv("c", "cat", 6, 3)
+    network = check_equal(n.model("c"))
+    assert [(b.nodes, b.exit) for b in network.graph.blocks] == [
+        (("a",), "a"), (("b1", "pool", "exit"), "exit"), (("c",), "c"),
+    ]
+    assert str(network.graph["exit"]) == "exit = identity (b1[0:2] ++ pool[0:4])"
+
+
+def test_channel_split_and_slice_are_views_not_nodes():
+    n = Net(channels=6)
+    n.op("Split", "split", ["x", n.const("sizes", [2, 4], np.int64)], ["s0", "s1"], axis=1)
+    bounds = [n.const(name, [v], np.int64) for name, v in (("lo", -3), ("hi", 2**40), ("axis", 1))]
+    n.op("Slice", "slice", ["s1", *bounds])
+    n.op("Concat", "cat", ["slice", "s0"], axis=1)
+    n.conv("c", "cat", 5, 2)
+    network = check_equal(n.model("c"), channels=6)
+    assert str(network.graph["c"]) == "c = conv 2 3x3 p1 (input[3:6] ++ input[0:2])"
+
+
+def test_average_pool_counting_padding_is_an_exact_depthwise_convolution():
+    n = Net()
+    n.op("AveragePool", "avg", ["x"], kernel_shape=[3, 3], pads=[1] * 4, count_include_pad=1)
+    network = check_equal(n.model("avg"))
+    assert network.graph["avg"].op == Conv(3, (3, 3), padding=(1, 1), groups=3)
+
+
+def test_per_channel_constants_and_same_padding():
+    n = Net()
+    conv = n.conv("conv", "x", 3, 4, pads=None, auto_pad="SAME_UPPER")
+    scaled = n.op("Mul", "mul", [conv, n.const("scale", np.arange(1, 5).reshape(4, 1, 1))])
+    n.op("Div", "div", [n.op("Sub", "sub", [scaled, n.const("shift", [0.5])]), n.const("two", [2.0])])
+    check_equal(n.model("div"))
+
+
+def test_dead_branches_are_dropped_and_the_file_names_the_graph(tmp_path):
+    n = Net()
+    n.conv("unused", "x", 3, 4)
+    n.conv("used", "x", 3, 2)
+    path = tmp_path / "tiny_net.onnx"
+    onnx.save(n.model("used"), str(path))
+    network = load_onnx(path)
+    assert network.graph.name == "tiny_net"
+    assert [node.name for node in network.graph.operators] == ["used"]
+
+
+def test_opset_11_split_takes_its_sizes_as_an_attribute():
+    n = Net(channels=4, opset=11)
+    n.op("Split", "split", ["x"], ["s0", "s1"], axis=1, split=[1, 3])
+    n.op("Add", "add", [n.conv("a", "s1", 3, 2), n.conv("b", "s0", 1, 2)])
+    check_equal(n.model("add"), channels=4)
+
+
+def test_unsupported_operators_are_all_listed_with_their_nodes():
+    n = Net()
+    n.op("Elu", "elu1", [n.op("LeakyRelu", "leaky", ["x"])])
+    n.op("Add", "add", ["elu1", n.op("Elu", "elu2", ["x"])])
+    with pytest.raises(UnsupportedOperatorError) as error:
+        load_onnx(n.model("add"))
+    assert error.value.operators == {"Elu": ["elu1", "elu2"], "LeakyRelu": ["leaky"]}
+    assert "Elu (2: elu1, elu2)" in str(error.value) and "LeakyRelu (1: leaky)" in str(error.value)
+
+
+def test_an_operator_after_the_body_needs_a_head_kernel():
+    n = Net()
+    n.op("ReduceMean", "mean", [n.op("Flatten", "flat", ["x"])], axes=[1])
+    with pytest.raises(UnsupportedOperatorError, match=r"ReduceMean \(after the body\)"):
+        load_onnx(n.model("mean"))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda n: n.conv("conv", "x", 3, 4, pads=[1, 1, 0, 0]), "Conv node 'conv': asymmetric padding"),
+        (lambda n: n.conv("conv", "x", 3, 4, pads=None, auto_pad="SAME_UPPER", strides=[2, 2]), "asymmetric"),
+        (lambda n: n.op("Concat", "cat", ["x", "x"], axis=2), "Concat node 'cat': only the channel axis"),
+        (lambda n: n.op("Mul", "mul", ["x", n.op("GlobalAveragePool", "gap", ["x"])]), "Mul node 'mul': broadcasting"),
+        (lambda n: n.op("Add", "add", ["x", n.const("c", np.ones((1, 3, 8, 8)))]), "is not per-channel"),
+        (lambda n: n.op("MaxPool", "pool", ["x"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1),
+         "ceil_mode=1 changes the output size"),
+    ],
+)
+def test_what_the_ir_cannot_say_is_an_error_naming_the_node(build, message):
+    n = Net()
+    output = build(n)
+    with pytest.raises(OnnxImportError, match=message):
+        load_onnx(n.model(output))
+
+
+def test_supported_operators_are_listed():
+    listed = supported_operators()
+    assert {"Conv", "BatchNormalization", "Concat", "Split", "Slice", "GlobalAveragePool"} <= set(listed["body"])
+    assert {"Flatten", "Gemm", "Softmax"} <= set(listed["head"])
