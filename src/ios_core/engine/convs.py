@@ -1,0 +1,218 @@
+"""Convolutions through the cuDNN graph API: one graph per distinct geometry, cached, optionally autotuned.
+
+A geometry is everything cuDNN sees -- dims and strides of input, weight and output (a channel
+slice of a larger buffer has the larger buffer's strides), padding, stride, dilation, the fused
+activation and the precision -- so two convolutions with one geometry share one built graph and
+differ only in the pointers they execute with. Every tensor's strides are set explicitly.
+
+Bias and activation are fused into the graph (conv -> bias -> act) when some engine supports
+it; otherwise the graph is the convolution alone and the caller applies bias and activation
+with our pointwise kernel (``ConvGraph.fused`` says which).
+
+Engine choice: ``autotune=False`` takes cuDNN's heuristic (mode A, then fallback) first plan
+that builds; ``autotune=True`` builds every candidate, times each inside a captured CUDA graph,
+and keeps the fastest -- remembered in a `TuneCache` (a JSON file when given a path) by GPU,
+cuDNN version and geometry, so the next build of the same geometry only builds the winner.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cudnn
+import pycuda.driver as drv
+
+from ios_core.engine.device import CapturedGraph, new_stream
+
+WORKSPACE_LIMIT = 256 << 20  # bytes: no engine that needs more is considered
+_ACT_BUILDERS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """What a cuDNN convolution graph is built for (dims and strides in N, C, H, W order)."""
+
+    x_dims: tuple[int, ...]
+    x_strides: tuple[int, ...]
+    w_dims: tuple[int, ...]
+    w_strides: tuple[int, ...]
+    y_dims: tuple[int, ...]
+    y_strides: tuple[int, ...]
+    padding: tuple[int, int]
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    act: str
+    precision: str
+
+    @property
+    def bias_strides(self) -> tuple[int, ...]:
+        k = self.y_dims[1]
+        return (k, 1, k, k) if self.y_strides[1] == 1 else (k, 1, 1, 1)
+
+    def key(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass
+class ConvGraph:
+    """A built cuDNN graph, its four tensors, and what running it needs."""
+
+    geometry: Geometry
+    graph: object
+    tensors: tuple  # X, W, B (None when not fused), Y
+    fused: bool
+    workspace: int
+    engine: str
+    tuned_ms: float | None = None
+    heuristic_ms: float | None = None
+
+    def execute(self, handle: object, x: int, w: int, b: int, y: int, workspace: int) -> None:
+        X, W, B, Y = self.tensors
+        pack = {X: x, W: w, Y: y} if B is None else {X: x, W: w, B: b, Y: y}
+        self.graph.execute(pack, workspace, handle=handle)
+
+
+@dataclass
+class TuneCache:
+    """Autotuning winners by key, kept in a JSON file when ``path`` is given."""
+
+    path: Path | None = None
+    entries: dict[str, dict] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None) -> TuneCache:
+        if path is None or not Path(path).exists():
+            return cls(Path(path) if path else None)
+        return cls(Path(path), json.loads(Path(path).read_text()))
+
+    def save(self) -> None:
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
+
+
+def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tuple]:
+    f32 = cudnn.data_type.FLOAT
+    g = cudnn.pygraph(io_data_type=f32, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
+    X = g.tensor(name="X", dim=list(geometry.x_dims), stride=list(geometry.x_strides), data_type=f32)
+    W = g.tensor(name="W", dim=list(geometry.w_dims), stride=list(geometry.w_strides), data_type=f32)
+    y = g.conv_fprop(image=X, weight=W, padding=list(geometry.padding), stride=list(geometry.stride),
+                     dilation=list(geometry.dilation), compute_data_type=f32, name="conv")
+    y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
+    B = None
+    if fused:
+        B = g.tensor(name="B", dim=[1, geometry.y_dims[1], 1, 1], stride=list(geometry.bias_strides), data_type=f32)
+        y = g.bias(input=y, bias=B, name="bias")
+        y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
+        if geometry.act != "none":
+            y = getattr(g, _ACT_BUILDERS[geometry.act])(input=y, name="act")
+            y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
+    y.set_output(True)
+    g.validate()
+    g.build_operation_graph()
+    g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])
+    if geometry.precision == "fp32-strict":
+        g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE])
+    g.deselect_workspace_greater_than(WORKSPACE_LIMIT)
+    g.check_support()
+    return g, (X, W, B, y)
+
+
+@dataclass
+class TuningBuffers:
+    """Pointers a candidate runs on while it is timed: the plan's own buffers, and a workspace grown on demand."""
+
+    x: int
+    w: int
+    b: int
+    y: int
+    workspace: drv.DeviceAllocation | None = None
+    workspace_bytes: int = 0
+
+    def grow(self, size: int) -> int:
+        if size > self.workspace_bytes:
+            self.workspace = drv.mem_alloc(size)
+            self.workspace_bytes = size
+        return int(self.workspace) if self.workspace is not None else 0
+
+
+class ConvLibrary:
+    """Built cuDNN convolution graphs by geometry, for one process and precision policy."""
+
+    def __init__(self, handle: object, autotune: bool, cache: TuneCache, device: str) -> None:
+        self.handle, self.autotune, self.cache, self.device = handle, autotune, cache, device
+        self.graphs: dict[Geometry, ConvGraph] = {}
+        self.stream = new_stream()
+        cudnn.set_stream(self.handle, self.stream.handle)
+
+    def get(self, geometry: Geometry, buffers: TuningBuffers) -> ConvGraph:
+        """The graph for ``geometry``, built (and tuned on ``buffers``) the first time it is asked for."""
+        if geometry not in self.graphs:
+            self.graphs[geometry] = self._build(geometry, buffers)
+        return self.graphs[geometry]
+
+    def _build(self, geometry: Geometry, buffers: TuningBuffers) -> ConvGraph:
+        errors = []
+        for fused in (True, False):
+            try:
+                g, tensors = _graph(geometry, fused, self.handle)
+            except Exception as error:  # noqa: BLE001 -- cuDNN declines with several exception types
+                errors.append(f"{'fused' if fused else 'conv only'}: {error}")
+                continue
+            conv = ConvGraph(geometry, g, tensors, fused, 0, "")
+            try:
+                return self._select(conv, buffers)
+            except Exception as error:  # noqa: BLE001
+                errors.append(f"{'fused' if fused else 'conv only'}: {error}")
+        raise RuntimeError(f"cuDNN cannot run convolution {geometry}: " + "; ".join(errors))
+
+    def _select(self, conv: ConvGraph, buffers: TuningBuffers) -> ConvGraph:
+        g = conv.graph
+        key = f"{self.device}|{cudnn.backend_version()}|{conv.fused}|{conv.geometry.key()}"
+        known = self.cache.entries.get(key)
+        names = [g.get_plan_name_at_index(i) for i in range(g.get_execution_plan_count())]
+        if self.autotune and known is not None and known["engine"] in names:
+            g.build_plan_at_index(names.index(known["engine"]))
+            conv.tuned_ms, conv.heuristic_ms = known.get("ms"), known.get("heuristic_ms")
+        elif self.autotune:
+            times = self._time_candidates(conv, buffers, len(names))
+            if not times:
+                raise RuntimeError("no candidate plan built and ran")
+            best = min(times, key=times.get)
+            g.build_plan_at_index(best)
+            conv.tuned_ms, conv.heuristic_ms = times[best], times[min(times)]
+            self.cache.entries[key] = {"engine": names[best], "ms": times[best], "heuristic_ms": conv.heuristic_ms}
+        else:
+            g.build_plans()
+        conv.engine = g.get_plan_name_at_index(g._plan_index) if hasattr(g, "_plan_index") else ""
+        conv.workspace = g.get_workspace_size()
+        return conv
+
+    def _time_candidates(self, conv: ConvGraph, buffers: TuningBuffers, count: int, reps: int = 4) -> dict[int, float]:
+        """Milliseconds per execution of every candidate that builds and runs, each timed in a CUDA graph."""
+        times = {}
+        start, end = drv.Event(), drv.Event()
+        for index in range(count):
+            try:
+                conv.graph.build_plan_at_index(index)
+                workspace = buffers.grow(conv.graph.get_workspace_size())
+
+                def enqueue(workspace: int = workspace) -> None:
+                    for _ in range(reps):
+                        conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace)
+
+                captured = CapturedGraph(self.stream, enqueue)
+                captured.launch()  # warm-up: first launch uploads the graph
+                start.record(self.stream)
+                for _ in range(3):
+                    captured.launch()
+                end.record(self.stream)
+                end.synchronize()
+                times[index] = start.time_till(end) / (3 * reps)
+                captured.close()
+            except Exception:  # noqa: BLE001 -- a candidate that fails to build, capture or run is skipped
+                self.stream.synchronize()
+                continue
+        return times

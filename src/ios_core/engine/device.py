@@ -1,0 +1,140 @@
+"""GPU plumbing: the primary context, streams and events through PyCUDA; capture through cuda.bindings.
+
+PyCUDA owns the context (the device's primary one, the context PyTorch and the cuDNN frontend
+also use), memory and streams; it has no stream-capture API, so capture and graph launch go
+through ``cuda.bindings.driver`` on PyCUDA's stream handles. Imported only when a plan is built.
+"""
+
+from __future__ import annotations
+
+import atexit
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import pycuda.driver as drv
+from cuda.bindings import driver as cu
+from pycuda.compiler import SourceModule
+
+NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
+
+
+class CudaError(RuntimeError):
+    """A CUDA driver call failed; the message names the call and the error."""
+
+
+@dataclass(frozen=True)
+class DeviceContext:
+    """The current GPU: its primary context, name and compute capability."""
+
+    context: drv.Context
+    device: drv.Device
+    name: str
+    capability: tuple[int, int]
+
+    @property
+    def arch(self) -> str:
+        return f"sm_{self.capability[0]}{self.capability[1]}"
+
+
+@cache
+def device_context(ordinal: int = 0) -> DeviceContext:
+    """Push the device's primary context once per process (popped at exit) and describe the device."""
+    drv.init()
+    device = drv.Device(ordinal)
+    context = device.retain_primary_context()
+    context.push()
+    atexit.register(_pop, context)
+    return DeviceContext(context, device, device.name(), device.compute_capability())
+
+
+def _pop(context: drv.Context) -> None:
+    try:
+        context.synchronize()
+        context.pop()
+    except drv.Error:
+        pass  # the process is ending; the driver releases everything
+
+
+def check(result: tuple, call: str) -> object:
+    """The value(s) a cuda.bindings call returns, or `CudaError` with the driver's message."""
+    err, *values = result
+    if err != cu.CUresult.CUDA_SUCCESS:
+        _, text = cu.cuGetErrorString(err)
+        raise CudaError(f"{call} failed: {err.name} ({text.decode() if text else '?'})")
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def new_stream() -> drv.Stream:
+    return drv.Stream(flags=NON_BLOCKING)
+
+
+def new_event() -> drv.Event:
+    return drv.Event(drv.event_flags.DISABLE_TIMING)
+
+
+def cu_stream(stream: drv.Stream) -> cu.CUstream:
+    return cu.CUstream(stream.handle)
+
+
+class CapturedGraph:
+    """An instantiated CUDA graph captured from work enqueued on ``stream`` (and streams forked from it)."""
+
+    def __init__(self, stream: drv.Stream, enqueue) -> None:
+        self.stream = stream
+        check(cu.cuStreamBeginCapture(cu_stream(stream), cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL),
+              "cuStreamBeginCapture")
+        try:
+            enqueue()
+        finally:  # end the capture whatever happened, or the stream stays unusable
+            graph = check(cu.cuStreamEndCapture(cu_stream(stream)), "cuStreamEndCapture")
+        self.graph = graph
+        self.node_count = int(check(cu.cuGraphGetNodes(graph, 0), "cuGraphGetNodes")[1])
+        self.exec = check(cu.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
+
+    def launch(self, stream: drv.Stream | None = None) -> None:
+        check(cu.cuGraphLaunch(self.exec, cu_stream(stream or self.stream)), "cuGraphLaunch")
+
+    def close(self) -> None:
+        check(cu.cuGraphExecDestroy(self.exec), "cuGraphExecDestroy")
+        check(cu.cuGraphDestroy(self.graph), "cuGraphDestroy")
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """Our compiled kernels, prepared for cheap launches."""
+
+    pointwise: drv.Function
+    pool: drv.Function
+    depthwise: drv.Function
+    fill: drv.Function
+
+
+def default_kernel_dir() -> Path:
+    """``cuda/`` at the root of the ios-core checkout this package is imported from."""
+    return Path(__file__).resolve().parents[3] / "cuda"
+
+
+@cache
+def kernels(kernel_dir: str | None = None) -> Kernels:
+    """Compile ``pointwise.cu``, ``pool.cu`` and ``depthwise.cu`` once per process for the running GPU."""
+    folder = Path(kernel_dir) if kernel_dir else default_kernel_dir()
+    arch = device_context().arch
+
+    modules = {  # functions keep their module alive
+        file: SourceModule((folder / file).read_text(), arch=arch, no_extern_c=True, options=["-O3"],
+                           include_dirs=[str(folder)])
+        for file in ("pointwise.cu", "pool.cu", "depthwise.cu")
+    }
+
+    def load(file: str, name: str, signature: str) -> drv.Function:
+        function = modules[file].get_function(name)
+        function.prepare(signature)
+        return function
+
+    return Kernels(
+        pointwise=load("pointwise.cu", "pointwise_f32", "iiIIII" + "Pqqqq" * 3),
+        pool=load("pool.cu", "pool2d_f32", "i" * 14 + "Pqqqq" * 2),
+        depthwise=load("depthwise.cu", "depthwise_f32", "i" * 17 + "Pqqqq" + "PiiiP" + "Pqqqq"),
+        fill=load("pointwise.cu", "fill_random_f32", "PII"),
+    )

@@ -1,0 +1,362 @@
+"""Lowering: a graph and some of its stages become a `Program` for one batch size and layout.
+
+Every node becomes at most a few tasks on its group's stream: a convolution one `ConvTask`, a
+pooling one `PoolTask`, the rest `PointwiseTask`s. An operand that is a view (one term, lying
+contiguously in one buffer, see `placement`) is read in place; any other operand -- a sum of
+terms, or a concatenation whose slices live apart -- is first gathered, segment by segment, into
+a scratch buffer live for that stage. A convolution whose input or output view would start off a
+16-byte boundary (cuDNN's alignment) reads or writes through an aligned scratch copy instead.
+
+Scratch buffers live one stage, so streams of a stage never share one. `lower` works for a whole
+schedule and for a few stages alone (what the measured cost times): nodes the stages read but do
+not compute are the program's inputs, and everything computed that is read later is an output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from itertools import pairwise
+
+from ios_core.engine.memory import assign_offsets
+from ios_core.engine.placement import MERGE_PREFIX, Placement, merge_key, place
+from ios_core.engine.program import (
+    ARENA_ALIGNMENT,
+    LAYOUTS,
+    Buffer,
+    ConvTask,
+    PointwiseTask,
+    PoolTask,
+    Program,
+    Task,
+    View,
+    WeightKey,
+    is_depthwise,
+    verify,
+)
+from ios_core.ir import (
+    Activation,
+    Conv,
+    Elementwise,
+    Graph,
+    Identity,
+    Node,
+    Op,
+    Pool,
+    Sequential,
+    Shape,
+    Value,
+    rules_of,
+)
+from ios_core.schedule import Schedule, Stage, merged_conv
+from ios_core.weights import Params, merged_weights
+
+
+class LoweringError(RuntimeError):
+    """A node could not be lowered; the message names it."""
+
+
+@dataclass
+class _Buf:
+    name: str
+    shape: Shape
+    first: int = 1 << 30
+    last: int = -1
+
+
+class _Lowering:
+    """Emits the tasks of one stream at a time, creating buffers as views first touch them."""
+
+    def __init__(self, graph: Graph, placement: Placement, layout: str, itemsize: int, own_depthwise: bool) -> None:
+        self.graph, self.placement, self.layout, self.itemsize = graph, placement, layout, itemsize
+        self.own_depthwise = own_depthwise  # our kernel runs depthwise convolutions: any alignment, an input activation
+        self.buffers: list[_Buf] = []
+        self.roots: dict[str, int] = {}
+        self.stage = 0
+        self.tasks: list[Task] = []
+
+    # ---- buffers and views ------------------------------------------------------------------
+
+    def _root(self, root: str) -> int:
+        if root not in self.roots:
+            if root.startswith(MERGE_PREFIX):
+                first = self.graph.shapes[root[len(MERGE_PREFIX):].split("+")[0]]
+                shape = Shape(self.placement.merge_channels[root], first.height, first.width)
+            else:
+                shape = self.graph.shapes[root]
+            self.roots[root] = len(self.buffers)
+            self.buffers.append(_Buf(root, shape))
+        return self.roots[root]
+
+    def view(self, name: str) -> View:
+        """The whole output of node ``name``, wherever it is placed."""
+        root, channel = self.placement.resolve(name)
+        return View(self._root(root), channel, self.graph.shapes[name].channels)
+
+    def scratch(self, channels: int, height: int, width: int) -> View:
+        self.buffers.append(_Buf(f"scratch{len(self.buffers)}", Shape(channels, height, width)))
+        return View(len(self.buffers) - 1, 0, channels)
+
+    def scratch_like(self, view: View) -> View:
+        shape = self.buffers[view.buffer].shape
+        return self.scratch(view.channels, shape.height, shape.width)
+
+    def aligned(self, view: View) -> bool:
+        shape = self.buffers[view.buffer].shape
+        per_channel = 1 if self.layout == "nhwc" else shape.height * shape.width
+        return view.channel * per_channel * self.itemsize % 16 == 0
+
+    def term_view(self, term: tuple, begin: int, end: int) -> View:
+        """Channels ``[begin, end)`` of a concatenation, which must fall inside one of its slices."""
+        offset = 0
+        for s in term:
+            if offset <= begin and end <= offset + s.channels:
+                root, channel = self.placement.resolve(s.node, s.begin + begin - offset)
+                return View(self._root(root), channel, end - begin)
+            offset += s.channels
+        raise LoweringError(f"channels [{begin}, {end}) straddle slices of {term}")
+
+    def contiguous(self, value: Value) -> View | None:
+        where = self.placement.contiguous(value)
+        return None if where is None else View(self._root(where[0]), where[1], value.channels)
+
+    # ---- emission ---------------------------------------------------------------------------
+
+    def emit(self, task: Task) -> None:
+        for view in (*task.reads(), task.y):
+            buf = self.buffers[view.buffer]
+            buf.first, buf.last = min(buf.first, self.stage), max(buf.last, self.stage)
+        self.tasks.append(task)
+
+    def operand(self, node: str, value: Value) -> View:
+        """The value as a view: in place when it is one, else gathered into scratch."""
+        if (view := self.contiguous(value)) is not None:
+            return view
+        shape = self.graph.shapes[value.terms[0][0].node]
+        into = self.scratch(value.channels, shape.height, shape.width)
+        self.gather(node, value, into)
+        return into
+
+    def gather(self, node: str, value: Value, into: View, act: str = "none") -> None:
+        """``into = act(sum of the value's terms)``, one segment of channels at a time; nothing for slices in place."""
+        bounds = {0, value.channels}
+        for term in value.terms:
+            offset = 0
+            for s in term:
+                offset += s.channels
+                bounds.add(offset)
+        for begin, end in pairwise(sorted(bounds)):
+            parts = [self.term_view(term, begin, end) for term in value.terms]
+            segment = into.sub(begin, end)
+            if len(parts) == 1:
+                if parts[0] != segment or act != "none":
+                    self.emit(PointwiseTask(node, segment, parts[0], act=act))
+                continue
+            self.emit(PointwiseTask(node, segment, parts[0], parts[1], "add", act if len(parts) == 2 else "none"))
+            for k, part in enumerate(parts[2:], start=3):
+                self.emit(PointwiseTask(node, segment, segment, part, "add", act if k == len(parts) else "none"))
+
+    def conv(self, node: str, x: View, y: View, conv: Conv, key: WeightKey, pre_act: str = "none") -> None:
+        if self.own_depthwise and is_depthwise(conv, x.channels):
+            self.emit(ConvTask(node, x, y, conv, key, pre_act))
+            return
+        if not self.aligned(x):
+            aligned_x = self.scratch_like(x)
+            self.emit(PointwiseTask(node, aligned_x, x))
+            x = aligned_x
+        if self.aligned(y):
+            self.emit(ConvTask(node, x, y, conv, key))
+            return
+        out = self.scratch_like(y)
+        self.emit(ConvTask(node, x, out, conv, key))
+        self.emit(PointwiseTask(node, y, out))
+
+    def inner(self, node: str, op: Op, x: View, y: View, key: WeightKey) -> None:
+        """One single-operand operator on views (a node's own op, or one inside a `Sequential`)."""
+        if isinstance(op, Conv):
+            self.conv(node, x, y, op, key)
+        elif isinstance(op, Pool):
+            self.emit(PoolTask(node, x, y, op))
+        elif isinstance(op, Activation):
+            self.emit(PointwiseTask(node, y, x, act=op.kind))
+        elif isinstance(op, Identity):
+            self.emit(PointwiseTask(node, y, x))
+        else:
+            raise LoweringError(f"{rules_of(op).name} cannot run on a single view")
+
+    def merge(self, ops: tuple[str, ...]) -> None:
+        nodes = [self.graph[name] for name in ops]
+        x = self.operand(ops[0], nodes[0].inputs[0])
+        key = merge_key(ops)
+        y = View(self._root(key), 0, self.placement.merge_channels[key])
+        self.conv(ops[0], x, y, merged_conv([n.op for n in nodes]), WeightKey(ops))
+
+    def node(self, node: Node) -> None:
+        try:
+            _NODE_LOWERING[type(node.op)](self, node)
+        except Exception as error:
+            raise LoweringError(f"while lowering {node}: {error}") from error
+
+
+def _single(lowering: _Lowering, node: Node) -> None:
+    x = lowering.operand(node.name, node.inputs[0])
+    lowering.inner(node.name, node.op, x, lowering.view(node.name), WeightKey((node.name,)))
+
+
+def _activation(lowering: _Lowering, node: Node) -> None:
+    if lowering.contiguous(node.inputs[0]) is not None:
+        _single(lowering, node)
+    else:  # the activation rides on the gather's last kernel
+        lowering.gather(node.name, node.inputs[0], lowering.view(node.name), node.op.kind)
+
+
+def _identity(lowering: _Lowering, node: Node) -> None:
+    if node.name not in lowering.placement.aliases:
+        lowering.gather(node.name, node.inputs[0], lowering.view(node.name))
+
+
+def _elementwise(lowering: _Lowering, node: Node) -> None:
+    y = lowering.view(node.name)
+    if node.op.kind == "add":  # one sum of every operand's terms
+        lowering.gather(node.name, Value(tuple(t for v in node.inputs for t in v.terms)), y)
+        return
+    views = [lowering.operand(node.name, v) for v in node.inputs]
+    lowering.emit(PointwiseTask(node.name, y, views[0], views[1], "mul"))
+    for view in views[2:]:
+        lowering.emit(PointwiseTask(node.name, y, y, view, "mul"))
+
+
+def _sequential(lowering: _Lowering, node: Node) -> None:
+    ops, value, y = node.op.ops, node.inputs[0], lowering.view(node.name)
+    shapes = [lowering.graph.operand_shapes(node)[0]]
+    for op in ops:
+        shapes.append(rules_of(op).shape(op, (shapes[-1],)))
+    start = 0
+    if isinstance(ops[0], Activation) and lowering.contiguous(value) is None:
+        x = y if len(ops) == 1 else lowering.scratch(*shapes[1])
+        lowering.gather(node.name, value, x, ops[0].kind)
+        start = 1
+    else:
+        x = lowering.operand(node.name, value)
+    i = start
+    while i < len(ops):
+        fuse = (lowering.own_depthwise and isinstance(ops[i], Activation) and i + 1 < len(ops)
+                and isinstance(ops[i + 1], Conv) and is_depthwise(ops[i + 1], shapes[i + 1].channels))
+        i += fuse  # the activation rides on the depthwise convolution's loads
+        out = y if i == len(ops) - 1 else lowering.scratch(*shapes[i + 1])
+        if fuse:
+            lowering.conv(node.name, x, out, ops[i], WeightKey((node.name,), i), ops[i - 1].kind)
+        else:
+            lowering.inner(node.name, ops[i], x, out, WeightKey((node.name,), i))
+        x, i = out, i + 1
+
+
+_NODE_LOWERING: dict[type, Callable[[_Lowering, Node], None]] = {
+    Conv: _single,
+    Pool: _single,
+    Activation: _activation,
+    Identity: _identity,
+    Elementwise: _elementwise,
+    Sequential: _sequential,
+}
+
+
+def lower(
+    graph: Graph,
+    stages: Schedule | Sequence[Stage],
+    batch: int,
+    layout: str = "nhwc",
+    *,
+    schedule: Schedule | None = None,
+    itemsize: int = 4,
+    concat_in_place: bool = True,
+    own_depthwise: bool = True,
+) -> Program:
+    """The program running ``stages`` of ``graph`` at ``batch`` in ``layout``.
+
+    Parameters
+    ----------
+    graph
+        The network.
+    stages
+        A whole schedule, or some of its stages (a stage-only program for measuring them).
+    batch, layout
+        Batch size; ``"nhwc"`` or ``"nchw"``.
+    schedule
+        The whole schedule ``stages`` come from: its merges decide placement, so that a
+        stage-only program lays memory out exactly as the whole one does.
+    itemsize
+        Bytes per element.
+    concat_in_place
+        Let identities host the outputs they concatenate (producers write into their slices);
+        with False every such concatenation is a copy.
+    own_depthwise
+        Depthwise convolutions run on our kernel, which takes any alignment and folds an
+        activation that precedes it inside a `Sequential` into its loads (cuDNN cannot).
+    """
+    if layout not in LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    stages = tuple(stages.stages if isinstance(stages, Schedule) else stages)
+    context = stages + (schedule.stages if schedule is not None else ())
+    merges = list(dict.fromkeys(g.ops for stage in context for g in stage.groups if g.merge))
+    lowering = _Lowering(graph, place(graph, merges, concat_in_place), layout, itemsize, own_depthwise)
+    program_stages = []
+    for s, stage in enumerate(stages):
+        lowering.stage = s
+        streams = []
+        for group in stage.groups:
+            lowering.tasks = []
+            if group.merge:
+                lowering.merge(group.ops)
+            else:
+                for name in group.ops:
+                    lowering.node(graph[name])
+            if lowering.tasks:
+                streams.append(tuple(lowering.tasks))
+        program_stages.append(tuple(streams))
+    return _finish(graph, stages, lowering, batch, program_stages)
+
+
+def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch: int, program_stages: list) -> Program:
+    produced = {name for stage in stages for name in stage.ops}
+    inputs = tuple(dict.fromkeys(p for name in produced for p in graph[name].producers if p not in produced))
+    outputs = tuple(
+        name for name in (n.name for n in graph.operators if n.name in produced)
+        if name == graph.output or any(c not in produced for c in graph.consumers[name])
+    )
+    end = max(len(stages) - 1, 0)
+    values = {name: lowering.view(name) for name in (*inputs, *sorted(produced))}
+    pinned_first = {values[name].buffer for name in inputs}
+    pinned_last = pinned_first | {values[name].buffer for name in outputs}
+    buffers = []
+    for i, b in enumerate(lowering.buffers):
+        first = 0 if i in pinned_first or b.last < 0 else b.first
+        last = end if i in pinned_last else max(b.last, first)
+        buffers.append(Buffer(i, b.name, b.shape.channels, b.shape.height, b.shape.width, first, last))
+    sizes = [b.elements(batch) * lowering.itemsize for b in buffers]
+    offsets, arena = assign_offsets(sizes, [(b.first, b.last) for b in buffers], ARENA_ALIGNMENT)
+    program = Program(graph.name, batch, lowering.layout, lowering.itemsize, tuple(buffers), tuple(offsets), arena,
+                      tuple(program_stages), values, inputs, outputs)
+    verify(program)
+    return program
+
+
+def conv_params(graph: Graph, weights: dict[str, Params], key: WeightKey) -> Params:
+    """The weight and bias of a `ConvTask`: one node's, a merge's (padded and stacked), or an inner op's."""
+    if len(key.nodes) > 1:
+        return merged_weights([graph[n].op for n in key.nodes], [weights[n] for n in key.nodes])
+    params = weights[key.nodes[0]]
+    if key.inner is None:
+        return params
+    prefix = f"{key.inner}."
+    return {name[len(prefix):]: array for name, array in params.items() if name.startswith(prefix)}
+
+
+def peak_bytes(program: Program) -> int:
+    """The arena's size: the most activation memory the program holds at once."""
+    return program.arena_bytes
+
+
+def unplanned_bytes(program: Program) -> int:
+    """What the buffers would take with no reuse at all, for comparison with `peak_bytes`."""
+    return sum(program.buffer_bytes(b.index) for b in program.buffers)

@@ -1,0 +1,44 @@
+"""How a plan is built: precision, layout, engine choice and paths -- plain data, importable without a GPU."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ios_core.schedule import Schedule
+
+PRECISIONS = ("fp32", "fp32-strict")
+"""``fp32``: float32 tensors, TF32 tensor cores allowed in convolutions (PyTorch's default for cuDNN);
+``fp32-strict``: no TF32 (cuDNN engines with the tensor-core numerical note are deselected)."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """Options of `ios_core.engine.build_plan`.
+
+    Attributes
+    ----------
+    layout
+        ``"nhwc"`` (measured fastest on H100 for every model here, see ``results/``) or ``"nchw"``.
+    autotune
+        Time every cuDNN candidate plan of each convolution geometry inside a CUDA graph and keep
+        the fastest (measured to pay: 5-35% less convolution time than cuDNN's heuristic choice).
+    tune_cache
+        A JSON file keeping autotuning winners by GPU, cuDNN version and geometry.
+    kernel_dir
+        Where ``pointwise.cu``, ``pool.cu`` and ``depthwise.cu`` are; ``cuda/`` of this checkout by default.
+    schedule
+        The whole schedule, when building some of its stages alone, so that memory is laid out
+        as in the whole plan.
+    concat_in_place
+        Producers write straight into their slice of a concatenation (identity) that reads them whole.
+    own_depthwise
+        Depthwise convolutions on our kernel (with the activation before them folded in), not cuDNN.
+    """
+
+    layout: str = "nhwc"
+    autotune: bool = True
+    tune_cache: str | None = None
+    kernel_dir: str | None = None
+    schedule: Schedule | None = None
+    concat_in_place: bool = True
+    own_depthwise: bool = True

@@ -1,0 +1,262 @@
+"""The engine's executable program: buffers in one arena, channel-slice views, and tasks per stream.
+
+A `Program` is what the lowering (`ios_core.engine.lower`) makes of a graph and its stages for one
+batch size and layout, before any GPU is touched: plain data, printable one task per line, run by
+the GPU runtime and, for tests, by the numpy simulator (`ios_core.engine.simulate`).
+
+Invariants (checked by `verify`):
+- every `View` lies inside its buffer; a view is channels ``[channel, channel + channels)`` of a
+  buffer, for every sample and pixel, so it is a strided window whatever the layout;
+- buffers whose stage intervals ``[first, last]`` meet never share arena bytes;
+- within a stage, no stream writes channels of a buffer that another stream reads or writes
+  (the groups of a stage run concurrently, and nothing orders them).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Literal
+
+from ios_core.ir import Conv, Pool
+
+Layout = Literal["nchw", "nhwc"]
+LAYOUTS: tuple[str, ...] = ("nhwc", "nchw")
+ARENA_ALIGNMENT = 256  # bytes: every buffer starts here, so only a view's own offset can misalign it
+
+
+class ProgramError(ValueError):
+    """A program breaks one of the invariants in this module's docstring."""
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A batch x channels x height x width tensor of the arena, live in stages ``first`` to ``last``."""
+
+    index: int
+    name: str
+    channels: int
+    height: int
+    width: int
+    first: int = 0
+    last: int = 0
+
+    def elements(self, batch: int) -> int:
+        return batch * self.channels * self.height * self.width
+
+
+@dataclass(frozen=True)
+class View:
+    """Channels ``[channel, channel + channels)`` of buffer ``buffer``: a strided window, never a copy."""
+
+    buffer: int
+    channel: int
+    channels: int
+
+    def sub(self, begin: int, end: int) -> View:
+        """Channels ``[begin, end)`` of this view."""
+        return View(self.buffer, self.channel + begin, end - begin)
+
+    def __str__(self) -> str:
+        return f"b{self.buffer}[{self.channel}:{self.channel + self.channels}]"
+
+
+@dataclass(frozen=True)
+class WeightKey:
+    """Whose weights a convolution uses: one conv node, the members of a merge, or one op in a `Sequential`."""
+
+    nodes: tuple[str, ...]
+    inner: int | None = None
+
+    def __str__(self) -> str:
+        return "+".join(self.nodes) + ("" if self.inner is None else f".{self.inner}")
+
+
+@dataclass(frozen=True)
+class ConvTask:
+    """``y = act(conv(pre_act(x), W) + b)``: a cuDNN convolution with bias and activation fused, or our depthwise one.
+
+    ``pre_act`` (an activation applied to each input value as it is read) is only ever set on a
+    depthwise convolution (`is_depthwise`), which our own kernel runs.
+    """
+
+    node: str
+    x: View
+    y: View
+    conv: Conv
+    weights: WeightKey
+    pre_act: str = "none"
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    @property
+    def depthwise(self) -> bool:
+        return is_depthwise(self.conv, self.x.channels)
+
+    def __str__(self) -> str:
+        x = str(self.x) if self.pre_act == "none" else f"{self.pre_act}({self.x})"
+        return f"{self.y} = {'depthwise' if self.depthwise else 'conv'}[{self.weights}] {x}"
+
+
+def is_depthwise(conv: Conv, in_channels: int) -> bool:
+    """One filter per channel: groups equal to the input and output channels."""
+    return conv.groups == in_channels == conv.out_channels and conv.groups > 1
+
+
+@dataclass(frozen=True)
+class PoolTask:
+    """``y = pool(x)``: our pooling kernel."""
+
+    node: str
+    x: View
+    y: View
+    pool: Pool
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    def __str__(self) -> str:
+        return f"{self.y} = {self.pool.kind}_pool {self.x}"
+
+
+POINTWISE_OPS = ("none", "add", "mul")
+POINTWISE_ACTS = ("none", "relu", "sigmoid", "tanh")
+
+
+@dataclass(frozen=True)
+class PointwiseTask:
+    """``y = act(a op b)`` element by element (``op="none"``: ``y = act(a)``, a copy when act is none too).
+
+    ``y`` may be ``a`` itself (accumulation in place): each element is read before it is written.
+    """
+
+    node: str
+    y: View
+    a: View
+    b: View | None = None
+    op: str = "none"
+    act: str = "none"
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.a,) if self.b is None else (self.a, self.b)
+
+    def __str__(self) -> str:
+        expr = str(self.a) if self.b is None else f"{self.a} {'+' if self.op == 'add' else '*'} {self.b}"
+        return f"{self.y} = {expr if self.act == 'none' else f'{self.act}({expr})'}"
+
+
+Task = ConvTask | PoolTask | PointwiseTask
+
+
+@dataclass(frozen=True)
+class Program:
+    """Stages of streams of tasks over buffers placed in one arena.
+
+    ``stages[s][k]`` are the tasks stream ``k`` runs, in order, in stage ``s``; a stage starts
+    when every stream has finished the previous one. ``offsets[i]`` is buffer ``i``'s byte offset
+    in the arena of ``arena_bytes``. ``values`` says where every node the program reads or writes
+    lives; ``inputs`` are the nodes it reads but does not compute, ``outputs`` those it computes
+    that are read after it (or the graph's output).
+    """
+
+    graph: str
+    batch: int
+    layout: str
+    itemsize: int
+    buffers: tuple[Buffer, ...]
+    offsets: tuple[int, ...]
+    arena_bytes: int
+    stages: tuple[tuple[tuple[Task, ...], ...], ...]
+    values: Mapping[str, View] = field(compare=False)
+    inputs: tuple[str, ...] = ()
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def streams(self) -> int:
+        return max((len(stage) for stage in self.stages), default=1)
+
+    @property
+    def tasks(self) -> tuple[Task, ...]:
+        return tuple(t for stage in self.stages for stream in stage for t in stream)
+
+    def buffer_bytes(self, index: int) -> int:
+        return self.buffers[index].elements(self.batch) * self.itemsize
+
+    def locate(self, view: View) -> tuple[int, tuple[int, int, int, int], tuple[int, int, int, int]]:
+        """``(element offset in the arena, dims, strides)`` of a view, dims and strides in N, C, H, W order."""
+        buf = self.buffers[view.buffer]
+        c, h, w = buf.channels, buf.height, buf.width
+        base = self.offsets[view.buffer] // self.itemsize
+        dims = (self.batch, view.channels, h, w)
+        if self.layout == "nhwc":
+            return base + view.channel, dims, (h * w * c, 1, w * c, c)
+        return base + view.channel * h * w, dims, (c * h * w, h * w, w, 1)
+
+    def aligned(self, view: View, alignment: int = 16) -> bool:
+        """Whether the view's first element sits on an ``alignment``-byte boundary (buffers start on 256)."""
+        buf = self.buffers[view.buffer]
+        per_channel = 1 if self.layout == "nhwc" else buf.height * buf.width
+        return (view.channel * per_channel * self.itemsize) % alignment == 0
+
+    def __str__(self) -> str:
+        lines = [
+            f"program {self.graph} batch {self.batch} {self.layout}: {len(self.tasks)} tasks in {len(self.stages)} "
+            f"stages on {self.streams} streams, arena {self.arena_bytes} bytes in {len(self.buffers)} buffers"
+        ]
+        lines += [
+            f"  b{b.index} {b.name} {b.channels}x{b.height}x{b.width} @{self.offsets[b.index]} "
+            f"stages {b.first}..{b.last}"
+            for b in self.buffers
+        ]
+        for s, stage in enumerate(self.stages):
+            for k, stream in enumerate(stage):
+                lines += [f"  {s}.{k} {task}  # {task.node}" for task in stream]
+        return "\n".join(lines)
+
+
+def writes(task: Task) -> View:
+    return task.y
+
+
+def verify(program: Program) -> None:
+    """Raise `ProgramError` at the first broken invariant (see the module docstring)."""
+    for task in program.tasks:
+        for view in (*task.reads(), task.y):
+            buf = program.buffers[view.buffer]
+            if view.channels < 1 or view.channel < 0 or view.channel + view.channels > buf.channels:
+                raise ProgramError(f"task {task} ({task.node}): view {view} outside {buf.name} of {buf.channels}")
+    _verify_arena(program)
+    for s, stage in enumerate(program.stages):
+        for (k1, one), (k2, other) in combinations(enumerate(stage), 2):
+            if clash := _clash(one, other):
+                raise ProgramError(f"stage {s}: streams {k1} and {k2} race on {clash}")
+
+
+def _verify_arena(program: Program) -> None:
+    spans = [(program.offsets[b.index], program.offsets[b.index] + program.buffer_bytes(b.index), b)
+             for b in program.buffers]
+    for lo, hi, b in spans:
+        if lo % ARENA_ALIGNMENT or hi > program.arena_bytes:
+            raise ProgramError(f"buffer {b.name} at bytes [{lo}, {hi}) is misaligned or outside the arena")
+    spans.sort(key=lambda span: span[0])
+    for i, (_, hi1, b1) in enumerate(spans):
+        for lo2, _, b2 in spans[i + 1:]:
+            if lo2 >= hi1:
+                break
+            if b1.first <= b2.last and b2.first <= b1.last:
+                raise ProgramError(f"buffers {b1.name} and {b2.name} share arena bytes while both are live")
+
+
+def _overlap(a: View, b: View) -> bool:
+    return a.buffer == b.buffer and a.channel < b.channel + b.channels and b.channel < a.channel + a.channels
+
+
+def _clash(one: tuple[Task, ...], other: tuple[Task, ...]) -> str | None:
+    for t1 in one:
+        for t2 in other:
+            for w, t, views in ((t1.y, t2, (*t2.reads(), t2.y)), (t2.y, t1, (*t1.reads(), t1.y))):
+                if any(_overlap(w, v) for v in views):
+                    return f"{w} ({t1.node} / {t2.node})" if t is t2 else f"{w} ({t2.node} / {t1.node})"
+    return None

@@ -1,0 +1,188 @@
+"""The engine's CPU half: placement, lowering, the arena and the numpy simulation of programs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from random_graphs import random_graphs
+from test_engine_cases import MODELS, SCHEDULES, merged_greedy, network
+
+from ios_core import schedule as S
+from ios_core.engine import (
+    ConvTask,
+    PointwiseTask,
+    Program,
+    ProgramError,
+    View,
+    lower,
+    place,
+    simulate,
+    unplanned_bytes,
+    verify,
+)
+from ios_core.engine.memory import assign_offsets
+from ios_core.engine.program import Buffer
+from ios_core.ir import Activation, Conv, GraphBuilder, concat
+from ios_core.reference import KERNELS, gather, run_graph
+from ios_core.weights import make_input, make_weights
+
+
+def every_value(graph, x, weights) -> dict[str, np.ndarray]:
+    """Every node's output, by the reference kernels in topological order."""
+    values = {graph.input.name: x}
+    for node in graph.operators:
+        values[node.name] = KERNELS[type(node.op)](node.op, [gather(v, values) for v in node.inputs],
+                                                   weights.get(node.name, {}))
+    return values
+
+
+def close(a: np.ndarray, b: np.ndarray) -> bool:
+    return bool(np.linalg.norm(a - b) <= 1e-12 * max(np.linalg.norm(b), 1.0))
+
+
+def test_import_touches_no_gpu_library():
+    code = ("import sys, ios_core.engine, ios_core.gpu; "
+            "print(any(m.split('.')[0] in ('pycuda', 'cudnn', 'torch', 'pynvml') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("schedule", list(SCHEDULES))
+def test_demo_simulation_equals_reference(schedule, layout, reverse):
+    graph, weights = network("demo")
+    x = make_input(graph, 2)
+    program = lower(graph, SCHEDULES[schedule](graph), 2, layout)
+    out = simulate(program, graph, weights, {"input": x}, reverse)[graph.output]
+    assert close(out, run_graph(graph, x, weights))
+
+
+@settings(max_examples=25, deadline=None)
+@given(random_graphs(), st.sampled_from(list(SCHEDULES)), st.sampled_from(["nhwc", "nchw"]), st.booleans())
+def test_random_graph_simulation_equals_reference(graph, schedule, layout, in_place):
+    weights, x = make_weights(graph), make_input(graph, 2)
+    program = lower(graph, SCHEDULES[schedule](graph), 2, layout, concat_in_place=in_place)
+    out = simulate(program, graph, weights, {"input": x}, reverse=True)[graph.output]
+    assert close(out, run_graph(graph, x, weights))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_models_lower_and_verify(name):
+    graph, _ = network(name)
+    for make in SCHEDULES.values():
+        for layout in ("nhwc", "nchw"):
+            program = lower(graph, make(graph), 1, layout)
+            assert program.arena_bytes <= unplanned_bytes(program)
+            assert {t.node for t in program.tasks} <= {n.name for n in graph.operators}
+
+
+def test_inception_concatenates_without_copies():
+    graph, _ = network("inception_v3")
+    program = lower(graph, S.sequential(graph), 1)
+    assert not [t for t in program.tasks if isinstance(t, PointwiseTask)]  # every block exit is written in place
+    copied = lower(graph, S.sequential(graph), 1, concat_in_place=False)
+    assert len([t for t in copied.tasks if isinstance(t, PointwiseTask)]) == 46
+
+
+def test_placement_hosts_whole_outputs_and_aliases_slices():
+    b = GraphBuilder("place", channels=4, height=5, width=5)
+    left, right = b.conv(b.input, 4, 1), b.conv(b.input, 6, 3, padding=1)
+    joined = b.identity(concat([left, right]))
+    part = b.identity(joined[2:8])
+    b.end_block(b.conv(part, 4, 1))
+    graph = b.build()
+    placement = place(graph)
+    assert placement.resolve("conv1") == ("identity1", 0) and placement.resolve("conv2") == ("identity1", 4)
+    assert "identity2" in placement.aliases and placement.resolve("identity2") == ("identity1", 2)
+    assert place(graph, host=False).resolve("conv2") == ("conv2", 0)
+
+
+def test_misaligned_convolution_goes_through_aligned_scratch():
+    b = GraphBuilder("misaligned", channels=3, height=4, width=4)
+    a, c = b.conv(b.input, 3, 1), b.conv(b.input, 3, 1)
+    joined = b.identity(concat([a, c]))  # c lives at channel 3: 12 bytes into each NHWC pixel
+    b.end_block(b.conv(joined[3:6], 4, 1))
+    graph = b.build()
+    program = lower(graph, S.sequential(graph), 1, "nhwc")
+    convs = [t for t in program.tasks if isinstance(t, ConvTask)]
+    assert all(program.aligned(t.x) and program.aligned(t.y) for t in convs)
+    weights, x = make_weights(graph), make_input(graph, 1)
+    assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
+
+
+def test_a_stage_alone_reads_its_inputs_and_keeps_its_outputs():
+    graph, weights = network("inception_v3")
+    schedule = merged_greedy(graph)
+    stage = max(schedule.stages, key=lambda s: len(s.groups))
+    program = lower(graph, [stage], 1, schedule=schedule)
+    assert len(program.stages[0]) == len(stage.groups) >= 3
+    assert set(program.outputs) <= set(stage.ops) and program.inputs
+    demo, demo_weights = network("demo")
+    values = every_value(demo, make_input(demo, 1), demo_weights)
+    demo_schedule = merged_greedy(demo)
+    for s in demo_schedule.stages:
+        alone = lower(demo, [s], 1, schedule=demo_schedule)
+        outputs = simulate(alone, demo, demo_weights, {n: values[n] for n in alone.inputs})
+        assert all(close(outputs[n], values[n]) for n in alone.outputs)
+
+
+def _program(buffers, offsets, stages) -> Program:
+    return Program("t", 1, "nhwc", 4, tuple(buffers), tuple(offsets), 4096, stages, {})
+
+
+def test_verify_catches_races_and_shared_bytes():
+    two = [Buffer(0, "a", 8, 2, 2, 0, 0), Buffer(1, "b", 8, 2, 2, 0, 0)]
+    race = ((PointwiseTask("p", View(0, 0, 4), View(1, 0, 4)),), (PointwiseTask("q", View(1, 2, 4), View(0, 4, 4)),))
+    with pytest.raises(ProgramError, match="race"):
+        verify(_program(two, [0, 256], (race,)))
+    fine = ((PointwiseTask("p", View(0, 0, 4), View(1, 0, 4)),), (PointwiseTask("q", View(0, 4, 4), View(1, 4, 4)),))
+    verify(_program(two, [0, 256], (fine,)))
+    with pytest.raises(ProgramError, match="share arena bytes"):
+        verify(_program(two, [0, 0], (fine,)))
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 5000), st.integers(0, 9), st.integers(0, 4)), min_size=1, max_size=30))
+def test_arena_never_overlaps_live_buffers(items):
+    sizes = [s for s, _, _ in items]
+    lifetimes = [(first, first + length) for _, first, length in items]
+    offsets, arena = assign_offsets(sizes, lifetimes, 256)
+    assert all(o % 256 == 0 and o + s <= arena for o, s in zip(offsets, sizes, strict=True))
+    for i in range(len(items)):
+        for j in range(i):
+            live = lifetimes[i][0] <= lifetimes[j][1] and lifetimes[j][0] <= lifetimes[i][1]
+            apart = offsets[i] + sizes[i] <= offsets[j] or offsets[j] + sizes[j] <= offsets[i]
+            assert apart or not live
+
+
+def test_program_prints_one_line_per_task():
+    graph, _ = network("demo")
+    program = lower(graph, S.sequential(graph), 1)
+    text = str(program).splitlines()
+    assert text[0].startswith("program demo batch 1 nhwc")
+    assert len(text) == 1 + len(program.buffers) + len(program.tasks)
+    assert any(line.endswith("# conv1") and "= conv[conv1]" in line for line in text)
+
+
+
+def test_separable_convolution_folds_its_relu_into_the_depthwise_kernel():
+    b = GraphBuilder("separable", channels=6, height=7, width=7)
+    x = b.conv(b.input, 6, 1)
+    tower = b.sequential(x + x, Activation("relu"), Conv(6, (3, 3), padding=(1, 1), groups=6), Conv(6, (1, 1)))
+    b.end_block(b.sequential(tower, Activation("relu"), Conv(6, (5, 5), (2, 2), (2, 2), groups=6), Conv(4, (1, 1))))
+    graph = b.build()
+    weights, x = make_weights(graph), make_input(graph, 2)
+    ours = lower(graph, S.sequential(graph), 2)
+    depthwise = [t for t in ours.tasks if isinstance(t, ConvTask) and t.depthwise]
+    assert [t.pre_act for t in depthwise] == ["none", "relu"]  # the first relu rides on the sum's gather
+    assert "relu(b" in str(ours)
+    cudnn = lower(graph, S.sequential(graph), 2, own_depthwise=False)
+    assert all(t.pre_act == "none" for t in cudnn.tasks if isinstance(t, ConvTask))
+    for program in (ours, cudnn):
+        assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
