@@ -1,0 +1,88 @@
+"""The structured config of ``python -m ios_core.optimize``: one dataclass per config group, typed.
+
+Hydra merges ``conf/config.yaml`` and the chosen group files (``model/``, ``device/``, ``cost/``,
+``optimizer/``) into `OptimizeConfig`, so a misspelt key or a value of the wrong type is rejected
+with the key's name before anything runs. `register_configs` puts the schema in Hydra's
+ConfigStore; it is called by the entry point (and by tests), never at import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+from enum import StrEnum
+from typing import Any, get_type_hints
+
+from hydra.core.config_store import ConfigStore
+
+from ios_core.cost.device import DeviceProfile
+
+
+class Opt(StrEnum):
+    """The schedule types of the paper (`ios_core.optimizer.OPTS`); a `StrEnum` reads as its plain value,
+    also inside interpolations such as ``output``."""
+
+    sequential = "sequential"
+    greedy = "greedy"
+    parallel = "parallel"
+    merge = "merge"
+    both = "both"
+
+
+class Precision(StrEnum):
+    fp32 = "fp32"
+    tf32 = "tf32"
+
+
+@dataclass
+class ModelConfig:
+    """A model of the registry `ios_core.models`, with arguments for its function (e.g. ``seed``)."""
+
+    name: str = "demo"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class CostConfig:
+    """Which `ios_core.cost` to build: ``kind``, a JSON-lines disk ``cache`` (null: memory only), a ``table`` file."""
+
+    kind: str = "simulated"
+    cache: str | None = None
+    table: str | None = None
+
+
+def _device_schema() -> type:
+    """`DeviceProfile`'s fields as a mutable dataclass: Hydra must merge into it, and a frozen one is read-only.
+
+    Derived, not copied, so that the schema and the profile cannot drift apart.
+    """
+    hints = get_type_hints(DeviceProfile)
+    return make_dataclass(
+        "DeviceConfig", [(f.name, hints[f.name], field(default=f.default)) for f in fields(DeviceProfile)
+                         if f.default is not MISSING]
+    )
+
+
+DeviceConfig = _device_schema()
+
+
+@dataclass
+class OptimizeConfig:
+    """Everything ``python -m ios_core.optimize`` reads; see ``conf/config.yaml`` for the defaults chosen."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
+    cost: CostConfig = field(default_factory=CostConfig)
+    batch: int = 1
+    opt: Opt = Opt.both
+    r: int = 3
+    s: int = 8
+    max_part_size: int = 40
+    precision: Precision = Precision.fp32
+    output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${cost.kind}.json"
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Store the schema as ``optimize_schema`` (the first entry of ``conf/config.yaml``'s defaults)."""
+    store = ConfigStore.instance()
+    store.store(name="optimize_schema", node=OptimizeConfig)

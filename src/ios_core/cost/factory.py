@@ -1,0 +1,91 @@
+"""Costs built from config, by kind: the seam where the GPU engine plugs in its ``measured`` cost.
+
+`COSTS` maps a kind to a builder ``(CostSpec, DeviceProfile) -> StageCost``. ``simulated`` and
+``table`` are built here. ``measured`` belongs to the GPU engine, which replaces the placeholder
+below with `register_cost`; until then asking for it is a clear error, never a stack trace.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ios_core.cost.cache import CachedCost, cost_space
+from ios_core.cost.device import DeviceProfile
+from ios_core.cost.protocol import StageCost
+from ios_core.cost.simulated import SimulatedCost
+from ios_core.cost.table import TableCost
+
+
+class CostUnavailableError(RuntimeError):
+    """The cost asked for cannot be built here; the message says why and what to use instead."""
+
+
+@dataclass(frozen=True)
+class CostSpec:
+    """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file."""
+
+    kind: str = "simulated"
+    precision: str = "fp32"
+    cache: str | None = None
+    table: str | None = None
+
+
+CostBuilder = Callable[[CostSpec, DeviceProfile], StageCost]
+
+
+def _simulated(spec: CostSpec, device: DeviceProfile) -> StageCost:
+    return SimulatedCost(device, spec.precision)
+
+
+def _table(spec: CostSpec, device: DeviceProfile) -> StageCost:
+    if not spec.table:
+        raise CostUnavailableError("cost=table needs a table file: cost.table=<path to an ios-core/stage-costs JSON>")
+    if not Path(spec.table).is_file():
+        raise CostUnavailableError(f"cost=table: no table file at {spec.table!r}")
+    return TableCost.load(spec.table)
+
+
+def gpu_present() -> bool:
+    """Whether an NVIDIA driver is loaded, judged from /dev and /proc only (no GPU is touched)."""
+    return Path("/dev/nvidiactl").exists() or Path("/proc/driver/nvidia/version").exists()
+
+
+def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
+    if not device.real:
+        raise CostUnavailableError(f"cost=measured needs a real GPU; device={device.name} is a simulated profile")
+    if not gpu_present():
+        raise CostUnavailableError(
+            f"cost=measured needs an NVIDIA GPU ({device.name}) and none was found on this machine; "
+            "use cost=simulated to optimize without a GPU"
+        )
+    raise CostUnavailableError(
+        "cost=measured needs the GPU engine, which has not registered its measured cost in this build; "
+        "use cost=simulated"
+    )
+
+
+COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "measured": _measured}
+
+
+def register_cost(kind: str, builder: CostBuilder) -> None:
+    """Make ``build_cost`` build ``kind`` with ``builder`` (the GPU engine registers ``measured``)."""
+    COSTS[kind] = builder
+
+
+def build_cost(spec: CostSpec, device: DeviceProfile) -> CachedCost:
+    """The cost ``spec`` asks for on ``device``, wrapped in a `CachedCost` (on disk when ``spec.cache``).
+
+    Raises
+    ------
+    CostUnavailableError
+        If the kind is unknown or cannot be built on this machine.
+    """
+    try:
+        builder = COSTS[spec.kind]
+    except KeyError:
+        known = ", ".join(sorted(COSTS))
+        raise CostUnavailableError(f"unknown cost kind {spec.kind!r}; known kinds: {known}") from None
+    inner = builder(spec, device)
+    return CachedCost(inner, cost_space(inner.kind, device.name, spec.precision), spec.cache)

@@ -1,0 +1,149 @@
+"""Canonical stage keys: two stages that compute the same thing get the same key, whatever their names.
+
+A cost depends on what a stage computes, not on what its operators are called, so the cache is
+keyed by a description that leaves names out:
+
+* an operator is its attributes (the frozen `Op` itself), the shape of each operand, and each
+  operand's layout: per summed term, per concatenated slice, either ``("group", p, begin, end)``
+  -- channels of the ``p``-th operator of its own group -- or ``("input", begin, end, channels)``
+  -- channels of a tensor made before the stage, which has ``channels`` channels in all;
+* a group is its merge flag and its operators in run order (a merge's in sorted order: it is a set);
+* a stage is the batch size and its groups, sorted (groups run concurrently; their order is not
+  part of what the stage computes).
+
+So Inception's repeated blocks, or NASNet's repeated cells, share their entries. The key exists in
+two forms: `StageKey`, structured, for costs that compute from it, and its canonical text
+(`key_text`), which caches use; `digest` shortens the text for caches on disk. The cost kind,
+device and precision are kept beside the key (`ios_core.cost.cache`), not in it.
+
+`StageKeys` computes the same text for many stages of one graph quickly, reusing what it has
+seen of each operator; `stage_key` and `key_text` are the plain definition it must agree with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
+
+from ios_core.ir import Graph, Node, Op
+from ios_core.schedule import Group, Stage
+
+Source = tuple[str, int, int, int]
+
+
+class OperandKey(NamedTuple):
+    """One operand: its (channels, height, width) and, per summed term, its concatenated sources."""
+
+    shape: tuple[int, int, int]
+    terms: tuple[tuple[Source, ...], ...]
+
+
+class OpKey(NamedTuple):
+    op: Op
+    operands: tuple[OperandKey, ...]
+
+
+class GroupKey(NamedTuple):
+    merge: bool
+    ops: tuple[OpKey, ...]
+
+
+class StageKey(NamedTuple):
+    batch: int
+    groups: tuple[GroupKey, ...]
+
+
+def op_key(graph: Graph, node: Node, position: dict[str, int]) -> OpKey:
+    """The key of ``node`` in a group whose operators are at ``position``."""
+    operands = []
+    for value in node.inputs:
+        shape = graph.operand_shape(value, graph.shapes)
+        terms = tuple(
+            tuple(
+                ("group", position[s.node], s.begin, s.end) if s.node in position
+                else ("input", s.begin, s.end, graph.shapes[s.node].channels)
+                for s in term
+            )
+            for term in value.terms
+        )
+        operands.append(OperandKey(tuple(shape), terms))
+    return OpKey(node.op, tuple(operands))
+
+
+def op_text(key: OpKey) -> str:
+    return repr(key.op) + repr(key.operands)
+
+
+def group_text(merge: bool, op_texts: list[str]) -> str:
+    """A group's canonical text from its operators' texts (in run order; sorted here for a merge)."""
+    return ("merge[" + "; ".join(sorted(op_texts)) + "]") if merge else ("chain[" + "; ".join(op_texts) + "]")
+
+
+def group_key(graph: Graph, group: Group) -> GroupKey:
+    position = {name: i for i, name in enumerate(group.ops)}
+    ops = [op_key(graph, graph[n], position) for n in group.ops]
+    if group.merge:
+        ops.sort(key=op_text)
+    return GroupKey(group.merge, tuple(ops))
+
+
+def stage_key(graph: Graph, stage: Stage, batch: int) -> StageKey:
+    """The structured, name-independent key of ``stage`` at ``batch`` (see the module docstring)."""
+    groups = [group_key(graph, g) for g in stage.groups]
+    return StageKey(batch, tuple(sorted(groups, key=lambda g: group_text(g.merge, [op_text(o) for o in g.ops]))))
+
+
+def key_text(key: StageKey) -> str:
+    """The canonical text of a key: equal texts, equal keys."""
+    groups = [group_text(g.merge, [op_text(o) for o in g.ops]) for g in key.groups]
+    return f"batch {key.batch}: " + " | ".join(groups)
+
+
+def digest(text: str) -> str:
+    """A 32-hex-digit digest of a key's text: stable across runs, processes and machines."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class StageKeys:
+    """The canonical texts of many stages of one graph, equal to ``key_text(stage_key(...))``, fast.
+
+    An operator none of whose producers is in its own group (the common case) has one text
+    whatever the stage; it is computed once.
+    """
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self._alone: dict[str, str] = {}
+        self._groups: dict[Group, str] = {}
+
+    def text(self, stage: Stage, batch: int) -> str:
+        groups = sorted(self.group_text(g) for g in stage.groups)
+        return f"batch {batch}: " + " | ".join(groups)
+
+    def group_text(self, group: Group) -> str:
+        text = self._groups.get(group)
+        if text is None:
+            text = self._groups[group] = group_text(group.merge, [self._op_text(n, group) for n in group.ops])
+        return text
+
+    def _op_text(self, name: str, group: Group) -> str:
+        node = self.graph[name]
+        if len(group.ops) > 1 and any(p in group.ops for p in node.producers):
+            return op_text(op_key(self.graph, node, {n: i for i, n in enumerate(group.ops)}))
+        text = self._alone.get(name)
+        if text is None:
+            text = self._alone[name] = op_text(op_key(self.graph, node, {}))
+        return text
+
+
+class KeysByGraph:
+    """One `StageKeys` per graph seen, held with its graph so that an ``id`` is never reused while cached."""
+
+    def __init__(self) -> None:
+        self._keys: dict[int, StageKeys] = {}
+
+    def __call__(self, graph: Graph) -> StageKeys:
+        keys = self._keys.get(id(graph))
+        if keys is None or keys.graph is not graph:
+            keys = self._keys[id(graph)] = StageKeys(graph)
+        return keys

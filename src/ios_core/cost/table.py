@@ -1,0 +1,69 @@
+"""The ``table`` cost: stage latencies looked up by canonical key, for tests and for replays.
+
+A table file is JSON::
+
+    {"format": "ios-core/stage-costs", "version": 1, "label": "table", "costs": {"<digest>": ms, ...}}
+
+where each digest is `ios_core.cost.key.digest` of a stage key. A disk cache written by
+`ios_core.cost.cache.CachedCost` (JSON lines) can be replayed too, one space at a time, with
+`TableCost.from_cache`. A stage missing from the table is an error that names the stage: a table
+cost never guesses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from ios_core.cost.cache import load_entries
+from ios_core.cost.key import KeysByGraph, digest
+from ios_core.ir import Graph
+from ios_core.schedule import Stage, write_atomic
+
+FORMAT = "ios-core/stage-costs"
+VERSION = 1
+
+
+class MissingStageError(KeyError):
+    """The table has no entry for a stage."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class TableCost:
+    """Latencies from a ``digest -> ms`` mapping; ``kind`` is ``"table"``."""
+
+    kind = "table"
+
+    def __init__(self, costs: Mapping[str, float], label: str = "table") -> None:
+        self.costs = dict(costs)
+        self.label = label
+        self._keys = KeysByGraph()
+
+    def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
+        name = digest(self._keys(graph).text(stage, batch))
+        try:
+            return self.costs[name]
+        except KeyError:
+            groups = " | ".join(str(g) for g in stage.groups)
+            raise MissingStageError(f"table {self.label!r} has no cost for stage [{groups}] at batch {batch}") from None
+
+    @staticmethod
+    def load(path: str | os.PathLike) -> TableCost:
+        """Read a table file (see the module docstring)."""
+        data = json.loads(Path(path).read_text())
+        if data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise ValueError(f"{path}: not an {FORMAT} v{VERSION} file")
+        return TableCost({k: float(v) for k, v in data["costs"].items()}, data.get("label", str(path)))
+
+    @staticmethod
+    def from_cache(path: str | os.PathLike, space: str) -> TableCost:
+        """Replay the entries of one space of a JSON-lines disk cache."""
+        return TableCost(load_entries(path, space), f"{path}:{space}")
+
+    def save(self, path: str | os.PathLike) -> Path:
+        data = {"format": FORMAT, "version": VERSION, "label": self.label, "costs": self.costs}
+        return write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")

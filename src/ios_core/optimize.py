@@ -1,0 +1,109 @@
+"""``python -m ios_core.optimize model=<name> batch=<n> opt=both r=3 s=8 cost=simulated device=h100``.
+
+Builds the model, the cost and the optimizer options from the Hydra config (``conf/``, schema in
+`ios_core.config`), searches, writes the schedule JSON (``output``, by default under
+``schedules/``) and prints a two-line summary. `main` is the thin Hydra wrapper; `run` does the
+work and is what tests call. A config error, an unknown model or a cost this machine cannot
+provide ends the command with a one-line message and exit status 2, not a stack trace.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+from tqdm import tqdm
+
+from ios_core import models
+from ios_core.config import register_configs
+from ios_core.cost import CostSpec, CostUnavailableError, DeviceError, DeviceProfile, build_cost
+from ios_core.optimizer import OptimizerOptions, SearchResult, search
+from ios_core.schedule import Schedule, save
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+
+
+
+class ConfigError(ValueError):
+    """A config value the optimizer cannot use; the message names the key."""
+
+
+USER_ERRORS = (ConfigError, CostUnavailableError, DeviceError, models.UnknownModelError, MissingMandatoryValue)
+"""Errors that are the user's to fix: reported in one line, without a stack trace."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `run` did: the schedule written, where, and the search result behind it."""
+
+    schedule: Schedule
+    path: Path
+    result: SearchResult
+
+
+def run(cfg: DictConfig) -> Outcome:
+    """Search a schedule as ``cfg`` says, write it to ``cfg.output`` and print a summary.
+
+    Raises
+    ------
+    ConfigError, UnknownModelError, CostUnavailableError, DeviceError, MissingMandatoryValue
+        For a bad or missing value in the config, an unknown model or a cost that cannot be built here.
+    """
+    try:
+        options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    if cfg.batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
+    graph = models.get(cfg.model.name, **OmegaConf.to_container(cfg.model.kwargs))
+    device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
+    spec = CostSpec(cfg.cost.kind, str(cfg.precision), cfg.cost.cache, cfg.cost.table)
+    with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
+        result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
+    meta = {
+        "model": cfg.model.name, "device": device.name, "precision": spec.precision,
+        **result.schedule.meta, "latency_label": cost.kind,
+        "cost_evaluations": cost.stats.misses, "cost_cache_hits": cost.stats.hits,
+    }
+    schedule = replace(result.schedule, meta=meta)
+    path = save(schedule, cfg.output)
+    print(_summary(schedule, result, path))
+    return Outcome(schedule, path, result)
+
+
+def _progress_bar(enabled: bool, total: int) -> tqdm:
+    # disable=None: shown on a terminal only, so logs and tests stay clean.
+    return tqdm(total=total, unit="op", desc="search", leave=False, disable=None if enabled else True)
+
+
+def _summary(schedule: Schedule, result: SearchResult, path: Path) -> str:
+    m, stats = schedule.meta, result.stats
+    return (
+        f"{m['model']} batch {m['batch']} on {m['device']} ({m['precision']}), opt={m['opt']} r={m['r']} s={m['s']}: "
+        f"{len(schedule.stages)} stages, predicted {result.latency_ms:.4f} ms ({m['latency_label']})\n"
+        f"searched {stats.states} states, {stats.stages} distinct stages in {stats.seconds:.1f} s "
+        f"({stats.cost_seconds:.1f} s in the cost) -> {path}"
+    )
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+def cli() -> None:
+    """The command: the schema must be in Hydra's ConfigStore before `main` composes the config."""
+    register_configs()
+    main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -1,0 +1,14 @@
+"""The optimizer: IOS's dynamic program over stage endings, plus sequential and greedy, behind `search`.
+
+It sees stage costs only through the `ios_core.cost.StageCost` protocol.
+"""
+
+from ios_core.optimizer.dp import PartSolution, solve_part
+from ios_core.optimizer.endings import ending_generator, merge_endings, parallel_endings
+from ios_core.optimizer.part import Ending, Part, make_part, split_parts
+from ios_core.optimizer.search import OPTS, OptimizerOptions, SearchResult, SearchStats, optimize, search
+
+__all__ = [
+    "OPTS", "Ending", "OptimizerOptions", "Part", "PartSolution", "SearchResult", "SearchStats", "ending_generator",
+    "make_part", "merge_endings", "optimize", "parallel_endings", "search", "solve_part", "split_parts",
+]

@@ -1,0 +1,105 @@
+"""The simulated cost: device profiles, the roofline per kernel, concurrency in a stage, merges."""
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from ios_core.cost import DeviceError, DeviceProfile, SimulatedCost
+from ios_core.cost.simulated import op_kernels
+from ios_core.ir import GraphBuilder
+from ios_core.schedule import Group, Stage, merged_conv
+
+CONF = Path(__file__).resolve().parents[1] / "conf" / "device"
+
+
+def profile(name: str) -> DeviceProfile:
+    return DeviceProfile.from_mapping(OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml")))
+
+
+H100 = profile("h100")
+
+
+def branches(width: int, size: int, count: int):
+    """``count`` 3x3 convolutions of ``width`` channels side by side on one ``width x size x size`` input."""
+    b = GraphBuilder("branches", width, size, size)
+    outs = [b.conv(b.input, width, 3, padding=1) for _ in range(count)]
+    b.end_block(b.add(*outs) if count > 1 else outs[0])
+    return b.build()
+
+
+def alone(cost, graph, names, batch):
+    return [cost.stage_latency(graph, Stage((Group((n,)),)), batch) for n in names]
+
+
+@pytest.mark.parametrize("name", ["h100", "h200", "a100", "v100", "sim"])
+def test_every_device_profile_loads_and_says_whether_it_is_real(name):
+    device = profile(name)
+    assert device.name == name
+    assert device.real == (name != "sim")
+
+
+def test_a_profile_with_an_unknown_or_impossible_value_is_rejected_by_name():
+    with pytest.raises(DeviceError, match="sm_cout"):
+        DeviceProfile.from_mapping({"name": "x", "sm_cout": 3})
+    with pytest.raises(DeviceError, match="compute_efficiency"):
+        DeviceProfile(compute_efficiency=1.5)
+
+
+def test_every_number_is_labelled_simulated():
+    assert SimulatedCost(H100).kind == "simulated"
+
+
+def test_one_kernel_costs_its_launch_plus_its_roofline_time_alone():
+    g = branches(64, 35, 1)
+    cost = SimulatedCost(H100)
+    [latency] = alone(cost, g, ["conv1"], 1)
+    node = g["conv1"]
+    [kernel] = op_kernels(node.op, ((g.shapes["input"], 1),), 1)
+    t_alone, t_full = cost.kernel_times(kernel)
+    assert latency == pytest.approx((H100.launch_us + t_alone) / 1000)
+    assert t_alone > 5 * t_full  # 35x35x64 outputs fill a few of 132 SMs
+
+
+def test_small_operators_in_parallel_cost_about_the_longest_plus_overhead():
+    g = branches(64, 17, 4)
+    cost = SimulatedCost(H100)
+    names = [f"conv{i}" for i in range(1, 5)]
+    singles = alone(cost, g, names, 1)
+    together = cost.stage_latency(g, Stage(tuple(Group((n,)) for n in names)), 1)
+    assert max(singles) < together <= max(singles) + 3 * H100.sync_us / 1000 + 1e-12
+    assert together < 0.5 * sum(singles)
+
+
+def test_large_operators_in_parallel_cost_about_their_sum():
+    g = branches(256, 56, 4)
+    cost = SimulatedCost(H100)
+    names = [f"conv{i}" for i in range(1, 5)]
+    singles = alone(cost, g, names, 64)
+    together = cost.stage_latency(g, Stage(tuple(Group((n,)) for n in names)), 64)
+    assert together == pytest.approx(sum(singles), rel=0.02)
+
+
+def test_a_merge_costs_what_the_one_wider_convolution_costs():
+    b = GraphBuilder("pair", 32, 17, 17)
+    b.conv(b.input, 48, 1, name="narrow")
+    b.end_block(b.conv(b.input, 64, 3, padding=1, name="wide"))
+    g = b.build()
+    one = GraphBuilder("one", 32, 17, 17)
+    one.end_block(one.node(merged_conv([g["narrow"].op, g["wide"].op]), one.input, name="merged"))
+    cost = SimulatedCost(H100)
+    merged = cost.stage_latency(g, Stage((Group(("narrow", "wide"), merge=True),)), 8)
+    assert merged == cost.stage_latency(one.build(), Stage((Group(("merged",)),)), 8)
+
+
+def test_tf32_speeds_up_convolutions_only_where_the_device_has_it():
+    g = branches(256, 56, 1)
+    stage = Stage((Group(("conv1",)),))
+    assert SimulatedCost(H100, "tf32").stage_latency(g, stage, 64) < SimulatedCost(H100).stage_latency(g, stage, 64)
+    v100 = profile("v100")
+    assert SimulatedCost(v100, "tf32").stage_latency(g, stage, 64) == SimulatedCost(v100).stage_latency(g, stage, 64)
+
+
+def test_an_unknown_precision_is_an_error():
+    with pytest.raises(ValueError, match="precision"):
+        SimulatedCost(H100, "fp8")

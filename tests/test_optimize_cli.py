@@ -1,0 +1,119 @@
+"""The entry point: every config group composes, `run(cfg)` writes a valid schedule, the CLI fails cleanly."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ios_core import models
+from ios_core.config import register_configs
+from ios_core.cost import CostUnavailableError, TableCost
+from ios_core.cost import factory as cost_factory
+from ios_core.optimize import CONF_DIR, ConfigError, run
+from ios_core.reference import run_graph, run_schedule
+from ios_core.schedule import load
+from ios_core.weights import make_input, make_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = {group: sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+          for group in ("model", "device", "cost", "optimizer")}
+
+
+def config(*overrides: str):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("config", overrides=["progress=false", *overrides])
+
+
+def test_the_defaults_and_the_default_output_path():
+    cfg = config()
+    assert (cfg.model.name, cfg.batch, str(cfg.opt), cfg.r, cfg.s, cfg.device.name, cfg.cost.kind) == (
+        "demo", 1, "both", 3, 8, "h100", "simulated")
+    assert cfg.output == "schedules/demo_b1_both_h100_simulated.json"
+
+
+@pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
+def test_every_config_group_option_composes(group, option):
+    cfg = config(f"{group}={option}")
+    OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_every_registered_model_has_a_model_config():
+    assert GROUPS["model"] == models.names()
+
+
+def test_run_writes_a_valid_schedule_with_its_provenance_that_computes_the_graph(tmp_path, capsys):
+    out = tmp_path / "demo.json"
+    outcome = run(config("model=demo", "batch=2", "device=sim", "opt=both", "r=2", "s=4", f"output={out}"))
+    graph = models.get("demo")
+    schedule = load(out, graph)  # validates
+    meta = schedule.meta
+    assert (meta["model"], meta["batch"], meta["device"], meta["opt"], meta["r"], meta["s"]) == ("demo", 2, "sim",
+                                                                                                 "both", 2, 4)
+    assert meta["cost"] == meta["latency_label"] == "simulated"
+    assert meta["latency_ms"] == pytest.approx(outcome.result.latency_ms)
+    for key in ("search_seconds", "dp_states", "distinct_stages", "precision", "cost_evaluations"):
+        assert key in meta
+    weights, x = make_weights(graph), make_input(graph, 2)
+    np.testing.assert_allclose(run_schedule(graph, schedule, x, weights), run_graph(graph, x, weights), rtol=1e-12)
+    printed = capsys.readouterr().out
+    assert "predicted" in printed and "(simulated)" in printed and str(out) in printed
+
+
+def test_run_rejects_a_bad_value_an_unknown_model_and_an_unavailable_cost(tmp_path, monkeypatch):
+    with pytest.raises(ConfigError, match="r must be"):
+        run(config("r=0", f"output={tmp_path}/x.json"))
+    with pytest.raises(models.UnknownModelError, match="known models: demo"):
+        run(config("model.name=nope", f"output={tmp_path}/x.json"))
+    monkeypatch.setattr(cost_factory, "gpu_present", lambda: False)
+    with pytest.raises(CostUnavailableError, match="cost=measured needs an NVIDIA GPU"):
+        run(config("cost=measured", "device=h100", f"output={tmp_path}/x.json"))
+    assert not list(tmp_path.iterdir())
+
+
+def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    env.pop("HYDRA_FULL_ERROR", None)
+    return subprocess.run([sys.executable, "-m", "ios_core.optimize", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_command_writes_only_its_schedule_under_schedules(tmp_path):
+    done = cli("model=demo", "batch=1", "opt=both", "r=3", "s=8", "cost=simulated", "device=h100", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "schedules", "schedules/demo_b1_both_h100_simulated.json"]  # no outputs/, no .hydra/, no logs
+    assert "predicted" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["batchh=3"], "Key 'batchh' not in 'OptimizeConfig'"),
+        (["model=nope"], "Could not find 'model/nope'"),
+        (["opt=dp"], "Invalid value 'dp', expected one of [sequential, greedy, parallel, merge, both]"),
+        (["cost=measured", "device=sim"], "error: cost=measured needs a real GPU"),
+    ],
+)
+def test_a_bad_command_is_one_clear_message_not_a_stack_trace(tmp_path, args, message):
+    done = cli(*args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_search_replays_from_its_disk_cache_through_the_table_cost(tmp_path):
+    cache = tmp_path / "costs.jsonl"
+    first = run(config("model=squeezenet", f"cost.cache={cache}", f"output={tmp_path}/a.json"))
+    TableCost.from_cache(cache, "simulated/h100/fp32").save(tmp_path / "table.json")
+    replay = run(config("model=squeezenet", "cost=table", f"cost.table={tmp_path}/table.json",
+                        f"output={tmp_path}/b.json"))
+    assert replay.schedule.meta["latency_label"] == "table"
+    assert replay.result.latency_ms == first.result.latency_ms
+    assert replay.schedule == first.schedule
