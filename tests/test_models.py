@@ -174,3 +174,16 @@ def test_unknown_model_names_the_known_ones():
         "unknown model 'resnet50'; known models: demo, inception_v3, nasnet, randwire, squeezenet"
     )
     assert isinstance(error.value, KeyError)
+
+
+def test_an_onnx_file_is_a_model(tmp_path):
+    from ios_core.onnx_io import Network, save_onnx
+
+    path = tmp_path / "demo.onnx"
+    save_onnx(Network.of(models.get("demo"), seed=0), path)
+    graph = models.get("onnx", path=str(path))
+    assert graph.shapes[graph.output] == models.get("demo").shapes["identity1"]
+    with pytest.raises(models.ModelArgumentError, match=r"model=onnx needs the file: model.path="):
+        models.get("onnx")
+    with pytest.raises(models.ModelArgumentError, match=r"model=onnx cannot use .*missing.onnx"):
+        models.get("onnx", path=str(tmp_path / "missing.onnx"))

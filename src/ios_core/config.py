@@ -13,8 +13,11 @@ from enum import StrEnum
 from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
 
+from ios_core import models
 from ios_core.cost.device import DeviceProfile
+from ios_core.ir import Graph
 
 
 class Opt(StrEnum):
@@ -39,6 +42,15 @@ class ModelConfig:
 
     name: str = "demo"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    path: str | None = None  # the .onnx file, for name=onnx
+
+
+def build_model(model: ModelConfig) -> Graph:
+    """The graph a model config names (``path`` goes to the ``onnx`` model as its file)."""
+    kwargs = dict(OmegaConf.to_container(model.kwargs)) if OmegaConf.is_config(model.kwargs) else dict(model.kwargs)
+    if model.path is not None:
+        kwargs["path"] = model.path
+    return models.get(model.name, **kwargs)
 
 
 @dataclass

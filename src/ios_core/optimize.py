@@ -19,7 +19,7 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from ios_core import models
-from ios_core.config import register_configs
+from ios_core.config import build_model, register_configs
 from ios_core.cost import CostSpec, CostUnavailableError, DeviceError, DeviceProfile, build_cost
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
@@ -27,12 +27,18 @@ from ios_core.schedule import Schedule, save
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
-
 class ConfigError(ValueError):
     """A config value the optimizer cannot use; the message names the key."""
 
 
-USER_ERRORS = (ConfigError, CostUnavailableError, DeviceError, models.UnknownModelError, MissingMandatoryValue)
+USER_ERRORS = (
+    ConfigError,
+    CostUnavailableError,
+    DeviceError,
+    models.UnknownModelError,
+    models.ModelArgumentError,
+    MissingMandatoryValue,
+)
 """Errors that are the user's to fix: reported in one line, without a stack trace."""
 
 
@@ -59,15 +65,19 @@ def run(cfg: DictConfig) -> Outcome:
         raise ConfigError(str(error)) from None
     if cfg.batch < 1:
         raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
-    graph = models.get(cfg.model.name, **OmegaConf.to_container(cfg.model.kwargs))
+    graph = build_model(cfg.model)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
     spec = CostSpec(cfg.cost.kind, str(cfg.precision), cfg.cost.cache, cfg.cost.table)
     with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
         result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
     meta = {
-        "model": cfg.model.name, "device": device.name, "precision": spec.precision,
-        **result.schedule.meta, "latency_label": cost.kind,
-        "cost_evaluations": cost.stats.misses, "cost_cache_hits": cost.stats.hits,
+        "model": cfg.model.name,
+        "device": device.name,
+        "precision": spec.precision,
+        **result.schedule.meta,
+        "latency_label": cost.kind,
+        "cost_evaluations": cost.stats.misses,
+        "cost_cache_hits": cost.stats.hits,
     }
     schedule = replace(result.schedule, meta=meta)
     path = save(schedule, cfg.output)

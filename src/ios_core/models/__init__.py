@@ -1,4 +1,4 @@
-"""The model registry: the four networks of the IOS paper, plus the tiny ``demo``, by name.
+"""The model registry: the four networks of the IOS paper, the tiny ``demo`` and ``onnx`` files, by name.
 
 Importing this package only defines functions; a graph is built when `get` is called.
 """
@@ -14,8 +14,26 @@ from ios_core.models.nasnet import nasnet
 from ios_core.models.randwire import randwire
 from ios_core.models.squeezenet import squeezenet
 
+
+class ModelArgumentError(ValueError):
+    """A model was asked for with arguments it cannot use."""
+
+
+def onnx(path: str | None = None) -> Graph:
+    """A network read from an ``.onnx`` file (`ios_core.onnx_io`), its graph without the head."""
+    from ios_core.onnx_io import OnnxImportError, load_onnx  # onnx is heavy to import: only when asked for
+
+    if not path:
+        raise ModelArgumentError("model=onnx needs the file: model.path=<network.onnx>")
+    try:
+        return load_onnx(path).graph
+    except (OSError, OnnxImportError) as error:
+        raise ModelArgumentError(f"model=onnx cannot use {path!r}: {error}") from error
+
+
 _MODELS: dict[str, Callable[..., Graph]] = {
     "demo": demo,
+    "onnx": onnx,
     "inception_v3": inception_v3,
     "nasnet": nasnet,
     "randwire": randwire,
@@ -57,4 +75,4 @@ def get(name: str, **kwargs: object) -> Graph:
     return build(**kwargs)
 
 
-__all__ = ["UnknownModelError", "get", "names"]
+__all__ = ["ModelArgumentError", "UnknownModelError", "get", "names"]
