@@ -171,7 +171,7 @@ def test_unknown_model_names_the_known_ones():
     with pytest.raises(models.UnknownModelError, match="resnet50") as error:
         models.get("resnet50")
     assert str(error.value) == (
-        "unknown model 'resnet50'; known models: demo, inception_v3, nasnet, randwire, squeezenet"
+        "unknown model 'resnet50'; known models: demo, inception_v3, nasnet, randwire, squeezenet, onnx"
     )
     assert isinstance(error.value, KeyError)
 

@@ -31,9 +31,11 @@ def onnx(path: str | None = None) -> Graph:
         raise ModelArgumentError(f"model=onnx cannot use {path!r}: {error}") from error
 
 
+# Networks read from a file rather than built here: not in `names()`, since they need a path.
+_LOADERS: dict[str, Callable[..., Graph]] = {"onnx": onnx}
+
 _MODELS: dict[str, Callable[..., Graph]] = {
     "demo": demo,
-    "onnx": onnx,
     "inception_v3": inception_v3,
     "nasnet": nasnet,
     "randwire": randwire,
@@ -49,7 +51,7 @@ class UnknownModelError(KeyError):
 
 
 def names() -> list[str]:
-    """The registered model names, sorted."""
+    """The built-in model names, sorted (file loaders such as ``onnx`` are not listed)."""
     return sorted(_MODELS)
 
 
@@ -68,10 +70,10 @@ def get(name: str, **kwargs: object) -> Graph:
     UnknownModelError
         If ``name`` is not registered.
     """
-    try:
-        build = _MODELS[name]
-    except KeyError:
-        raise UnknownModelError(f"unknown model {name!r}; known models: {', '.join(names())}") from None
+    build = _MODELS.get(name) or _LOADERS.get(name)
+    if build is None:
+        known = ", ".join(names() + sorted(_LOADERS))
+        raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
     return build(**kwargs)
 
 
