@@ -44,7 +44,16 @@ def test_every_config_group_option_composes(group, option):
 
 
 def test_every_registered_model_has_a_model_config():
-    assert GROUPS["model"] == models.names()
+    assert GROUPS["model"] == sorted([*models.names(), "onnx"])
+
+
+def test_an_onnx_model_is_optimized_like_a_built_in_one(tmp_path):
+    from ios_core.onnx_io import Network, save_onnx
+
+    save_onnx(Network.of(models.get("demo"), seed=0), tmp_path / "demo.onnx")
+    out = tmp_path / "onnx.json"
+    run(config("model=onnx", f"model.path={tmp_path / 'demo.onnx'}", "device=sim", f"output={out}"))
+    assert load(out, models.get("onnx", path=str(tmp_path / "demo.onnx"))).ops
 
 
 def test_run_writes_a_valid_schedule_with_its_provenance_that_computes_the_graph(tmp_path, capsys):
