@@ -1,0 +1,54 @@
+"""Experiment 3: device utilization over time, Sequential against IOS-Both, one model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ios_core.figures.common import OPT_LABELS, figure, footnote, frame, save, source_label
+from ios_core.tracking import Record
+
+SERIES = "stage_utilization_pct"
+
+
+def timeline(record: Record) -> pd.DataFrame:
+    """One row per stage: when it starts and ends (ms, stages back to back) and its utilization."""
+    latency, busy = record.values("stage_latency_ms"), record.values(SERIES)
+    end = np.cumsum(latency)
+    return pd.DataFrame({"stage": range(len(latency)), "start_ms": end - np.asarray(latency), "end_ms": end,
+                         "latency_ms": latency, "utilization_pct": busy})
+
+
+def utilization(records: list[Record], prefix: str | os.PathLike) -> list[Path]:
+    """Stage-by-stage utilization of each schedule as a step plot over time; its mean in the legend."""
+    df = frame(records)
+    fig, ax = figure(7.5, 3.6)
+    notes, tables = [], []
+    metric = "utilization (%)"
+    for record in records:
+        label = OPT_LABELS.get(record.params.get("opt", ""), record.params.get("opt", "?"))
+        if not record.available or not record.values(SERIES):
+            reason = record.tags.get("reason") or (
+                "timed end to end only: per-stage active warps need Nsight Compute / CUPTI metrics, not collected yet")
+            notes.append(f"not available -- {label}: {reason}")
+            ax.plot([], [], linestyle="none", label=f"{label} (n/a)")
+            continue
+        metric = record.params.get("utilization_metric", metric)
+        table = timeline(record).assign(schedule=label, model=record.params.get("model"))
+        tables.append(table)
+        mean = float(np.average(table["utilization_pct"], weights=table["latency_ms"]))
+        ax.stairs(table["utilization_pct"], np.r_[0.0, table["end_ms"]], linewidth=1.4,
+                  label=f"{label}: {table['end_ms'].iloc[-1]:.3g} ms, mean {mean:.1f}%")
+    ax.set_xlabel("time since the first stage starts (ms)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    models = ", ".join(sorted(set(df["model"].dropna())))
+    ax.set_title(f"Device utilization over time, {models}, batch {', '.join(map(str, sorted(set(df['batch']))))}"
+                 f"\n{source_label(df)}")
+    footnote(fig, notes)
+    data = pd.concat(tables) if tables else pd.DataFrame(columns=["schedule", "stage", "start_ms", "end_ms"])
+    return save(fig, data, prefix)

@@ -1,0 +1,219 @@
+"""``python -m ios_core.measure model=<m> batch=<b> device=<d> schedule=<schedule.json>``: end-to-end latency.
+
+How the number is obtained depends on the device (``mode=auto``):
+
+* a simulated device (``device.real=false``) or ``mode=simulated``: the sum of the stage latencies of
+  the analytical model (`ios_core.cost.SimulatedCost`) on that device profile, one deterministic
+  value, labelled ``source=simulated``; per stage, also the latency and the achieved FLOP rate;
+* a real device: the GPU engine (`ios_core.engine`, imported only then) times CUDA-graph replays,
+  ``timing.repeat`` samples of ``timing.number`` replays after ``timing.warmup``, labelled
+  ``source=measured`` with the GPU's name, driver, cuDNN version and clocks.
+
+Either way one `ios_core.tracking` record is written to ``out`` and logged to MLflow (unless
+``tracking.mlflow=false``). A measurement that cannot be made here -- autotuning without a GPU, a
+schedule meant for another GPU than this one, or ``unavailable=<reason>`` -- is recorded as not
+available, with the reason; the command still succeeds, since absence is a result.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from ios_core import models
+from ios_core.config import DeviceConfig, ModelConfig, Precision, build_model
+from ios_core.cost import CostSpec, DeviceProfile, build_cost
+from ios_core.ir import Graph
+from ios_core.schedule import Schedule, load
+from ios_core.tracking import Record, TrackingConfig, stringify, tracked
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+ENGINE_PRECISION = {"fp32": "fp32-strict", "tf32": "fp32"}  # the engine's "fp32" lets cuDNN use TF32
+UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
+
+
+class Mode(StrEnum):
+    auto = "auto"
+    simulated = "simulated"
+    engine = "engine"
+
+
+@dataclass
+class TimingConfig:
+    """Engine timing: ``warmup`` replays, then ``repeat`` samples, each the mean of ``number`` replays."""
+
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+
+
+@dataclass
+class MeasureConfig:
+    """Everything ``python -m ios_core.measure`` reads; defaults in ``conf/measure.yaml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
+    batch: int = 1
+    precision: Precision = Precision.fp32
+    schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
+    mode: Mode = Mode.auto
+    autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    unavailable: str | None = None  # record "not available" with this reason instead of measuring
+    schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device
+    # of a schedule that does not exist (with `unavailable`), so the record still says what it stands for
+    out: str | None = None  # the record file
+    tags: dict[str, str] = field(default_factory=dict)  # extra record tags, e.g. experiment=schedules
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+class MeasureError(ValueError):
+    """A config value measure cannot use; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one measurement gave: per-repeat latencies, per-stage numbers where known, the conditions."""
+
+    samples_ms: list[float]
+    params: dict[str, Any]
+    stage_ms: list[float] = field(default_factory=list)
+    stage_utilization_pct: list[float] = field(default_factory=list)
+
+
+def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfile, precision: str) -> Measured:
+    """The analytical model's latency of every stage; the schedule's is their sum (stages run in turn)."""
+    cost = build_cost(CostSpec("simulated", precision), device)
+    stage_ms = [cost.stage_latency(graph, stage, batch) for stage in schedule.stages]
+    peak = (device.tf32_tflops if precision == "tf32" else device.fp32_tflops) * 1e12
+    flops = [batch * sum(graph.flops(op) for op in stage.ops) for stage in schedule.stages]
+    busy = [100.0 * f / (ms / 1e3) / peak for f, ms in zip(flops, stage_ms, strict=True)]
+    params = {"device_name": device.name.upper(), "utilization_metric": UTILIZATION_METRIC}
+    return Measured([sum(stage_ms)], params, stage_ms, busy)
+
+
+def gpu_mismatch(device: DeviceProfile) -> str | None:
+    """Why this machine's GPU cannot stand for ``device`` (None when it can), from NVML only."""
+    from ios_core import gpu
+
+    info = gpu.describe()
+    if not info.get("available"):
+        raise MeasureError(f"device={device.name} is a real GPU, but none is usable here ({info.get('reason')}); "
+                           "use a simulated device or mode=simulated")
+    if device.name.lower() not in info["name"].lower():
+        return f"needs a GPU matching device={device.name}; this machine has {info['name']}"
+    return None
+
+
+def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig) -> Measured:
+    """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events)."""
+    from ios_core import engine
+    from ios_core.engine.plan import PlanOptions
+
+    plan = engine.build_plan(graph, schedule, batch, ENGINE_PRECISION[str(cfg.precision)],
+                             options=PlanOptions(autotune=cfg.autotune))
+    m = engine.latency(plan, cfg.timing.warmup, cfg.timing.number, cfg.timing.repeat)
+    before, after = m.clocks_before, m.clocks_after
+    params = {"device_name": m.device.get("name"), "gpu_name": m.device.get("name"), "driver": m.device.get("driver"),
+              "cudnn": m.device.get("cudnn"), "layout": m.layout, "sm_mhz_before": before.get("sm_mhz"),
+              "sm_mhz_after": after.get("sm_mhz"), "mem_mhz": before.get("mem_mhz"),
+              "throttle": ",".join(after.get("throttle", [])), "warmup": m.warmup, "number": m.number,
+              "repeat": m.repeat}
+    return Measured(list(m.samples), params)
+
+
+def _params(cfg: DictConfig, schedule: Schedule | None, source: str) -> dict[str, Any]:
+    meta = dict(schedule.meta) if schedule else {}
+    return {"model": cfg.model.name, "batch": cfg.batch, "device": cfg.device.name, "precision": str(cfg.precision),
+            "opt": meta.get("opt"), "r": meta.get("r"), "s": meta.get("s"), "cost": meta.get("cost"),
+            "schedule": cfg.schedule, "schedule_batch": meta.get("batch"), "schedule_device": meta.get("device"),
+            "variant": "autotune" if cfg.autotune else "", "mode": source}
+
+
+def _search_metrics(record: Record, schedule: Schedule) -> None:
+    """The search behind the schedule, so that one run holds the whole story of its number."""
+    for metric, keys in (("search_time_s", ("search_seconds",)), ("dp_states", ("dp_states", "states")),
+                         ("stages_costed", ("distinct_stages", "stages")), ("predicted_latency_ms", ("latency_ms",)),
+                         ("cost_evaluations", ("cost_evaluations",))):
+        value = next((schedule.meta[k] for k in keys if isinstance(schedule.meta.get(k), int | float)), None)
+        if value is not None:
+            record.log_metric(metric, value)
+
+
+def _why_not(cfg: DictConfig, device: DeviceProfile, source: str) -> str | None:
+    if cfg.unavailable:
+        return cfg.unavailable
+    if cfg.autotune and source == "simulated":
+        return "cuDNN engine autotuning needs a GPU: the analytical model has no per-convolution engine choice"
+    return gpu_mismatch(device) if source == "measured" else None
+
+
+def run(cfg: DictConfig) -> Record:
+    """Measure ``cfg.schedule`` as ``cfg`` says; write and log the record; print one line."""
+    device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
+    use_engine = cfg.mode == Mode.engine or (cfg.mode == Mode.auto and device.real)
+    source = "measured" if use_engine else "simulated"
+    if cfg.batch < 1:
+        raise MeasureError(f"batch must be >= 1, got {cfg.batch}")
+    reason = _why_not(cfg, device, source)
+    graph = build_model(cfg.model)
+    if reason is None and not cfg.schedule:
+        raise MeasureError("schedule=<path of a schedule JSON> is required (python -m ios_core.optimize writes one)")
+    schedule = None
+    if cfg.schedule and (reason is None or Path(cfg.schedule).exists()):
+        schedule = load(cfg.schedule, graph)
+    params = {**_params(cfg, schedule, source), **({} if schedule else cfg.schedule_params)}
+    tags = {**cfg.tags, "source": source, "available": str(reason is None).lower(), "reason": reason or ""}
+    name = f"measure/{cfg.model.name}/b{cfg.batch}/{params['opt'] or '-'}{'+autotune' if cfg.autotune else ''}"
+    tracking = TrackingConfig(**OmegaConf.to_container(cfg.tracking))
+    with tracked(name, "measure", params, tags, cfg.out, tracking) as record:
+        if schedule is not None:
+            _search_metrics(record, schedule)
+            if cfg.schedule:
+                record.artifacts.append(str(cfg.schedule))
+        if reason is None:
+            measured = (on_engine(graph, schedule, cfg.batch, cfg) if use_engine else
+                        simulated(graph, schedule, cfg.batch, device, str(cfg.precision)))
+            record.params.update(stringify(measured.params))
+            record.log_series("latency_ms", measured.samples_ms)
+            record.log_metric("median_ms", statistics.median(measured.samples_ms))
+            record.log_series("stage_latency_ms", measured.stage_ms)
+            record.log_series("stage_utilization_pct", measured.stage_utilization_pct)
+    print(summary(record), flush=True)
+    return record
+
+
+def summary(record: Record) -> str:
+    p = record.params
+    head = f"{p['model']} batch {p['batch']} {p['opt'] or ''}{'+autotune' if p['variant'] else ''} on {p['device']}"
+    if not record.available:
+        return f"{head}: not available -- {record.tags['reason']}"
+    samples = record.values("latency_ms")
+    return f"{head}: {record.latest('median_ms'):.4f} ms ({record.tags['source']}, median of {len(samples)})"
+
+
+def register_configs() -> None:
+    """Store the schema as ``measure_schema`` (the first entry of ``conf/measure.yaml``'s defaults)."""
+    ConfigStore.instance().store(name="measure_schema", node=MeasureConfig)
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="measure")
+def main(cfg: DictConfig) -> None:
+    try:
+        run(cfg)
+    except (MeasureError, models.UnknownModelError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    register_configs()
+    main()

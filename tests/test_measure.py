@@ -1,0 +1,125 @@
+"""Measure: simulated end to end (the sum of the analytical stage latencies), the engine only on a real GPU."""
+
+import sys
+import types
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from ios_core import gpu, models
+from ios_core.cost import CostSpec, DeviceProfile, build_cost, schedule_latency
+from ios_core.measure import CONF_DIR, MeasureError, register_configs, run
+from ios_core.schedule import greedy, save
+from ios_core.tracking import read
+
+
+def config(*overrides):
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return compose("measure", overrides=["tracking.mlflow=false", *overrides])
+
+
+@pytest.fixture
+def schedule_file(tmp_path):
+    schedule = greedy(models.get("demo"))
+    schedule = type(schedule)(schedule.graph, schedule.stages, {**schedule.meta, "batch": 1, "device": "h100",
+                                                                "search_seconds": 0.5, "dp_states": 7})
+    return save(schedule, tmp_path / "greedy.json")
+
+
+def test_simulated_latency_is_the_sum_of_stage_latencies(schedule_file, tmp_path):
+    out = tmp_path / "r.json"
+    record = run(config("model=demo", "device=h100", "mode=simulated", "batch=2", f"schedule={schedule_file}",
+                        f"out={out}"))
+    graph, device = models.get("demo"), DeviceProfile.from_mapping(OmegaConf.to_container(config().device))
+    expected = schedule_latency(build_cost(CostSpec(), device), graph, greedy(graph), 2)
+    assert record.latest("median_ms") == pytest.approx(expected)
+    assert sum(record.values("stage_latency_ms")) == pytest.approx(expected)
+    assert all(0 <= u <= 100 for u in record.values("stage_utilization_pct"))
+    assert record.tags["source"] == "simulated" and record.params["device_name"] == "H100"
+    assert record.latest("search_time_s") == 0.5 and record.latest("dp_states") == 7
+    assert read(out).id == record.id and record.artifacts == [str(schedule_file)]
+
+
+def test_simulated_device_needs_no_mode(schedule_file):
+    record = run(config("device=sim", f"schedule={schedule_file}"))
+    assert record.tags["source"] == "simulated" and record.available
+
+
+def test_autotuning_without_gpu_is_not_available(schedule_file):
+    record = run(config("device=sim", "autotune=true", f"schedule={schedule_file}"))
+    assert not record.available and "needs a GPU" in record.tags["reason"]
+    assert record.params["opt"] == "greedy" and not record.values("latency_ms")
+
+
+def test_unavailable_records_what_it_stands_for(tmp_path):
+    record = run(config("device=h200", "unavailable=needs an H200", "+schedule_params.opt=both",
+                        "+schedule_params.schedule_device=h200", f"schedule={tmp_path / 'missing.json'}"))
+    assert not record.available and record.params["schedule_device"] == "h200" and record.params["opt"] == "both"
+
+
+def test_schedule_is_required():
+    with pytest.raises(MeasureError, match="schedule="):
+        run(config("device=sim"))
+
+
+def test_misspelt_key_is_rejected():
+    with pytest.raises(Exception, match="shedule"):
+        config("shedule=x.json")
+
+
+def test_real_device_without_gpu_is_an_error(schedule_file, monkeypatch):
+    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": False, "reason": "no NVML"})
+    with pytest.raises(MeasureError, match="none is usable here"):
+        run(config("device=h100", f"schedule={schedule_file}"))
+
+
+def test_another_gpu_than_the_device_is_not_available(schedule_file, monkeypatch):
+    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
+    record = run(config("device=h200", f"schedule={schedule_file}"))
+    assert not record.available and "needs a GPU matching device=h200" in record.tags["reason"]
+
+
+@dataclass
+class FakeMeasurement:
+    samples: tuple = (1.0, 1.2, 1.1)
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 3
+    layout: str = "nhwc"
+    device: dict = field(default_factory=lambda: {"name": "NVIDIA H100 80GB HBM3", "driver": "580", "cudnn": "9.19"})
+    clocks_before: dict = field(default_factory=lambda: {"sm_mhz": 1980, "mem_mhz": 2619})
+    clocks_after: dict = field(default_factory=lambda: {"sm_mhz": 1980, "throttle": []})
+
+
+def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
+    """The engine is called only for a real device, with the precision and autotuning asked for."""
+    from ios_core import engine
+
+    calls = {}
+    plan_module = types.ModuleType("ios_core.engine.plan")
+    plan_module.PlanOptions = lambda autotune: {"autotune": autotune}
+    monkeypatch.setitem(sys.modules, "ios_core.engine.plan", plan_module)
+    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
+    monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)))
+    monkeypatch.setattr(engine, "latency", lambda plan, w, n, r: FakeMeasurement())
+    record = run(config("device=h100", "autotune=true", "precision=tf32", f"schedule={schedule_file}"))
+    assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True}})  # the engine's fp32 allows TF32
+    assert record.tags["source"] == "measured" and record.values("latency_ms") == [1.0, 1.2, 1.1]
+    assert record.latest("median_ms") == pytest.approx(1.1)
+    assert record.params["gpu_name"] == "NVIDIA H100 80GB HBM3" and record.params["variant"] == "autotune"
+
+
+def test_command_line(schedule_file, tmp_path):
+    import subprocess
+
+    out = tmp_path / "cli.json"
+    src = Path(__file__).resolve().parents[1] / "src"
+    done = subprocess.run([sys.executable, "-m", "ios_core.measure", "model=demo", "device=sim",
+                           f"schedule={schedule_file}", f"out={out}", "tracking.mlflow=false"],
+                          capture_output=True, text=True, env={"PYTHONPATH": str(src), "PATH": ""}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "ms (simulated, median of 1)" in done.stdout and read(out).status == "FINISHED"

@@ -1,0 +1,158 @@
+# Paths of every output, and which records each experiment's figure reads. Outputs live under
+# <results>/<device>/ (records, schedules, logs, benchmarks) and <results>/figures/<device>/.
+import os
+import yaml
+
+PYTHON = sys.executable
+# The package runs from this checkout, installed or not (braces doubled: shell commands are formatted).
+shell.prefix("export PYTHONPATH=" + os.path.join(workflow.basedir, "src") + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
+
+DEVICE = config["device"]
+_device_file = os.path.join(workflow.basedir, "conf", "device", f"{DEVICE}.yaml")
+if not os.path.exists(_device_file):
+    raise ValueError(f"device={DEVICE!r}: no device profile {_device_file}")
+with open(_device_file) as _f:
+    REAL = bool((yaml.safe_load(_f) or {}).get("real", False))
+HOME = DEVICE if REAL else config["sim_device"]  # the device profile a number is for
+ROOT = f"{config['results']}/{DEVICE}"
+FIGURES = f"{config['results']}/figures/{DEVICE}"
+GPU = 1 if REAL else 0
+# On a GPU, every job that touches it runs through a lock that gives it a GPU of its own.
+ON_GPU = f"{PYTHON} -m ios_core.experiments with-gpu -- " if REAL else ""
+SEARCH_COST = config["cost"] if config["cost"] != "auto" else ("measured" if REAL else "simulated")
+if SEARCH_COST == "measured" and not REAL:
+    raise ValueError(f"cost=measured needs a GPU device; device={DEVICE} is simulated")
+IOS = config["ios"]
+EXP = config["experiments"]
+PAPER = ("schedules", "frameworks", "utilization", "specialization", "pruning", "batch_sizes", "intra_inter")
+EXPERIMENTS = [e for e in PAPER if e in EXP]  # in the paper's order, numbered as there
+
+
+wildcard_constraints:
+    odev="[a-z0-9_]+",
+    rdev="[a-z0-9_]+",
+    model="[a-z0-9_]+",
+    batch=r"\d+",
+    run_batch=r"\d+",
+    sched=r"sequential|greedy|(merge|parallel|both)_r\d+_s\d+",
+    tuning="heuristic|autotune",
+    framework="[a-z_]+",
+
+
+def sched_name(opt, model, r=None, s=None):
+    """A schedule's file name: the opt, and for IOS its pruning (the model's own, else the default)."""
+    if opt in ("sequential", "greedy"):
+        return opt
+    limits = {**IOS, **IOS.get("models", {}).get(model, {})}
+    return f"{opt}_r{r or limits['r']}_s{s or limits['s']}"
+
+
+def ios(model):
+    return sched_name(IOS["opt"], model)
+
+
+def schedule(model, batch, sched, odev=HOME):
+    return f"{ROOT}/schedules/{odev}/{model}/b{batch}/{sched}.json"
+
+
+def stage_log(schedule_path):
+    """Where the search that writes a schedule logs the stages it costs (see ios_core.tracking.adapters)."""
+    return schedule_path.removesuffix(".json") + ".stages.jsonl"
+
+
+def measured(model, batch, sched, odev=HOME, rdev=None, run_batch=None, tuning="heuristic"):
+    return f"{ROOT}/measure/{odev}/{model}/b{batch}/{sched}/on_{rdev or odev}_b{run_batch or batch}_{tuning}.json"
+
+
+def baseline(model, batch, framework, rdev=HOME):
+    return f"{ROOT}/baselines/{rdev}/{model}/b{batch}/{framework}.json"
+
+
+def figure(name, ext="png"):
+    return f"{FIGURES}/{name}.{ext}"
+
+
+def gpu_resources(device_wildcard):
+    """``gpu=1`` for a job on a GPU; with cross_device, also the GPU model it needs (SLURM: --gpus=<model>:1)."""
+    if REAL and config["cross_device"]:
+        return {"gpu": GPU, "gpu_model": lambda wildcards: getattr(wildcards, device_wildcard)}
+    return {"gpu": GPU}
+
+
+def unavailable(wildcards):
+    """Why a cell of experiment 4 cannot be measured on this node, or None."""
+    if REAL and not config["cross_device"]:
+        for dev in (wildcards.odev, wildcards.rdev):
+            if dev != DEVICE:
+                return f"needs a GPU matching device={dev}: rerun with cross_device=true where there is one"
+    return None
+
+
+RECORDS = {
+    "schedules": lambda e: [measured(m, e["batch"], sched_name(o, m)) for m in e["models"] for o in e["opts"]],
+    "frameworks": lambda e: [measured(m, e["batch"], ios(m)) for m in e["models"]]
+    + [baseline(m, e["batch"], f) for m in e["models"] for f in e["frameworks"]],
+    "utilization": lambda e: [measured(e["model"], e["batch"], s) for s in ("sequential", ios(e["model"]))],
+    "specialization": lambda e: [
+        measured(e["model"], b, ios(e["model"]), run_batch=rb) for b in e["batches"] for rb in e["batches"]
+    ]
+    + [
+        measured(e["model"], e["device_batch"], ios(e["model"]), odev=od, rdev=rd)
+        for od in e["devices"]
+        for rd in e["devices"]
+    ],
+    "pruning": lambda e: [
+        measured(m, e["batch"], sched_name(IOS["opt"], m, r, s)) for m in e["models"] for r in e["r"] for s in e["s"]
+    ],
+    "batch_sizes": lambda e: [measured(e["model"], b, s) for b in e["batches"] for s in ("sequential", ios(e["model"]))]
+    + [baseline(e["model"], b, f) for b in e["batches"] for f in e["frameworks"]],
+    "intra_inter": lambda e: [
+        measured(m, e["batch"], s, tuning=t)
+        for m in e["models"]
+        for s in ("sequential", ios(m))
+        for t in ("heuristic", "autotune")
+    ],
+}
+
+
+def records(name):
+    """The record files experiment ``name``'s figure reads, each once, in a stable order."""
+    return list(dict.fromkeys(RECORDS[name](EXP[name])))
+
+
+def all_records():
+    return list(dict.fromkeys(path for name in EXPERIMENTS for path in records(name)))
+
+
+def search_overrides(sched):
+    """Hydra overrides of ios_core.optimize for a schedule name: "sequential", "both_r3_s8", ..."""
+    opt, *limits = sched.split("_")
+    return f"opt={opt}" + "".join(f" {limit[0]}={limit[1:]}" for limit in limits)
+
+
+def measure_input(wildcards):
+    if unavailable(wildcards):
+        return {}
+    return {"schedule": schedule(wildcards.model, wildcards.batch, wildcards.sched, wildcards.odev)}
+
+
+def measure_overrides(wildcards):
+    """Overrides beyond the obvious ones: why a cell is unavailable, and what it would have measured."""
+    reason = unavailable(wildcards)
+    if reason is None:
+        return "" if REAL else "mode=simulated"
+    opt, *limits = wildcards.sched.split("_")
+    described = [f"opt={opt}", f"schedule_batch={wildcards.batch}", f"schedule_device={wildcards.odev}"]
+    described += [f"{limit[0]}={limit[1:]}" for limit in limits]
+    return f"'unavailable=\"{reason}\"' " + " ".join(f"+schedule_params.{d}" for d in described)
+
+
+def figure_rule_outputs(name):
+    return {
+        "png": report(figure(name, "png"), caption=f"../report/{name}.rst", category="Figures",
+                      subcategory=f"{PAPER.index(name) + 1}. {name}", labels={"experiment": name}),
+        "pdf": figure(name, "pdf"),
+        "record": f"{ROOT}/figures/{name}.json",
+        "csv": report(figure(name, "csv"), caption=f"../report/{name}.rst", category="Data",
+                      labels={"experiment": name}),
+    }

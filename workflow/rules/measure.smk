@@ -1,0 +1,27 @@
+# Measure one schedule on one device at one batch size: simulated (analytical model) without a GPU, else timed by
+# the engine. Records are written only (tracking.mlflow=false); the `track` rule ingests them all at the end.
+
+
+rule measure:
+    input:
+        unpack(measure_input),
+    output:
+        f"{ROOT}/measure/{{odev}}/{{model}}/b{{batch}}/{{sched}}/on_{{rdev}}_b{{run_batch}}_{{tuning}}.json",
+    log:
+        f"{ROOT}/logs/measure/{{odev}}/{{model}}/b{{batch}}/{{sched}}/on_{{rdev}}_b{{run_batch}}_{{tuning}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/measure/{{odev}}/{{model}}/b{{batch}}/{{sched}}/on_{{rdev}}_b{{run_batch}}_{{tuning}}.tsv"
+    params:
+        run=f"{ON_GPU}{PYTHON} -m ios_core.measure",
+        schedule=lambda wc, input: f"schedule={input.schedule}" if "schedule" in input.keys() else "",
+        extra=measure_overrides,
+        precision=config["precision"],
+        autotune=lambda wc: f"autotune={str(wc.tuning == 'autotune').lower()}",
+        timing=f"timing.warmup={config['timing']['warmup']} timing.number={config['timing']['number']}"
+        f" timing.repeat={config['timing']['repeat']}",
+    resources:
+        **gpu_resources("rdev"),
+    shell:
+        "{params.run} model={wildcards.model} batch={wildcards.run_batch}"
+        " device={wildcards.rdev} precision={params.precision} {params.schedule} {params.autotune} {params.timing}"
+        " {params.extra} out={output} tracking.mlflow=false > {log} 2>&1"
