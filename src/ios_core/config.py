@@ -55,11 +55,17 @@ def build_model(model: ModelConfig) -> Graph:
 
 @dataclass
 class CostConfig:
-    """Which `ios_core.cost` to build: ``kind``, a JSON-lines disk ``cache`` (null: memory only), a ``table`` file."""
+    """Which `ios_core.cost` to build: ``kind``, a JSON-lines disk ``cache`` (null: memory only), a ``table`` file;
+    for ``measured``, the stage timing (``warmup``, ``number``, ``repeat``) and convolution autotuning."""
 
     kind: str = "simulated"
     cache: str | None = None
     table: str | None = None
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+    autotune: bool = True
+    tune_cache: str | None = None
 
 
 def _device_schema() -> type:

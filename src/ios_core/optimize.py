@@ -67,7 +67,9 @@ def run(cfg: DictConfig) -> Outcome:
         raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
     graph = build_model(cfg.model)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
-    spec = CostSpec(cfg.cost.kind, str(cfg.precision), cfg.cost.cache, cfg.cost.table)
+    c = cfg.cost
+    spec = CostSpec(c.kind, str(cfg.precision), c.cache, c.table, c.warmup, c.number, c.repeat, c.autotune,
+                    c.tune_cache)
     with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
         result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
     meta = {

@@ -4,8 +4,9 @@ The optimizer sees only the `StageCost` protocol. How the answer is obtained (an
 roofline, a table read from JSON, a measurement on the GPU) is the implementation's business;
 ``kind`` names it so that every number can be labelled ``simulated``, ``table`` or ``measured``.
 
-Implementations: `SimulatedCost` (``.simulated``), `TableCost` (``.table``), and ``measured``,
-which the GPU engine registers with `register_cost` (``.factory``). `CachedCost` (``.cache``)
+Implementations: `SimulatedCost` (``.simulated``), `TableCost` (``.table``), and ``measured``
+(``.measured``: stages timed on the GPU by the engine, imported only when built, ``.factory``).
+`critical_path` (``.bound``) is the dependency-chain lower bound of any schedule under a cost. `CachedCost` (``.cache``)
 wraps any of them so that each canonical stage key (``.key``) is costed once. `build_cost` makes
 a cached cost from a `CostSpec` and a `DeviceProfile`, by kind.
 """

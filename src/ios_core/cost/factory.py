@@ -1,8 +1,10 @@
 """Costs built from config, by kind: the seam where the GPU engine plugs in its ``measured`` cost.
 
 `COSTS` maps a kind to a builder ``(CostSpec, DeviceProfile) -> StageCost``. ``simulated`` and
-``table`` are built here. ``measured`` belongs to the GPU engine, which replaces the placeholder
-below with `register_cost`; until then asking for it is a clear error, never a stack trace.
+``table`` are built here. ``measured`` (`ios_core.cost.measured`) is imported only when asked for,
+and only where a GPU and the engine's libraries are: elsewhere asking for it is a clear error,
+never a stack trace. A cost that knows its own cache namespace (a ``space`` attribute, as the
+measured cost has: GPU, driver, cuDNN version...) gets it; others get `cost_space`.
 """
 
 from __future__ import annotations
@@ -24,12 +26,19 @@ class CostUnavailableError(RuntimeError):
 
 @dataclass(frozen=True)
 class CostSpec:
-    """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file."""
+    """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file;
+    for ``measured``, how each stage is timed (``warmup``, ``number``, ``repeat``) and whether convolution
+    engines are autotuned (``autotune``, remembered in ``tune_cache``)."""
 
     kind: str = "simulated"
     precision: str = "fp32"
     cache: str | None = None
     table: str | None = None
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+    autotune: bool = True
+    tune_cache: str | None = None
 
 
 CostBuilder = Callable[[CostSpec, DeviceProfile], StageCost]
@@ -60,10 +69,17 @@ def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
             f"cost=measured needs an NVIDIA GPU ({device.name}) and none was found on this machine; "
             "use cost=simulated to optimize without a GPU"
         )
-    raise CostUnavailableError(
-        "cost=measured needs the GPU engine, which has not registered its measured cost in this build; "
-        "use cost=simulated"
-    )
+    try:
+        from ios_core.cost.measured import MeasuredCost, MeasureSettings
+
+        settings = MeasureSettings(spec.precision, spec.warmup, spec.number, spec.repeat, spec.autotune,
+                                   spec.tune_cache)
+        return MeasuredCost(settings)
+    except ImportError as error:
+        raise CostUnavailableError(
+            f"cost=measured needs the GPU engine's libraries (PyCUDA, the cuDNN frontend), which are missing "
+            f"here ({error}); use cost=simulated"
+        ) from None
 
 
 COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "measured": _measured}
@@ -88,4 +104,5 @@ def build_cost(spec: CostSpec, device: DeviceProfile) -> CachedCost:
         known = ", ".join(sorted(COSTS))
         raise CostUnavailableError(f"unknown cost kind {spec.kind!r}; known kinds: {known}") from None
     inner = builder(spec, device)
-    return CachedCost(inner, cost_space(inner.kind, device.name, spec.precision), spec.cache)
+    space = getattr(inner, "space", None) or cost_space(inner.kind, device.name, spec.precision)
+    return CachedCost(inner, space, spec.cache)

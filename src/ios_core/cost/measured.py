@@ -1,0 +1,111 @@
+"""The ``measured`` cost: each stage's latency timed on the GPU by the engine, alone, in a CUDA graph.
+
+`MeasuredCost` keeps one stage profiler per (graph, batch) -- made on the first stage that is not
+cached, so a search whose stages are all in the disk cache never touches the GPU -- and asks it
+for each stage (`ios_core.engine.profile`). The engine is imported only then: the optimizer never
+imports the engine, and this module imports it lazily.
+
+Its numbers are valid for one GPU, driver, cuDNN version, precision and engine setting, so its
+``space`` (the namespace of its entries in a `CachedCost` disk cache) names them all; the batch
+size is part of every stage key. One JSON-lines cache file can therefore be shipped with a
+schedule and serve a later search on the same machine without profiling anything.
+
+Precision: ``fp32`` (and ``tf32``, the same thing on the engine) runs float32 tensors with TF32
+tensor cores allowed in convolutions, as PyTorch does by default; ``fp32-strict`` forbids them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from ios_core.ir import Graph
+from ios_core.schedule import Stage
+
+ENGINE_PRECISION = {"fp32": "fp32", "tf32": "fp32", "fp32-strict": "fp32-strict"}
+
+
+class Profiler(Protocol):
+    """Times one stage of the graph it was made for (`ios_core.engine.profile.StageProfiler`)."""
+
+    def latency(self, stage: Stage) -> float: ...
+
+
+ProfilerFactory = Callable[[Graph, int], Profiler]
+
+
+@dataclass(frozen=True)
+class MeasureSettings:
+    """How stages are measured: the engine precision, timing (IOS: 2 warm-up, 6 x 6), autotuning and its cache."""
+
+    precision: str = "fp32"
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+    autotune: bool = True
+    tune_cache: str | None = None
+    layout: str = "nhwc"
+
+    def __post_init__(self) -> None:
+        if self.precision not in ENGINE_PRECISION:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {sorted(ENGINE_PRECISION)}")
+
+
+def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
+    """The cache namespace: GPU, driver, cuDNN version, engine precision, layout and engine choice."""
+    choice = "autotune" if settings.autotune else "heuristic"
+    precision = ENGINE_PRECISION[settings.precision]
+    return (f"measured/{environment['name']}/driver {environment['driver']}/cudnn {environment['cudnn']}/"
+            f"{precision}/{settings.layout}/{choice}")
+
+
+class MeasuredCost:
+    """Stage latencies measured by the engine; see the module docstring.
+
+    Parameters
+    ----------
+    settings
+        Precision, timing and autotuning.
+    factory
+        Makes the profiler of a (graph, batch); the GPU engine's by default, a fake in tests.
+    environment
+        GPU name, driver and cuDNN version (`ios_core.engine.profile.environment` by default).
+    """
+
+    kind = "measured"
+
+    def __init__(self, settings: MeasureSettings, factory: ProfilerFactory | None = None,
+                 environment: Mapping[str, Any] | None = None) -> None:
+        self.settings = settings
+        self.factory = factory or self._gpu_profiler
+        if environment is None:
+            from ios_core.engine.profile import environment as probe
+
+            environment = probe()
+        self.environment = dict(environment)
+        self.space = measured_space(settings, self.environment)
+        self._profilers: dict[tuple[int, int], tuple[Graph, Profiler]] = {}
+
+    def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
+        return self.profiler(graph, batch).latency(stage)
+
+    def profiler(self, graph: Graph, batch: int) -> Profiler:
+        """The profiler of ``graph`` at ``batch``, made the first time it is needed."""
+        held = self._profilers.get((id(graph), batch))
+        if held is None or held[0] is not graph:  # held with its graph, so an id is never reused while cached
+            held = self._profilers[(id(graph), batch)] = (graph, self.factory(graph, batch))
+        return held[1]
+
+    @property
+    def profilers(self) -> list[Profiler]:
+        return [profiler for _, profiler in self._profilers.values()]
+
+    def _gpu_profiler(self, graph: Graph, batch: int) -> Profiler:
+        from ios_core.engine.options import PlanOptions
+        from ios_core.engine.profile import Timing, gpu_profiler
+
+        s = self.settings
+        options = PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
+        return gpu_profiler(graph, batch, ENGINE_PRECISION[s.precision], None, options,
+                            Timing(s.warmup, s.number, s.repeat))

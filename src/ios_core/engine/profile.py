@@ -1,0 +1,165 @@
+"""Stage profiling: one candidate stage, built alone and timed on the GPU, thousands of times per search.
+
+A `StageProfiler` answers "how long does this stage take?" for one graph at one batch size. Each
+stage is lowered alone (`ios_core.engine.lower`: the nodes it reads become the program's inputs,
+its groups its streams) and handed to a `Backend` that times the program. The split keeps the CPU
+half -- lowering, empty stages, failures, statistics -- testable without a GPU; `gpu_profiler`
+pairs it with the GPU backend (`ios_core.engine.stageplan`), imported only when called.
+
+What one measurement is (`Timing`): the stage is enqueued ``number`` times back to back into one
+CUDA graph -- so it runs as it would inside a whole schedule's graph, and the graph launch is paid
+once per ``number`` runs -- the graph is replayed ``warmup`` times untimed, then ``repeat`` times
+between CUDA events; the latency is the median replay divided by ``number``. IOS profiled with
+2 warm-up runs and 6 x 6 timed ones: the defaults.
+
+A stage that lowers to no task at all (an identity that only aliases or hosts its operand) costs
+0 without touching the GPU. A stage the backend fails on costs ``inf`` (the search avoids it) and
+is recorded in `ProfileStats.errors`; after `MAX_FAILURES` failures the profiler stops with
+`ProfileError`, since something is wrong with the machine rather than with one stage.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from ios_core.engine.lower import lower
+from ios_core.engine.options import PlanOptions
+from ios_core.engine.program import Program
+from ios_core.ir import Graph
+from ios_core.schedule import Stage
+
+if TYPE_CHECKING:
+    from ios_core.weights import Params
+
+MAX_FAILURES = 20
+MAX_ERRORS_KEPT = 10
+
+
+class ProfileError(RuntimeError):
+    """Profiling cannot go on: too many stages failed, or the setting is invalid."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How one stage is timed: ``warmup`` untimed replays, then the median of ``repeat`` timed ones, each of
+    ``number`` runs of the stage captured back to back in one CUDA graph."""
+
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+
+    def __post_init__(self) -> None:
+        if self.warmup < 0 or self.number < 1 or self.repeat < 1:
+            raise ProfileError(f"timing needs warmup >= 0, number >= 1 and repeat >= 1, got {self}")
+
+
+@dataclass
+class ProfileStats:
+    """What profiling did: stages timed, stages free (no task), failures, and where the seconds went."""
+
+    stages: int = 0
+    empty: int = 0
+    failed: int = 0
+    lower_s: float = 0.0
+    backend_s: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"stages": self.stages, "empty": self.empty, "failed": self.failed, "lower_s": self.lower_s,
+                "backend_s": self.backend_s, "errors": list(self.errors)}
+
+
+class Backend(Protocol):
+    """Times a lowered one-stage program: milliseconds per run of the stage."""
+
+    def time(self, program: Program, timing: Timing) -> float: ...
+
+
+class StageProfiler:
+    """Stage latencies of one graph at one batch size, each stage lowered alone and timed by ``backend``.
+
+    Parameters
+    ----------
+    graph, batch
+        The network and the batch size every stage is built for.
+    backend
+        Times each program (`ios_core.engine.stageplan.GpuBackend` on a GPU, a fake in tests).
+    timing
+        Warm-up, runs per replay and replays (`Timing`).
+    options
+        The layout and lowering switches of the plans the schedule will run in (`PlanOptions`).
+    """
+
+    def __init__(self, graph: Graph, batch: int, backend: Backend, timing: Timing | None = None,
+                 options: PlanOptions | None = None) -> None:
+        self.graph, self.batch, self.backend = graph, batch, backend
+        self.timing = timing or Timing()
+        self.options = options or PlanOptions()
+        self.stats = ProfileStats()
+
+    def program(self, stage: Stage) -> Program:
+        """The stage alone, lowered as the plan of a whole schedule would lower it."""
+        o = self.options
+        return lower(self.graph, [stage], self.batch, o.layout, concat_in_place=o.concat_in_place,
+                     own_depthwise=o.own_depthwise)
+
+    def latency(self, stage: Stage) -> float:
+        """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""
+        started = time.perf_counter()
+        program = self.program(stage)
+        lowered = time.perf_counter()
+        self.stats.lower_s += lowered - started
+        if not program.tasks:
+            self.stats.empty += 1
+            return 0.0
+        try:
+            ms = float(self.backend.time(program, self.timing))
+        except Exception as error:  # noqa: BLE001 -- one stage cuDNN cannot run must not end the search
+            return self._failed(stage, error)
+        finally:
+            self.stats.backend_s += time.perf_counter() - lowered
+        if not (ms > 0 and math.isfinite(ms)):
+            return self._failed(stage, ValueError(f"the backend returned {ms!r} ms"))
+        self.stats.stages += 1
+        return ms
+
+    def _failed(self, stage: Stage, error: Exception) -> float:
+        self.stats.failed += 1
+        groups = " | ".join(str(g) for g in stage.groups)
+        message = f"stage [{groups}]: {type(error).__name__}: {error}"
+        if len(self.stats.errors) < MAX_ERRORS_KEPT:
+            self.stats.errors.append(message)
+        if self.stats.failed >= MAX_FAILURES:
+            raise ProfileError(f"{self.stats.failed} stages failed to profile; the first: {self.stats.errors[0]}")
+        return math.inf
+
+
+def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dict[str, Params] | None = None,
+                 options: PlanOptions | None = None, timing: Timing | None = None) -> StageProfiler:
+    """A `StageProfiler` on the current GPU (PyCUDA and the cuDNN frontend are imported here).
+
+    Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
+    and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
+    """
+    from ios_core.engine.stageplan import GpuBackend
+
+    options = options or PlanOptions()
+    return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)
+
+
+def environment() -> dict[str, Any]:
+    """The GPU's name and driver (NVML) and the cuDNN version: what a stage profile is only valid for.
+
+    Creates no CUDA context, so a search whose stages are all cached never touches the GPU.
+    """
+    import cudnn
+
+    from ios_core import gpu
+
+    info = gpu.describe()
+    version = cudnn.backend_version_string() if hasattr(cudnn, "backend_version_string") else str(
+        cudnn.backend_version())
+    return {"name": info.get("name", "unknown"), "driver": info.get("driver", "unknown"), "cudnn": str(version)}

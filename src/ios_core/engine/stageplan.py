@@ -1,0 +1,211 @@
+"""The GPU backend of stage profiling: a one-stage plan built on shared resources, captured and timed.
+
+Building a whole `Plan` per candidate stage would allocate an arena, streams, cuDNN handles,
+workspaces and weights thousands of times. Here everything a plan holds is made once per process
+and lent to each `StagePlan`:
+
+- `Resources` (one per process): streams, one cuDNN handle per stream, per-stream workspaces, one
+  arena of random values, events -- each grown when a stage needs more, never shrunk;
+- `WeightStore` (one per graph): each convolution's weights uploaded the first time a stage uses
+  them (a merge's padded, stacked weights too), by weight key;
+- the engine's `ConvLibrary` (one per process, shared with `build_plan`): one cuDNN graph per
+  convolution geometry, autotuned once and remembered in the tune cache.
+
+So a stage costs its lowering, a few prepared launches, one capture and the timed replays. The
+arena is never poisoned: its values are random in [-1, 1) and refreshed every `REFRESH_EVERY`
+stages, so no stage is ever timed on zeros, NaNs or values that grew without bound.
+"""
+
+from __future__ import annotations
+
+import statistics
+from functools import cache
+
+import cudnn
+import numpy as np
+import pycuda.driver as drv
+
+from ios_core.engine import device
+from ios_core.engine.lower import conv_params
+from ios_core.engine.options import PlanOptions
+from ios_core.engine.plan import _BLOCK, _MAX_BLOCKS, Plan, PlanStats, _align, _library, _weight_array
+from ios_core.engine.profile import Timing
+from ios_core.engine.program import ConvTask, Program, WeightKey
+from ios_core.engine.timing import time_replays
+from ios_core.ir import Graph
+from ios_core.weights import Params, make_weights
+
+REFRESH_EVERY = 64  # stages between two refills of the arena with random values
+MIN_ARENA = 16 << 20  # bytes
+
+
+class Resources:
+    """Streams, cuDNN handles, workspaces, events and an arena, grown on demand and lent to stage plans."""
+
+    def __init__(self, kernel_dir: str | None) -> None:
+        self.context = device.device_context()
+        self.kernels = device.kernels(kernel_dir)
+        self.streams: list[drv.Stream] = []
+        self.handles: list[object] = []
+        self.workspace: list[drv.DeviceAllocation | None] = []
+        self.workspace_bytes: list[int] = []
+        self.events: list[drv.Event] = []
+        self.memory: drv.DeviceAllocation | None = None
+        self.arena_bytes = 0
+        self.uses = 0
+
+    def lend_streams(self, count: int) -> tuple[list[drv.Stream], list[object]]:
+        while len(self.streams) < count:
+            stream, handle = device.new_stream(), cudnn.create_handle()
+            cudnn.set_stream(handle, stream.handle)
+            self.streams.append(stream)
+            self.handles.append(handle)
+            self.workspace.append(None)
+            self.workspace_bytes.append(0)
+        return self.streams[:count], self.handles[:count]
+
+    def lend_events(self, count: int) -> list[drv.Event]:
+        while len(self.events) < count:
+            self.events.append(device.new_event())
+        return self.events[:count]
+
+    def lend_workspaces(self, sizes: list[int]) -> list[drv.DeviceAllocation | None]:
+        """Per-stream workspaces of at least ``sizes`` bytes (no work may be in flight when one grows)."""
+        for k, size in enumerate(sizes):
+            if size > self.workspace_bytes[k]:
+                if self.workspace[k] is not None:
+                    self.workspace[k].free()
+                self.workspace[k] = drv.mem_alloc(size)
+                self.workspace_bytes[k] = size
+        return [self.workspace[k] if size else None for k, size in enumerate(sizes)]
+
+    def lend_arena(self, nbytes: int) -> drv.DeviceAllocation:
+        """An arena of at least ``nbytes`` bytes of random values (no work may be in flight when it grows)."""
+        if nbytes > self.arena_bytes:
+            if self.memory is not None:
+                self.memory.free()
+            self.arena_bytes = max(_align(nbytes), 2 * self.arena_bytes, MIN_ARENA)
+            self.memory = drv.mem_alloc(self.arena_bytes)
+            self.randomize()
+        elif self.uses % REFRESH_EVERY == 0:
+            self.randomize()
+        self.uses += 1
+        return self.memory
+
+    def randomize(self, seed: int = 1) -> None:
+        n = self.arena_bytes // 4
+        grid = (min(-(-n // _BLOCK), _MAX_BLOCKS), 1)
+        self.kernels.fill.prepared_call(grid, (_BLOCK, 1, 1), int(self.memory), n, seed + self.uses)
+        self.context.context.synchronize()
+
+
+@cache
+def resources(kernel_dir: str | None = None) -> Resources:
+    """The process's one `Resources` (like the engine's convolution library, made on first use)."""
+    return Resources(kernel_dir)
+
+
+class WeightStore:
+    """Every convolution weight of one graph on the GPU, uploaded the first time a stage needs it."""
+
+    def __init__(self, graph: Graph, weights: dict[str, Params], layout: str, own_depthwise: bool) -> None:
+        self.graph, self.params, self.layout, self.own_depthwise = graph, weights, layout, own_depthwise
+        self.at: dict[WeightKey, tuple[int, int, tuple[int, ...]]] = {}
+        self._memory: list[drv.DeviceAllocation] = []
+
+    def get(self, task: ConvTask) -> tuple[int, int, tuple[int, ...]]:
+        """``(weight address, bias address, weight dims)`` of a convolution task."""
+        found = self.at.get(task.weights)
+        if found is None:
+            params = conv_params(self.graph, self.params, task.weights)
+            kernel = _weight_array(params, self.layout, task.depthwise and self.own_depthwise)
+            bias = params["bias"].astype(np.float32)
+            at = _align(kernel.nbytes)
+            host = np.zeros((at + bias.nbytes) // 4, np.float32)
+            host[:kernel.size] = kernel.ravel()
+            host[at // 4:] = bias
+            memory = drv.to_device(host)
+            self._memory.append(memory)
+            found = self.at[task.weights] = (int(memory), int(memory) + at, tuple(params["weight"].shape))
+        return found
+
+
+class StagePlan(Plan):
+    """A `Plan` of one lowered stage on borrowed `Resources` and a `WeightStore`; `close` returns nothing to them.
+
+    It reuses `Plan`'s launchers, `enqueue` and pointers; only the building differs. ``weights`` is
+    0 and ``weight_at`` holds absolute addresses, because `Plan`'s launchers add the two.
+    """
+
+    def __init__(self, program: Program, precision: str, store: WeightStore, options: PlanOptions,
+                 pool: Resources) -> None:
+        self.graph, self.program, self.precision, self.options = store.graph, program, precision, options
+        self.context, self.kernels = pool.context, pool.kernels
+        self.library = _library(options.autotune, options.tune_cache)
+        self.arena = pool.lend_arena(program.arena_bytes)
+        self.streams, self.handles = pool.lend_streams(program.streams)
+        self.stats = PlanStats(arena_bytes=program.arena_bytes)
+        self.weights = 0
+        self.weight_at = {t.weights: store.get(t) for t in program.tasks if isinstance(t, ConvTask)}
+        self._conv_of = {}
+        self.launches = [
+            [[self._launcher(task, k) for task in stream] for k, stream in enumerate(stage)] for stage in program.stages
+        ]
+        sizes = [0] * len(self.streams)
+        for stage in program.stages:
+            for k, stream in enumerate(stage):
+                for task in stream:
+                    if task in self._conv_of:
+                        sizes[k] = max(sizes[k], self._conv_of[task].workspace)
+        self.workspaces = pool.lend_workspaces(sizes)
+        width = max((len(stage) for stage in program.stages), default=1)
+        events = pool.lend_events(width + 1) if width > 1 else []
+        self.forks = [events[0] if len(stage) > 1 else None for stage in program.stages]
+        self.joins = [events[1:len(stage) + 1] if len(stage) > 1 else [] for stage in program.stages]
+        self.captured = None
+
+    def capture_runs(self, number: int) -> device.CapturedGraph:
+        """One CUDA graph running the stage ``number`` times back to back."""
+
+        def enqueue() -> None:
+            for _ in range(number):
+                self.enqueue()
+
+        self.synchronize()
+        self.captured = device.CapturedGraph(self.streams[0], enqueue)
+        return self.captured
+
+    def close(self) -> None:
+        """Destroy the captured graph; the borrowed memory, streams and handles stay with their owners."""
+        if self.captured is not None:
+            self.synchronize()
+            self.captured.close()
+            self.captured = None
+
+
+class GpuBackend:
+    """Times one-stage programs of one graph on the current GPU (the `Backend` of `gpu_profiler`)."""
+
+    def __init__(self, graph: Graph, precision: str, weights: dict[str, Params] | None, options: PlanOptions) -> None:
+        self.precision, self.options = precision, options
+        self.pool = resources(options.kernel_dir)
+        weights = weights if weights is not None else make_weights(graph)
+        self.store = WeightStore(graph, weights, options.layout, options.own_depthwise)
+        self._tuned = len(_library(options.autotune, options.tune_cache).cache.entries)
+
+    def time(self, program: Program, timing: Timing) -> float:
+        plan = StagePlan(program, self.precision, self.store, self.options, self.pool)
+        try:
+            captured = plan.capture_runs(timing.number)
+            samples = time_replays(captured.launch, plan.streams[0], timing.warmup, 1, timing.repeat)
+        finally:
+            plan.close()
+        self._save_tuning(plan)
+        return statistics.median(samples) / timing.number
+
+    def _save_tuning(self, plan: Plan) -> None:
+        """Write the tune cache when this stage tuned a new geometry (a few dozen times per model)."""
+        cache_ = plan.library.cache
+        if len(cache_.entries) != self._tuned:
+            cache_.save()
+            self._tuned = len(cache_.entries)

@@ -1,0 +1,224 @@
+"""The measured cost up to the GPU boundary: stage lowering, the profiler, caching, the factory, the bound.
+
+A fake backend stands in for the GPU (``FakeBackend``: a latency from the program's tasks and
+streams), so everything but the capture and the timed replays runs here; the GPU half is tested
+in ``test_cost_measured_gpu.py`` through the device tool.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from ios_core import models
+from ios_core.config import register_configs
+from ios_core.cost import CachedCost, CostSpec, CostUnavailableError, DeviceProfile, SimulatedCost, build_cost
+from ios_core.cost import factory as cost_factory
+from ios_core.cost.bound import critical_path
+from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
+from ios_core.engine import ConvTask, PlanOptions
+from ios_core.engine import profile as engine_profile
+from ios_core.engine.profile import ProfileError, StageProfiler, Timing
+from ios_core.optimize import CONF_DIR, run
+from ios_core.optimizer import OptimizerOptions, search
+from ios_core.schedule import Group, Stage, greedy, sequential
+
+ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cudnn": "9.19.0"}
+
+
+class FakeBackend:
+    """Times a program as 1 us per task plus 2 us per extra stream; counts its calls."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls, self.fail = 0, fail
+        self.timings: list[Timing] = []
+
+    def time(self, program, timing) -> float:
+        self.calls += 1
+        self.timings.append(timing)
+        if self.fail:
+            raise RuntimeError("cuDNN says no")
+        return 1e-3 * len(program.tasks) + 2e-3 * (program.streams - 1)
+
+
+def one(name: str) -> Stage:
+    return Stage((Group((name,)),))
+
+
+def fake_cost(backend: FakeBackend, settings: MeasureSettings | None = None) -> MeasuredCost:
+    def factory(graph, batch):
+        return StageProfiler(graph, batch, backend, Timing(2, 6, 6))
+
+    return MeasuredCost(settings or MeasureSettings(), factory, ENVIRONMENT)
+
+
+def test_a_stage_is_lowered_alone_and_timed_by_the_backend():
+    graph, backend = models.get("demo"), FakeBackend()
+    profiler = StageProfiler(graph, 2, backend)
+    stage = Stage((Group(("conv3",)), Group(("conv4",))))
+    program = profiler.program(stage)
+    assert program.inputs == ("pool1",) and len(program.stages) == 1 and program.streams == 2
+    assert profiler.latency(stage) == pytest.approx(1e-3 * len(program.tasks) + 2e-3)
+    assert backend.calls == 1 and backend.timings == [Timing(2, 6, 6)]
+    assert profiler.stats.stages == 1 and profiler.stats.lower_s > 0
+
+
+def test_a_merge_is_one_wider_convolution():
+    graph = models.get("demo")
+    program = StageProfiler(graph, 1, FakeBackend()).program(Stage((Group(("conv2", "conv3"), merge=True),)))
+    convs = [t for t in program.tasks if isinstance(t, ConvTask)]
+    assert len(convs) == 1 and convs[0].conv.out_channels == 16 and convs[0].weights.nodes == ("conv2", "conv3")
+
+
+def test_a_stage_with_no_task_costs_nothing_and_never_reaches_the_backend():
+    graph, backend = models.get("inception_v3"), FakeBackend()
+    profiler = StageProfiler(graph, 1, backend)
+    free = [n.name for n in graph.operators if not profiler.program(one(n.name)).tasks]
+    assert free, "Inception's concatenations are written in place: their identities have no task"
+    assert profiler.latency(one(free[0])) == 0.0
+    assert backend.calls == 0 and profiler.stats.empty == 1
+
+
+def test_a_failing_stage_costs_infinity_and_many_failures_stop_the_search():
+    graph = models.get("demo")
+    profiler = StageProfiler(graph, 1, FakeBackend(fail=True))
+    assert math.isinf(profiler.latency(one("conv1")))
+    assert profiler.stats.failed == 1 and "cuDNN says no" in profiler.stats.errors[0]
+    assert "chain conv1" in profiler.stats.errors[0]
+    with pytest.raises(ProfileError, match="stages failed to profile"):
+        for _ in range(engine_profile.MAX_FAILURES):
+            profiler.latency(one("conv1"))
+
+
+def test_timing_is_validated():
+    with pytest.raises(ProfileError):
+        Timing(2, 0, 6)
+    with pytest.raises(ValueError, match="unknown precision"):
+        MeasureSettings(precision="fp16")
+
+
+def test_the_space_names_gpu_driver_cudnn_precision_and_engine_choice():
+    space = measured_space(MeasureSettings(), ENVIRONMENT)
+    assert space == "measured/NVIDIA H100 80GB HBM3/driver 580.159.04/cudnn 9.19.0/fp32/nhwc/autotune"
+    assert measured_space(MeasureSettings(precision="tf32"), ENVIRONMENT) == space  # the same engine setting
+    assert measured_space(MeasureSettings(precision="fp32-strict"), ENVIRONMENT) != space
+    assert measured_space(MeasureSettings(autotune=False), ENVIRONMENT) != space
+    assert measured_space(MeasureSettings(), {**ENVIRONMENT, "driver": "590.1"}) != space
+
+
+def test_a_second_search_on_the_disk_cache_profiles_nothing(tmp_path):
+    graph, path = models.get("demo"), tmp_path / "stages.jsonl"
+    backend = FakeBackend()
+    inner = fake_cost(backend)
+    with CachedCost(inner, inner.space, path) as cost:
+        first = search(graph, cost, 1, OptimizerOptions("both"))
+    profiled = backend.calls
+    assert profiled > 0 and cost.stats.misses >= profiled
+
+    again = FakeBackend()
+    inner = fake_cost(again)
+    with CachedCost(inner, inner.space, path) as cost:
+        second = search(graph, cost, 1, OptimizerOptions("both"))
+        for schedule in (sequential(graph), greedy(graph)):
+            for stage in schedule.stages:
+                cost.stage_latency(graph, stage, 1)
+    assert again.calls == 0 and cost.stats.misses == 0 and not inner.profilers  # no profiler was even made
+    assert second.schedule == first.schedule and second.latency_ms == first.latency_ms
+
+
+def test_another_gpu_or_batch_does_not_reuse_the_cache(tmp_path):
+    graph, path = models.get("demo"), tmp_path / "stages.jsonl"
+    inner = fake_cost(FakeBackend())
+    with CachedCost(inner, inner.space, path) as cost:
+        cost.stage_latency(graph, one("conv1"), 1)
+    other = MeasuredCost(MeasureSettings(), lambda g, b: StageProfiler(g, b, FakeBackend()),
+                         {**ENVIRONMENT, "name": "NVIDIA H200"})
+    with CachedCost(other, other.space, path) as cost:
+        cost.stage_latency(graph, one("conv1"), 1)
+        cost.stage_latency(graph, one("conv1"), 2)
+    assert cost.stats.misses == 2
+
+
+def fake_gpu(monkeypatch, backend: FakeBackend) -> None:
+    """Make ``cost=measured`` buildable here: a GPU 'present', its environment, and the fake backend."""
+    monkeypatch.setattr(cost_factory, "gpu_present", lambda: True)
+    monkeypatch.setattr(engine_profile, "environment", lambda: dict(ENVIRONMENT))
+
+    def profiler(graph, batch, precision="fp32", weights=None, options=None, timing=None):
+        assert precision == "fp32" and options.autotune and options.tune_cache == "tune.json"
+        return StageProfiler(graph, batch, backend, timing, options)
+
+    monkeypatch.setattr(engine_profile, "gpu_profiler", profiler)
+
+
+def test_the_factory_builds_the_measured_cost_with_its_settings(monkeypatch):
+    backend = FakeBackend()
+    fake_gpu(monkeypatch, backend)
+    spec = CostSpec("measured", "fp32", warmup=1, number=3, repeat=5, tune_cache="tune.json")
+    cost = build_cost(spec, DeviceProfile(name="h100", real=True))
+    assert cost.kind == "measured" and cost.space == measured_space(MeasureSettings(), ENVIRONMENT)
+    assert cost.stage_latency(models.get("demo"), one("conv1"), 1) > 0
+    assert backend.timings == [Timing(1, 3, 5)]
+
+
+def test_without_the_engine_libraries_the_measured_cost_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(cost_factory, "gpu_present", lambda: True)
+    monkeypatch.setitem(sys.modules, "cudnn", None)  # as if the cuDNN frontend were not installed
+    with pytest.raises(CostUnavailableError, match="needs the GPU engine's libraries"):
+        build_cost(CostSpec("measured"), DeviceProfile(name="h100", real=True))
+
+
+def test_the_cli_with_a_warm_cache_profiles_nothing(monkeypatch, tmp_path, capsys):
+    backend = FakeBackend()
+    fake_gpu(monkeypatch, backend)
+    register_configs()
+    overrides = ["progress=false", "model=demo", "cost=measured", "device=h100", f"cost.cache={tmp_path / 'c.jsonl'}",
+                 "cost.tune_cache=tune.json", f"output={tmp_path / 's.json'}"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=overrides)
+    first = run(cfg)
+    calls = backend.calls
+    second = run(cfg)
+    assert first.schedule.meta["cost_evaluations"] > 0 and calls > 0
+    assert second.schedule.meta["cost_evaluations"] == 0 and backend.calls == calls
+    assert second.schedule == first.schedule and second.schedule.meta["latency_label"] == "measured"
+
+
+def test_the_measured_config_composes_with_ios_timing():
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        cfg = compose("config", overrides=["cost=measured", "device=h200"])
+    assert (cfg.cost.warmup, cfg.cost.number, cfg.cost.repeat, cfg.cost.autotune) == (2, 6, 6, True)
+    assert cfg.cost.tune_cache == ".tunecache/tune_h200.json"
+
+
+@pytest.mark.parametrize("name", ["demo", "squeezenet", "inception_v3"])
+def test_the_critical_path_bounds_every_schedule_without_merges(name):
+    graph = models.get(name)
+    cost = CachedCost(SimulatedCost(DeviceProfile()), "simulated/sim/fp32")
+    bound = critical_path(graph, cost, 1)
+    for earlier, later in zip(bound.chain, bound.chain[1:], strict=False):  # the chain is a dependency path
+        assert earlier in graph[later].producers
+    assert bound.ms == pytest.approx(sum(bound.operator_ms[n] for n in bound.chain))
+    for opt in ("sequential", "greedy", "parallel"):
+        result = search(graph, cost, 1, OptimizerOptions(opt))
+        assert bound.ms <= result.latency_ms + 1e-12
+    assert bound.ms < sum(bound.operator_ms.values()) or len(graph.operators) == len(bound.chain)
+
+
+def test_the_profiling_modules_touch_no_gpu_library_at_import():
+    code = ("import sys, ios_core.cost.measured, ios_core.cost.bound, ios_core.engine.profile; "
+            "print(any(m.split('.')[0] in ('pycuda', 'cudnn', 'torch', 'pynvml') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+def test_plan_options_reach_the_lowering():
+    graph = models.get("inception_v3")
+    copy = StageProfiler(graph, 1, FakeBackend(), options=PlanOptions(concat_in_place=False))
+    free = [n.name for n in graph.operators if not StageProfiler(graph, 1, FakeBackend()).program(one(n.name)).tasks]
+    assert any(copy.program(one(name)).tasks for name in free)  # copied concatenations are tasks again

@@ -1,0 +1,60 @@
+"""The measured cost on the GPU: every kind of stage profiles, and the stages of a schedule add up to it.
+
+Run through the device tool (``pytest -m gpu``); skipped, saying why, without PyCUDA, the cuDNN
+frontend or a GPU.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+pytestmark = pytest.mark.gpu
+drv = pytest.importorskip("pycuda.driver", reason="PyCUDA is not installed: the engine's GPU tests need it")
+pytest.importorskip("cudnn", reason="the cuDNN frontend (nvidia-cudnn-frontend) is not installed")
+try:
+    drv.init()
+    WHY = "" if drv.Device.count() > 0 else "the CUDA driver sees no GPU"
+except drv.Error as error:
+    WHY = f"no usable CUDA driver ({error})"
+if WHY:
+    pytest.skip(WHY, allow_module_level=True)
+
+from ios_core import models  # noqa: E402 -- only once a GPU is known to be there
+from ios_core.cost import CostSpec, DeviceProfile, build_cost  # noqa: E402
+from ios_core.engine import PlanOptions, build_plan, latency  # noqa: E402
+from ios_core.engine.profile import gpu_profiler  # noqa: E402
+from ios_core.schedule import Group, Stage, sequential  # noqa: E402
+
+
+def test_every_kind_of_stage_profiles():
+    graph = models.get("demo")
+    profiler = gpu_profiler(graph, 1, options=PlanOptions(autotune=False))
+    stages = [
+        *sequential(graph).stages,
+        Stage((Group(("conv2", "conv3"), merge=True),)),
+        Stage((Group(("conv2",)), Group(("conv3",)), Group(("conv4", "sigmoid1")))),
+    ]
+    for stage in stages:
+        ms = profiler.latency(stage)
+        assert ms == 0.0 or (0 < ms < 1 and math.isfinite(ms)), (stage, ms)
+    assert profiler.stats.failed == 0 and profiler.stats.stages + profiler.stats.empty == len(stages)
+
+
+def test_the_stages_of_a_schedule_add_up_to_about_its_latency():
+    graph = models.get("squeezenet")
+    schedule = sequential(graph)
+    profiler = gpu_profiler(graph, 1, options=PlanOptions(autotune=False))
+    predicted = sum(profiler.latency(stage) for stage in schedule.stages)
+    whole = latency(build_plan(graph, schedule, 1, "fp32", None, PlanOptions(autotune=False)), 5, 10, 5).ms
+    assert 0.5 < predicted / whole < 3, (predicted, whole)
+
+
+def test_the_measured_cost_is_built_by_the_factory_and_names_the_gpu(tmp_path):
+    cost = build_cost(CostSpec("measured", cache=str(tmp_path / "c.jsonl")), DeviceProfile(name="h100", real=True))
+    graph = models.get("demo")
+    first = cost.stage_latency(graph, Stage((Group(("conv1",)),)), 1)
+    assert first > 0 and cost.stats.misses == 1
+    assert cost.space.startswith("measured/NVIDIA") and "cudnn" in cost.space
+    assert cost.stage_latency(graph, Stage((Group(("conv1",)),)), 1) == first and cost.stats.hits == 1
