@@ -9,17 +9,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from gpu_guard import require_gpu
 
 pytestmark = pytest.mark.gpu
-drv = pytest.importorskip("pycuda.driver", reason="PyCUDA is not installed: the engine's GPU tests need it")
-pytest.importorskip("cudnn", reason="the cuDNN frontend (nvidia-cudnn-frontend) is not installed")
-try:
-    drv.init()
-    WHY = "" if drv.Device.count() > 0 else "the CUDA driver sees no GPU"
-except drv.Error as error:
-    WHY = f"no usable CUDA driver ({error})"
-if WHY:
-    pytest.skip(WHY, allow_module_level=True)
+require_gpu()
 
 from ios_core import models  # noqa: E402 -- only once a GPU is known to be there
 from ios_core.cost import CostSpec, DeviceProfile, build_cost  # noqa: E402

@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from ios_core import models
 from ios_core.cost.device import DeviceProfile
+from ios_core.cost.factory import CostSpec
 from ios_core.ir import Graph
 
 
@@ -53,34 +54,25 @@ def build_model(model: ModelConfig) -> Graph:
     return models.get(model.name, **kwargs)
 
 
-@dataclass
-class CostConfig:
-    """Which `ios_core.cost` to build: ``kind``, a JSON-lines disk ``cache`` (null: memory only), a ``table`` file;
-    for ``measured``, the stage timing (``warmup``, ``number``, ``repeat``) and convolution autotuning."""
+def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = ()) -> type:
+    """A frozen dataclass's fields as a mutable dataclass: Hydra must merge into it, and a frozen one is read-only.
 
-    kind: str = "simulated"
-    cache: str | None = None
-    table: str | None = None
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
-    autotune: bool = True
-    tune_cache: str | None = None
-
-
-def _device_schema() -> type:
-    """`DeviceProfile`'s fields as a mutable dataclass: Hydra must merge into it, and a frozen one is read-only.
-
-    Derived, not copied, so that the schema and the profile cannot drift apart.
+    Derived, not copied, so that the schema and the class it configures cannot drift apart.
     """
-    hints = get_type_hints(DeviceProfile)
+    hints = get_type_hints(frozen)
     return make_dataclass(
-        "DeviceConfig", [(f.name, hints[f.name], field(default=f.default)) for f in fields(DeviceProfile)
-                         if f.default is not MISSING]
+        name,
+        [
+            (f.name, hints[f.name], field(default=f.default))
+            for f in fields(frozen)
+            if f.default is not MISSING and f.name not in leave_out
+        ],
     )
 
 
-DeviceConfig = _device_schema()
+DeviceConfig = _mutable_schema("DeviceConfig", DeviceProfile)
+# Which `ios_core.cost` to build (`CostSpec`); its precision is the run's top-level ``precision``.
+CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",))
 
 
 @dataclass
@@ -89,7 +81,7 @@ class OptimizeConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
-    cost: CostConfig = field(default_factory=CostConfig)
+    cost: CostConfig = field(default_factory=CostConfig)  # type: ignore[valid-type]
     batch: int = 1
     opt: Opt = Opt.both
     r: int = 3

@@ -142,13 +142,18 @@ class Plan:
         except Exception as error:
             raise RuntimeError(f"while preparing {task} of node {task.node!r}: {error}") from error
 
-    def _allocate_workspaces(self, program: Program) -> None:
+    def workspace_sizes(self, program: Program) -> list[int]:
+        """The cuDNN workspace each stream needs: the largest of its convolutions'."""
         sizes = [0] * len(self.streams)
         for stage in program.stages:
             for k, stream in enumerate(stage):
                 for task in stream:
                     if task in self._conv_of:
                         sizes[k] = max(sizes[k], self._conv_of[task].workspace)
+        return sizes
+
+    def _allocate_workspaces(self, program: Program) -> None:
+        sizes = self.workspace_sizes(program)
         self.workspaces = [drv.mem_alloc(size) if size else None for size in sizes]
         self.stats.workspace_bytes = sum(sizes)
 

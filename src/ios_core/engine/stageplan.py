@@ -151,13 +151,7 @@ class StagePlan(Plan):
         self.launches = [
             [[self._launcher(task, k) for task in stream] for k, stream in enumerate(stage)] for stage in program.stages
         ]
-        sizes = [0] * len(self.streams)
-        for stage in program.stages:
-            for k, stream in enumerate(stage):
-                for task in stream:
-                    if task in self._conv_of:
-                        sizes[k] = max(sizes[k], self._conv_of[task].workspace)
-        self.workspaces = pool.lend_workspaces(sizes)
+        self.workspaces = pool.lend_workspaces(self.workspace_sizes(program))
         width = max((len(stage) for stage in program.stages), default=1)
         events = pool.lend_events(width + 1) if width > 1 else []
         self.forks = [events[0] if len(stage) > 1 else None for stage in program.stages]
