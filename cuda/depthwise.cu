@@ -8,6 +8,7 @@
 // saving a pass over memory; padding contributes zero, as it pads the activated tensor.
 // Weights are C x R x S with strides (wc, wr, ws).
 #include "activation.cuh"
+#include "indexing.cuh"
 
 extern "C" __global__ void depthwise_f32(
     int N, int C, int H, int W, int OH, int OW, int R, int S,
@@ -18,12 +19,8 @@ extern "C" __global__ void depthwise_f32(
 {
     unsigned int total = (unsigned int)N * C * OH * OW;
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-        unsigned int c, oh, ow, n, t = i;
-        if (c_inner) {
-            c = t % C; t /= C; ow = t % OW; t /= OW; oh = t % OH; n = t / OH;
-        } else {
-            ow = t % OW; t /= OW; oh = t % OH; t /= OH; c = t % C; n = t / C;
-        }
+        unsigned int c, oh, ow, n;
+        decode_output_index(i, C, OH, OW, c_inner, n, c, oh, ow);
         const float* xc0 = x + n * xn + c * xc;
         const float* wc0 = w + c * wc;
         int h0 = (int)oh * sh - ph, w0 = (int)ow * sw - pw;

@@ -4,6 +4,8 @@
 // fastest, which coalesces NHWC views; otherwise (n, c, oh, ow) for NCHW. Global pooling is the
 // window H x W at stride 1 without padding.
 
+#include "indexing.cuh"
+
 extern "C" __global__ void pool2d_f32(
     int is_max, int N, int C, int H, int W, int OH, int OW,
     int kh, int kw, int sh, int sw, int ph, int pw, int c_inner,
@@ -12,12 +14,8 @@ extern "C" __global__ void pool2d_f32(
 {
     unsigned int total = (unsigned int)N * C * OH * OW;
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-        unsigned int c, oh, ow, n, t = i;
-        if (c_inner) {
-            c = t % C; t /= C; ow = t % OW; t /= OW; oh = t % OH; n = t / OH;
-        } else {
-            ow = t % OW; t /= OW; oh = t % OH; t /= OH; c = t % C; n = t / C;
-        }
+        unsigned int c, oh, ow, n;
+        decode_output_index(i, C, OH, OW, c_inner, n, c, oh, ow);
         const float* base = x + n * xn + c * xc;
         int h0 = (int)oh * sh - ph, w0 = (int)ow * sw - pw;
         int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
