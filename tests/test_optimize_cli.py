@@ -27,7 +27,7 @@ GROUPS = {group: sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 def config(*overrides: str):
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=["progress=false", *overrides])
+        return compose("config", overrides=["progress=false", "tracking.mlflow=false", *overrides])
 
 
 def test_the_defaults_and_the_default_output_path():
@@ -92,11 +92,12 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
                           text=True, timeout=120)
 
 
-def test_the_command_writes_only_its_schedule_under_schedules(tmp_path):
+def test_the_command_writes_its_schedule_and_its_mlflow_run_and_nothing_else(tmp_path):
     done = cli("model=demo", "batch=1", "opt=both", "r=3", "s=8", "cost=simulated", "device=h100", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
-        "schedules", "schedules/demo_b1_both_h100_simulated.json"]  # no outputs/, no .hydra/, no logs
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
+    assert written[:1] == ["mlflow.db"] and written[-1] == "schedules/demo_b1_both_h100_simulated.json"
+    assert all(p.startswith("mlruns/") for p in written[1:-1])  # the run's artifact; no outputs/, .hydra/ or logs
     assert "predicted" in done.stdout
 
 
@@ -126,3 +127,17 @@ def test_a_search_replays_from_its_disk_cache_through_the_table_cost(tmp_path):
     assert replay.schedule.meta["latency_label"] == "table"
     assert replay.result.latency_ms == first.result.latency_ms
     assert replay.schedule == first.schedule
+
+
+def test_a_search_by_hand_is_logged_to_mlflow_with_its_stages(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "demo.json"
+    stages = tmp_path / "demo.stages.jsonl"  # the cost's disk cache beside the schedule: every stage costed
+    run(config("tracking.mlflow=true", f"tracking.uri={uri}", f"cost.cache={stages}", f"output={out}"))
+    client = MlflowClient(uri)
+    (found,) = client.search_runs([client.get_experiment_by_name("ios-core").experiment_id])
+    assert found.data.params["opt"] == "both" and found.data.tags["source"] == "simulated"
+    assert found.data.metrics["dp_states"] > 0
+    assert len(client.get_metric_history(found.info.run_id, "stage_latency_ms")) == len(stages.read_text().splitlines())

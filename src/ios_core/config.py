@@ -19,6 +19,7 @@ from ios_core import models
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.factory import CostSpec
 from ios_core.ir import Graph
+from ios_core.tracking import TrackingConfig
 
 
 class Opt(StrEnum):
@@ -90,6 +91,7 @@ class OptimizeConfig:
     precision: Precision = Precision.fp32
     output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${cost.kind}.json"
     progress: bool = True
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 def register_configs() -> None:

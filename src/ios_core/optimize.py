@@ -23,6 +23,8 @@ from ios_core.config import build_model, register_configs
 from ios_core.cost import CostSpec, CostUnavailableError, DeviceError, DeviceProfile, build_cost
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
+from ios_core.tracking import TrackingConfig, log_record, open_store
+from ios_core.tracking.adapters import from_schedule
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -84,7 +86,15 @@ def run(cfg: DictConfig) -> Outcome:
     schedule = replace(result.schedule, meta=meta)
     path = save(schedule, cfg.output)
     print(_summary(schedule, result, path))
+    _track(path, cfg.tracking)
     return Outcome(schedule, path, result)
+
+
+def _track(path: Path, tracking: DictConfig) -> None:
+    """Log the search into MLflow as the workflow's ingest would, so both make the same, idempotent record."""
+    config = TrackingConfig(**OmegaConf.to_container(tracking))
+    if config.mlflow:
+        log_record(open_store(config.uri, config.experiment), from_schedule(path))
 
 
 def _progress_bar(enabled: bool, total: int) -> tqdm:

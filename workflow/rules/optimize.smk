@@ -25,4 +25,4 @@ rule optimize:
         "{params.fresh}"
         "{params.run} model={wildcards.model} batch={wildcards.batch} device={wildcards.odev}"
         " precision={params.precision} {params.search} {params.cost} cost.cache={params.stages} output={output}"
-        " progress=false > {log} 2>&1"
+        " progress=false tracking.mlflow=false > {log} 2>&1"
