@@ -1,0 +1,108 @@
+"""Records from a GPU campaign file (``bench/ios_campaign.py``): one ``measure`` record per model and schedule.
+
+The lent GPU machine returns files only, so the campaign writes one JSON of everything it did.
+`from_campaign` turns it into the same records ``python -m ios_core.measure`` writes -- the end-to-end
+latencies with every repeat, the prediction, the search statistics, the GPU and its clocks -- so
+that figures and MLflow treat them like any other measurement. Records keep the campaign's time
+and get ids derived from the file's content, so splitting or ingesting twice changes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ios_core.tracking.record import Point, Record, RecordError, stringify
+
+IOS_OPTS = ("merge", "parallel", "both")
+SEARCH_METRICS = {
+    "search_s": "search_time_s",
+    "dp_states": "dp_states",
+    "distinct_stages": "stages_costed",
+    "stages_profiled": "stages_profiled",
+    "profiling_s": "profiling_time_s",
+    "dp_s": "dp_time_s",
+}
+
+
+def from_campaign(path: str | os.PathLike) -> list[Record]:
+    """One FINISHED ``measure`` record per (model, schedule) of a campaign file; `RecordError` if it is not one."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+        models, environment, args = data["models"], data["environment"], data["args"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RecordError(f"{path}: not an ios_campaign result ({error})") from error
+    end = int(path.stat().st_mtime * 1000)
+    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    return [
+        _record(model, opt, result, environment, args, (end, content))
+        for model, result in models.items()
+        for opt in result["summary"]
+    ]
+
+
+def _record(
+    model: str,
+    opt: str,
+    result: dict[str, Any],
+    environment: dict[str, Any],
+    args: dict[str, Any],
+    stamp: tuple[int, str],
+) -> Record:
+    end, content = stamp
+    summary, search = result["summary"][opt], result["search"].get(opt, {})
+    rounds = result["end_to_end"][opt]["rounds"]
+    clocks = rounds[-1]["clocks_after"]
+    ios = opt in IOS_OPTS
+    params = stringify(
+        {
+            "model": model,
+            "batch": result["batch"],
+            "device": _device(environment["name"]),
+            "precision": "fp32",
+            "opt": opt,
+            "r": args["r"] if ios else None,
+            "s": args["s"] if ios else None,
+            "cost": "measured",
+            "device_name": environment["name"],
+            "driver": environment["driver"],
+            "cudnn": environment["cudnn"],
+            "sm_mhz": clocks.get("sm_mhz"),
+            "mem_mhz": clocks.get("mem_mhz"),
+            "mode": "cuda_graph",
+            "timing": f"{args['e2e_warmup']} warm-up, median of {args['e2e_repeat']} means of {args['e2e_number']} "
+            f"replays, median over {len(rounds)} rounds",
+        }
+    )
+    tags = {"source": "measured", "available": "true", "reason": "", "adapted_from": "campaign"}
+    record = Record(
+        f"measure/{model}/b{result['batch']}/{opt}",
+        "measure",
+        params,
+        tags,
+        start_time=end,
+        end_time=end,
+        status="FINISHED",
+        id=f"campaign-{content}-{model}-{opt}",
+    )
+    samples = [sample for one in rounds for sample in one["samples"]]
+    record.metrics["latency_ms"] = [Point(v, i, end) for i, v in enumerate(samples)]
+    record.metrics["median_ms"] = [Point(summary["ms"], 0, end)]
+    record.metrics["predicted_latency_ms"] = [Point(summary["predicted_ms"], 0, end)]
+    for key, metric in SEARCH_METRICS.items():
+        if isinstance(search.get(key), int | float):
+            record.metrics[metric] = [Point(float(search[key]), 0, end)]
+    return record
+
+
+def _device(name: str) -> str:
+    """The device profile a GPU name belongs to (``NVIDIA H100 80GB HBM3`` -> ``h100``)."""
+    for profile in ("h200", "h100", "a100", "v100"):
+        if profile in name.lower():
+            return profile
+    return name
