@@ -35,6 +35,7 @@ import torch
 
 from ios_core import gpu, models
 from ios_core import schedule as S
+from ios_core.baselines.torch_adapters import cuda_graph_replay
 from ios_core.baselines.torch_module import torch_module
 from ios_core.engine import PlanOptions, build_plan, latency
 from ios_core.engine.timing import environment
@@ -118,16 +119,7 @@ def bench_torch(module, x, mode: str, args) -> tuple[dict, np.ndarray, object]:
     if mode == "torch_eager":
         call = lambda: module(static)  # noqa: E731
     elif mode == "torch_graph":
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                module(static)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = module(static)
-        call = lambda: (graph.replay(), static_out)[1]  # noqa: E731
+        call = cuda_graph_replay(torch, module, static)
     else:
         torch._dynamo.reset()
         torch._inductor.config.freezing = mode == "torch_compile_freeze"

@@ -85,21 +85,27 @@ def run_cudagraph(network: Network, x: np.ndarray, timing: Timing, options: Mapp
     started = time.perf_counter()
     torch, module, batch = prepared(network, x, timing)
     with torch.inference_mode():
-        side = torch.cuda.Stream()  # warm up (cuDNN benchmark, lazy init) off the capture stream, as PyTorch asks
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for _ in range(3):
-                module(batch)
-        torch.cuda.current_stream().wait_stream(side)
-        graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
-            static_out = module(batch)
+        replay = cuda_graph_replay(torch, module, batch)
+    return _finish(torch, replay, timing, started, {})
+
+
+def cuda_graph_replay(torch: Any, module: Any, batch: Any) -> Callable[[], Any]:
+    """``module(batch)`` captured once in a CUDA graph; the function returned replays it and gives the output."""
+    side = torch.cuda.Stream()  # warm up (cuDNN benchmark, lazy init) off the capture stream, as PyTorch asks
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            module(batch)
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_out = module(batch)
 
     def replay() -> Any:
         graph.replay()
         return static_out
 
-    return _finish(torch, replay, timing, started, {})
+    return replay
 
 
 def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]:
