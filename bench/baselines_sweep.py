@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--number", type=int, default=6)
     parser.add_argument("--repeat", type=int, default=6)
-    parser.add_argument("--precision", choices=("tf32", "fp32"), default="tf32")
+    parser.add_argument("--precision", choices=("fp32", "fp32-strict"), default="fp32")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with the float64 reference")
     parser.add_argument("--options", type=json.loads, default={}, help='JSON, e.g. {"tensorrt": {"aux_streams": 4}}')

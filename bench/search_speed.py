@@ -84,7 +84,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=PAPER_MODELS, choices=models.names())
     parser.add_argument("--device", default="h100")
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "tf32"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "fp32-strict"])
     parser.add_argument("--out", default="results/search_speed.json")
     args = parser.parse_args()
     device = device_profile(args.device)

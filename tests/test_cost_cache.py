@@ -121,8 +121,11 @@ def test_a_disk_cache_replays_as_a_table(tmp_path):
 
 
 def test_costs_are_built_by_kind_and_cached():
-    cost = build_cost(CostSpec("simulated", "tf32"), DeviceProfile(name="h100", real=True))
-    assert cost.kind == "simulated" and cost.space == cost_space("simulated", "h100", "tf32") == "simulated/h100/tf32"
+    cost = build_cost(CostSpec("simulated", "fp32-strict"), DeviceProfile(name="h100", real=True))
+    assert (
+        cost.kind == "simulated"
+        and cost.space == cost_space("simulated", "h100", "fp32-strict") == "simulated/h100/fp32-strict"
+    )
     with pytest.raises(CostUnavailableError, match="unknown cost kind 'guess'; known kinds: measured, simulated"):
         build_cost(CostSpec("guess"), DeviceProfile())
     with pytest.raises(CostUnavailableError, match="cost.table="):

@@ -106,7 +106,7 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
     monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
     monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)))
     monkeypatch.setattr(engine, "latency", lambda plan, w, n, r: FakeMeasurement())
-    record = run(config("device=h100", "autotune=true", "precision=tf32", f"schedule={schedule_file}"))
+    record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
     assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True}})  # the engine's fp32 allows TF32
     assert record.tags["source"] == "measured" and record.values("latency_ms") == [1.0, 1.2, 1.1]
     assert record.latest("median_ms") == pytest.approx(1.1)

@@ -34,8 +34,11 @@ class Opt(StrEnum):
 
 
 class Precision(StrEnum):
+    """float32 tensors everywhere; ``fp32`` lets convolutions use TF32 tensor cores (PyTorch's cuDNN default),
+    ``fp32-strict`` does not. One vocabulary for the engine, the costs, the baselines and every record."""
+
     fp32 = "fp32"
-    tf32 = "tf32"
+    fp32_strict = "fp32-strict"
 
 
 @dataclass

@@ -36,7 +36,6 @@ from ios_core.schedule import Schedule, load
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-ENGINE_PRECISION = {"fp32": "fp32-strict", "tf32": "fp32"}  # the engine's "fp32" lets cuDNN use TF32
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 
 
@@ -93,7 +92,7 @@ def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfil
     """The analytical model's latency of every stage; the schedule's is their sum (stages run in turn)."""
     cost = build_cost(CostSpec("simulated", precision), device)
     stage_ms = [cost.stage_latency(graph, stage, batch) for stage in schedule.stages]
-    peak = (device.tf32_tflops if precision == "tf32" else device.fp32_tflops) * 1e12
+    peak = (device.tf32_tflops if precision == "fp32" else device.fp32_tflops) * 1e12
     flops = [batch * sum(graph.flops(op) for op in stage.ops) for stage in schedule.stages]
     busy = [100.0 * f / (ms / 1e3) / peak for f, ms in zip(flops, stage_ms, strict=True)]
     params = {"device_name": device.name.upper(), "utilization_metric": UTILIZATION_METRIC}
@@ -118,7 +117,7 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig) -> 
     from ios_core import engine
     from ios_core.engine.plan import PlanOptions
 
-    plan = engine.build_plan(graph, schedule, batch, ENGINE_PRECISION[str(cfg.precision)],
+    plan = engine.build_plan(graph, schedule, batch, str(cfg.precision),
                              options=PlanOptions(autotune=cfg.autotune))
     m = engine.latency(plan, cfg.timing.warmup, cfg.timing.number, cfg.timing.repeat)
     before, after = m.clocks_before, m.clocks_after

@@ -14,7 +14,7 @@ rule baseline:
         device=lambda wc: wc.rdev if REAL else DEVICE,
         timing=f"timing.warmup={config['timing']['warmup']} timing.number={config['timing']['number']}"
         f" timing.repeat={config['timing']['repeat']}",
-        precision="tf32" if config["precision"] == "tf32" else "fp32",
+        precision=config["precision"],
     resources:
         **gpu_resources("rdev"),
     shell:

@@ -63,7 +63,7 @@ def run_cuda(network: Network, x: np.ndarray, timing: Timing, options: Mapping[s
     provider = {
         "device_id": torch.cuda.current_device(),
         "cudnn_conv_algo_search": str(options.get("conv_algo_search", "EXHAUSTIVE")),
-        "use_tf32": int(timing.precision == "tf32"),
+        "use_tf32": int(timing.precision == "fp32"),
         "user_compute_stream": str(stream.cuda_stream),
         "enable_cuda_graph": int(bool(options.get("cuda_graph", False))),
     }

@@ -129,7 +129,7 @@ def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any
     def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
         import tensorflow as tf
 
-        tf.config.experimental.enable_tensor_float_32_execution(timing.precision == "tf32")
+        tf.config.experimental.enable_tensor_float_32_execution(timing.precision == "fp32")
         gpus = tf.config.list_physical_devices("GPU")
         if not gpus and not options.get("allow_cpu", False):
             raise RuntimeError("tensorflow sees no GPU")

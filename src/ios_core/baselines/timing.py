@@ -14,21 +14,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PRECISIONS = ("tf32", "fp32")
+PRECISIONS = ("fp32", "fp32-strict")
 
 
 @dataclass(frozen=True)
 class Timing:
     """How to time, and in what arithmetic: defaults are IOS's (and our engine's) 2 warm-up, 6 x 6.
 
-    ``precision`` is ``tf32`` (tensor cores allowed for float32 convolutions, PyTorch's cuDNN
-    default) or ``fp32`` (TF32 off wherever the framework lets us say so).
+    ``precision`` is ``fp32`` (TF32 tensor cores allowed for float32 convolutions, PyTorch's cuDNN
+    default, as on our engine) or ``fp32-strict`` (TF32 off wherever the framework lets us say so).
     """
 
     warmup: int = 2
     number: int = 6
     repeat: int = 6
-    precision: str = "tf32"
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.number < 1 or self.repeat < 1:

@@ -39,7 +39,7 @@ def torch_cuda_available() -> tuple[bool, str]:
 
 def set_precision(torch: Any, precision: str) -> None:
     """TF32 on or off for cuDNN convolutions and cuBLAS matmuls."""
-    allow = precision == "tf32"
+    allow = precision == "fp32"
     torch.backends.cudnn.allow_tf32 = allow
     torch.backends.cuda.matmul.allow_tf32 = allow
 

@@ -10,7 +10,7 @@ Its numbers are valid for one GPU, driver, cuDNN version, precision and engine s
 size is part of every stage key. One JSON-lines cache file can therefore be shipped with a
 schedule and serve a later search on the same machine without profiling anything.
 
-Precision: ``fp32`` (and ``tf32``, the same thing on the engine) runs float32 tensors with TF32
+Precision: ``fp32`` runs float32 tensors with TF32
 tensor cores allowed in convolutions, as PyTorch does by default; ``fp32-strict`` forbids them.
 """
 
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
 
-ENGINE_PRECISION = {"fp32": "fp32", "tf32": "fp32", "fp32-strict": "fp32-strict"}
+PRECISIONS = ("fp32", "fp32-strict")
 
 
 class Profiler(Protocol):
@@ -48,16 +48,15 @@ class MeasureSettings:
     layout: str = "nhwc"
 
     def __post_init__(self) -> None:
-        if self.precision not in ENGINE_PRECISION:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {sorted(ENGINE_PRECISION)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
 
 
 def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
     """The cache namespace: GPU, driver, cuDNN version, engine precision, layout and engine choice."""
     choice = "autotune" if settings.autotune else "heuristic"
-    precision = ENGINE_PRECISION[settings.precision]
     return (f"measured/{environment['name']}/driver {environment['driver']}/cudnn {environment['cudnn']}/"
-            f"{precision}/{settings.layout}/{choice}")
+            f"{settings.precision}/{settings.layout}/{choice}")
 
 
 class MeasuredCost:
@@ -107,5 +106,5 @@ class MeasuredCost:
 
         s = self.settings
         options = PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
-        return gpu_profiler(graph, batch, ENGINE_PRECISION[s.precision], None, options,
+        return gpu_profiler(graph, batch, s.precision, None, options,
                             Timing(s.warmup, s.number, s.repeat))

@@ -12,7 +12,7 @@ group is the one wider convolution `ios_core.schedule.merged_conv` makes of it).
 
 Alone on the device, its ``n`` blocks fill the ``S`` streaming multiprocessors in
 ``w = ceil(n / S)`` waves, so it keeps a fraction ``u = n / (w S)`` of them busy. With ``P`` the
-peak FLOP/s (TF32 for ``groups=1`` convolutions when the precision is ``tf32``, else FP32) times
+peak FLOP/s (TF32 for ``groups=1`` convolutions at precision ``fp32``, FP32 at ``fp32-strict``) times
 ``compute_efficiency``, and ``W`` the memory bandwidth times ``memory_efficiency``::
 
     t_alone = max(F / (P u), B / (W min(1, u / memory_saturation)))   # a roofline at utilization u
@@ -41,7 +41,7 @@ from ios_core.ir import Conv, Graph, Op, Sequential, Shape, rules_of
 from ios_core.schedule import Stage, merged_conv
 
 ELEMENT_BYTES = 4
-PRECISIONS = ("fp32", "tf32")
+PRECISIONS = ("fp32", "fp32-strict")  # fp32: TF32 tensor cores allowed, as on the engine
 
 
 class Kernel(NamedTuple):
@@ -77,7 +77,7 @@ def _kernel(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int) -> tupl
 
 
 class SimulatedCost:
-    """The analytical model of this module's docstring on one device, at ``fp32`` or ``tf32``."""
+    """The analytical model of this module's docstring on one device, at ``fp32`` (TF32 allowed) or ``fp32-strict``."""
 
     kind = "simulated"
 
@@ -116,7 +116,7 @@ class SimulatedCost:
     def kernel_times(self, kernel: Kernel) -> tuple[float, float]:
         """``(t_alone, t_full)`` of one kernel in microseconds (see the module docstring)."""
         d = self.device
-        tflops = d.tf32_tflops if kernel.tensor and self.precision == "tf32" else d.fp32_tflops
+        tflops = d.tf32_tflops if kernel.tensor and self.precision == "fp32" else d.fp32_tflops
         flop_rate = tflops * 1e6 * d.compute_efficiency  # FLOP per microsecond
         byte_rate = d.memory_gbps * 1e3 * d.memory_efficiency  # bytes per microsecond
         blocks = max(1, math.ceil(kernel.outputs / d.block_outputs))
