@@ -47,13 +47,11 @@ def _depthwise(x: np.ndarray, w: np.ndarray, op: Conv) -> np.ndarray:
 
 def conv2d(op: Conv, xs: list[np.ndarray], p: Params) -> np.ndarray:
     (x,) = xs
-    windows = _windows(x, op.kernel, op.stride, op.padding, op.dilation)
     w, g = p["weight"], op.groups
-    if g == 1:
-        out = np.tensordot(windows, w, axes=([1, 4, 5], [1, 2, 3])).transpose(0, 3, 1, 2)
-    elif g == x.shape[1] == w.shape[0]:
+    if g == x.shape[1] == w.shape[0] > 1:
         out = _depthwise(x, w[:, 0], op)
-    else:
+    else:  # one tensor contraction per group over every window (a view: no copy until tensordot's)
+        windows = _windows(x, op.kernel, op.stride, op.padding, op.dilation)
         cin, cout = x.shape[1] // g, w.shape[0] // g
         out = np.concatenate(
             [

@@ -177,11 +177,11 @@ def sequential(graph: Graph) -> Schedule:
 def greedy(graph: Graph) -> Schedule:
     """Per block, as in IOS: each stage runs every operator whose inputs are ready, one group each."""
     stages: list[Stage] = []
+    done = {graph.input.name}  # grows block by block: a block's enter and everything before it is done
     for block in graph.blocks:
-        done = {block.enter, *(n for b in graph.blocks[: graph.blocks.index(block)] for n in b.nodes)}
         left = list(block.nodes)
         while left:
-            ready = [n for n in left if all(p in done or p == graph.input.name for p in graph[n].producers)]
+            ready = [n for n in left if all(p in done for p in graph[n].producers)]
             stages.append(Stage(tuple(Group((n,)) for n in ready)))
             done.update(ready)
             left = [n for n in left if n not in done]
