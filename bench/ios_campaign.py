@@ -43,7 +43,7 @@ from ios_core.cost import CachedCost, CostSpec, DeviceProfile, build_cost, sched
 from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings
 from ios_core.engine import PlanOptions
-from ios_core.engine.profile import StageProfiler, Timing
+from ios_core.engine.profile import SerialBackend, StageProfiler, Timing
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Schedule, to_json, write_atomic
 from ios_core.weights import make_input, make_weights
@@ -109,7 +109,7 @@ class GpuHarness:
         return finish_rows(rows)
 
 
-class SimBackend:
+class SimBackend(SerialBackend):
     """A stand-in for the GPU: 3 us per task on the longest stream plus 1 us per extra stream."""
 
     def time(self, program, timing: Timing) -> float:

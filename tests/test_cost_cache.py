@@ -57,6 +57,29 @@ def test_identical_stages_are_costed_once():
     assert inner.calls == 2
 
 
+class Batching(Counting):
+    """A `Counting` cost that also answers many stages per call, and records each call's stages."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    def stage_latencies(self, graph, stages, batch):
+        self.batches.append([str(s.groups[0]) for s in stages])
+        return [float(len(s.groups)) for s in stages]
+
+
+def test_a_batch_asks_the_cost_once_for_its_distinct_unknown_stages():
+    g, inner = twins(), Batching()
+    cost = CachedCost(inner, "counting/sim/fp32")
+    cost.stage_latency(g, one("first"), 1)
+    pair = Stage((Group(("first",)), Group(("second",))))
+    assert cost.stage_latencies(g, [one("second"), pair, one("first"), pair], 1) == [1.0, 2.0, 1.0, 2.0]
+    # "second" is "first" by its canonical key: known; the pair is asked for once
+    assert inner.batches == [["chain first"], ["chain first"]] and inner.calls == 0
+    assert (cost.stats.hits, cost.stats.misses) == (3, 2)
+
+
 def test_the_disk_cache_is_reused_across_runs_and_kept_apart_by_space(tmp_path):
     g, path = demo(), tmp_path / "cache" / "costs.jsonl"
     stages = [one("conv2"), Stage((Group(("conv2",)), Group(("conv3",))))]

@@ -22,7 +22,7 @@ from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
 from ios_core.engine import ConvTask, PlanOptions
 from ios_core.engine import profile as engine_profile
-from ios_core.engine.profile import ProfileError, StageProfiler, Timing
+from ios_core.engine.profile import ProfileError, SerialBackend, StageProfiler, Timing
 from ios_core.optimize import CONF_DIR, run
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Group, Stage, greedy, sequential
@@ -30,7 +30,7 @@ from ios_core.schedule import Group, Stage, greedy, sequential
 ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cudnn": "9.19.0"}
 
 
-class FakeBackend:
+class FakeBackend(SerialBackend):
     """Times a program as 1 us per task plus 2 us per extra stream; counts its calls."""
 
     def __init__(self, fail: bool = False) -> None:
@@ -92,6 +92,25 @@ def test_a_failing_stage_costs_infinity_and_many_failures_stop_the_search():
     with pytest.raises(ProfileError, match="stages failed to profile"):
         for _ in range(engine_profile.MAX_FAILURES):
             profiler.latency(one("conv1"))
+
+
+def test_a_batch_of_stages_keeps_its_order_around_free_and_failing_stages():
+    graph = models.get("inception_v3")
+
+    class FailsOnPools(FakeBackend):
+        def time(self, program, timing):
+            if any("pool" in str(task) for task in program.tasks):
+                raise RuntimeError("no pools today")
+            return super().time(program, timing)
+
+    backend = FailsOnPools()
+    profiler = StageProfiler(graph, 1, backend)
+    free = next(n.name for n in graph.operators if not profiler.program(one(n.name)).tasks)
+    pool = next(n.name for n in graph.operators if type(n.op).__name__ == "Pool")
+    conv = graph.operators[0].name
+    ms = profiler.latencies([one(conv), one(free), one(pool), one(conv)])
+    assert ms[0] == ms[3] > 0 and ms[1] == 0.0 and math.isinf(ms[2])
+    assert (profiler.stats.stages, profiler.stats.empty, profiler.stats.failed) == (2, 1, 1)
 
 
 def test_timing_is_validated():

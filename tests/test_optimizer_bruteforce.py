@@ -199,7 +199,7 @@ def dp_with(graph: Graph, table: TableCost, generator) -> float:
     """The DP's cost on a one-part graph with another ending generator."""
     part = make_part(graph, tuple(n.name for n in graph.operators))
     return solve_part(part, lambda state: generator(part, state, 3, 8),
-                      lambda e: table.stage_latency(graph, part.stage(e), 1)).latency
+                      lambda endings: [table.stage_latency(graph, part.stage(e), 1) for e in endings]).latency
 
 
 def test_the_ios_ending_rule_is_not_optimal():

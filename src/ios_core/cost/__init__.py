@@ -15,12 +15,12 @@ from ios_core.cost.cache import CachedCost, cost_space
 from ios_core.cost.device import DeviceError, DeviceProfile
 from ios_core.cost.factory import COSTS, CostSpec, CostUnavailableError, build_cost, register_cost
 from ios_core.cost.key import StageKey, digest, stage_key
-from ios_core.cost.protocol import StageCost, schedule_latency
+from ios_core.cost.protocol import StageCost, schedule_latency, stage_latencies
 from ios_core.cost.simulated import SimulatedCost
 from ios_core.cost.table import MissingStageError, TableCost
 
 __all__ = [
     "COSTS", "CachedCost", "CostSpec", "CostUnavailableError", "DeviceError", "DeviceProfile", "MissingStageError",
     "SimulatedCost", "StageCost", "StageKey", "TableCost", "build_cost", "cost_space", "digest", "register_cost",
-    "schedule_latency", "stage_key",
+    "schedule_latency", "stage_key", "stage_latencies",
 ]

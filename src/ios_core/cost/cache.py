@@ -16,11 +16,12 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ios_core.cost.key import KeysByGraph, digest
-from ios_core.cost.protocol import StageCost
+from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
 
@@ -85,25 +86,35 @@ class CachedCost:
         self._pending: list[str] = []
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
-        text = self._keys(graph).text(stage, batch)
-        ms = self._known.get(text)
-        if ms is not None:
-            self.stats.hits += 1
-            return ms
-        name = digest(text) if self.path is not None else None
-        if name is not None and name in self._stored:
-            self.stats.hits += 1
-            ms = self._known[text] = self._stored[name]
-            return ms
-        self.stats.misses += 1
-        start = time.perf_counter()
-        ms = self._known[text] = float(self.inner.stage_latency(graph, stage, batch))
-        self.stats.cost_seconds += time.perf_counter() - start
-        if name is not None:
-            self._pending.append(json.dumps({"space": self.space, "key": name, "ms": ms}) + "\n")
+        return self.stage_latencies(graph, [stage], batch)[0]
+
+    def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
+        """The latencies of ``stages``: each known one from memory or disk, the others in one call to the cost."""
+        keys = self._keys(graph)
+        texts = [keys.text(stage, batch) for stage in stages]
+        missing: dict[str, tuple[Stage, str | None]] = {}  # each distinct unknown stage once, with its digest
+        for text, stage in zip(texts, stages, strict=True):
+            if text in self._known or text in missing:
+                self.stats.hits += 1
+                continue
+            name = digest(text) if self.path is not None else None
+            if name is not None and name in self._stored:
+                self.stats.hits += 1
+                self._known[text] = self._stored[name]
+                continue
+            self.stats.misses += 1
+            missing[text] = (stage, name)
+        if missing:
+            start = time.perf_counter()
+            answers = stage_latencies(self.inner, graph, [stage for stage, _ in missing.values()], batch)
+            self.stats.cost_seconds += time.perf_counter() - start
+            for (text, (_, name)), ms in zip(missing.items(), answers, strict=True):
+                ms = self._known[text] = float(ms)
+                if name is not None:
+                    self._pending.append(json.dumps({"space": self.space, "key": name, "ms": ms}) + "\n")
             if len(self._pending) >= self.flush_every:
                 self.flush()
-        return ms
+        return [self._known[text] for text in texts]
 
     def flush(self) -> None:
         """Append the pending entries to the disk cache, one whole line per write."""

@@ -16,7 +16,7 @@ tensor cores allowed in convolutions, as PyTorch does by default; ``fp32-strict`
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -30,6 +30,8 @@ class Profiler(Protocol):
     """Times one stage of the graph it was made for (`ios_core.engine.profile.StageProfiler`)."""
 
     def latency(self, stage: Stage) -> float: ...
+
+    def latencies(self, stages: Sequence[Stage]) -> list[float]: ...
 
 
 ProfilerFactory = Callable[[Graph, int], Profiler]
@@ -88,6 +90,9 @@ class MeasuredCost:
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
         return self.profiler(graph, batch).latency(stage)
+
+    def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
+        return self.profiler(graph, batch).latencies(stages)
 
     def profiler(self, graph: Graph, batch: int) -> Profiler:
         """The profiler of ``graph`` at ``batch``, made the first time it is needed."""

@@ -1,7 +1,13 @@
-"""The contract between the optimizer and every cost: one method, a latency in milliseconds."""
+"""The contract between the optimizer and every cost: one method, a latency in milliseconds.
+
+A cost may also answer for many stages at once (``stage_latencies``): the measured one builds the
+next stage on the host while the GPU times the one before. `stage_latencies` asks a cost that way
+when it can, one stage at a time otherwise.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from ios_core.ir import Graph
@@ -14,6 +20,14 @@ class StageCost(Protocol):
     kind: str
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float: ...
+
+
+def stage_latencies(cost: StageCost, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
+    """The latencies of ``stages``, in order: in one call where ``cost`` has ``stage_latencies``."""
+    many = getattr(cost, "stage_latencies", None)
+    if many is not None:
+        return list(many(graph, stages, batch))
+    return [cost.stage_latency(graph, stage, batch) for stage in stages]
 
 
 def schedule_latency(cost: StageCost, graph: Graph, schedule: Schedule, batch: int) -> float:

@@ -177,6 +177,7 @@ class ConvLibrary:
             g.build_plan_at_index(names.index(known["engine"]))
             conv.tuned_ms, conv.heuristic_ms = known.get("ms"), known.get("heuristic_ms")
         elif self.autotune:
+            drv.Context.synchronize()  # candidates are timed on an idle GPU, not beside a stage being profiled
             times = self._time_candidates(conv, buffers, len(names))
             if not times:
                 raise RuntimeError("no candidate plan built and ran")

@@ -78,9 +78,13 @@ def cu_stream(stream: drv.Stream) -> cu.CUstream:
 
 
 class CapturedGraph:
-    """An instantiated CUDA graph captured from work enqueued on ``stream`` (and streams forked from it)."""
+    """An instantiated CUDA graph captured from work enqueued on ``stream`` (and streams forked from it).
 
-    def __init__(self, stream: drv.Stream, enqueue) -> None:
+    With ``copies`` > 1 the graph runs the captured work that many times, one copy after another:
+    the capture is embedded as a chain of child-graph nodes, so the host enqueues the work once.
+    """
+
+    def __init__(self, stream: drv.Stream, enqueue, copies: int = 1) -> None:
         self.stream = stream
         check(cu.cuStreamBeginCapture(cu_stream(stream), cu.CUstreamCaptureMode.CU_STREAM_CAPTURE_MODE_GLOBAL),
               "cuStreamBeginCapture")
@@ -88,6 +92,8 @@ class CapturedGraph:
             enqueue()
         finally:  # end the capture whatever happened, or the stream stays unusable
             graph = check(cu.cuStreamEndCapture(cu_stream(stream)), "cuStreamEndCapture")
+        if copies > 1:
+            graph = _chain(graph, copies)
         self.graph = graph
         self.node_count = int(check(cu.cuGraphGetNodes(graph, 0), "cuGraphGetNodes")[1])
         self.exec = check(cu.cuGraphInstantiate(graph, 0), "cuGraphInstantiate")
@@ -98,6 +104,22 @@ class CapturedGraph:
     def close(self) -> None:
         check(cu.cuGraphExecDestroy(self.exec), "cuGraphExecDestroy")
         check(cu.cuGraphDestroy(self.graph), "cuGraphDestroy")
+
+
+def _chain(graph: cu.CUgraph, copies: int) -> cu.CUgraph:
+    """A graph running ``graph`` ``copies`` times in sequence (each child node clones it); ``graph`` is destroyed."""
+    chain = check(cu.cuGraphCreate(0), "cuGraphCreate")
+    try:
+        last = None
+        for _ in range(copies):
+            after = [] if last is None else [last]
+            last = check(cu.cuGraphAddChildGraphNode(chain, after, len(after), graph), "cuGraphAddChildGraphNode")
+    except CudaError:
+        check(cu.cuGraphDestroy(chain), "cuGraphDestroy")
+        raise
+    finally:
+        check(cu.cuGraphDestroy(graph), "cuGraphDestroy")
+    return chain
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,16 @@ its groups its streams) and handed to a `Backend` that times the program. The sp
 half -- lowering, empty stages, failures, statistics -- testable without a GPU; `gpu_profiler`
 pairs it with the GPU backend (`ios_core.engine.stageplan`), imported only when called.
 
-What one measurement is (`Timing`): the stage is enqueued ``number`` times back to back into one
-CUDA graph -- so it runs as it would inside a whole schedule's graph, and the graph launch is paid
+What one measurement is (`Timing`): the stage runs ``number`` times back to back inside one CUDA
+graph -- so it runs as it would inside a whole schedule's graph, and the graph launch is paid
 once per ``number`` runs -- the graph is replayed ``warmup`` times untimed, then ``repeat`` times
-between CUDA events; the latency is the median replay divided by ``number``. IOS profiled with
-2 warm-up runs and 6 x 6 timed ones: the defaults.
+back to back with a CUDA event between replays; the latency is the median replay divided by
+``number``. IOS profiled with 2 warm-up runs and 6 x 6 timed ones: the defaults.
+
+Profiling is bound by the host as much as by the GPU (a stage is lowered, its launches prepared
+and captured in ~2 ms of Python; its 48 runs take about as long on the GPU), so stages are asked
+for in batches (`StageProfiler.latencies`, one DP state's new endings at a time) and the GPU
+backend builds the next stage while the GPU times the one before.
 
 A stage that lowers to no task at all (an identity that only aliases or hosts its operand) costs
 0 without touching the GPU. A stage the backend fails on costs ``inf`` (the search avoids it) and
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -73,9 +79,27 @@ class ProfileStats:
 
 
 class Backend(Protocol):
-    """Times a lowered one-stage program: milliseconds per run of the stage."""
+    """Times lowered one-stage programs: milliseconds per run of each, in order, or the error it raised.
 
-    def time(self, program: Program, timing: Timing) -> float: ...
+    Programs come from an iterator so that a backend may build the next while the GPU still times the
+    one before (`ios_core.engine.stageplan.GpuBackend` does).
+    """
+
+    def time_all(self, programs: Iterator[Program], timing: Timing) -> Iterator[float | Exception]: ...
+
+
+class SerialBackend:
+    """A `Backend` that times one program at a time with ``time`` (fakes in tests, dry runs)."""
+
+    def time(self, program: Program, timing: Timing) -> float:
+        raise NotImplementedError
+
+    def time_all(self, programs: Iterator[Program], timing: Timing) -> Iterator[float | Exception]:
+        for program in programs:
+            try:
+                yield self.time(program, timing)
+            except Exception as error:  # noqa: BLE001 -- handed back: the profiler records it against the stage
+                yield error
 
 
 class StageProfiler:
@@ -108,23 +132,38 @@ class StageProfiler:
 
     def latency(self, stage: Stage) -> float:
         """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""
-        started = time.perf_counter()
-        program = self.program(stage)
-        lowered = time.perf_counter()
-        self.stats.lower_s += lowered - started
-        if not program.tasks:
-            self.stats.empty += 1
-            return 0.0
-        try:
-            ms = float(self.backend.time(program, self.timing))
-        except Exception as error:  # noqa: BLE001 -- one stage cuDNN cannot run must not end the search
-            return self._failed(stage, error)
-        finally:
-            self.stats.backend_s += time.perf_counter() - lowered
-        if not (ms > 0 and math.isfinite(ms)):
-            return self._failed(stage, ValueError(f"the backend returned {ms!r} ms"))
-        self.stats.stages += 1
-        return ms
+        return self.latencies([stage])[0]
+
+    def latencies(self, stages: Sequence[Stage]) -> list[float]:
+        """`latency` of each stage, the backend timing them one after another as they are lowered."""
+        started, lowering = time.perf_counter(), 0.0
+        result: list[float] = [0.0] * len(stages)
+        busy: list[int] = []  # the stages with work for the GPU, in the order the backend gets them
+
+        def lowered() -> Iterator[Program]:
+            nonlocal lowering
+            for k, stage in enumerate(stages):
+                begin = time.perf_counter()
+                program = self.program(stage)
+                lowering += time.perf_counter() - begin
+                if program.tasks:
+                    busy.append(k)
+                    yield program
+                else:
+                    self.stats.empty += 1
+
+        answers = list(self.backend.time_all(lowered(), self.timing))
+        self.stats.lower_s += lowering
+        self.stats.backend_s += time.perf_counter() - started - lowering
+        for k, answer in zip(busy, answers, strict=True):
+            if isinstance(answer, Exception):
+                result[k] = self._failed(stages[k], answer)
+            elif not (isinstance(answer, float | int) and answer > 0 and math.isfinite(answer)):
+                result[k] = self._failed(stages[k], ValueError(f"the backend returned {answer!r} ms"))
+            else:
+                self.stats.stages += 1
+                result[k] = float(answer)
+        return result
 
     def _failed(self, stage: Stage, error: Exception) -> float:
         self.stats.failed += 1

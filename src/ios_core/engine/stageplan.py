@@ -14,12 +14,20 @@ and lent to each `StagePlan`:
 So a stage costs its lowering, a few prepared launches, one capture and the timed replays. The
 arena is never poisoned: its values are random in [-1, 1) and refreshed every `REFRESH_EVERY`
 stages, so no stage is ever timed on zeros, NaNs or values that grew without bound.
+
+`GpuBackend.time_all` overlaps the host and the GPU: while the GPU replays stage k, the host
+builds and captures stage k+1 (capturing records work without running it). Nothing that runs on
+the GPU may start beside the replays being timed, so each such step waits for them first:
+growing or refreshing the arena, growing a workspace (`Resources.settle`), and autotuning a new
+convolution geometry (`ios_core.engine.convs`). Uploading a new weight only uses the copy engine.
 """
 
 from __future__ import annotations
 
 import statistics
+from collections.abc import Iterator
 from functools import cache
+from itertools import pairwise
 
 import cudnn
 import numpy as np
@@ -31,7 +39,6 @@ from ios_core.engine.options import PlanOptions
 from ios_core.engine.plan import _BLOCK, _MAX_BLOCKS, Plan, PlanStats, _align, _library, _weight_array
 from ios_core.engine.profile import Timing
 from ios_core.engine.program import ConvTask, Program, WeightKey
-from ios_core.engine.timing import time_replays
 from ios_core.ir import Graph
 from ios_core.weights import Params, make_weights
 
@@ -50,6 +57,7 @@ class Resources:
         self.workspace: list[drv.DeviceAllocation | None] = []
         self.workspace_bytes: list[int] = []
         self.events: list[drv.Event] = []
+        self.marks: list[drv.Event] = []  # timing events between replays
         self.memory: drv.DeviceAllocation | None = None
         self.arena_bytes = 0
         self.uses = 0
@@ -69,10 +77,20 @@ class Resources:
             self.events.append(device.new_event())
         return self.events[:count]
 
+    def lend_marks(self, count: int) -> list[drv.Event]:
+        while len(self.marks) < count:
+            self.marks.append(drv.Event())
+        return self.marks[:count]
+
+    def settle(self) -> None:
+        """Wait for all work in flight: memory it uses is about to change, or the GPU to be used beside it."""
+        self.context.context.synchronize()
+
     def lend_workspaces(self, sizes: list[int]) -> list[drv.DeviceAllocation | None]:
-        """Per-stream workspaces of at least ``sizes`` bytes (no work may be in flight when one grows)."""
+        """Per-stream workspaces of at least ``sizes`` bytes."""
         for k, size in enumerate(sizes):
             if size > self.workspace_bytes[k]:
+                self.settle()
                 if self.workspace[k] is not None:
                     self.workspace[k].free()
                 self.workspace[k] = drv.mem_alloc(size)
@@ -80,14 +98,16 @@ class Resources:
         return [self.workspace[k] if size else None for k, size in enumerate(sizes)]
 
     def lend_arena(self, nbytes: int) -> drv.DeviceAllocation:
-        """An arena of at least ``nbytes`` bytes of random values (no work may be in flight when it grows)."""
+        """An arena of at least ``nbytes`` bytes of random values."""
         if nbytes > self.arena_bytes:
+            self.settle()
             if self.memory is not None:
                 self.memory.free()
             self.arena_bytes = max(_align(nbytes), 2 * self.arena_bytes, MIN_ARENA)
             self.memory = drv.mem_alloc(self.arena_bytes)
             self.randomize()
         elif self.uses % REFRESH_EVERY == 0:
+            self.settle()
             self.randomize()
         self.uses += 1
         return self.memory
@@ -159,14 +179,8 @@ class StagePlan(Plan):
         self.captured = None
 
     def capture_runs(self, number: int) -> device.CapturedGraph:
-        """One CUDA graph running the stage ``number`` times back to back."""
-
-        def enqueue() -> None:
-            for _ in range(number):
-                self.enqueue()
-
-        self.synchronize()
-        self.captured = device.CapturedGraph(self.streams[0], enqueue)
+        """One CUDA graph running the stage ``number`` times back to back (work in flight may go on meanwhile)."""
+        self.captured = device.CapturedGraph(self.streams[0], self.enqueue, copies=number)
         return self.captured
 
     def close(self) -> None:
@@ -175,6 +189,29 @@ class StagePlan(Plan):
             self.synchronize()
             self.captured.close()
             self.captured = None
+
+
+class _Replays:
+    """A captured stage's warm-up and timed replays, enqueued back to back with a mark between timed ones."""
+
+    def __init__(self, plan: StagePlan, timing: Timing, marks: list[drv.Event]) -> None:
+        self.plan, self.number, self.marks = plan, timing.number, marks
+        stream, launch = plan.streams[0], plan.captured.launch
+        for _ in range(timing.warmup):
+            launch()
+        marks[0].record(stream)
+        for mark in marks[1:]:
+            launch()
+            mark.record(stream)
+
+    def result(self) -> float:
+        """Milliseconds per run of the stage: the median replay over ``number`` (waits for the replays)."""
+        try:
+            self.marks[-1].synchronize()
+            samples = [start.time_till(end) for start, end in pairwise(self.marks)]
+        finally:
+            self.plan.close()
+        return statistics.median(samples) / self.number
 
 
 class GpuBackend:
@@ -187,15 +224,44 @@ class GpuBackend:
         self.store = WeightStore(graph, weights, options.layout, options.own_depthwise)
         self._tuned = len(_library(options.autotune, options.tune_cache).cache.entries)
 
-    def time(self, program: Program, timing: Timing) -> float:
+    def time_all(self, programs: Iterator[Program], timing: Timing) -> Iterator[float | Exception]:
+        """Each program's milliseconds per run, or its error; the next is built while the GPU times this one."""
+        running: _Replays | None = None
+        for program in programs:
+            try:
+                plan = self._capture(program, timing)
+            except Exception as error:  # noqa: BLE001 -- handed back: the profiler records it against the stage
+                plan = error
+            if running is not None:
+                yield self._result(running)
+                running = None
+            if isinstance(plan, Exception):
+                yield plan
+                continue
+            try:
+                running = _Replays(plan, timing, self.pool.lend_marks(timing.repeat + 1))
+            except Exception as error:  # noqa: BLE001
+                plan.close()
+                yield error
+        if running is not None:
+            yield self._result(running)
+
+    @staticmethod
+    def _result(running: _Replays) -> float | Exception:
+        try:
+            return running.result()
+        except Exception as error:  # noqa: BLE001
+            return error
+
+    def _capture(self, program: Program, timing: Timing) -> StagePlan:
         plan = StagePlan(program, self.precision, self.store, self.options, self.pool)
         try:
-            captured = plan.capture_runs(timing.number)
-            samples = time_replays(captured.launch, plan.streams[0], timing.warmup, 1, timing.repeat)
-        finally:
+            plan.capture_runs(timing.number)
+        except Exception:
             plan.close()
+            raise
         self._save_tuning(plan)
-        return statistics.median(samples) / timing.number
+        return plan
 
     def _save_tuning(self, plan: Plan) -> None:
         """Write the tune cache when this stage tuned a new geometry (a few dozen times per model)."""

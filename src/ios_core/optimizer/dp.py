@@ -7,12 +7,14 @@ For a state ``S`` (the part's operators still to place, closed under predecessor
 
 ``S - E`` is again closed under predecessors (nothing left in it reads ``E``), so the recursion
 stays among such states; each is solved once (memoized) and remembers its best ending, from which
-the schedule is read back from the full part down. Stage costs are asked once per distinct ending.
+the schedule is read back from the full part down. Stage costs are asked once per distinct ending,
+all the new endings of a state in one call: a measured cost overlaps the building of one stage
+with the timing of the one before, and needs several stages at a time to do so.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ios_core.optimizer.endings import EndingGenerator
@@ -30,7 +32,8 @@ class PartSolution:
     stages: int
 
 
-def solve_part(part: Part, endings: EndingGenerator, stage_cost: Callable[[Ending], float]) -> PartSolution:
+def solve_part(part: Part, endings: EndingGenerator,
+               stage_costs: Callable[[Sequence[Ending]], Sequence[float]]) -> PartSolution:
     """Minimize the summed stage cost of ``part`` over the endings ``endings(state)`` offers.
 
     Parameters
@@ -39,8 +42,8 @@ def solve_part(part: Part, endings: EndingGenerator, stage_cost: Callable[[Endin
         The operators and their masks.
     endings
         The candidate last stages of a state (`ios_core.optimizer.endings`).
-    stage_cost
-        The latency of one ending's stage, in milliseconds.
+    stage_costs
+        The latencies of several endings' stages, in milliseconds, in the order given.
     """
     best: dict[int, tuple[float, Ending | None]] = {0: (0.0, None)}
     costs: dict[int, float] = {}  # by mask; a merge by the mask's complement, so both kinds fit one dict
@@ -51,12 +54,12 @@ def solve_part(part: Part, endings: EndingGenerator, stage_cost: Callable[[Endin
         if state in best:
             return best[state][0]
         value, choice = float("inf"), None
-        for ending in endings(state):
+        candidates = [(~e.mask if e.merge else e.mask, e) for e in endings(state)]
+        new = {key: ending for key, ending in candidates if key not in costs}
+        costs.update(zip(new, stage_costs(list(new.values())), strict=True))
+        for key, ending in candidates:
             transitions += 1
-            key = ~ending.mask if ending.merge else ending.mask
-            cost = costs.get(key)
-            if cost is None:
-                cost = costs[key] = stage_cost(ending)
+            cost = costs[key]
             rest = state & ~ending.mask
             done = best.get(rest)
             total = (solve(rest) if done is None else done[0]) + cost

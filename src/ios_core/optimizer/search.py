@@ -13,10 +13,10 @@ checked with `ios_core.schedule.validate` before it is returned.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
-from ios_core.cost.protocol import StageCost
+from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.optimizer.dp import PartSolution, solve_part
 from ios_core.optimizer.endings import ending_generator
@@ -86,6 +86,13 @@ class _TimedCost:
         finally:
             self.seconds += time.perf_counter() - start
 
+    def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
+        start = time.perf_counter()
+        try:
+            return stage_latencies(self.cost, graph, stages, batch)
+        finally:
+            self.seconds += time.perf_counter() - start
+
 
 def search(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions | None = None,
            progress: Progress | None = None) -> SearchResult:
@@ -142,8 +149,8 @@ def _solve_parts(graph: Graph, cost: StageCost, batch: int, options: OptimizerOp
     return solved
 
 
-def _part_cost(part: Part, cost: StageCost, batch: int) -> Callable[[Ending], float]:
-    return lambda ending: cost.stage_latency(part.graph, part.stage(ending), batch)
+def _part_cost(part: Part, cost: StageCost, batch: int) -> Callable[[Sequence[Ending]], list[float]]:
+    return lambda endings: stage_latencies(cost, part.graph, [part.stage(e) for e in endings], batch)
 
 
 def _prefixed(stats: SearchStats) -> dict[str, float | int]:

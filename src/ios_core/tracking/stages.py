@@ -12,10 +12,12 @@ import csv
 import io
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
+from ios_core.cost.protocol import stage_latencies
 from ios_core.ir import Graph
 from ios_core.schedule import Stage, write_atomic
 from ios_core.tracking.record import Point, Record, now_ms
@@ -48,6 +50,17 @@ class StageLog:
         latency = self.cost.stage_latency(graph, stage, batch)
         self.calls.append((stage, batch, latency, start, clock() - start))  # a plain tuple: the cheapest record
         return latency
+
+    def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
+        """Many stages in one call to the cost (see `ios_core.cost.stage_latencies`); each call records an even
+        share of the wall time."""
+        clock = time.perf_counter_ns
+        start = clock()
+        latencies = stage_latencies(self.cost, graph, stages, batch)
+        share = (clock() - start) // max(len(stages), 1)
+        self.calls.extend((stage, batch, ms, start + k * share, share)
+                          for k, (stage, ms) in enumerate(zip(stages, latencies, strict=True)))
+        return latencies
 
     def __getattr__(self, name: str):
         if name in ("cost", "calls"):  # not yet set (copy, pickle): never recurse
