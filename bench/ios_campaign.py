@@ -10,7 +10,10 @@ For each model (in order, while the wall budget lasts) at one batch size, TF32 a
    `latency` = median of ``repeat`` means of ``number`` CUDA-graph replays; the median of the
    rounds), check each output against Sequential's, and set each end-to-end latency against its
    predicted one (the sum of its measured stage latencies);
-3. the critical-path bound: the longest dependency chain with every operator at its latency alone.
+3. the critical-path bound: the longest dependency chain with every operator at its latency alone;
+4. with ``--frameworks``, the PyTorch baselines (`ios_core.baselines`) on the same network, weights and
+   input, in the same process right after, timed the same way (``--e2e-*``): the ratio of the best of
+   them to IOS-Both is a side-by-side number.
 
 Then, once, the entry point a user runs -- ``python -m ios_core.optimize model=<first> cost=measured``
 -- on the warm cache: it must profile nothing and write the same IOS-Both schedule.
@@ -39,6 +42,10 @@ from pathlib import Path
 import numpy as np
 
 from ios_core import models
+from ios_core.baselines import get as get_framework
+from ios_core.baselines import measure as measure_framework
+from ios_core.baselines.timing import Timing as BaselineTiming
+from ios_core.onnx_io import Network
 from ios_core.cost import CachedCost, CostSpec, DeviceProfile, build_cost, schedule_latency
 from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings
@@ -163,6 +170,22 @@ def finish_rows(rows: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
+def frameworks(graph, batch: int, names: list[str], args: argparse.Namespace) -> dict[str, dict]:
+    """Each baseline on the campaign's network and weights (seed 0), timed like the schedules; unavailable ones say why."""
+    network, timing = Network.of(graph), BaselineTiming(args.e2e_warmup, args.e2e_number, args.e2e_repeat, "fp32")
+    rows = {}
+    for name in names:
+        m = measure_framework(get_framework(name), network, batch, timing)
+        rows[name] = m.to_dict()
+        log(f"{graph.name} {name}: {m.status} {'' if m.median_ms is None else f'{m.median_ms:.4f} ms'} {m.reason}")
+    return rows
+
+
+def best_measured(rows: dict[str, dict]) -> tuple[str, float] | None:
+    measured = {name: row["median_ms"] for name, row in rows.items() if row["status"] == "measured"}
+    return min(measured.items(), key=lambda item: item[1]) if measured else None
+
+
 # ---- one model ----------------------------------------------------------------------------------------------------
 
 
@@ -215,6 +238,8 @@ def run_model(name: str, harness, args: argparse.Namespace, cache: Path) -> tupl
     log(f"{name}: searches done in {time.perf_counter() - started:.1f} s; running the five schedules")
     e2e = harness.end_to_end(graph, {opt: schedules[opt] for opt in TABLE_ORDER}, args.batch)
     seq = e2e["sequential"]["ms"]
+    baselines = frameworks(graph, args.batch, args.frameworks, args)
+    best = best_measured(baselines)
     row = {
         "model": name, "operators": len(graph.operators), "batch": args.batch, "cost_space": space,
         "search": stats, "profiler": profiled, "end_to_end": e2e,
@@ -226,6 +251,9 @@ def run_model(name: str, harness, args: argparse.Namespace, cache: Path) -> tupl
                           "both_over_bound": e2e["both"]["ms"] / bound.ms if bound.ms else None,
                           "sequential_over_bound": seq / bound.ms if bound.ms else None},
         "both_slower_than_sequential": e2e["both"]["ms"] > seq,
+        "frameworks": baselines,
+        "best_framework": None if best is None else {"name": best[0], "ms": best[1],
+                                                      "both_speedup": best[1] / e2e["both"]["ms"]},
         "seconds": time.perf_counter() - started,
     }
     return row, schedules
@@ -259,15 +287,19 @@ def cli_check(name: str, harness, args: argparse.Namespace, cache: Path, expecte
 
 def table(results: dict) -> str:
     lines = ["| model | " + " | ".join(LABELS[o] for o in TABLE_ORDER) + " | Both speedup | bound | Both/bound |"
-             " states | profiled | profiling s | DP s |", "|---" * 10 + "|---|---|---|---|"]
+             " states | profiled | profiling s | DP s | best framework | Both over it |", "|---" * 16 + "|"]
     for row in results["models"].values():
         s, both = row["summary"], row["search"]["both"]
         cells = [f"{s[o]['ms']:.3f} ({s[o]['predicted_ms']:.3f})" for o in TABLE_ORDER]
         lines.append(f"| {row['model']} | " + " | ".join(cells) + f" | {s['both']['speedup_vs_sequential']:.2f}x | "
                      f"{row['critical_path']['ms']:.3f} | {row['critical_path']['both_over_bound']:.2f} | "
                      f"{both['dp_states']} | {both['stages_profiled']} | {both['profiling_s']:.1f} | "
-                     f"{both['dp_s']:.1f} |")
+                     f"{both['dp_s']:.1f} | " + _best_cells(row.get("best_framework")) + " |")
     return "ms end-to-end (predicted: sum of measured stages)\n" + "\n".join(lines)
+
+
+def _best_cells(best: dict | None) -> str:
+    return "n/a | n/a" if best is None else f"{best['name']} {best['ms']:.3f} | {best['both_speedup']:.2f}x"
 
 
 def save(results: dict, schedules: dict, out: Path, device: str) -> None:
@@ -298,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cli-timeout-s", type=float, default=90.0)
     parser.add_argument("--no-cli-check", action="store_true")
     parser.add_argument("--simulate", action="store_true", help="dry run without a GPU")
+    parser.add_argument("--frameworks", type=lambda s: [f for f in s.split(",") if f], default=[],
+                        help="baselines timed beside the schedules, e.g. torch_cudagraph,torch_compile_freeze")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)

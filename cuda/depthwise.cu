@@ -1,12 +1,24 @@
 // Depthwise convolution (groups = input channels = output channels) of the ios-core engine:
 // y = act(conv(pre_act(x), w) + b) over strided 4-D views, in fp32 (FFMA: exact in both precisions).
 //
-// cuDNN's fp32 grouped-direct kernel spends ~18 us on a 42x83x83 5x5 depthwise convolution that
-// moves 2.3 MB; this one is a thread per output, channel fastest for NHWC (c_inner) so that a
-// warp's loads of one input pixel are contiguous. pre_act applies an activation to each input
-// value as it is loaded (the relu that starts NasNet's and RandWire's separable convolutions),
-// saving a pass over memory; padding contributes zero, as it pads the activated tensor.
-// Weights are C x R x S with strides (wc, wr, ws).
+// pre_act applies an activation to each input value as it is loaded (the relu that starts NasNet's
+// and RandWire's separable convolutions), saving a pass over memory; padding contributes zero, as
+// it pads the activated tensor. The host (ios_core.engine.depthwise) picks one of two families:
+//
+// depthwise_nhwc_k<K>_s<S>_v<V>_t<T>: the fast path, for NHWC views (channel stride 1), a square
+//   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act none or relu, and tensors
+//   whose every element offset fits in 32 bits. A thread computes T consecutive outputs along W
+//   for V consecutive channels (V = 4: float4 loads and stores, when the host has checked that C,
+//   the pixel strides and the base pointers are 16-byte aligned). Threads are numbered channel
+//   vector fastest, then W tile, then output row, then sample, so a warp's loads of one input pixel
+//   are contiguous. Per output row of the kernel the thread loads each input column of its window
+//   once ((T - 1) * S + K columns) and uses it for every output it touches, with the row's weights
+//   in registers; weights and bias are read once per thread. Windows wholly inside the input skip
+//   every bounds check. Index math is 32-bit, divisions by runtime sizes use multiply-high magic
+//   numbers from the host.
+// depthwise_f32: the generic fallback for everything else (NCHW, dilation, other kernels or
+//   strides, 64-bit strides): a thread per output with a grid-stride loop, a bounds check per tap.
+//   Weights are C x R x S with strides (wc, wr, ws).
 #include "activation.cuh"
 #include "indexing.cuh"
 
@@ -37,3 +49,139 @@ extern "C" __global__ void depthwise_f32(
         y[n * yn + c * yc + oh * yh + ow * yw] = activate(act, acc);
     }
 }
+
+// ---- the NHWC fast path ---------------------------------------------------------------------
+
+// n / d for n < 2^31 as (umulhi(n, magic) + n) >> shift; the host computes (magic, shift) for d.
+__device__ __forceinline__ unsigned int divide(unsigned int n, unsigned int magic, unsigned int shift) {
+    return (__umulhi(n, magic) + n) >> shift;
+}
+
+// V consecutive floats at p; p is 16-byte aligned when V == 4 (checked on the host).
+template <int V>
+__device__ __forceinline__ void load_vector(const float* __restrict__ p, float (&v)[V]) {
+    if constexpr (V == 4) {
+        const float4 q = __ldg(reinterpret_cast<const float4*>(p));
+        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) v[e] = __ldg(p + e);
+    }
+}
+
+template <int V>
+__device__ __forceinline__ void store_vector(float* __restrict__ p, const float (&v)[V]) {
+    if constexpr (V == 4) {
+        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
+    } else {
+#pragma unroll
+        for (int e = 0; e < V; ++e) p[e] = v[e];
+    }
+}
+
+// acc[t] += sum over the K x K window of output t. x points at (sample, channel), w at the channel
+// of the R x S x C weights; (h0, w0) is the window's top-left input pixel. BORDER: some of the
+// window lies in the padding, whose taps are skipped (they contribute zero).
+template <int K, int S, int V, int T, bool RELU, bool BORDER>
+__device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, int xw, int H, int W, int h0, int w0,
+                                           const float* __restrict__ w, int C, float (&acc)[T][V])
+{
+    constexpr int WINDOW = (T - 1) * S + K;  // input columns the T outputs read
+#pragma unroll
+    for (int r = 0; r < K; ++r) {
+        const int h = h0 + r;
+        if (BORDER && (unsigned int)h >= (unsigned int)H) continue;
+        float wr[K][V];
+#pragma unroll
+        for (int s = 0; s < K; ++s) load_vector<V>(w + (r * K + s) * C, wr[s]);
+        const float* row = x + h * xh;
+#pragma unroll
+        for (int j = 0; j < WINDOW; ++j) {
+            const int col = w0 + j;
+            if (BORDER && (unsigned int)col >= (unsigned int)W) continue;
+            float v[V];
+            load_vector<V>(row + col * xw, v);
+#pragma unroll
+            for (int e = 0; e < V; ++e) v[e] = RELU ? activate(ACT_RELU, v[e]) : v[e];
+#pragma unroll
+            for (int t = 0; t < T; ++t) {
+                const int s = j - t * S;  // the tap of output t that column j feeds
+                if (s < 0 || s >= K) continue;
+#pragma unroll
+                for (int e = 0; e < V; ++e) acc[t][e] = fmaf(v[e], wr[s][e], acc[t][e]);
+            }
+        }
+    }
+}
+
+template <int K, int S, int V, int T>
+__device__ __forceinline__ void depthwise_nhwc(
+    unsigned int items, int C, int H, int W, int OH, int OW, int ph, int pw, int pre_act, int act,
+    unsigned int vectors_magic, unsigned int vectors_shift, unsigned int tiles_magic, unsigned int tiles_shift,
+    unsigned int rows_magic, unsigned int rows_shift,
+    const float* __restrict__ x, int xn, int xh, int xw, const float* __restrict__ w,
+    const float* __restrict__ bias, float* __restrict__ y, int yn, int yh, int yw)
+{
+    const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= items) return;
+    const unsigned int vectors = C / V, tiles = (OW + T - 1) / T;
+    const unsigned int q = divide(i, vectors_magic, vectors_shift);
+    const unsigned int p = divide(q, tiles_magic, tiles_shift);
+    const unsigned int n = divide(p, rows_magic, rows_shift);
+    const int c = (int)(i - q * vectors) * V, ow0 = (int)(q - p * tiles) * T, oh = (int)(p - n * OH);
+    const int h0 = oh * S - ph, w0 = ow0 * S - pw;
+    constexpr int WINDOW = (T - 1) * S + K;
+
+    float acc[T][V];
+    float b[V];
+    load_vector<V>(bias + c, b);
+#pragma unroll
+    for (int t = 0; t < T; ++t)
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[t][e] = b[e];
+
+    const float* xs = x + (int)n * xn + c;
+    const float* ws = w + c;
+    const bool inside = h0 >= 0 && h0 + K <= H && w0 >= 0 && w0 + WINDOW <= W;
+    if (pre_act == ACT_RELU) {
+        if (inside) accumulate<K, S, V, T, true, false>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
+        else accumulate<K, S, V, T, true, true>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
+    } else {
+        if (inside) accumulate<K, S, V, T, false, false>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
+        else accumulate<K, S, V, T, false, true>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
+    }
+
+    float* out = y + (int)n * yn + oh * yh + c;
+#pragma unroll
+    for (int t = 0; t < T; ++t) {
+        if (ow0 + t >= OW) break;
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[t][e] = activate(act, acc[t][e]);
+        store_vector<V>(out + (ow0 + t) * yw, acc[t]);
+    }
+}
+
+// One named kernel per instantiation, as PyCUDA loads functions by name; the list must match
+// FAST_KERNELS in ios_core/engine/depthwise.py (a test compiles this file and checks).
+#define DEPTHWISE_NHWC(K, S, V, T)                                                                                   \
+    extern "C" __global__ void __launch_bounds__(128) depthwise_nhwc_k##K##_s##S##_v##V##_t##T(                      \
+        unsigned int items, int C, int H, int W, int OH, int OW, int ph, int pw, int pre_act, int act,             \
+        unsigned int vectors_magic, unsigned int vectors_shift, unsigned int tiles_magic, unsigned int tiles_shift, \
+        unsigned int rows_magic, unsigned int rows_shift, const float* __restrict__ x, int xn, int xh, int xw,      \
+        const float* __restrict__ w, const float* __restrict__ bias, float* __restrict__ y, int yn, int yh, int yw) \
+    {                                                                                                              \
+        depthwise_nhwc<K, S, V, T>(items, C, H, W, OH, OW, ph, pw, pre_act, act, vectors_magic, vectors_shift,     \
+                                   tiles_magic, tiles_shift, rows_magic, rows_shift, x, xn, xh, xw, w, bias, y, yn, \
+                                   yh, yw);                                                                        \
+    }
+
+#define DEPTHWISE_NHWC_SHAPES(K, S)                                                                                  \
+    DEPTHWISE_NHWC(K, S, 4, 4) DEPTHWISE_NHWC(K, S, 4, 2) DEPTHWISE_NHWC(K, S, 4, 1)                                \
+    DEPTHWISE_NHWC(K, S, 1, 4) DEPTHWISE_NHWC(K, S, 1, 2) DEPTHWISE_NHWC(K, S, 1, 1)
+
+DEPTHWISE_NHWC_SHAPES(3, 1)
+DEPTHWISE_NHWC_SHAPES(3, 2)
+DEPTHWISE_NHWC_SHAPES(5, 1)
+DEPTHWISE_NHWC_SHAPES(5, 2)
+DEPTHWISE_NHWC_SHAPES(7, 1)
+DEPTHWISE_NHWC_SHAPES(7, 2)
