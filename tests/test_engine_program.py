@@ -132,6 +132,25 @@ def test_a_stage_alone_reads_its_inputs_and_keeps_its_outputs():
         assert all(close(outputs[n], values[n]) for n in alone.outputs)
 
 
+@pytest.mark.parametrize(("name", "merges_copy"), [("inception_v3", True), ("nasnet", False)])
+def test_a_stage_runs_the_same_tasks_alone_as_inside_its_schedule(name, merges_copy):
+    """The DP adds stage costs measured alone: a merge must not move work into another stage (an identity's copy)."""
+    graph, _ = network(name)
+    schedule = merged_greedy(graph)
+    whole = lower(graph, schedule, 1)
+
+    def tasks(stage_program) -> list[tuple[str, str]]:
+        return sorted((type(t).__name__, t.node) for stream in stage_program for t in stream)
+
+    copies = 0
+    for k, stage in enumerate(schedule.stages):
+        alone = lower(graph, [stage], 1)
+        assert tasks(alone.stages[0]) == tasks(whole.stages[k]), stage
+        copies += sum(isinstance(t, PointwiseTask) for t in alone.tasks if any(g.merge for g in stage.groups))
+    # Inception: a merged 1x1 convolution is also a branch output, concatenated at the block's exit
+    assert (copies > 0) == merges_copy
+
+
 def _program(buffers, offsets, stages) -> Program:
     return Program("t", 1, "nhwc", 4, tuple(buffers), tuple(offsets), 4096, stages, {})
 

@@ -185,11 +185,18 @@ class _Lowering:
             raise LoweringError(f"{rules_of(op).name} cannot run on a single view")
 
     def merge(self, ops: tuple[str, ...]) -> None:
+        """The merged convolution, then a copy home of each member placed outside its output (placement rule 2)."""
         nodes = [self.graph[name] for name in ops]
         x = self.operand(ops[0], nodes[0].inputs[0])
         key = merge_key(ops)
         y = View(self._root(key), 0, self.placement.merge_channels[key])
         self.conv(ops[0], x, y, merged_conv([n.op for n in nodes]), WeightKey(ops))
+        offset = 0
+        for name in ops:
+            channels, home = self.graph.shapes[name].channels, self.view(name)
+            if home.buffer != y.buffer:
+                self.emit(PointwiseTask(name, home, y.sub(offset, offset + channels)))
+            offset += channels
 
     def node(self, node: Node) -> None:
         try:

@@ -2,14 +2,19 @@
 
 Three rules place an output inside another one, so that concatenation and splitting copy nothing:
 
-1. the members of a *merged* group live side by side in the merged convolution's output;
-2. an identity that concatenates whole outputs *hosts* them: each producer writes straight into
+1. an identity that concatenates whole outputs *hosts* them: each producer writes straight into
    its slice of the identity's buffer, so the identity (a block's exit, typically) costs nothing;
+2. the members of a *merged* group live side by side in the merged convolution's output -- all but
+   those an identity hosts: the merged convolution writes their channels too, and its group copies
+   them home at once (`ios_core.engine.lower`);
 3. an identity whose operand already lies contiguously in one buffer is an *alias*: a view of it.
 
-Hosting is decided before aliasing, and a node is placed at most once; everything placed nowhere
-is a *root* and gets a buffer of its own. Parents always come later in topological order than
-their children (an identity reads what it hosts), so following ``host`` links always ends.
+Rule 1 goes first so that where a node lives never depends on the schedule's merges: an
+identity costs nothing whether or not its producers were merged, and a merge pays for its own
+copies, so a stage costs the same profiled alone as inside any schedule (the DP's assumption).
+A node is placed at most once; everything placed nowhere is a *root* and gets a buffer of its
+own. Parents always come later in topological order than their children (an identity reads what
+it hosts), so following ``host`` links always ends.
 """
 
 from __future__ import annotations
@@ -60,15 +65,8 @@ class Placement:
 
 
 def place(graph: Graph, merges: Iterable[tuple[str, ...]] = (), host: bool = True) -> Placement:
-    """Place every node of ``graph`` given its merged groups (rules in the module docstring; ``host=False`` skips 2)."""
+    """Place every node of ``graph`` given its merged groups (rules in the module docstring; ``host=False`` skips 1)."""
     hosts: dict[str, tuple[str, int]] = {}
-    merge_channels: dict[str, int] = {}
-    for ops in merges:
-        key, offset = merge_key(ops), 0
-        for name in ops:
-            hosts[name] = (key, offset)
-            offset += graph.shapes[name].channels
-        merge_channels[key] = offset
     parents: set[str] = set()
     identities = [n for n in graph.operators if isinstance(n.op, Identity) and len(n.inputs[0].terms) == 1]
     for node in identities if host else ():
@@ -81,6 +79,13 @@ def place(graph: Graph, merges: Iterable[tuple[str, ...]] = (), host: bool = Tru
                 hosts[s.node] = (node.name, offset)
                 parents.add(node.name)
             offset += s.channels
+    merge_channels: dict[str, int] = {}
+    for ops in merges:
+        key, offset = merge_key(ops), 0
+        for name in ops:
+            hosts.setdefault(name, (key, offset))
+            offset += graph.shapes[name].channels
+        merge_channels[key] = offset
     partial = Placement(hosts, frozenset(), merge_channels)  # shares ``hosts``: aliases see earlier aliases
     aliases = set()
     for node in identities:
