@@ -69,6 +69,17 @@ __device__ __forceinline__ void load_vector(const float* __restrict__ p, float (
     }
 }
 
+// max(v, floor) that keeps NaN: floor 0 is the relu, -inf the identity (one FMNMX on sm_80+).
+__device__ __forceinline__ float floor_keep_nan(float v, float floor) {
+#if __CUDA_ARCH__ >= 800
+    float r;
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(floor));
+    return r;
+#else
+    return v < floor ? floor : v;
+#endif
+}
+
 template <int V>
 __device__ __forceinline__ void store_vector(float* __restrict__ p, const float (&v)[V]) {
     if constexpr (V == 4) {
@@ -80,11 +91,12 @@ __device__ __forceinline__ void store_vector(float* __restrict__ p, const float 
 }
 
 // acc[t] += sum over the K x K window of output t. x points at (sample, channel), w at the channel
-// of the R x S x C weights; (h0, w0) is the window's top-left input pixel. BORDER: some of the
-// window lies in the padding, whose taps are skipped (they contribute zero).
-template <int K, int S, int V, int T, bool RELU, bool BORDER>
+// of the R x S x C weights; (h0, w0) is the window's top-left input pixel. Each loaded value is
+// raised to at least `floor` (0: pre_act relu; -inf: none). BORDER: some of the window lies in
+// the padding, whose taps are skipped (they contribute zero, not floor).
+template <int K, int S, int V, int T, bool BORDER>
 __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, int xw, int H, int W, int h0, int w0,
-                                           const float* __restrict__ w, int C, float (&acc)[T][V])
+                                           const float* __restrict__ w, int C, float floor, float (&acc)[T][V])
 {
     constexpr int WINDOW = (T - 1) * S + K;  // input columns the T outputs read
 #pragma unroll
@@ -102,7 +114,7 @@ __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, 
             float v[V];
             load_vector<V>(row + col * xw, v);
 #pragma unroll
-            for (int e = 0; e < V; ++e) v[e] = RELU ? activate(ACT_RELU, v[e]) : v[e];
+            for (int e = 0; e < V; ++e) v[e] = floor_keep_nan(v[e], floor);
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 const int s = j - t * S;  // the tap of output t that column j feeds
@@ -143,20 +155,17 @@ __device__ __forceinline__ void depthwise_nhwc(
     const float* xs = x + (int)n * xn + c;
     const float* ws = w + c;
     const bool inside = h0 >= 0 && h0 + K <= H && w0 >= 0 && w0 + WINDOW <= W;
-    if (pre_act == ACT_RELU) {
-        if (inside) accumulate<K, S, V, T, true, false>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
-        else accumulate<K, S, V, T, true, true>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
-    } else {
-        if (inside) accumulate<K, S, V, T, false, false>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
-        else accumulate<K, S, V, T, false, true>(xs, xh, xw, H, W, h0, w0, ws, C, acc);
-    }
+    const float floor = pre_act == ACT_RELU ? 0.0f : -INFINITY;  // the host sends only none or relu here
+    if (inside) accumulate<K, S, V, T, false>(xs, xh, xw, H, W, h0, w0, ws, C, floor, acc);
+    else accumulate<K, S, V, T, true>(xs, xh, xw, H, W, h0, w0, ws, C, floor, acc);
 
+    const float act_floor = act == ACT_RELU ? 0.0f : -INFINITY;
     float* out = y + (int)n * yn + oh * yh + c;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
         if (ow0 + t >= OW) break;
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[t][e] = activate(act, acc[t][e]);
+        for (int e = 0; e < V; ++e) acc[t][e] = floor_keep_nan(acc[t][e], act_floor);
         store_vector<V>(out + (ow0 + t) * yw, acc[t]);
     }
 }

@@ -24,6 +24,9 @@ from ios_core.ir import Graph
 from ios_core.schedule import Stage
 
 PRECISIONS = ("fp32", "fp32-strict")
+PROFILE_REVISION = 2
+"""Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
+2 -- a merge copies home the members a concatenation hosts; number runs chained as child graphs."""
 
 
 class Profiler(Protocol):
@@ -55,10 +58,10 @@ class MeasureSettings:
 
 
 def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
-    """The cache namespace: GPU, driver, cuDNN version, engine precision, layout and engine choice."""
+    """The cache namespace: GPU, driver, cuDNN version, engine precision, layout, engine choice, profile revision."""
     choice = "autotune" if settings.autotune else "heuristic"
     return (f"measured/{environment['name']}/driver {environment['driver']}/cudnn {environment['cudnn']}/"
-            f"{settings.precision}/{settings.layout}/{choice}")
+            f"{settings.precision}/{settings.layout}/{choice}/r{PROFILE_REVISION}")
 
 
 class MeasuredCost:
