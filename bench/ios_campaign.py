@@ -45,12 +45,12 @@ from ios_core import models
 from ios_core.baselines import get as get_framework
 from ios_core.baselines import measure as measure_framework
 from ios_core.baselines.timing import Timing as BaselineTiming
-from ios_core.onnx_io import Network
 from ios_core.cost import CachedCost, CostSpec, DeviceProfile, build_cost, schedule_latency
 from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings
 from ios_core.engine import PlanOptions
 from ios_core.engine.profile import SerialBackend, StageProfiler, Timing
+from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Schedule, to_json, write_atomic
 from ios_core.weights import make_input, make_weights
@@ -171,7 +171,7 @@ def finish_rows(rows: dict[str, dict]) -> dict[str, dict]:
 
 
 def frameworks(graph, batch: int, names: list[str], args: argparse.Namespace) -> dict[str, dict]:
-    """Each baseline on the campaign's network and weights (seed 0), timed like the schedules; unavailable ones say why."""
+    """Each baseline on the campaign's network and weights (seed 0), timed like the schedules, or why it cannot run."""
     network, timing = Network.of(graph), BaselineTiming(args.e2e_warmup, args.e2e_number, args.e2e_repeat, "fp32")
     rows = {}
     for name in names:

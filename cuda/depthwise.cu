@@ -6,8 +6,8 @@
 // it pads the activated tensor. The host (ios_core.engine.depthwise) picks one of two families:
 //
 // depthwise_nhwc_k<K>_s<S>_v<V>_t<T>: the fast path, for NHWC views (channel stride 1), a square
-//   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act none or relu, and tensors
-//   whose every element offset fits in 32 bits. A thread computes T consecutive outputs along W
+//   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act and act none or relu, and
+//   tensors whose every element offset fits in 32 bits. A thread computes T consecutive outputs along W
 //   for V consecutive channels (V = 4: float4 loads and stores, when the host has checked that C,
 //   the pixel strides and the base pointers are 16-byte aligned). Threads are numbered channel
 //   vector fastest, then W tile, then output row, then sample, so a warp's loads of one input pixel
@@ -69,14 +69,14 @@ __device__ __forceinline__ void load_vector(const float* __restrict__ p, float (
     }
 }
 
-// max(v, floor) that keeps NaN: floor 0 is the relu, -inf the identity (one FMNMX on sm_80+).
-__device__ __forceinline__ float floor_keep_nan(float v, float floor) {
+// max(v, low) that keeps NaN (as activate() does): low 0 is the relu, -inf none; one FMNMX on sm_80+.
+__device__ __forceinline__ float at_least(float v, float low) {
 #if __CUDA_ARCH__ >= 800
     float r;
-    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(floor));
+    asm("max.NaN.f32 %0, %1, %2;" : "=f"(r) : "f"(v), "f"(low));
     return r;
 #else
-    return v < floor ? floor : v;
+    return v < low ? low : v;
 #endif
 }
 
@@ -92,11 +92,11 @@ __device__ __forceinline__ void store_vector(float* __restrict__ p, const float 
 
 // acc[t] += sum over the K x K window of output t. x points at (sample, channel), w at the channel
 // of the R x S x C weights; (h0, w0) is the window's top-left input pixel. Each loaded value is
-// raised to at least `floor` (0: pre_act relu; -inf: none). BORDER: some of the window lies in
-// the padding, whose taps are skipped (they contribute zero, not floor).
+// raised to at least `low` (0: pre_act relu; -inf: none). BORDER: some of the window lies in
+// the padding, whose taps are skipped (they contribute zero, not low).
 template <int K, int S, int V, int T, bool BORDER>
 __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, int xw, int H, int W, int h0, int w0,
-                                           const float* __restrict__ w, int C, float floor, float (&acc)[T][V])
+                                           const float* __restrict__ w, int C, float low, float (&acc)[T][V])
 {
     constexpr int WINDOW = (T - 1) * S + K;  // input columns the T outputs read
 #pragma unroll
@@ -114,7 +114,7 @@ __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, 
             float v[V];
             load_vector<V>(row + col * xw, v);
 #pragma unroll
-            for (int e = 0; e < V; ++e) v[e] = floor_keep_nan(v[e], floor);
+            for (int e = 0; e < V; ++e) v[e] = at_least(v[e], low);
 #pragma unroll
             for (int t = 0; t < T; ++t) {
                 const int s = j - t * S;  // the tap of output t that column j feeds
@@ -155,17 +155,17 @@ __device__ __forceinline__ void depthwise_nhwc(
     const float* xs = x + (int)n * xn + c;
     const float* ws = w + c;
     const bool inside = h0 >= 0 && h0 + K <= H && w0 >= 0 && w0 + WINDOW <= W;
-    const float floor = pre_act == ACT_RELU ? 0.0f : -INFINITY;  // the host sends only none or relu here
-    if (inside) accumulate<K, S, V, T, false>(xs, xh, xw, H, W, h0, w0, ws, C, floor, acc);
-    else accumulate<K, S, V, T, true>(xs, xh, xw, H, W, h0, w0, ws, C, floor, acc);
+    const float pre_low = pre_act == ACT_RELU ? 0.0f : -INFINITY;  // the host sends only none or relu here
+    if (inside) accumulate<K, S, V, T, false>(xs, xh, xw, H, W, h0, w0, ws, C, pre_low, acc);
+    else accumulate<K, S, V, T, true>(xs, xh, xw, H, W, h0, w0, ws, C, pre_low, acc);
 
-    const float act_floor = act == ACT_RELU ? 0.0f : -INFINITY;
+    const float act_low = act == ACT_RELU ? 0.0f : -INFINITY;
     float* out = y + (int)n * yn + oh * yh + c;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
         if (ow0 + t >= OW) break;
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[t][e] = floor_keep_nan(acc[t][e], act_floor);
+        for (int e = 0; e < V; ++e) acc[t][e] = at_least(acc[t][e], act_low);
         store_vector<V>(out + (ow0 + t) * yw, acc[t]);
     }
 }

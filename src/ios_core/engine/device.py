@@ -16,6 +16,8 @@ import pycuda.driver as drv
 from cuda.bindings import driver as cu
 from pycuda.compiler import SourceModule
 
+from ios_core.engine import depthwise
+
 NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
 
 
@@ -128,7 +130,7 @@ class Kernels:
 
     pointwise: drv.Function
     pool: drv.Function
-    depthwise: drv.Function
+    depthwise: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     fill: drv.Function
 
 
@@ -157,6 +159,6 @@ def kernels(kernel_dir: str | None = None) -> Kernels:
     return Kernels(
         pointwise=load("pointwise.cu", "pointwise_f32", "iiIIII" + "Pqqqq" * 3),
         pool=load("pool.cu", "pool2d_f32", "i" * 14 + "Pqqqq" * 2),
-        depthwise=load("depthwise.cu", "depthwise_f32", "i" * 17 + "Pqqqq" + "PiiiP" + "Pqqqq"),
+        depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
     )

@@ -23,7 +23,7 @@ import cudnn
 import numpy as np
 import pycuda.driver as drv
 
-from ios_core.engine import device
+from ios_core.engine import depthwise, device
 from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuneCache, TuningBuffers
 from ios_core.engine.lower import conv_params, lower
 from ios_core.engine.options import PRECISIONS, PlanOptions
@@ -261,18 +261,24 @@ class Plan:
 
 
 def _depthwise_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None]:
-    (xp, (n, c, h, w), xs), (yp, (_, _, oh, ow), ys) = plan.pointer(task.x), plan.pointer(task.y)
-    w_offset, b_offset, (_, _, r, s) = plan.weight_at[task.weights]
+    (xp, x_dims, xs), (yp, y_dims, ys) = plan.pointer(task.x), plan.pointer(task.y)
+    w_offset, b_offset, (c, _, r, s) = plan.weight_at[task.weights]
     w_strides = (1, s * c, c) if plan.program.layout == "nhwc" else (r * s, s, 1)  # see _weight_array
-    conv = task.conv
-    args = (n, c, h, w, oh, ow, r, s, *conv.stride, *conv.padding, *conv.dilation, _ACTS[task.pre_act],
-            _ACTS[conv.act], int(ys[1] == 1), xp, *xs, int(plan.weights) + w_offset, *w_strides,
-            int(plan.weights) + b_offset, yp, *ys)
-    total = n * c * oh * ow
-    grid = (min(-(-total // _BLOCK), _MAX_BLOCKS), 1)
-    stream, fn = plan.streams[k], plan.kernels.depthwise
-    plan.stats.kernels["depthwise"] = plan.stats.kernels.get("depthwise", 0) + 1
-    return lambda: fn.prepared_async_call(grid, (_BLOCK, 1, 1), stream, *args)
+    call = depthwise.DepthwiseCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys),
+                                   int(plan.weights) + w_offset, w_strides, int(plan.weights) + b_offset, task.conv,
+                                   task.pre_act)
+    # The one dispatch point: a fast NHWC kernel where the geometry allows (channels innermost, 3/5/7 kernel,
+    # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
+    # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
+    launch = depthwise.launch(call, _multiprocessors(plan))
+    stream, fn = plan.streams[k], plan.kernels.depthwise[launch.kernel]
+    for key in ("depthwise", launch.kernel):
+        plan.stats.kernels[key] = plan.stats.kernels.get(key, 0) + 1
+    return lambda: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args)
+
+
+def _multiprocessors(plan: Plan) -> int:
+    return plan.context.device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
 
 
 def _conv_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None]:
