@@ -189,12 +189,13 @@ class _Lowering:
         nodes = [self.graph[name] for name in ops]
         x = self.operand(ops[0], nodes[0].inputs[0])
         key = merge_key(ops)
-        y = View(self._root(key), 0, self.placement.merge_channels[key])
+        root, channel = self.placement.resolve(key)
+        y = View(self._root(root), channel, self.placement.merge_channels[key])
         self.conv(ops[0], x, y, merged_conv([n.op for n in nodes]), WeightKey(ops))
         offset = 0
         for name in ops:
             channels, home = self.graph.shapes[name].channels, self.view(name)
-            if home.buffer != y.buffer:
+            if home != y.sub(offset, offset + channels):
                 self.emit(PointwiseTask(name, home, y.sub(offset, offset + channels)))
             offset += channels
 

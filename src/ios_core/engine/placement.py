@@ -4,9 +4,10 @@ Three rules place an output inside another one, so that concatenation and splitt
 
 1. an identity that concatenates whole outputs *hosts* them: each producer writes straight into
    its slice of the identity's buffer, so the identity (a block's exit, typically) costs nothing;
-2. the members of a *merged* group live side by side in the merged convolution's output -- all but
-   those an identity hosts: the merged convolution writes their channels too, and its group copies
-   them home at once (`ios_core.engine.lower`);
+2. the members of a *merged* group live side by side in the merged convolution's output. When an
+   identity hosts all of them, in the merge's order and side by side (a fire module's two expand
+   convolutions), the merged output itself lives there; when it hosts only some, the merged
+   convolution writes their channels too and its group copies them home (`ios_core.engine.lower`);
 3. an identity whose operand already lies contiguously in one buffer is an *alias*: a view of it.
 
 Rule 1 goes first so that where a node lives never depends on the schedule's merges: an
@@ -64,6 +65,19 @@ class Placement:
         return root, start
 
 
+def _side_by_side(graph: Graph, ops: tuple[str, ...], hosts: Mapping[str, tuple[str, int]]) -> tuple[str, int] | None:
+    """``(parent, channel)`` when one parent hosts every member of a merge, in order and adjacent, else None."""
+    if ops[0] not in hosts:
+        return None
+    parent, start = hosts[ops[0]]
+    channel = start
+    for name in ops:
+        if hosts.get(name) != (parent, channel):
+            return None
+        channel += graph.shapes[name].channels
+    return parent, start
+
+
 def place(graph: Graph, merges: Iterable[tuple[str, ...]] = (), host: bool = True) -> Placement:
     """Place every node of ``graph`` given its merged groups (rules in the module docstring; ``host=False`` skips 1)."""
     hosts: dict[str, tuple[str, int]] = {}
@@ -82,6 +96,10 @@ def place(graph: Graph, merges: Iterable[tuple[str, ...]] = (), host: bool = Tru
     merge_channels: dict[str, int] = {}
     for ops in merges:
         key, offset = merge_key(ops), 0
+        if (home := _side_by_side(graph, ops, hosts)) is not None:
+            hosts[key] = home
+            for name in ops:
+                del hosts[name]
         for name in ops:
             hosts.setdefault(name, (key, offset))
             offset += graph.shapes[name].channels
