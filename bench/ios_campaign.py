@@ -36,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -181,9 +182,17 @@ def frameworks(graph, batch: int, names: list[str], args: argparse.Namespace) ->
     return rows
 
 
-def best_measured(rows: dict[str, dict]) -> tuple[str, float] | None:
-    measured = {name: row["median_ms"] for name, row in rows.items() if row["status"] == "measured"}
-    return min(measured.items(), key=lambda item: item[1]) if measured else None
+def add_frameworks(row: dict, args: argparse.Namespace, save: Callable[[], None]) -> None:
+    """The baselines of ``args.frameworks`` into a model's row, saved after each (a compile may outlast the call)."""
+    graph, both = models.get(row["model"]), row["summary"]["both"]["ms"]
+    row["frameworks"] = {}
+    for name in args.frameworks:
+        row["frameworks"].update(frameworks(graph, args.batch, [name], args))
+        measured = {n: r["median_ms"] for n, r in row["frameworks"].items() if r["status"] == "measured"}
+        if measured:
+            best = min(measured, key=measured.get)
+            row["best_framework"] = {"name": best, "ms": measured[best], "both_speedup": measured[best] / both}
+        save()
 
 
 # ---- one model ----------------------------------------------------------------------------------------------------
@@ -238,8 +247,6 @@ def run_model(name: str, harness, args: argparse.Namespace, cache: Path) -> tupl
     log(f"{name}: searches done in {time.perf_counter() - started:.1f} s; running the five schedules")
     e2e = harness.end_to_end(graph, {opt: schedules[opt] for opt in TABLE_ORDER}, args.batch)
     seq = e2e["sequential"]["ms"]
-    baselines = frameworks(graph, args.batch, args.frameworks, args)
-    best = best_measured(baselines)
     row = {
         "model": name, "operators": len(graph.operators), "batch": args.batch, "cost_space": space,
         "search": stats, "profiler": profiled, "end_to_end": e2e,
@@ -251,9 +258,6 @@ def run_model(name: str, harness, args: argparse.Namespace, cache: Path) -> tupl
                           "both_over_bound": e2e["both"]["ms"] / bound.ms if bound.ms else None,
                           "sequential_over_bound": seq / bound.ms if bound.ms else None},
         "both_slower_than_sequential": e2e["both"]["ms"] > seq,
-        "frameworks": baselines,
-        "best_framework": None if best is None else {"name": best[0], "ms": best[1],
-                                                      "both_speedup": best[1] / e2e["both"]["ms"]},
         "seconds": time.perf_counter() - started,
     }
     return row, schedules
@@ -364,6 +368,8 @@ def main(argv: list[str] | None = None) -> int:
             results["skipped"][name] = f"failed: {type(error).__name__}: {error}"
             log(f"{name} FAILED: {type(error).__name__}: {error}")
         save(results, schedules, args.out, harness.device)
+        if name in results["models"]:
+            add_frameworks(results["models"][name], args, lambda: save(results, schedules, args.out, harness.device))
         if not args.no_cli_check and "cli_check" not in results and name in schedules:
             try:
                 results["cli_check"] = cli_check(name, harness, args, cache, schedules[name]["both"], work)
