@@ -207,20 +207,23 @@ def test_a_searched_schedule_is_ingested_with_every_stage_it_costed(tmp_path, st
     assert first.logged == (str(path),) and ingest([path], store_uri, "test-schedule").skipped == (str(path),)
 
 
-def test_a_gpu_campaign_splits_into_measure_records_that_figures_read(tmp_path):
+def test_a_gpu_campaign_splits_into_measure_and_baseline_records_that_figures_read(tmp_path):
     from ios_core.figures import make
     from ios_core.tracking.__main__ import main as tracking_main
     from ios_core.tracking.campaign import from_campaign
 
-    campaign = Path(__file__).parent.parent / "results" / "ios_h100.json"
+    campaign = Path(__file__).parent.parent / "results" / "h100" / "campaign" / "ios_inception_squeezenet_call1.json"
     records = from_campaign(campaign)
-    assert len(records) == 15 and {r.kind for r in records} == {"measure"}
+    assert len(records) == 2 * 5 + 2 * 4 and {r.kind for r in records} == {"measure", "baseline"}
     both = next(r for r in records if r.name == "measure/inception_v3/b1/both")
     assert both.tags["source"] == "measured" and both.params["device"] == "h100"
     assert both.params["device_name"] == "NVIDIA H100 80GB HBM3" and both.params["sm_mhz"] == "1980"
     assert len(both.values("latency_ms")) == 21 and both.latest("dp_states") == 1206
+    freeze = next(r for r in records if r.name == "baseline/torch_compile_freeze/inception_v3/b1")
+    assert freeze.tags["available"] == "true" and 0.9 < freeze.latest("median_ms") < 1.0
     assert [r.id for r in from_campaign(campaign)] == [r.id for r in records]  # splitting twice changes nothing
     assert tracking_main(["split", str(campaign), "--out", str(tmp_path)]) == 0
     make("schedules", sorted(tmp_path.glob("*.json")), tmp_path / "schedules")
-    assert (tmp_path / "schedules.png").exists()
-    assert "IOS-Both,both,3.0,8.0,0.57" in (tmp_path / "schedules.csv").read_text()
+    assert "IOS-Both,both,3.0,8.0,0.55" in (tmp_path / "schedules.csv").read_text()
+    make("frameworks", sorted([*tmp_path.glob("*_both.json"), *tmp_path.glob("torch_*.json")]), tmp_path / "frameworks")
+    assert (tmp_path / "frameworks.png").exists()

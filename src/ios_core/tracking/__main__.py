@@ -34,8 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "split":
         for record in from_campaign(args.campaign):
-            model, batch, opt = record.name.split("/")[1:]
-            print(write(record, Path(args.out) / f"{model}_{batch}_{opt}.json"))
+            print(write(record, Path(args.out) / f"{'_'.join(record.name.split('/')[1:])}.json"))
         return 0
     report = ingest(args.paths, args.uri, args.experiment)
     print(f"{tracking_uri(args.uri)}: {report}")

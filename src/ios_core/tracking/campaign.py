@@ -1,4 +1,5 @@
-"""Records from a GPU campaign file (``bench/ios_campaign.py``): one ``measure`` record per model and schedule.
+"""Records from a GPU campaign file (``bench/ios_campaign.py``): one ``measure`` record per model and schedule,
+and one ``baseline`` record per framework the campaign timed beside them (``--frameworks``).
 
 The lent GPU machine returns files only, so the campaign writes one JSON of everything it did.
 `from_campaign` turns it into the same records ``python -m ios_core.measure`` writes -- the end-to-end
@@ -43,7 +44,30 @@ def from_campaign(path: str | os.PathLike) -> list[Record]:
         _record(model, opt, result, environment, args, (end, content))
         for model, result in models.items()
         for opt in result["summary"]
+    ] + [
+        _baseline(model, measurement, args, (end, content))
+        for model, result in models.items()
+        for measurement in result.get("frameworks", {}).values()
     ]
+
+
+def _baseline(model: str, m: dict[str, Any], args: dict[str, Any], stamp: tuple[int, str]) -> Record:
+    """A framework measured in the campaign, as ``python -m ios_core.baseline`` records one."""
+    end, content = stamp
+    params = stringify({"framework": m["framework"], "model": model, "batch": m["batch"], "precision": m["precision"],
+                        "warmup": args["e2e_warmup"], "number": args["e2e_number"], "repeat": args["e2e_repeat"]})
+    tags = stringify({"source": "measured", "framework": m["framework"], "status": m["status"],
+                      "available": str(m["status"] == "measured").lower(), "reason": m.get("reason", ""),
+                      "device": m.get("device", ""), "clock": m.get("clock", ""), "adapted_from": "campaign",
+                      **{f"version.{k}": v for k, v in (m.get("versions") or {}).items()}})
+    record = Record(f"baseline/{m['framework']}/{model}/b{m['batch']}", "baseline", params, tags, start_time=end,
+                    end_time=end, status="FINISHED", id=f"campaign-{content}-{model}-{m['framework']}")
+    if m["status"] == "measured":
+        record.metrics["latency_ms"] = [Point(v, i, end) for i, v in enumerate(m["latencies_ms"])]
+        record.metrics["median_ms"] = [Point(m["median_ms"], 0, end)]
+        if m.get("rel_error") is not None:
+            record.metrics["rel_error"] = [Point(m["rel_error"], 0, end)]
+    return record
 
 
 def _record(
