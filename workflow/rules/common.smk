@@ -22,6 +22,9 @@ ON_GPU = f"{PYTHON} -m ios_core.experiments with-gpu -- " if REAL else ""
 SEARCH_COST = config["cost"] if config["cost"] != "auto" else ("measured" if REAL else "simulated")
 if SEARCH_COST == "measured" and not REAL:
     raise ValueError(f"cost=measured needs a GPU device; device={DEVICE} is simulated")
+# Schedules run with the cuDNN engines their stages were profiled with: autotuned when the search measured
+# them (cost=measured autotunes), cuDNN's heuristic choice otherwise. Experiment 7 asks for both.
+TUNING = "autotune" if SEARCH_COST == "measured" else "heuristic"
 IOS = config["ios"]
 EXP = config["experiments"]
 PAPER = ("schedules", "frameworks", "utilization", "specialization", "pruning", "batch_sizes", "intra_inter")
@@ -60,7 +63,7 @@ def stage_log(schedule_path):
     return schedule_path.removesuffix(".json") + ".stages.jsonl"
 
 
-def measured(model, batch, sched, odev=HOME, rdev=None, run_batch=None, tuning="heuristic"):
+def measured(model, batch, sched, odev=HOME, rdev=None, run_batch=None, tuning=TUNING):
     return f"{ROOT}/measure/{odev}/{model}/b{batch}/{sched}/on_{rdev or odev}_b{run_batch or batch}_{tuning}.json"
 
 
