@@ -85,6 +85,16 @@ def test_a_failure_is_recorded_not_raised(demo):
     assert (m.status, m.available, m.reason) == ("failed", True, "RuntimeError: engine build failed")
 
 
+def test_being_stopped_is_not_a_failure_of_the_framework(demo):
+    from ios_core.tracking import Stopped
+
+    def stopped(*args):
+        raise Stopped("stopped by signal 15")  # a workflow stopping its jobs, mid-compile
+
+    with pytest.raises(Stopped):
+        measure(Framework("stopped", "-", "cuda", lambda: (True, ""), stopped), demo, 1, FAST)
+
+
 def test_names_aliases_and_timing_rules():
     assert get("cuda_graph") is FRAMEWORKS["torch_cudagraph"]
     assert all(target in FRAMEWORKS for target in ALIASES.values())

@@ -141,8 +141,13 @@ def stringify(params: Mapping[str, Any]) -> dict[str, str]:
     return {str(k): "" if v is None else str(v) for k, v in params.items()}
 
 
-class Stopped(Exception):
-    """The process was told to stop (SIGTERM) while a record was open."""
+class Stopped(BaseException):
+    """The process was told to stop (SIGTERM) while a record was open.
+
+    A `BaseException`, like `KeyboardInterrupt`: code that turns any `Exception` into a result of its
+    own (a baseline recording a framework as failed, a compiler wrapping its workers' errors) must
+    not take being stopped for a failure of what it measures.
+    """
 
 
 @contextmanager
