@@ -438,10 +438,15 @@ def test_kernels_on_the_host_equal_reference(host_kernels, monkeypatch, case, th
     assert_close(out, ref)
 
 
+def each_fast_kernel(test):
+    """Parametrize ``test`` over every fast kernel: kernel size, stride and (channels, outputs) per thread."""
+    test = pytest.mark.parametrize("shape", dw.FAST_SHAPES, ids=lambda s: f"v{s[0]}t{s[1]}")(test)
+    test = pytest.mark.parametrize("stride", dw.FAST_STRIDES)(test)
+    return pytest.mark.parametrize("kernel", dw.FAST_KERNEL_SIZES)(test)
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("shape", dw.FAST_SHAPES, ids=lambda s: f"v{s[0]}t{s[1]}")
-@pytest.mark.parametrize("stride", dw.FAST_STRIDES)
-@pytest.mark.parametrize("kernel", dw.FAST_KERNEL_SIZES)
+@each_fast_kernel
 def test_every_fast_kernel_on_the_host_equals_reference(host_kernels, monkeypatch, kernel, stride, shape):
     monkeypatch.setattr(dw, "fast_shape", lambda call, sms: shape)
     case = HostCase(16, (15, 13), depthwise_conv(16, kernel, stride), x_slice=(4, 24))
@@ -514,9 +519,7 @@ def run_on_gpu(graph: Graph, batch: int, layout: str = "nhwc") -> tuple[np.ndarr
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", dw.FAST_SHAPES, ids=lambda s: f"v{s[0]}t{s[1]}")
-@pytest.mark.parametrize("stride", dw.FAST_STRIDES)
-@pytest.mark.parametrize("kernel", dw.FAST_KERNEL_SIZES)
+@each_fast_kernel
 def test_every_fast_kernel_equals_reference(gpu, monkeypatch, kernel, stride, shape):
     """Each kernel forced in turn on a 16-channel 15x13 input: W not divisible by 2 or 4, borders on every side."""
     monkeypatch.setattr(dw, "fast_shape", lambda call, sms: shape)
