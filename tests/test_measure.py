@@ -96,18 +96,36 @@ class FakeMeasurement:
 
 
 def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
-    """The engine is called only for a real device, with the precision and autotuning asked for."""
+    """The engine is called only for a real device, with the precision and autotuning asked for; then each
+    stage is timed alone by the measured stage cost, with the same autotuning."""
     from ios_core import engine
+    from ios_core import measure as measure_module
+
+    class FakePlan:
+        def close(self):
+            calls["closed"] = True
+
+    class StageAlone:
+        kind = "measured"
+
+        def stage_latency(self, graph, stage, batch):
+            return 0.01
 
     calls = {}
     plan_module = types.ModuleType("ios_core.engine.plan")
     plan_module.PlanOptions = lambda autotune: {"autotune": autotune}
     monkeypatch.setitem(sys.modules, "ios_core.engine.plan", plan_module)
     monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
-    monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)))
+    monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)) and FakePlan())
     monkeypatch.setattr(engine, "latency", lambda plan, w, n, r: FakeMeasurement())
+    monkeypatch.setattr(measure_module, "build_cost",
+                        lambda spec, device: calls.setdefault("cost", spec) and StageAlone())
     record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
     assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True}})  # the engine's fp32 allows TF32
+    assert calls["closed"] and calls["cost"].kind == "measured" and calls["cost"].autotune
+    stages = len(record.values("stage_latency_ms"))
+    assert stages > 1 and record.values("stage_latency_ms") == [0.01] * stages
+    assert len(record.values("stage_utilization_pct")) == stages
     assert record.tags["source"] == "measured" and record.values("latency_ms") == [1.0, 1.2, 1.1]
     assert record.latest("median_ms") == pytest.approx(1.1)
     assert record.params["gpu_name"] == "NVIDIA H100 80GB HBM3" and record.params["variant"] == "autotune"

@@ -7,7 +7,8 @@ How the number is obtained depends on the device (``mode=auto``):
   value, labelled ``source=simulated``; per stage, also the latency and the achieved FLOP rate;
 * a real device: the GPU engine (`ios_core.engine`, imported only then) times CUDA-graph replays,
   ``timing.repeat`` samples of ``timing.number`` replays after ``timing.warmup``, labelled
-  ``source=measured`` with the GPU's name, driver, cuDNN version and clocks.
+  ``source=measured`` with the GPU's name, driver, cuDNN version and clocks; per stage, the latency
+  of the stage timed alone (the ``measured`` stage cost) and the FLOP rate it achieves so.
 
 Either way one `ios_core.tracking` record is written to ``out`` and logged to MLflow (unless
 ``tracking.mlflow=false``). A measurement that cannot be made here -- autotuning without a GPU, a
@@ -30,13 +31,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from ios_core import models
 from ios_core.config import DeviceConfig, ModelConfig, Precision, build_model
-from ios_core.cost import CostSpec, DeviceProfile, build_cost
+from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
+MEASURED_UTILIZATION_METRIC = "achieved FLOP/s of each stage timed alone (% of the device's peak)"
 
 
 class Mode(StrEnum):
@@ -91,12 +93,18 @@ class Measured:
 def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfile, precision: str) -> Measured:
     """The analytical model's latency of every stage; the schedule's is their sum (stages run in turn)."""
     cost = build_cost(CostSpec("simulated", precision), device)
-    stage_ms = [cost.stage_latency(graph, stage, batch) for stage in schedule.stages]
+    stage_ms = stage_latencies(cost, graph, schedule.stages, batch)
+    params = {"device_name": device.name.upper(), "utilization_metric": UTILIZATION_METRIC}
+    return Measured([sum(stage_ms)], params, stage_ms, stage_utilization(graph, schedule, batch, stage_ms, device,
+                                                                          precision))
+
+
+def stage_utilization(graph: Graph, schedule: Schedule, batch: int, stage_ms: list[float], device: DeviceProfile,
+                      precision: str) -> list[float]:
+    """Each stage's FLOP rate at its latency, in % of the device's peak (TF32's when ``fp32`` allows it)."""
     peak = (device.tf32_tflops if precision == "fp32" else device.fp32_tflops) * 1e12
     flops = [batch * sum(graph.flops(op) for op in stage.ops) for stage in schedule.stages]
-    busy = [100.0 * f / (ms / 1e3) / peak for f, ms in zip(flops, stage_ms, strict=True)]
-    params = {"device_name": device.name.upper(), "utilization_metric": UTILIZATION_METRIC}
-    return Measured([sum(stage_ms)], params, stage_ms, busy)
+    return [100.0 * f / (ms / 1e3) / peak if ms > 0 else 0.0 for f, ms in zip(flops, stage_ms, strict=True)]
 
 
 def gpu_mismatch(device: DeviceProfile) -> str | None:
@@ -112,8 +120,9 @@ def gpu_mismatch(device: DeviceProfile) -> str | None:
     return None
 
 
-def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig) -> Measured:
-    """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events)."""
+def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, device: DeviceProfile) -> Measured:
+    """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events); then each of
+    its stages alone, as the optimizer's measured cost does, for the stage timeline of experiment 3."""
     from ios_core import engine
     from ios_core.engine.plan import PlanOptions
 
@@ -125,8 +134,13 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig) -> 
               "cudnn": m.device.get("cudnn"), "layout": m.layout, "sm_mhz_before": before.get("sm_mhz"),
               "sm_mhz_after": after.get("sm_mhz"), "mem_mhz": before.get("mem_mhz"),
               "throttle": ",".join(after.get("throttle", [])), "warmup": m.warmup, "number": m.number,
-              "repeat": m.repeat}
-    return Measured(list(m.samples), params)
+              "repeat": m.repeat, "utilization_metric": MEASURED_UTILIZATION_METRIC}
+    plan.close()
+    precision, t = str(cfg.precision), cfg.timing
+    alone = build_cost(CostSpec("measured", precision, None, None, t.warmup, t.number, t.repeat, cfg.autotune), device)
+    stage_ms = stage_latencies(alone, graph, schedule.stages, batch)
+    return Measured(list(m.samples), params, stage_ms, stage_utilization(graph, schedule, batch, stage_ms, device,
+                                                                          precision))
 
 
 def _params(cfg: DictConfig, schedule: Schedule | None, source: str) -> dict[str, Any]:
@@ -179,7 +193,7 @@ def run(cfg: DictConfig) -> Record:
             if cfg.schedule:
                 record.artifacts.append(str(cfg.schedule))
         if reason is None:
-            measured = (on_engine(graph, schedule, cfg.batch, cfg) if use_engine else
+            measured = (on_engine(graph, schedule, cfg.batch, cfg, device) if use_engine else
                         simulated(graph, schedule, cfg.batch, device, str(cfg.precision)))
             record.params.update(stringify(measured.params))
             record.log_series("latency_ms", measured.samples_ms)

@@ -32,7 +32,7 @@ def utilization(records: list[Record], prefix: str | os.PathLike) -> list[Path]:
         label = OPT_LABELS.get(record.params.get("opt", ""), record.params.get("opt", "?"))
         if not record.available or not record.values(SERIES):
             reason = record.tags.get("reason") or (
-                "timed end to end only: per-stage active warps need Nsight Compute / CUPTI metrics, not collected yet")
+                "no per-stage latencies in this record (measured before measure timed each stage alone)")
             notes.append(f"not available -- {label}: {reason}")
             ax.plot([], [], linestyle="none", label=f"{label} (n/a)")
             continue
