@@ -14,7 +14,7 @@ from ios_core import tracking
 from ios_core.models import get
 from ios_core.schedule import sequential
 from ios_core.tracking import Record, StageLog, recording
-from ios_core.tracking.record import RecordError, from_json, to_json
+from ios_core.tracking.record import RecordError, from_json, to_json, write
 from ios_core.tracking.stages import read_csv
 from ios_core.tracking.store import RECORD_ID_TAG, ingest, log_record, open_store
 
@@ -227,3 +227,22 @@ def test_a_gpu_campaign_splits_into_measure_and_baseline_records_that_figures_re
     assert "IOS-Both,both,3.0,8.0,0.55" in (tmp_path / "schedules.csv").read_text()
     make("frameworks", sorted([*tmp_path.glob("*_both.json"), *tmp_path.glob("torch_*.json")]), tmp_path / "frameworks")
     assert (tmp_path / "frameworks.png").exists()
+
+
+def test_a_campaign_with_its_schedules_and_profile_gives_stage_timelines(tmp_path):
+    from ios_core.figures import make
+    from ios_core.tracking.campaign import from_campaign
+
+    folder = Path(__file__).parent.parent / "results" / "h100" / "campaign"
+    records = from_campaign(folder / "ios_inception_squeezenet_call1.json",
+                            folder / "schedules_inception_squeezenet_call1.json",
+                            folder / "stage_costs_inception_squeezenet_call1.jsonl")
+    both = next(r for r in records if r.name == "measure/inception_v3/b1/both")
+    stages = both.values("stage_latency_ms")
+    assert len(stages) == 45 and sum(stages) == pytest.approx(both.latest("predicted_latency_ms"))
+    assert len(both.values("stage_utilization_pct")) == 45 and max(both.values("stage_utilization_pct")) < 100
+    sequential = next(r for r in records if r.name == "measure/inception_v3/b1/sequential")
+    for record in (sequential, both):
+        write(record, tmp_path / f"{record.params['opt']}.json")
+    make("utilization", sorted(tmp_path.glob("*.json")), tmp_path / "utilization")
+    assert "IOS-Both" in (tmp_path / "utilization.csv").read_text()

@@ -38,7 +38,7 @@ from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
-MEASURED_UTILIZATION_METRIC = "achieved FLOP/s of each stage timed alone (% of the device's peak)"
+MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
 
 
 class Mode(StrEnum):

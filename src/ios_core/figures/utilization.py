@@ -44,7 +44,8 @@ def utilization(records: list[Record], prefix: str | os.PathLike) -> list[Path]:
                   label=f"{label}: {table['end_ms'].iloc[-1]:.3g} ms, mean {mean:.1f}%")
     ax.set_xlabel("time since the first stage starts (ms)")
     ax.set_ylabel(metric)
-    ax.set_ylim(0, 100)
+    highest = max((float(t["utilization_pct"].max()) for t in tables), default=100.0)
+    ax.set_ylim(0, min(100.0, max(5.0, 1.2 * highest)))  # batch 1 uses a few % of the peak: keep it readable
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     models = ", ".join(sorted(set(df["model"].dropna())))
     ax.set_title(f"Device utilization over time, {models}, batch {', '.join(map(str, sorted(set(df['batch']))))}"

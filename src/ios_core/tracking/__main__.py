@@ -30,10 +30,12 @@ def main(argv: list[str] | None = None) -> int:
     cmd = commands.add_parser("split", help="write a GPU campaign file's measurements as record files")
     cmd.add_argument("campaign", help="a results JSON of bench/ios_campaign.py")
     cmd.add_argument("--out", required=True, help="folder for the record files")
+    cmd.add_argument("--schedules", default=None, help="its schedules bundle (with --profile: stage timelines)")
+    cmd.add_argument("--profile", default=None, help="the campaign's stage profile (stage_costs.jsonl)")
     args = parser.parse_args(argv)
 
     if args.command == "split":
-        for record in from_campaign(args.campaign):
+        for record in from_campaign(args.campaign, args.schedules, args.profile):
             print(write(record, Path(args.out) / f"{'_'.join(record.name.split('/')[1:])}.json"))
         return 0
     report = ingest(args.paths, args.uri, args.experiment)

@@ -6,6 +6,10 @@ The lent GPU machine returns files only, so the campaign writes one JSON of ever
 latencies with every repeat, the prediction, the search statistics, the GPU and its clocks -- so
 that figures and MLflow treat them like any other measurement. Records keep the campaign's time
 and get ids derived from the file's content, so splitting or ingesting twice changes nothing.
+
+Given the campaign's schedules and stage profile too, each schedule's record also gets its stage
+timeline -- every stage's latency as profiled alone, and the FLOP rate that is -- as ``measure``
+records one on a GPU (experiment 3).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from ios_core.tracking.record import Point, Record, RecordError, stringify
 
@@ -29,8 +35,11 @@ SEARCH_METRICS = {
 }
 
 
-def from_campaign(path: str | os.PathLike) -> list[Record]:
-    """One FINISHED ``measure`` record per (model, schedule) of a campaign file; `RecordError` if it is not one."""
+def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
+                  profile: str | os.PathLike | None = None) -> list[Record]:
+    """One FINISHED ``measure`` record per (model, schedule) of a campaign file, one ``baseline`` record per
+    framework; with the campaign's ``schedules`` bundle and stage ``profile``, stage timelines too.
+    `RecordError` if it is not a campaign file."""
     path = Path(path)
     text = path.read_text()
     try:
@@ -40,15 +49,39 @@ def from_campaign(path: str | os.PathLike) -> list[Record]:
         raise RecordError(f"{path}: not an ios_campaign result ({error})") from error
     end = int(path.stat().st_mtime * 1000)
     content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
-    return [
+    measured = [
         _record(model, opt, result, environment, args, (end, content))
         for model, result in models.items()
         for opt in result["summary"]
-    ] + [
+    ]
+    if schedules is not None and profile is not None:
+        bundle = json.loads(Path(schedules).read_text())
+        for record in measured:
+            _add_timeline(record, bundle, profile, models[record.params["model"]]["cost_space"])
+    return measured + [
         _baseline(model, measurement, args, (end, content))
         for model, result in models.items()
         for measurement in result.get("frameworks", {}).values()
     ]
+
+
+def _add_timeline(record: Record, bundle: dict[str, Any], profile: str | os.PathLike, space: str) -> None:
+    """The stage series of ``measure``: each stage's latency alone (from the profile) and its FLOP rate."""
+    from ios_core import models
+    from ios_core.cost import DeviceProfile, TableCost, stage_latencies
+    from ios_core.measure import CONF_DIR, MEASURED_UTILIZATION_METRIC, stage_utilization
+    from ios_core.schedule import from_json
+
+    p = record.params
+    graph, batch = models.get(p["model"]), int(p["batch"])
+    schedule = from_json(json.dumps(bundle[f"{p['model']}_b{batch}_{p['opt']}_{p['device']}_measured"]))
+    stage_ms = stage_latencies(TableCost.from_cache(profile, space), graph, schedule.stages, batch)
+    device = DeviceProfile.from_mapping(yaml.safe_load((Path(CONF_DIR) / "device" / f"{p['device']}.yaml").read_text()))
+    end = record.end_time
+    record.metrics["stage_latency_ms"] = [Point(v, i, end) for i, v in enumerate(stage_ms)]
+    busy = stage_utilization(graph, schedule, batch, stage_ms, device, p["precision"])
+    record.metrics["stage_utilization_pct"] = [Point(v, i, end) for i, v in enumerate(busy)]
+    record.params["utilization_metric"] = MEASURED_UTILIZATION_METRIC
 
 
 def _baseline(model: str, m: dict[str, Any], args: dict[str, Any], stamp: tuple[int, str]) -> Record:
