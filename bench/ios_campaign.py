@@ -24,11 +24,19 @@ Writes under ``--out``: ``ios_<device>.json`` (everything above, with GPU, drive
 ``--simulate`` runs the same code without a GPU: a fake stage backend, numpy-simulated outputs.
 
 Usage (device): ``python3 bench/ios_campaign.py --out $OUT --tune-cache .tunecache/tune_h100.json``
+
+A search longer than one device call (RandWire: 161k stages) resumes from its stage cache: end the
+campaign with ``timeout`` inside the call, bring ``stage_costs.jsonl`` back compressed (files over
+16 MiB do not come back), and pass it to the next call as ``--cache stage_costs.jsonl.gz``::
+
+    timeout 540 python3 bench/ios_campaign.py --out /tmp/c --models randwire ...
+    gzip -c /tmp/c/stage_costs.jsonl > $OUT/stage_costs.jsonl.gz
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import shutil
@@ -329,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--e2e-repeat", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds over the five schedules")
     parser.add_argument("--tune-cache", default=None, help="the engine's autotuning cache (copied, then updated)")
-    parser.add_argument("--cache", type=Path, default=None, help="a stage cache to start from (copied)")
+    parser.add_argument("--cache", type=Path, default=None, help="a stage cache to start from (copied; .gz too)")
     parser.add_argument("--budget-s", type=float, default=380.0, help="start no new model after this many seconds")
     parser.add_argument("--cli-timeout-s", type=float, default=90.0)
     parser.add_argument("--no-cli-check", action="store_true")
@@ -348,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         args.tune_cache = str(tune)
     cache = args.out / "stage_costs.jsonl"
     if args.cache is not None and Path(args.cache).exists():
-        shutil.copy(args.cache, cache)
+        with (gzip.open if args.cache.suffix == ".gz" else open)(args.cache, "rb") as source, cache.open("wb") as copy:
+            shutil.copyfileobj(source, copy)
     harness = SimHarness(args) if args.simulate else GpuHarness(args)
     log(f"environment: {json.dumps(harness.describe(), default=str)}")
     results = {"environment": harness.describe(), "args": {k: str(v) for k, v in vars(args).items()},
