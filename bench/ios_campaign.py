@@ -179,23 +179,16 @@ def finish_rows(rows: dict[str, dict]) -> dict[str, dict]:
     return rows
 
 
-def frameworks(graph, batch: int, names: list[str], args: argparse.Namespace) -> dict[str, dict]:
-    """Each baseline on the campaign's network and weights (seed 0), timed like the schedules, or why it cannot run."""
-    network, timing = Network.of(graph), BaselineTiming(args.e2e_warmup, args.e2e_number, args.e2e_repeat, "fp32")
-    rows = {}
-    for name in names:
-        m = measure_framework(get_framework(name), network, batch, timing)
-        rows[name] = m.to_dict()
-        log(f"{graph.name} {name}: {m.status} {'' if m.median_ms is None else f'{m.median_ms:.4f} ms'} {m.reason}")
-    return rows
-
-
 def add_frameworks(row: dict, args: argparse.Namespace, save: Callable[[], None]) -> None:
-    """The baselines of ``args.frameworks`` into a model's row, saved after each (a compile may outlast the call)."""
+    """The baselines of ``args.frameworks`` into a model's row, on the campaign's network and weights (seed 0),
+    timed like the schedules (or why one cannot run); saved after each, as a compile may outlast the call."""
     graph, both = models.get(row["model"]), row["summary"]["both"]["ms"]
+    network, timing = Network.of(graph), BaselineTiming(args.e2e_warmup, args.e2e_number, args.e2e_repeat, "fp32")
     row["frameworks"] = {}
     for name in args.frameworks:
-        row["frameworks"].update(frameworks(graph, args.batch, [name], args))
+        m = measure_framework(get_framework(name), network, args.batch, timing)
+        row["frameworks"][name] = m.to_dict()
+        log(f"{graph.name} {name}: {m.status} {'' if m.median_ms is None else f'{m.median_ms:.4f} ms'} {m.reason}")
         measured = {n: r["median_ms"] for n, r in row["frameworks"].items() if r["status"] == "measured"}
         if measured:
             best = min(measured, key=measured.get)

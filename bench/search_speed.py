@@ -23,9 +23,8 @@ import platform
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from ios_core import models
+from ios_core.config import device_profile
 from ios_core.cost import CachedCost, DeviceProfile, SimulatedCost, cost_space
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import write_atomic
@@ -35,10 +34,6 @@ PAPER_MODELS = ["inception_v3", "randwire", "nasnet", "squeezenet"]
 OPTS = ["sequential", "greedy", "merge", "parallel", "both"]
 LABELS = {"sequential": "Sequential", "greedy": "Greedy", "merge": "IOS-Merge", "parallel": "IOS-Parallel",
           "both": "IOS-Both"}
-
-
-def device_profile(name: str) -> DeviceProfile:
-    return DeviceProfile.from_mapping(OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "device" / f"{name}.yaml")))
 
 
 def measure(name: str, device: DeviceProfile, batch: int, precision: str) -> dict:

@@ -1,21 +1,13 @@
 """The simulated cost: device profiles, the roofline per kernel, concurrency in a stage, merges."""
 
-from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
+from ios_core.config import device_profile as profile
 from ios_core.cost import DeviceError, DeviceProfile, SimulatedCost
 from ios_core.cost.simulated import op_kernels
 from ios_core.ir import GraphBuilder
 from ios_core.schedule import Group, Stage, merged_conv
-
-CONF = Path(__file__).resolve().parents[1] / "conf" / "device"
-
-
-def profile(name: str) -> DeviceProfile:
-    return DeviceProfile.from_mapping(OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml")))
-
 
 H100 = profile("h100")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields, make_dataclass
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
@@ -20,6 +21,15 @@ from ios_core.cost.device import DeviceProfile
 from ios_core.cost.factory import CostSpec
 from ios_core.ir import Graph
 from ios_core.tracking import TrackingConfig
+
+CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+"""The Hydra config tree of every entry point (``conf/`` of this checkout)."""
+
+
+def device_profile(name: str) -> DeviceProfile:
+    """The device profile ``conf/device/<name>.yaml``, outside a Hydra app (benchmarks, records from a GPU)."""
+    values = OmegaConf.load(Path(CONF_DIR) / "device" / f"{name}.yaml")
+    return DeviceProfile.from_mapping(OmegaConf.to_container(values))
 
 
 class Opt(StrEnum):

@@ -30,13 +30,12 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ios_core import models
-from ios_core.config import DeviceConfig, ModelConfig, Precision, build_model
+from ios_core.config import CONF_DIR, DeviceConfig, ModelConfig, Precision, build_model
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
 

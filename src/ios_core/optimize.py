@@ -19,14 +19,12 @@ from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
 from ios_core import models
-from ios_core.config import build_model, register_configs
+from ios_core.config import CONF_DIR, build_model, register_configs
 from ios_core.cost import CostSpec, CostUnavailableError, DeviceError, DeviceProfile, build_cost
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
 from ios_core.tracking import TrackingConfig, log_record, open_store
 from ios_core.tracking.adapters import from_schedule
-
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
 
 class ConfigError(ValueError):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ios_core.engine.program import ACTIVATIONS
 from ios_core.ir import Conv
 
 GENERIC = "depthwise_f32"
@@ -33,7 +34,6 @@ GENERIC_BLOCK = 256
 GENERIC_BLOCKS_PER_SM = 16  # the generic kernel's grid-stride loop covers the rest
 THREADS_PER_SM = 1024  # a thread does less work when that gives more threads than this per SM
 INT32_MAX = 2**31 - 1
-ACTIVATION_CODES = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # enum Activation of activation.cuh
 
 
 def fast_kernel(kernel: int, stride: int, vector: int, outputs: int) -> str:
@@ -144,7 +144,7 @@ def fast_shape(call: DepthwiseCall, sms: int) -> tuple[int, int]:
 
 def launch(call: DepthwiseCall, sms: int) -> Launch:
     """The kernel, grid, block and arguments that run ``call`` on a GPU of ``sms`` multiprocessors."""
-    conv, pre_act, act = call.conv, ACTIVATION_CODES[call.pre_act], ACTIVATION_CODES[call.conv.act]
+    conv, pre_act, act = call.conv, ACTIVATIONS[call.pre_act], ACTIVATIONS[call.conv.act]
     (n, c, h, w), (_, _, oh, ow) = call.x.dims, call.y.dims
     if fast_path_refusal(call) is None:
         vector, outputs = fast_shape(call, sms)

@@ -27,12 +27,13 @@ class CudaError(RuntimeError):
 
 @dataclass(frozen=True)
 class DeviceContext:
-    """The current GPU: its primary context, name and compute capability."""
+    """The current GPU: its primary context, name, compute capability and number of multiprocessors."""
 
     context: drv.Context
     device: drv.Device
     name: str
     capability: tuple[int, int]
+    multiprocessors: int
 
     @property
     def arch(self) -> str:
@@ -47,7 +48,8 @@ def device_context(ordinal: int = 0) -> DeviceContext:
     context = device.retain_primary_context()
     context.push()
     atexit.register(_pop, context)
-    return DeviceContext(context, device, device.name(), device.compute_capability())
+    sms = device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
+    return DeviceContext(context, device, device.name(), device.compute_capability(), sms)
 
 
 def _pop(context: drv.Context) -> None:

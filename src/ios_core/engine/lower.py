@@ -195,8 +195,9 @@ class _Lowering:
         offset = 0
         for name in ops:
             channels, home = self.graph.shapes[name].channels, self.view(name)
-            if home != y.sub(offset, offset + channels):
-                self.emit(PointwiseTask(name, home, y.sub(offset, offset + channels)))
+            written = y.sub(offset, offset + channels)
+            if home != written:
+                self.emit(PointwiseTask(name, home, written))
             offset += channels
 
     def node(self, node: Node) -> None:

@@ -27,13 +27,20 @@ from ios_core.engine import depthwise, device
 from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuneCache, TuningBuffers
 from ios_core.engine.lower import conv_params, lower
 from ios_core.engine.options import PRECISIONS, PlanOptions
-from ios_core.engine.program import ConvTask, PointwiseTask, PoolTask, Program, Task, View
+from ios_core.engine.program import (
+    ACTIVATIONS,
+    POINTWISE_OPS,
+    ConvTask,
+    PointwiseTask,
+    PoolTask,
+    Program,
+    Task,
+    View,
+)
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, Stage
 from ios_core.weights import Params, make_weights
 
-_OPS = {"none": 0, "add": 1, "mul": 2}
-_ACTS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}
 _BLOCK = 256
 _MAX_BLOCKS = 132 * 16
 
@@ -163,7 +170,7 @@ class Plan:
         bp, bs = (b[0], b[2]) if b is not None else (ap, as_)
         order = sorted(range(4), key=lambda d: -ys[d])  # y's fastest dimension last
         total = int(np.prod(dims))
-        args = (_OPS[op], _ACTS[act], total, dims[order[1]], dims[order[2]], dims[order[3]],
+        args = (POINTWISE_OPS[op], ACTIVATIONS[act], total, dims[order[1]], dims[order[2]], dims[order[3]],
                 yp, *(ys[d] for d in order), ap, *(as_[d] for d in order), bp, *(bs[d] for d in order))
         grid = (min(-(-total // _BLOCK), _MAX_BLOCKS), 1)
         stream, fn = self.streams[k], self.kernels.pointwise
@@ -270,15 +277,11 @@ def _depthwise_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None
     # The one dispatch point: a fast NHWC kernel where the geometry allows (channels innermost, 3/5/7 kernel,
     # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
     # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
-    launch = depthwise.launch(call, _multiprocessors(plan))
+    launch = depthwise.launch(call, plan.context.multiprocessors)
     stream, fn = plan.streams[k], plan.kernels.depthwise[launch.kernel]
     for key in ("depthwise", launch.kernel):
         plan.stats.kernels[key] = plan.stats.kernels.get(key, 0) + 1
     return lambda: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args)
-
-
-def _multiprocessors(plan: Plan) -> int:
-    return plan.context.device.get_attribute(drv.device_attribute.MULTIPROCESSOR_COUNT)
 
 
 def _conv_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None]:

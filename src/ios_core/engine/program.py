@@ -121,8 +121,8 @@ class PoolTask:
         return f"{self.y} = {self.pool.kind}_pool {self.x}"
 
 
-POINTWISE_OPS = ("none", "add", "mul")
-POINTWISE_ACTS = ("none", "relu", "sigmoid", "tanh")
+POINTWISE_OPS = {"none": 0, "add": 1, "mul": 2}  # the op codes of cuda/pointwise.cu
+ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # enum Activation of cuda/activation.cuh
 
 
 @dataclass(frozen=True)

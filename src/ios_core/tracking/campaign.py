@@ -20,8 +20,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ios_core.tracking.record import Point, Record, RecordError, stringify
 
 IOS_OPTS = ("merge", "parallel", "both")
@@ -68,15 +66,16 @@ def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None =
 def _add_timeline(record: Record, bundle: dict[str, Any], profile: str | os.PathLike, space: str) -> None:
     """The stage series of ``measure``: each stage's latency alone (from the profile) and its FLOP rate."""
     from ios_core import models
-    from ios_core.cost import DeviceProfile, TableCost, stage_latencies
-    from ios_core.measure import CONF_DIR, MEASURED_UTILIZATION_METRIC, stage_utilization
+    from ios_core.config import device_profile
+    from ios_core.cost import TableCost, stage_latencies
+    from ios_core.measure import MEASURED_UTILIZATION_METRIC, stage_utilization
     from ios_core.schedule import from_json
 
     p = record.params
     graph, batch = models.get(p["model"]), int(p["batch"])
     schedule = from_json(json.dumps(bundle[f"{p['model']}_b{batch}_{p['opt']}_{p['device']}_measured"]))
     stage_ms = stage_latencies(TableCost.from_cache(profile, space), graph, schedule.stages, batch)
-    device = DeviceProfile.from_mapping(yaml.safe_load((Path(CONF_DIR) / "device" / f"{p['device']}.yaml").read_text()))
+    device = device_profile(p["device"])
     end = record.end_time
     record.metrics["stage_latency_ms"] = [Point(v, i, end) for i, v in enumerate(stage_ms)]
     busy = stage_utilization(graph, schedule, batch, stage_ms, device, p["precision"])
@@ -86,13 +85,13 @@ def _add_timeline(record: Record, bundle: dict[str, Any], profile: str | os.Path
 
 def _baseline(model: str, m: dict[str, Any], args: dict[str, Any], stamp: tuple[int, str]) -> Record:
     """A framework measured in the campaign, as ``python -m ios_core.baseline`` records one."""
+    from ios_core.baseline import tags_of
+    from ios_core.baselines import Measurement
+
     end, content = stamp
     params = stringify({"framework": m["framework"], "model": model, "batch": m["batch"], "precision": m["precision"],
                         "warmup": args["e2e_warmup"], "number": args["e2e_number"], "repeat": args["e2e_repeat"]})
-    tags = stringify({"source": "measured", "framework": m["framework"], "status": m["status"],
-                      "available": str(m["status"] == "measured").lower(), "reason": m.get("reason", ""),
-                      "device": m.get("device", ""), "clock": m.get("clock", ""), "adapted_from": "campaign",
-                      **{f"version.{k}": v for k, v in (m.get("versions") or {}).items()}})
+    tags = stringify({**tags_of(Measurement(**m)), "framework": m["framework"], "adapted_from": "campaign"})
     record = Record(f"baseline/{m['framework']}/{model}/b{m['batch']}", "baseline", params, tags, start_time=end,
                     end_time=end, status="FINISHED", id=f"campaign-{content}-{model}-{m['framework']}")
     if m["status"] == "measured":
