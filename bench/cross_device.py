@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = harness.end_to_end(graph, schedules, args.batch)
     result = {"environment": harness.describe(), "model": args.model, "batch": args.batch,
               "schedules": {label: item for label, item in zip(schedules, ["sequential", *args.schedule], strict=True)},
+              "timing": {"e2e_warmup": args.e2e_warmup, "e2e_number": args.e2e_number, "e2e_repeat": args.e2e_repeat},
               "end_to_end": rows}
     write_atomic(args.out, json.dumps(result, indent=1, default=str))
     print(f"on {result['environment']['name']}:")

@@ -4,6 +4,7 @@ import pandas as pd
 import pytest
 
 from ios_core.figures import FIGURES, MixedSourcesError, frame, make, source_label
+from ios_core.figures.search import batch_panel
 from ios_core.tracking import Record, write
 
 OPTS = ("sequential", "greedy", "merge", "parallel", "both")
@@ -86,6 +87,15 @@ def test_specialization_heat_maps(tmp_path):
                           reason="needs a H200 GPU")
     data, _ = draw(tmp_path, "specialization", records, device_batch=1)
     assert len(data) == 7 and (~data["available"]).sum() == 1
+
+
+def test_specialization_batch_panel_holds_one_device(tmp_path):
+    """Two GPUs' runs of their own schedules at batch 1 never average into one batch-panel cell."""
+    records = [measure("inception_v3", "both", device=rd, schedule_device=od, latency=1.0 + (rd == "h200"))
+               for od in ("h100", "h200") for rd in ("h100", "h200")]
+    draw(tmp_path, "specialization", records, device_batch=1)
+    home, _, table = batch_panel(frame(records))
+    assert home == "h100" and table.to_numpy().tolist() == [[1.0]]  # not the mean of 1.0 (H100) and 2.0 (H200)
 
 
 def test_pruning_reports_search_cost(tmp_path):

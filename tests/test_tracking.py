@@ -6,6 +6,7 @@ import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -227,6 +228,26 @@ def test_a_gpu_campaign_splits_into_measure_and_baseline_records_that_figures_re
     assert "IOS-Both,both,3.0,8.0,0.55" in (tmp_path / "schedules.csv").read_text()
     make("frameworks", sorted([*tmp_path.glob("*_both.json"), *tmp_path.glob("torch_*.json")]), tmp_path / "frameworks")
     assert (tmp_path / "frameworks.png").exists()
+
+
+def test_cross_device_runs_become_the_device_panel_of_experiment_4(tmp_path):
+    from ios_core.figures import make
+    from ios_core.tracking.__main__ import main as tracking_main
+    from ios_core.tracking.campaign import from_cross_device, records_of
+
+    results = Path(__file__).parent.parent / "results"
+    for device in ("h100", "h200"):
+        path = results / device / "campaign" / "cross_device_inception_v3.json"
+        records = from_cross_device(path)
+        assert sorted(r.params["schedule_device"] for r in records) == ["h100", "h200"]  # Sequential left out
+        assert {r.params["device"] for r in records} == {device} and all(r.kind == "measure" for r in records)
+        assert all(len(r.values("latency_ms")) == 21 and 0.5 < r.latest("median_ms") < 0.6 for r in records)
+        assert [r.id for r in records_of(path)] == [r.id for r in records]  # split tells the two files apart
+        assert tracking_main(["split", str(path), "--out", str(tmp_path)]) == 0
+    make("specialization", sorted(tmp_path.glob("*_on_*.json")), tmp_path / "specialization")
+    table = pd.read_csv(tmp_path / "specialization.csv")
+    assert sorted(zip(table["schedule_device"], table["device"], strict=True)) == [
+        ("h100", "h100"), ("h100", "h200"), ("h200", "h100"), ("h200", "h200")]
 
 
 def test_a_campaign_with_its_schedules_and_profile_gives_stage_timelines(tmp_path):

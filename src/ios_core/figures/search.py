@@ -27,16 +27,27 @@ def _heatmap(ax, table: pd.DataFrame, xlabel: str, ylabel: str) -> None:
     ax.set_ylabel(ylabel)
 
 
+def batch_panel(df: pd.DataFrame) -> tuple[str | None, pd.DataFrame, pd.DataFrame]:
+    """Experiment 4's batch panel: the device most records ran on their own schedules (``home``), those
+    records, and their latency by schedule batch (rows) and run batch (columns)."""
+    same_device = df[df["schedule_device"] == df["device"]]
+    home = same_device["device"].value_counts().sort_index(kind="stable").idxmax() if len(same_device) else None
+    same_device = same_device[same_device["device"] == home]
+    table = same_device.pivot_table(index="schedule_batch", columns="batch", values="latency_ms", dropna=False)
+    return home, same_device, table
+
+
 def specialization(df: pd.DataFrame, prefix: str | os.PathLike, device_batch: int | None = None) -> list[Path]:
     """Experiment 4: schedules optimized for one batch (device) run at every batch (device); latency in ms.
 
-    The batch panel holds the records run on the device they were optimized for; the device panel
-    those run at the batch they were optimized for, ``device_batch`` (default: the smallest).
+    The batch panel holds the records run on the device they were optimized for -- one device's, the one
+    most records ran on, so two GPUs' latencies never share a cell -- and is left out when they span a
+    single batch; the device panel holds those run at the batch they were optimized for, ``device_batch``
+    (default: the smallest).
     """
     df = df[df["kind"] == "measure"].copy()
     device_batch = device_batch or int(df["batch"].min())
-    same_device = df[df["schedule_device"] == df["device"]]
-    by_batch = same_device.pivot_table(index="schedule_batch", columns="batch", values="latency_ms", dropna=False)
+    home, same_device, by_batch = batch_panel(df)
     on_batch = df[(df["schedule_batch"] == device_batch) & (df["batch"] == device_batch)].copy()
     for column in ("schedule_device", "device"):
         on_batch[column] = on_batch[column].str.upper()
@@ -47,11 +58,16 @@ def specialization(df: pd.DataFrame, prefix: str | os.PathLike, device_batch: in
     devices = sorted(set(on_batch["schedule_device"]) | set(on_batch["device"]))
     by_device = by_device.reindex(index=devices, columns=devices)
 
-    fig, (left, right) = figure(10.5, 4.0, ncols=2, width_ratios=[1.6, 1.0])
-    _heatmap(left, by_batch, "run at batch size", "schedule optimized for batch size")
-    left.set_title(f"batch specialization, {', '.join(sorted(set(same_device['model'])))} (latency, ms)")
+    if by_batch.size > 1:
+        fig, (left, right) = figure(10.5, 4.0, ncols=2, width_ratios=[1.6, 1.0])
+        _heatmap(left, by_batch, "run at batch size", "schedule optimized for batch size")
+        left.set_title(f"batch specialization, {', '.join(sorted(set(same_device['model'])))} on "
+                       f"{str(home).upper()} (latency, ms)")
+    else:
+        fig, right = figure(5.5, 4.0)
     _heatmap(right, by_device, "run on device", "schedule optimized on device")
-    right.set_title(f"device specialization, batch {device_batch} (latency, ms)")
+    right.set_title(f"device specialization, {', '.join(sorted(set(on_batch['model'])))}, batch {device_batch} "
+                    "(latency, ms)")
     fig.suptitle(f"Specialized schedules\n{source_label(df)}")
     missing = df[~df["available"]]
     footnote(fig, [f"not available -- optimized on {r.schedule_device} for batch {r.schedule_batch}, run on "

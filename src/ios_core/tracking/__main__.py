@@ -2,8 +2,8 @@
 
 Folders are searched for ``*.json`` records (schedules and other JSON files are passed over).
 Ingestion is idempotent: a record already in the store is skipped, so rerunning is always safe.
-``python -m ios_core.tracking split CAMPAIGN --out DIR`` writes a GPU campaign's measurements as
-record files (one per model and schedule) that figures read and ``ingest`` logs.
+``python -m ios_core.tracking split CAMPAIGN --out DIR`` writes a GPU campaign's (or a cross-device run's)
+measurements as record files (one per model and schedule) that figures read and ``ingest`` logs.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from ios_core.schedule import write_atomic
-from ios_core.tracking.campaign import from_campaign
+from ios_core.tracking.campaign import records_of
 from ios_core.tracking.record import write
 from ios_core.tracking.store import DEFAULT_EXPERIMENT, ingest, tracking_uri
 
@@ -27,15 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     cmd.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
     cmd.add_argument("--summary", default=None, help="also write what was done as JSON to this file")
-    cmd = commands.add_parser("split", help="write a GPU campaign file's measurements as record files")
-    cmd.add_argument("campaign", help="a results JSON of bench/ios_campaign.py")
+    cmd = commands.add_parser("split", help="write a GPU campaign (or cross-device) file's measurements as records")
+    cmd.add_argument("campaign", help="a results JSON of bench/ios_campaign.py or bench/cross_device.py")
     cmd.add_argument("--out", required=True, help="folder for the record files")
     cmd.add_argument("--schedules", default=None, help="its schedules bundle (with --profile: stage timelines)")
     cmd.add_argument("--profile", default=None, help="the campaign's stage profile (stage_costs.jsonl)")
     args = parser.parse_args(argv)
 
     if args.command == "split":
-        for record in from_campaign(args.campaign, args.schedules, args.profile):
+        for record in records_of(args.campaign, args.schedules, args.profile):
             print(write(record, Path(args.out) / f"{'_'.join(record.name.split('/')[1:])}.json"))
         return 0
     report = ingest(args.paths, args.uri, args.experiment)

@@ -1,5 +1,7 @@
 """Records from a GPU campaign file (``bench/ios_campaign.py``): one ``measure`` record per model and schedule,
-and one ``baseline`` record per framework the campaign timed beside them (``--frameworks``).
+and one ``baseline`` record per framework the campaign timed beside them (``--frameworks``); and from a
+cross-device file (``bench/cross_device.py``): one ``measure`` record per schedule optimized on another GPU
+(or this one) and run on this one -- experiment 4's device panel.
 
 The lent GPU machine returns files only, so the campaign writes one JSON of everything it did.
 `from_campaign` turns it into the same records ``python -m ios_core.measure`` writes -- the end-to-end
@@ -31,6 +33,43 @@ SEARCH_METRICS = {
     "profiling_s": "profiling_time_s",
     "dp_s": "dp_time_s",
 }
+
+
+def records_of(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
+               profile: str | os.PathLike | None = None) -> list[Record]:
+    """The records of a campaign file or of a cross-device file, whichever ``path`` is."""
+    try:
+        cross_device = "end_to_end" in json.loads(Path(path).read_text())
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: not JSON ({error})") from error
+    return from_cross_device(path) if cross_device else from_campaign(path, schedules, profile)
+
+
+def from_cross_device(path: str | os.PathLike) -> list[Record]:
+    """One FINISHED ``measure`` record per IOS schedule of a cross-device file, run on its GPU at its batch; the
+    schedule's own device (its label there) is ``schedule_device``. Sequential, optimized nowhere, is left out."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+        environment, model, batch, runs = data["environment"], data["model"], data["batch"], data["end_to_end"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RecordError(f"{path}: not a cross_device result ({error})") from error
+    end = int(path.stat().st_mtime * 1000)
+    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    records = []
+    for label, run in runs.items():
+        if label == "sequential":
+            continue
+        params = _measured_params(model, batch, "both", environment, run["rounds"], data.get("timing", TIMING))
+        params.update(stringify({"schedule_device": label, "schedule_batch": batch,
+                                 "schedule": data["schedules"][label]}))
+        record = Record(f"measure/{model}/b{batch}/both/{label}_on_{params['device']}", "measure", params,
+                        {"source": "measured", "available": "true", "reason": "", "adapted_from": "cross_device"},
+                        start_time=end, end_time=end, status="FINISHED", id=f"cross-{content}-{label}")
+        _add_latencies(record, run["rounds"], run["ms"], end)
+        records.append(record)
+    return records
 
 
 def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
@@ -113,28 +152,9 @@ def _record(
     end, content = stamp
     summary, search = result["summary"][opt], result["search"].get(opt, {})
     rounds = result["end_to_end"][opt]["rounds"]
-    clocks = rounds[-1]["clocks_after"]
     ios = opt in IOS_OPTS
-    params = stringify(
-        {
-            "model": model,
-            "batch": result["batch"],
-            "device": _device(environment["name"]),
-            "precision": "fp32",
-            "opt": opt,
-            "r": args["r"] if ios else None,
-            "s": args["s"] if ios else None,
-            "cost": "measured",
-            "device_name": environment["name"],
-            "driver": environment["driver"],
-            "cudnn": environment["cudnn"],
-            "sm_mhz": clocks.get("sm_mhz"),
-            "mem_mhz": clocks.get("mem_mhz"),
-            "mode": "cuda_graph",
-            "timing": f"{args['e2e_warmup']} warm-up, median of {args['e2e_repeat']} means of {args['e2e_number']} "
-            f"replays, median over {len(rounds)} rounds",
-        }
-    )
+    params = _measured_params(model, result["batch"], opt, environment, rounds, args)
+    params.update(stringify({"r": args["r"] if ios else None, "s": args["s"] if ios else None}))
     tags = {"source": "measured", "available": "true", "reason": "", "adapted_from": "campaign"}
     record = Record(
         f"measure/{model}/b{result['batch']}/{opt}",
@@ -146,14 +166,47 @@ def _record(
         status="FINISHED",
         id=f"campaign-{content}-{model}-{opt}",
     )
-    samples = [sample for one in rounds for sample in one["samples"]]
-    record.metrics["latency_ms"] = [Point(v, i, end) for i, v in enumerate(samples)]
-    record.metrics["median_ms"] = [Point(summary["ms"], 0, end)]
+    _add_latencies(record, rounds, summary["ms"], end)
     record.metrics["predicted_latency_ms"] = [Point(summary["predicted_ms"], 0, end)]
     for key, metric in SEARCH_METRICS.items():
         if isinstance(search.get(key), int | float):
             record.metrics[metric] = [Point(float(search[key]), 0, end)]
     return record
+
+
+# The end-to-end timing of bench/cross_device.py's defaults, for its files that did not record it yet.
+TIMING = {"e2e_warmup": 10, "e2e_number": 20, "e2e_repeat": 7}
+
+
+def _measured_params(model: str, batch: int, opt: str, environment: dict[str, Any], rounds: list[dict[str, Any]],
+                     timing: dict[str, Any]) -> dict[str, str]:
+    """What ``measure`` records of a run: the schedule, the GPU, its driver, cuDNN and clocks, and the timing."""
+    clocks = rounds[-1]["clocks_after"]
+    return stringify(
+        {
+            "model": model,
+            "batch": batch,
+            "device": _device(environment["name"]),
+            "precision": "fp32",
+            "opt": opt,
+            "cost": "measured",
+            "device_name": environment["name"],
+            "driver": environment["driver"],
+            "cudnn": environment["cudnn"],
+            "sm_mhz": clocks.get("sm_mhz"),
+            "mem_mhz": clocks.get("mem_mhz"),
+            "mode": "cuda_graph",
+            "timing": f"{timing['e2e_warmup']} warm-up, median of {timing['e2e_repeat']} means of "
+            f"{timing['e2e_number']} replays, median over {len(rounds)} rounds",
+        }
+    )
+
+
+def _add_latencies(record: Record, rounds: list[dict[str, Any]], median_ms: float, end: int) -> None:
+    """Every sample of every round, and the median reported."""
+    samples = [sample for one in rounds for sample in one["samples"]]
+    record.metrics["latency_ms"] = [Point(v, i, end) for i, v in enumerate(samples)]
+    record.metrics["median_ms"] = [Point(median_ms, 0, end)]
 
 
 def _device(name: str) -> str:
