@@ -21,6 +21,7 @@
 //   Weights are C x R x S with strides (wc, wr, ws).
 #include "activation.cuh"
 #include "indexing.cuh"
+#include "nhwc.cuh"
 
 extern "C" __global__ void depthwise_f32(
     int N, int C, int H, int W, int OH, int OW, int R, int S,
@@ -52,23 +53,6 @@ extern "C" __global__ void depthwise_f32(
 
 // ---- the NHWC fast path ---------------------------------------------------------------------
 
-// n / d for n < 2^31 as (umulhi(n, magic) + n) >> shift; the host computes (magic, shift) for d.
-__device__ __forceinline__ unsigned int divide(unsigned int n, unsigned int magic, unsigned int shift) {
-    return (__umulhi(n, magic) + n) >> shift;
-}
-
-// V consecutive floats at p; p is 16-byte aligned when V == 4 (checked on the host).
-template <int V>
-__device__ __forceinline__ void load_vector(const float* __restrict__ p, float (&v)[V]) {
-    if constexpr (V == 4) {
-        const float4 q = __ldg(reinterpret_cast<const float4*>(p));
-        v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w;
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) v[e] = __ldg(p + e);
-    }
-}
-
 // max(v, low) that keeps NaN (as activate() does): low 0 is the relu, -inf none; one FMNMX on sm_80+.
 __device__ __forceinline__ float at_least(float v, float low) {
 #if __CUDA_ARCH__ >= 800
@@ -78,16 +62,6 @@ __device__ __forceinline__ float at_least(float v, float low) {
 #else
     return v < low ? low : v;
 #endif
-}
-
-template <int V>
-__device__ __forceinline__ void store_vector(float* __restrict__ p, const float (&v)[V]) {
-    if constexpr (V == 4) {
-        *reinterpret_cast<float4*>(p) = make_float4(v[0], v[1], v[2], v[3]);
-    } else {
-#pragma unroll
-        for (int e = 0; e < V; ++e) p[e] = v[e];
-    }
 }
 
 // acc[t] += sum over the K x K window of output t. x points at (sample, channel), w at the channel

@@ -1,10 +1,53 @@
-// Pooling kernel of the ios-core engine: max or average (padding excluded) over strided 4-D views.
+// Pooling kernels of the ios-core engine: max or average (padding excluded) over strided 4-D views.
+// Global pooling is the window H x W at stride 1 without padding. Max propagates NaN, as numpy does.
+// The host (ios_core.engine.pooling) picks one of two families:
 //
-// One thread per output element. With c_inner the thread index runs (n, oh, ow, c), channel
-// fastest, which coalesces NHWC views; otherwise (n, c, oh, ow) for NCHW. Global pooling is the
-// window H x W at stride 1 without padding.
+// pool_nhwc_<max|avg>_v<V>: the fast path, for views with channels innermost (NHWC, channel stride
+//   1) whose every element offset fits in 32 bits, any window, stride and padding. A thread reduces
+//   the window of one output pixel for V consecutive channels (V = 4: float4 loads and stores, when
+//   the host has checked that C, the pixel strides and the base pointers are 16-byte aligned).
+//   Threads are numbered channel vector fastest, then output column, row and sample, so a warp's
+//   loads of one input pixel are contiguous; a global pool is one thread per (sample, channel
+//   vector) walking H x W pixels, coalesced across channels. No grid-stride loop; index math is
+//   32-bit, divisions by runtime sizes use multiply-high magic numbers from the host.
+// pool2d_f32: the generic fallback for everything else (NCHW, offsets beyond 32 bits): a thread
+//   per output element with a grid-stride loop and 64-bit strides. With c_inner the thread index
+//   runs (n, oh, ow, c), channel fastest, which coalesces NHWC views; otherwise (n, c, oh, ow).
+//
+// Both families share the window arithmetic below, so they give bit-identical outputs.
 
 #include "indexing.cuh"
+#include "nhwc.cuh"
+
+// The input range [lo, hi) that output o's window covers along one axis, the padding cut off.
+__device__ __forceinline__ void window_range(int o, int stride, int pad, int k, int size, int& lo, int& hi) {
+    lo = o * stride - pad;
+    hi = min(lo + k, size);
+    lo = max(lo, 0);
+}
+
+// The max or the average of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
+template <int V, class Stride>
+__device__ __forceinline__ void reduce_window(bool is_max, const float* __restrict__ x, Stride xh, Stride xw,
+                                              int h0, int h1, int w0, int w1, float (&acc)[V])
+{
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[e] = is_max ? -INFINITY : 0.0f;
+    for (int h = h0; h < h1; ++h) {
+        for (int w = w0; w < w1; ++w) {
+            float v[V];
+            load_vector<V>(x + h * xh + w * xw, v);
+#pragma unroll
+            for (int e = 0; e < V; ++e)
+                acc[e] = is_max ? ((v[e] > acc[e] || v[e] != v[e]) ? v[e] : acc[e]) : acc[e] + v[e];
+        }
+    }
+    if (!is_max) {
+        const float count = (float)((h1 - h0) * (w1 - w0));
+#pragma unroll
+        for (int e = 0; e < V; ++e) acc[e] /= count;
+    }
+}
 
 extern "C" __global__ void pool2d_f32(
     int is_max, int N, int C, int H, int W, int OH, int OW,
@@ -16,19 +59,52 @@ extern "C" __global__ void pool2d_f32(
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
         unsigned int c, oh, ow, n;
         decode_output_index(i, C, OH, OW, c_inner, n, c, oh, ow);
-        const float* base = x + n * xn + c * xc;
-        int h0 = (int)oh * sh - ph, w0 = (int)ow * sw - pw;
-        int h1 = min(h0 + kh, H), w1 = min(w0 + kw, W);
-        h0 = max(h0, 0);
-        w0 = max(w0, 0);
-        float acc = is_max ? -INFINITY : 0.0f;
-        for (int h = h0; h < h1; ++h) {
-            for (int w = w0; w < w1; ++w) {
-                float v = base[h * xh + w * xw];
-                acc = is_max ? ((v > acc || v != v) ? v : acc) : acc + v;  // NaN propagates, as in numpy
-            }
-        }
-        if (!is_max) acc /= (float)((h1 - h0) * (w1 - w0));
-        y[n * yn + c * yc + oh * yh + ow * yw] = acc;
+        int h0, h1, w0, w1;
+        window_range((int)oh, sh, ph, kh, H, h0, h1);
+        window_range((int)ow, sw, pw, kw, W, w0, w1);
+        float acc[1];
+        reduce_window<1, long long>(is_max, x + n * xn + c * xc, xh, xw, h0, h1, w0, w1, acc);
+        y[n * yn + c * yc + oh * yh + ow * yw] = acc[0];
     }
 }
+
+// ---- the NHWC fast path ---------------------------------------------------------------------
+
+template <bool MAX, int V>
+__device__ __forceinline__ void pool_nhwc(
+    unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
+    unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic, unsigned int columns_shift,
+    unsigned int rows_magic, unsigned int rows_shift,
+    const float* __restrict__ x, int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)
+{
+    const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= items) return;
+    const unsigned int q = divide(i, vectors_magic, vectors_shift);  // (n, oh, ow)
+    const unsigned int p = divide(q, columns_magic, columns_shift);  // (n, oh)
+    const unsigned int n = divide(p, rows_magic, rows_shift);
+    const int c = (int)(i - q * (unsigned int)(C / V)) * V, ow = (int)(q - p * OW), oh = (int)(p - n * OH);
+    int h0, h1, w0, w1;
+    window_range(oh, sh, ph, kh, H, h0, h1);
+    window_range(ow, sw, pw, kw, W, w0, w1);
+    float acc[V];
+    reduce_window<V, int>(MAX, x + (int)n * xn + c, xh, xw, h0, h1, w0, w1, acc);
+    store_vector<V>(y + (int)n * yn + oh * yh + ow * yw + c, acc);
+}
+
+// One named kernel per instantiation, as PyCUDA loads functions by name; the list must match
+// FAST_KERNELS in ios_core/engine/pooling.py (a test compiles this file and checks).
+#define POOL_NHWC(KIND, MAX, V)                                                                                      \
+    extern "C" __global__ void __launch_bounds__(128) pool_nhwc_##KIND##_v##V(                                     \
+        unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,    \
+        unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic,                        \
+        unsigned int columns_shift, unsigned int rows_magic, unsigned int rows_shift, const float* __restrict__ x,  \
+        int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)                                     \
+    {                                                                                                              \
+        pool_nhwc<MAX, V>(items, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, vectors_magic, vectors_shift,            \
+                          columns_magic, columns_shift, rows_magic, rows_shift, x, xn, xh, xw, y, yn, yh, yw);     \
+    }
+
+POOL_NHWC(max, true, 4)
+POOL_NHWC(max, true, 1)
+POOL_NHWC(avg, false, 4)
+POOL_NHWC(avg, false, 1)
