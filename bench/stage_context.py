@@ -1,0 +1,121 @@
+"""Why a schedule runs slower end to end than the sum of its stages timed alone: a warm or a cold L2.
+
+The measured cost times a stage by replaying it back to back, so from the second run on its weights and
+inputs sit in the GPU's L2 (50 MB on an H100, more than Inception V3's largest stage needs). Inside a
+schedule, a stage's weights were last touched one whole network ago. This script times every stage of
+some schedules both ways -- back to back (``warm``, as the profiler does) and after writing a buffer
+larger than the L2 (``cold``: events around the stage only, not the write) -- and each whole schedule
+end to end, side by side on one GPU, then prints how far each sum is from the end-to-end latency.
+
+Usage (device)::
+
+    python3 bench/stage_context.py --out $OUT/stage_context.json --tune-cache .tunecache/tune_h100.json \\
+        --schedule both=results/h100/schedules/h100/inception_v3/b1/both_r3_s8.json \\
+        --schedule parallel=results/h100/schedules/h100/inception_v3/b1/parallel_r3_s8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from ios_core import models
+from ios_core.schedule import load, sequential, write_atomic
+
+FLUSH_BYTES = 256 << 20  # five times an H100's or H200's L2
+
+
+def time_stage(plan, repeat: int, flush=None) -> float:
+    """Median milliseconds of one run of a captured one-copy stage, after ``flush`` (enqueued untimed) if given."""
+    import pycuda.driver as drv
+
+    stream, launch = plan.streams[0], plan.captured.launch
+    for _ in range(3):
+        launch()
+    pairs = [(drv.Event(), drv.Event()) for _ in range(repeat)]
+    for start, end in pairs:
+        if flush is not None:
+            flush(stream)
+        start.record(stream)
+        launch()
+        end.record(stream)
+    pairs[-1][1].synchronize()
+    return statistics.median(start.time_till(end) for start, end in pairs)
+
+
+def stage_times(graph, schedule, batch: int, options, repeat: int) -> list[dict]:
+    """Each stage of ``schedule`` alone, lowered as the profiler lowers it: warm and cold milliseconds."""
+    import pycuda.driver as drv
+
+    from ios_core.engine import lower
+    from ios_core.engine.stageplan import GpuBackend, StagePlan
+
+    backend = GpuBackend(graph, "fp32", None, options)
+    scratch = drv.mem_alloc(FLUSH_BYTES)
+
+    def flush(stream) -> None:
+        drv.memset_d32_async(int(scratch), 0, FLUSH_BYTES // 4, stream)
+
+    rows = []
+    for stage in schedule.stages:
+        program = lower(graph, [stage], batch, options.layout, concat_in_place=options.concat_in_place,
+                        own_depthwise=options.own_depthwise)
+        if not program.tasks:
+            rows.append({"warm_ms": 0.0, "cold_ms": 0.0, "groups": len(stage.groups)})
+            continue
+        plan = StagePlan(program, "fp32", backend.store, options, backend.pool)
+        try:
+            plan.capture_runs(1)
+            warm, cold = time_stage(plan, repeat), time_stage(plan, repeat, flush)
+        finally:
+            plan.close()
+        rows.append({"warm_ms": warm, "cold_ms": cold, "groups": len(stage.groups)})
+    scratch.free()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="inception_v3")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--schedule", action="append", default=[], help="LABEL=PATH of a schedule JSON")
+    parser.add_argument("--repeat", type=int, default=50, help="timed runs per stage and way")
+    parser.add_argument("--tune-cache", default=None)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from ios_campaign import GpuHarness
+
+    from ios_core.engine import PlanOptions
+
+    graph = models.get(args.model)
+    schedules = {"sequential": sequential(graph)}
+    for item in args.schedule:
+        label, _, path = item.partition("=")
+        schedules[label] = load(path, graph)
+    harness = GpuHarness(argparse.Namespace(tune_cache=args.tune_cache, e2e_warmup=10, e2e_number=20,
+                                            e2e_repeat=7, rounds=3))
+    end_to_end = harness.end_to_end(graph, schedules, args.batch)
+    options = PlanOptions(tune_cache=args.tune_cache)
+    result = {"environment": harness.describe(), "model": args.model, "batch": args.batch, "repeat": args.repeat,
+              "flush_bytes": FLUSH_BYTES, "schedules": {}}
+    print(f"{args.model} batch {args.batch} on {result['environment']['name']}, ms")
+    print(f"{'schedule':12s} {'stages':>6s} {'end to end':>10s} {'warm sum':>9s} {'cold sum':>9s} "
+          f"{'e2e/warm':>8s} {'e2e/cold':>8s}")
+    for label, schedule in schedules.items():
+        stages = stage_times(graph, schedule, args.batch, options, args.repeat)
+        warm, cold = sum(s["warm_ms"] for s in stages), sum(s["cold_ms"] for s in stages)
+        e2e = end_to_end[label]["ms"]
+        result["schedules"][label] = {"end_to_end_ms": e2e, "warm_sum_ms": warm, "cold_sum_ms": cold,
+                                      "end_to_end": end_to_end[label], "stages": stages}
+        print(f"{label:12s} {len(stages):6d} {e2e:10.4f} {warm:9.4f} {cold:9.4f} {e2e / warm:8.3f} {e2e / cold:8.3f}")
+    write_atomic(args.out, json.dumps(result, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
