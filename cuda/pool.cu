@@ -38,7 +38,7 @@ __device__ __forceinline__ void reduce_window(bool is_max, const float* __restri
             float v[V];
             load_vector<V>(x + h * xh + w * xw, v);
 #pragma unroll
-            for (int e = 0; e < V; ++e)
+            for (int e = 0; e < V; ++e)  // a NaN wins the max, as in numpy
                 acc[e] = is_max ? ((v[e] > acc[e] || v[e] != v[e]) ? v[e] : acc[e]) : acc[e] + v[e];
         }
     }

@@ -122,7 +122,7 @@ def test_timing_is_validated():
 
 def test_the_space_names_gpu_driver_cudnn_precision_and_engine_choice():
     space = measured_space(MeasureSettings(), ENVIRONMENT)
-    assert space == "measured/NVIDIA H100 80GB HBM3/driver 580.159.04/cudnn 9.19.0/fp32/nhwc/autotune/r2"
+    assert space == "measured/NVIDIA H100 80GB HBM3/driver 580.159.04/cudnn 9.19.0/fp32/nhwc/autotune/r3"
     assert measured_space(MeasureSettings(precision="fp32-strict"), ENVIRONMENT) != space
     assert measured_space(MeasureSettings(autotune=False), ENVIRONMENT) != space
     assert measured_space(MeasureSettings(), {**ENVIRONMENT, "driver": "590.1"}) != space

@@ -15,38 +15,38 @@ import re
 import shutil
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 from gpu_guard import require_gpu
+from kernel_harness import (
+    ARENA,
+    H100_SMS,
+    KERNEL_DIR,
+    aligned,
+    assert_close,
+    assert_fits,
+    build_for_host,
+    guards_intact,
+    host_view,
+    kernel_params,
+    nchw,
+    nhwc,
+    run_on_gpu,
+    run_threads,
+)
 
 from ios_core import schedule as S
-from ios_core.engine import PlanOptions, build_plan, lower
 from ios_core.engine import depthwise as dw
+from ios_core.engine import lower
 from ios_core.engine.depthwise import DepthwiseCall, Operand
 from ios_core.ir import Activation, Conv, Graph, GraphBuilder, concat
-from ios_core.reference import ACTIVATION_FUNCTIONS, conv2d, run_graph
-from ios_core.weights import make_input, make_weights
+from ios_core.reference import ACTIVATION_FUNCTIONS, conv2d
 
-SOURCE = Path(__file__).resolve().parents[1] / "cuda" / "depthwise.cu"
-ARENA = 0x7F00_0000_0000  # a device-like address, 256-byte aligned
+SOURCE = KERNEL_DIR / "depthwise.cu"
 WEIGHTS = 0x7E00_0000_0000
-H100_SMS = 132
 
 # ---- CPU: views and calls as the launcher builds them ------------------------------------------
-
-
-def nhwc(dims: tuple[int, int, int, int], channels: int | None = None, channel: int = 0, base: int = ARENA) -> Operand:
-    """A channel slice ``[channel, channel + C)`` of an NHWC buffer of ``channels`` channels."""
-    n, c, h, w = dims
-    total = channels or c
-    return Operand(base + 4 * channel, dims, (h * w * total, 1, w * total, total))
-
-
-def nchw(dims: tuple[int, int, int, int], base: int = ARENA) -> Operand:
-    n, c, h, w = dims
-    return Operand(base, dims, (c * h * w, h * w, w, 1))
 
 
 def output_dims(conv: Conv, x: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
@@ -69,33 +69,12 @@ def nhwc_call(conv: Conv, x: Operand, pre_act: str = "relu", y: Operand | None =
     return DepthwiseCall(x, y, WEIGHTS, (1, conv.kernel[1] * c, c), bias, conv, pre_act)
 
 
-def kernel_params(marker: str) -> list[tuple[str, str, str]]:
-    """``(signature letter, name, declaration)`` of each parameter of the kernel declared right after ``marker``."""
-    text = SOURCE.read_text()
-    start = text.index(marker) + len(marker)
-    params = text[start:text.index(")", start)].replace("\\", " ")
-    found = []
-    for param in (" ".join(p.split()) for p in params.split(",")):
-        kind, name = param.rsplit(" ", 1)
-        letter = "P" if "*" in kind else "I" if kind.startswith("unsigned") else "q" if "long long" in kind else "i"
-        found.append((letter, name.lstrip("*"), param))
-    return found
-
-
 GENERIC_MARKER, FAST_MARKER = "depthwise_f32(", "depthwise_nhwc_k##K##_s##S##_v##V##_t##T("
 
 
 def fast_params(launch: dw.Launch) -> dict[str, int]:
-    names = [name for _, name, _ in kernel_params(FAST_MARKER)]
+    names = [name for _, name, _ in kernel_params(SOURCE, FAST_MARKER)]
     return dict(zip(names, launch.args, strict=True))
-
-
-def assert_close(out: np.ndarray, ref: np.ndarray) -> None:
-    """Every element within 1e-5 of the output's scale: fp32 FMA over at most 49 taps, so a wrong tap shows."""
-    error = np.abs(out.astype(np.float64) - ref)
-    assert np.isfinite(out).all(), "NaN or inf: a read of memory nothing wrote"
-    worst = np.unravel_index(error.argmax(), error.shape)
-    assert error.max() <= 1e-5 * max(np.abs(ref).max(), 1.0), f"max error {error.max()} at (n, c, h, w) = {worst}"
 
 
 @pytest.fixture
@@ -108,8 +87,8 @@ def most_work(monkeypatch):
 
 
 def test_signatures_match_the_source():
-    assert "".join(letter for letter, _, _ in kernel_params(GENERIC_MARKER)) == dw.GENERIC_SIGNATURE
-    assert "".join(letter for letter, _, _ in kernel_params(FAST_MARKER)) == dw.FAST_SIGNATURE
+    assert "".join(letter for letter, _, _ in kernel_params(SOURCE, GENERIC_MARKER)) == dw.GENERIC_SIGNATURE
+    assert "".join(letter for letter, _, _ in kernel_params(SOURCE, FAST_MARKER)) == dw.FAST_SIGNATURE
 
 
 def test_fast_kernels_are_the_ones_the_source_instantiates():
@@ -271,86 +250,17 @@ def test_arguments_fit_their_signature(x):
         call = DepthwiseCall(x, Operand(ARENA + (1 << 30), output_dims(conv, x.dims), x.strides), WEIGHTS, (9, 3, 1),
                              WEIGHTS + 4096, conv, "relu")
     launch = dw.launch(call, H100_SMS)
-    bounds = {"i": (-(2**31), 2**31), "I": (0, 2**32), "q": (-(2**63), 2**63), "P": (0, 2**64)}
-    for arg, letter in zip(launch.args, dw.KERNELS[launch.kernel], strict=True):
-        assert isinstance(arg, int) and bounds[letter][0] <= arg < bounds[letter][1]
+    assert_fits(launch, dw.KERNELS[launch.kernel])
 
 
 # ---- CPU: the kernels themselves, compiled for the host and run thread by thread -----------------
 
-HOST_SHIM = r"""
-#include <cmath>
-#include <cstdint>
-struct Dim3 { unsigned int x, y, z; };
-static Dim3 blockIdx, threadIdx, blockDim, gridDim;
-#define __global__
-#define __device__
-#define __forceinline__ inline
-#define __launch_bounds__(...)
-struct float4 { float x, y, z, w; };
-inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
-template <class T> inline T __ldg(const T* p) { return *p; }
-inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
-#include "depthwise.cu"
-template <class... P, class... A>
-void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
-    gridDim = {grid, 1, 1};
-    blockDim = {block, 1, 1};
-    for (unsigned int i = 0; i < grid * block; ++i) {
-        unsigned int j = reverse ? grid * block - 1 - i : i;
-        blockIdx = {j / block, 0, 0};
-        threadIdx = {j % block, 0, 0};
-        kernel(args...);
-    }
-}
-"""
-CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p}
-
 
 @pytest.fixture(scope="module")
-def host_kernels(tmp_path_factory) -> ctypes.CDLL:
-    """``depthwise.cu`` built for the CPU: ``host_<kernel>(grid, block, reverse, args...)`` runs a launch's threads.
-
-    One at a time, in order or in reverse: a thread that writes another's output shows in one order or the other.
-    """
-    compiler = shutil.which("g++") or pytest.skip("g++ is not installed")
-    lines = [HOST_SHIM]
-    for name in dw.KERNELS:
-        params = kernel_params(GENERIC_MARKER if name == dw.GENERIC else FAST_MARKER)
-        lines.append(f'extern "C" void host_{name}(unsigned int grid, unsigned int block, int reverse, '
-                     f'{", ".join(p for _, _, p in params)}) {{ launch({name}, grid, block, reverse, '
-                     f'{", ".join(n for _, n, _ in params)}); }}')
-    folder = tmp_path_factory.mktemp("host_kernels")
-    (folder / "host.cpp").write_text("\n".join(lines))
-    library = folder / "host.so"
-    subprocess.run([compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-I", str(SOURCE.parent),
-                    "-o", str(library), str(folder / "host.cpp")], check=True, capture_output=True)
-    return ctypes.CDLL(str(library))
-
-
-def aligned(shape: tuple[int, ...]) -> np.ndarray:
-    """A NaN-filled float32 array starting on a 64-byte boundary, like the arena's buffers, with NaN guards around."""
-    size = int(np.prod(shape))
-    raw = np.full(size + 128, np.nan, np.float32)
-    start = 48 + (-(raw.ctypes.data + 4 * 48) % 64) // 4
-    return raw[start:start + size].reshape(shape)
-
-
-def guards_intact(array: np.ndarray) -> bool:
-    raw = array.base
-    while raw.base is not None:
-        raw = raw.base
-    start = (array.ctypes.data - raw.ctypes.data) // 4
-    return bool(np.isnan(raw[:start]).all() and np.isnan(raw[start + array.size:]).all())
-
-
-def host_view(buffer: np.ndarray, layout: str, channel: int, channels: int) -> Operand:
-    """Channels ``[channel, channel + channels)`` of an NHWC or NCHW buffer, as the plan's pointers describe them."""
-    if layout == "nhwc":
-        n, h, w, total = buffer.shape
-        return Operand(buffer.ctypes.data + 4 * channel, (n, channels, h, w), (h * w * total, 1, w * total, total))
-    n, total, h, w = buffer.shape
-    return Operand(buffer.ctypes.data + 4 * channel * h * w, (n, channels, h, w), (total * h * w, h * w, w, 1))
+def host_kernels(tmp_path_factory):
+    """``depthwise.cu`` built for the CPU (slow: one compile); see `kernel_harness.build_for_host`."""
+    markers = {name: GENERIC_MARKER if name == dw.GENERIC else FAST_MARKER for name in dw.KERNELS}
+    return build_for_host(SOURCE, markers, tmp_path_factory.mktemp("host_kernels"))
 
 
 @dataclass(frozen=True)
@@ -394,9 +304,7 @@ def run_on_host(lib: ctypes.CDLL, case: HostCase, reverse: bool = False) -> tupl
     call = DepthwiseCall(host_view(xb, case.layout, case.x_slice[0], c), host_view(yb, case.layout, case.y_slice[0], c),
                          kernel.ctypes.data, strides, b.ctypes.data, conv, case.pre_act)
     launch = dw.launch(call, H100_SMS)
-    fn = getattr(lib, f"host_{launch.kernel}")
-    fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int] + [CTYPES[t] for t in dw.KERNELS[launch.kernel]]
-    fn(launch.grid[0], launch.block[0], int(reverse), *launch.args)
+    run_threads(lib, launch, dw.KERNELS[launch.kernel], reverse)
     assert all(guards_intact(a) for a in (xb, yb, kernel, b)), "written outside a buffer"
 
     y = np.moveaxis(yb, channel_axis, 0)
@@ -504,18 +412,6 @@ def test_slices_of_concatenations_reach_the_kernels(first, second, vector):
 @pytest.fixture(scope="module")
 def gpu():
     require_gpu()
-
-
-def run_on_gpu(graph: Graph, batch: int, layout: str = "nhwc") -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
-    """The engine's output (eager, on an arena poisoned with NaN), the float64 reference, and the kernels used."""
-    weights = make_weights(graph)
-    x = make_input(graph, batch)
-    plan = build_plan(graph, S.sequential(graph), batch, "fp32-strict", weights,
-                      PlanOptions(layout=layout, autotune=False))
-    try:
-        return plan(x, graph_mode=False), run_graph(graph, x, weights), dict(plan.stats.kernels)
-    finally:
-        plan.close()
 
 
 @pytest.mark.gpu

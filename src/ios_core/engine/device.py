@@ -16,7 +16,7 @@ import pycuda.driver as drv
 from cuda.bindings import driver as cu
 from pycuda.compiler import SourceModule
 
-from ios_core.engine import depthwise
+from ios_core.engine import depthwise, pooling
 
 NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
 
@@ -131,7 +131,7 @@ class Kernels:
     """Our compiled kernels, prepared for cheap launches."""
 
     pointwise: drv.Function
-    pool: drv.Function
+    pool: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     depthwise: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     fill: drv.Function
 
@@ -160,7 +160,7 @@ def kernels(kernel_dir: str | None = None) -> Kernels:
 
     return Kernels(
         pointwise=load("pointwise.cu", "pointwise_f32", "iiIIII" + "Pqqqq" * 3),
-        pool=load("pool.cu", "pool2d_f32", "i" * 14 + "Pqqqq" * 2),
+        pool={name: load("pool.cu", name, signature) for name, signature in pooling.KERNELS.items()},
         depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
     )

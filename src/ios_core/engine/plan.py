@@ -23,7 +23,7 @@ import cudnn
 import numpy as np
 import pycuda.driver as drv
 
-from ios_core.engine import depthwise, device
+from ios_core.engine import depthwise, device, pooling
 from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuneCache, TuningBuffers
 from ios_core.engine.lower import conv_params, lower
 from ios_core.engine.options import PRECISIONS, PlanOptions
@@ -318,17 +318,15 @@ def _conv_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None]:
 
 
 def _pool_launcher(plan: Plan, task: PoolTask, k: int) -> Callable[[], None]:
-    (xp, (n, c, h, w), xs), (yp, (_, _, oh, ow), ys) = plan.pointer(task.x), plan.pointer(task.y)
-    pool = task.pool
-    window, stride, padding = (pool.kernel, pool.stride, pool.padding) if not pool.kind.startswith("global") else (
-        (h, w), (1, 1), (0, 0))
-    args = (int(pool.kind.endswith("max")), n, c, h, w, oh, ow, *window, *stride, *padding, int(ys[1] == 1),
-            xp, *xs, yp, *ys)
-    total = n * c * oh * ow
-    grid = (min(-(-total // _BLOCK), _MAX_BLOCKS), 1)
-    stream, fn = plan.streams[k], plan.kernels.pool
-    plan.stats.kernels["pool"] = plan.stats.kernels.get("pool", 0) + 1
-    return lambda: fn.prepared_async_call(grid, (_BLOCK, 1, 1), stream, *args)
+    (xp, x_dims, xs), (yp, y_dims, ys) = plan.pointer(task.x), plan.pointer(task.y)
+    call = pooling.PoolCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys), task.pool)
+    # As for depthwise convolutions: a fast NHWC kernel where channels are innermost and offsets fit 32 bits
+    # (float4 where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
+    launch = pooling.launch(call, plan.context.multiprocessors)
+    stream, fn = plan.streams[k], plan.kernels.pool[launch.kernel]
+    for key in ("pool", launch.kernel):
+        plan.stats.kernels[key] = plan.stats.kernels.get(key, 0) + 1
+    return lambda: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args)
 
 
 def _pointwise_launcher(plan: Plan, task: PointwiseTask, k: int) -> Callable[[], None]:

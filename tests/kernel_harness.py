@@ -1,0 +1,177 @@
+"""What the tests of our CUDA kernels (``cuda/*.cu``) share: operands, host builds, GPU runs.
+
+- Views as the launchers describe them (`ios_core.engine.depthwise.Operand`), made up (``nhwc``,
+  ``nchw``) or of numpy buffers (``host_view``).
+- A kernel file built for the CPU with g++ behind a shim of the CUDA builtins it uses; a launch
+  then runs thread by thread, in order or in reverse (a thread that writes another's output shows
+  in one order or the other), on NaN-filled buffers with NaN guards around them.
+- A graph run through the engine on the GPU, against `ios_core.reference`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ios_core import schedule as S
+from ios_core.engine import PlanOptions, build_plan
+from ios_core.engine.depthwise import Launch, Operand
+from ios_core.ir import Graph
+from ios_core.reference import run_graph
+from ios_core.weights import make_input, make_weights
+
+KERNEL_DIR = Path(__file__).resolve().parents[1] / "cuda"
+ARENA = 0x7F00_0000_0000  # a device-like address, 256-byte aligned
+H100_SMS = 132
+
+# ---- views ---------------------------------------------------------------------------------------
+
+
+def nhwc(dims: tuple[int, int, int, int], channels: int | None = None, channel: int = 0, base: int = ARENA) -> Operand:
+    """A channel slice ``[channel, channel + C)`` of an NHWC buffer of ``channels`` channels."""
+    n, c, h, w = dims
+    total = channels or c
+    return Operand(base + 4 * channel, dims, (h * w * total, 1, w * total, total))
+
+
+def nchw(dims: tuple[int, int, int, int], base: int = ARENA) -> Operand:
+    n, c, h, w = dims
+    return Operand(base, dims, (c * h * w, h * w, w, 1))
+
+
+def host_view(buffer: np.ndarray, layout: str, channel: int, channels: int) -> Operand:
+    """Channels ``[channel, channel + channels)`` of an NHWC or NCHW buffer, as the plan's pointers describe them."""
+    if layout == "nhwc":
+        n, h, w, total = buffer.shape
+        return Operand(buffer.ctypes.data + 4 * channel, (n, channels, h, w), (h * w * total, 1, w * total, total))
+    n, total, h, w = buffer.shape
+    return Operand(buffer.ctypes.data + 4 * channel * h * w, (n, channels, h, w), (total * h * w, h * w, w, 1))
+
+
+# ---- declarations, arguments and results ---------------------------------------------------------
+
+
+def kernel_params(source: Path, marker: str) -> list[tuple[str, str, str]]:
+    """``(signature letter, name, declaration)`` of each parameter of the kernel declared right after ``marker``."""
+    text = source.read_text()
+    start = text.index(marker) + len(marker)
+    params = text[start : text.index(")", start)].replace("\\", " ")
+    found = []
+    for param in (" ".join(p.split()) for p in params.split(",")):
+        kind, name = param.rsplit(" ", 1)
+        letter = "P" if "*" in kind else "I" if kind.startswith("unsigned") else "q" if "long long" in kind else "i"
+        found.append((letter, name.lstrip("*"), param))
+    return found
+
+
+def assert_fits(launch: Launch, signature: str) -> None:
+    """Every argument an int within the range of its PyCUDA signature letter."""
+    bounds = {"i": (-(2**31), 2**31), "I": (0, 2**32), "q": (-(2**63), 2**63), "P": (0, 2**64)}
+    for arg, letter in zip(launch.args, signature, strict=True):
+        assert isinstance(arg, int) and bounds[letter][0] <= arg < bounds[letter][1]
+
+
+def assert_close(out: np.ndarray, ref: np.ndarray) -> None:
+    """Every element within 1e-5 of the output's scale (fp32 over a few dozen terms), so a wrong term shows."""
+    error = np.abs(out.astype(np.float64) - ref)
+    assert np.isfinite(out).all(), "NaN or inf: a read of memory nothing wrote"
+    worst = np.unravel_index(error.argmax(), error.shape)
+    assert error.max() <= 1e-5 * max(np.abs(ref).max(), 1.0), f"max error {error.max()} at (n, c, h, w) = {worst}"
+
+
+# ---- kernels on the host -------------------------------------------------------------------------
+
+HOST_SHIM = r"""
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+using std::max;
+using std::min;
+struct Dim3 { unsigned int x, y, z; };
+static Dim3 blockIdx, threadIdx, blockDim, gridDim;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+struct float4 { float x, y, z, w; };
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+template <class T> inline T __ldg(const T* p) { return *p; }
+inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
+#include "{source}"
+template <class... P, class... A>
+void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    for (unsigned int i = 0; i < grid * block; ++i) {
+        unsigned int j = reverse ? grid * block - 1 - i : i;
+        blockIdx = {j / block, 0, 0};
+        threadIdx = {j % block, 0, 0};
+        kernel(args...);
+    }
+}
+"""
+CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p}
+
+
+def build_for_host(source: Path, markers: dict[str, str], folder: Path) -> ctypes.CDLL:
+    """``source`` built for the CPU: ``host_<kernel>(grid, block, reverse, args...)`` runs a launch's threads.
+
+    ``markers`` maps each kernel to the text its parameter list follows in the source (see `kernel_params`).
+    """
+    compiler = shutil.which("g++") or pytest.skip("g++ is not installed")
+    lines = [HOST_SHIM.replace("{source}", source.name)]
+    for name, marker in markers.items():
+        params = kernel_params(source, marker)
+        lines.append(
+            f'extern "C" void host_{name}(unsigned int grid, unsigned int block, int reverse, '
+            f"{', '.join(p for _, _, p in params)}) {{ launch({name}, grid, block, reverse, "
+            f"{', '.join(n for _, n, _ in params)}); }}"
+        )
+    (folder / "host.cpp").write_text("\n".join(lines))
+    library = folder / "host.so"
+    command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-I", str(source.parent)]
+    subprocess.run([*command, "-o", str(library), str(folder / "host.cpp")], check=True, capture_output=True)
+    return ctypes.CDLL(str(library))
+
+
+def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False) -> None:
+    """Every thread of ``launch``, one after another (last first when ``reverse``)."""
+    fn = getattr(lib, f"host_{launch.kernel}")
+    fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int] + [CTYPES[t] for t in signature]
+    fn(launch.grid[0], launch.block[0], int(reverse), *launch.args)
+
+
+def aligned(shape: tuple[int, ...]) -> np.ndarray:
+    """A NaN-filled float32 array starting on a 64-byte boundary, like the arena's buffers, with NaN guards around."""
+    size = int(np.prod(shape))
+    raw = np.full(size + 128, np.nan, np.float32)
+    start = 48 + (-(raw.ctypes.data + 4 * 48) % 64) // 4
+    return raw[start : start + size].reshape(shape)
+
+
+def guards_intact(array: np.ndarray) -> bool:
+    raw = array.base
+    while raw.base is not None:
+        raw = raw.base
+    start = (array.ctypes.data - raw.ctypes.data) // 4
+    return bool(np.isnan(raw[:start]).all() and np.isnan(raw[start + array.size :]).all())
+
+
+# ---- graphs on the GPU ---------------------------------------------------------------------------
+
+
+def run_on_gpu(graph: Graph, batch: int, layout: str = "nhwc") -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """The engine's output (eager, on an arena poisoned with NaN), the float64 reference, and the kernels used."""
+    weights = make_weights(graph)
+    x = make_input(graph, batch)
+    options = PlanOptions(layout=layout, autotune=False)
+    plan = build_plan(graph, S.sequential(graph), batch, "fp32-strict", weights, options)
+    try:
+        return plan(x, graph_mode=False), run_graph(graph, x, weights), dict(plan.stats.kernels)
+    finally:
+        plan.close()
