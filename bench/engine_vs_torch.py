@@ -7,6 +7,8 @@ For each model and batch size (TF32 allowed everywhere, as PyTorch does by defau
   same in NCHW, with every concatenation copied instead of written in place, with cuDNN's
   heuristic engine choice, and with depthwise convolutions on cuDNN instead of our kernel;
 - ``engine_greedy``: the engine on IOS's greedy schedule (for reference);
+- ``engine_ios``: the engine on an optimized schedule per model and batch, read from ``--ios-schedule``
+  (a path with ``{model}`` and ``{batch}``, e.g. the workflow's IOS-Both schedules);
 - ``torch_eager``: the `torch_module` of the same graph, channels-last, ``cudnn.benchmark`` on;
 - ``torch_graph``: that module captured once into a ``torch.cuda.CUDAGraph`` and replayed;
 - ``torch_compile``: ``torch.compile(mode="reduce-overhead")``;
@@ -48,6 +50,7 @@ ENGINE_MODES = {  # mode: (schedule, PlanOptions fields)
     "engine_heuristic": ("sequential", {"autotune": False}),
     "engine_cudnn_depthwise": ("sequential", {"own_depthwise": False}),
     "engine_greedy": ("greedy", {}),
+    "engine_ios": ("ios", {}),
 }
 TORCH_MODES = ("torch_eager", "torch_graph", "torch_compile", "torch_compile_freeze")
 MODES = (*ENGINE_MODES, *TORCH_MODES)
@@ -96,7 +99,12 @@ def kernel_profile(run, steps: int = 5) -> list[dict]:
 
 def bench_engine(graph, weights, x, mode: str, batch: int, args) -> tuple[dict, np.ndarray, object]:
     schedule_name, fields = ENGINE_MODES[mode]
-    schedule = S.sequential(graph) if schedule_name == "sequential" else S.greedy(graph)
+    if schedule_name == "ios":
+        if not args.ios_schedule:
+            raise ValueError("engine_ios needs --ios-schedule PATH (with {model} and {batch})")
+        schedule = S.load(args.ios_schedule.format(model=graph.name, batch=batch), graph)
+    else:
+        schedule = S.sequential(graph) if schedule_name == "sequential" else S.greedy(graph)
     options = PlanOptions(**{"tune_cache": args.tune_cache, **fields})
     started = time.perf_counter()
     plan = build_plan(graph, schedule, batch, "fp32", weights, options)
@@ -207,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 16])
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
     parser.add_argument("--tune-cache", default=None)
+    parser.add_argument("--ios-schedule", default=None, help="engine_ios's schedule: a path with {model}, {batch}")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--number", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=7)
