@@ -175,3 +175,19 @@ def run_on_gpu(graph: Graph, batch: int, layout: str = "nhwc") -> tuple[np.ndarr
         return plan(x, graph_mode=False), run_graph(graph, x, weights), dict(plan.stats.kernels)
     finally:
         plan.close()
+
+
+def decoded_threads(params: dict[str, int], levels: list[tuple[str, int]]) -> np.ndarray:
+    """Every thread index of a fast kernel decoded as the kernel does it, by the magic-number divisions in
+    ``params`` (``<level>_magic``, ``<level>_shift``) for ``levels`` (name, size), fastest first: one row per
+    thread, slowest index first (the sample), then each level's digit."""
+
+    def divide(x: np.ndarray, magic: int, shift: int) -> np.ndarray:
+        return (((x * np.uint64(magic)) >> np.uint64(32)) + x) >> np.uint64(shift)
+
+    rest, digits = np.arange(params["items"], dtype=np.uint64), []
+    for name, size in levels:
+        quotient = divide(rest, params[f"{name}_magic"], params[f"{name}_shift"])
+        digits.append(rest - quotient * np.uint64(size))
+        rest = quotient
+    return np.stack([rest, *reversed(digits)], 1)

@@ -27,6 +27,7 @@ from kernel_harness import (
     assert_close,
     assert_fits,
     build_for_host,
+    decoded_threads,
     guards_intact,
     host_view,
     kernel_params,
@@ -229,14 +230,7 @@ def test_fast_threads_decode_to_every_output_tile_once(monkeypatch, shape, dims,
     assert p["items"] == n * oh * tiles * vectors == dw.fast_threads(call, vector, outputs)
     assert launch.grid[0] * launch.block[0] >= p["items"] > (launch.grid[0] - 1) * launch.block[0]
 
-    def divide(x: np.ndarray, magic: int, shift: int) -> np.ndarray:
-        return (((x * np.uint64(magic)) >> np.uint64(32)) + x) >> np.uint64(shift)
-
-    i = np.arange(p["items"], dtype=np.uint64)
-    q = divide(i, p["vectors_magic"], p["vectors_shift"])
-    r = divide(q, p["tiles_magic"], p["tiles_shift"])
-    sample = divide(r, p["rows_magic"], p["rows_shift"])
-    decoded = np.stack([sample, r - sample * np.uint64(oh), q - r * np.uint64(tiles), i - q * np.uint64(vectors)], 1)
+    decoded = decoded_threads(p, [("vectors", vectors), ("tiles", tiles), ("rows", oh)])
     assert (decoded < np.array([n, oh, tiles, vectors], np.uint64)).all()
     assert len(np.unique(decoded, axis=0)) == p["items"]
     assert (p["C"], p["OH"], p["OW"]) == (c, oh, ow) and (p["x"], p["y"]) == (call.x.address, call.y.address)

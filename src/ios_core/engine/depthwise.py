@@ -81,7 +81,8 @@ class DepthwiseCall:
 
 @dataclass(frozen=True)
 class Launch:
-    """A kernel of ``depthwise.cu`` by name, its grid and block, and its arguments in signature order."""
+    """A kernel by name (of ``depthwise.cu``, or of ``pool.cu`` for `ios_core.engine.pooling`), its grid and block,
+    and its arguments in signature order."""
 
     kernel: str
     grid: tuple[int, int]
