@@ -250,6 +250,25 @@ def test_cross_device_runs_become_the_device_panel_of_experiment_4(tmp_path):
         ("h100", "h100"), ("h100", "h200"), ("h200", "h100"), ("h200", "h200")]
 
 
+def test_an_engine_against_pytorch_run_becomes_experiment_6(tmp_path):
+    from ios_core.figures import make
+    from ios_core.tracking.campaign import from_engine_vs_torch, records_of
+
+    path = Path(__file__).parent.parent / "results" / "engine_vs_torch_batches_h100.json"
+    records = from_engine_vs_torch(path)
+    kinds = sorted((r.kind, r.params.get("opt") or r.params.get("framework")) for r in records)
+    assert kinds == sorted([("measure", "sequential"), ("measure", "both"), ("baseline", "torch_compile")] * 5)
+    both = next(r for r in records if r.params.get("opt") == "both" and r.params["batch"] == "128")
+    assert both.params["r"] == "3" and both.params["schedule_batch"] == "128" and both.params["device"] == "h100"
+    assert 10 < both.latest("median_ms") < 12 and len(both.values("latency_ms")) == 7
+    assert [r.id for r in records_of(path)] == [r.id for r in records]
+    for record in records:
+        write(record, tmp_path / f"{record.id}.json")
+    make("batch_sizes", sorted(tmp_path.glob("*.json")), tmp_path / "batch_sizes")
+    table = pd.read_csv(tmp_path / "batch_sizes.csv")
+    assert set(table["system"]) == {"Sequential", "IOS (ours)", "torch.compile"} and len(table) == 15
+
+
 def test_a_campaign_with_its_schedules_and_profile_gives_stage_timelines(tmp_path):
     from ios_core.figures import make
     from ios_core.tracking.campaign import from_campaign

@@ -2,8 +2,9 @@
 
 Folders are searched for ``*.json`` records (schedules and other JSON files are passed over).
 Ingestion is idempotent: a record already in the store is skipped, so rerunning is always safe.
-``python -m ios_core.tracking split CAMPAIGN --out DIR`` writes a GPU campaign's (or a cross-device run's)
-measurements as record files (one per model and schedule) that figures read and ``ingest`` logs.
+``python -m ios_core.tracking split CAMPAIGN --out DIR`` writes a GPU campaign's (or a cross-device or an
+engine-against-PyTorch run's) measurements as record files (one per model and schedule) that figures read
+and ``ingest`` logs.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd.add_argument("--uri", default=None, help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db)")
     cmd.add_argument("--experiment", default=DEFAULT_EXPERIMENT, help="MLflow experiment name")
     cmd.add_argument("--summary", default=None, help="also write what was done as JSON to this file")
-    cmd = commands.add_parser("split", help="write a GPU campaign (or cross-device) file's measurements as records")
-    cmd.add_argument("campaign", help="a results JSON of bench/ios_campaign.py or bench/cross_device.py")
+    cmd = commands.add_parser("split", help="write a GPU results file's measurements as record files")
+    cmd.add_argument("campaign", help="a results JSON of bench/ios_campaign.py, cross_device.py or engine_vs_torch.py")
     cmd.add_argument("--out", required=True, help="folder for the record files")
     cmd.add_argument("--schedules", default=None, help="its schedules bundle (with --profile: stage timelines)")
     cmd.add_argument("--profile", default=None, help="the campaign's stage profile (stage_costs.jsonl)")

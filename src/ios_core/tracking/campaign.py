@@ -1,7 +1,9 @@
 """Records from a GPU campaign file (``bench/ios_campaign.py``): one ``measure`` record per model and schedule,
 and one ``baseline`` record per framework the campaign timed beside them (``--frameworks``); and from a
 cross-device file (``bench/cross_device.py``): one ``measure`` record per schedule optimized on another GPU
-(or this one) and run on this one -- experiment 4's device panel.
+(or this one) and run on this one -- experiment 4's device panel; and from an engine-against-PyTorch file
+(``bench/engine_vs_torch.py``): a ``measure`` record per engine schedule and a ``baseline`` record per
+PyTorch mode, at each model and batch -- experiment 6 side by side.
 
 The lent GPU machine returns files only, so the campaign writes one JSON of everything it did.
 `from_campaign` turns it into the same records ``python -m ios_core.measure`` writes -- the end-to-end
@@ -37,12 +39,66 @@ SEARCH_METRICS = {
 
 def records_of(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
                profile: str | os.PathLike | None = None) -> list[Record]:
-    """The records of a campaign file or of a cross-device file, whichever ``path`` is."""
+    """The records of a campaign, cross-device or engine-against-PyTorch file, whichever ``path`` is."""
     try:
-        cross_device = "end_to_end" in json.loads(Path(path).read_text())
+        data = json.loads(Path(path).read_text())
     except json.JSONDecodeError as error:
         raise RecordError(f"{path}: not JSON ({error})") from error
-    return from_cross_device(path) if cross_device else from_campaign(path, schedules, profile)
+    if "end_to_end" in data:
+        return from_cross_device(path)
+    if "rows" in data:
+        return from_engine_vs_torch(path)
+    return from_campaign(path, schedules, profile)
+
+
+# The engine modes of bench/engine_vs_torch.py as schedules (the others are variants of Sequential's plan).
+ENGINE_OPTS = {"engine": "sequential", "engine_greedy": "greedy", "engine_ios": "both"}
+# Its PyTorch modes as the baseline frameworks they are.
+TORCH_FRAMEWORKS = {"torch_eager": "torch_eager", "torch_graph": "torch_cudagraph", "torch_compile": "torch_compile",
+                    "torch_compile_freeze": "torch_compile_freeze"}
+
+
+def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
+    """A ``measure`` record per engine schedule (Sequential, Greedy, the optimized one) and a ``baseline``
+    record per PyTorch mode of an engine-against-PyTorch file, per model and batch; rows that failed or
+    are other engine variants are left out."""
+    path = Path(path)
+    text = path.read_text()
+    try:
+        data = json.loads(text)
+        environment, args, rows = data["environment"], data["args"], data["rows"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise RecordError(f"{path}: not an engine_vs_torch result ({error})") from error
+    end = int(path.stat().st_mtime * 1000)
+    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    timing = {"e2e_warmup": args["warmup"], "e2e_number": args["number"], "e2e_repeat": args["repeat"]}
+    records = []
+    for row in rows:
+        mode, model, batch = row["mode"], row["model"], row["batch"]
+        if "ms" not in row or (mode not in ENGINE_OPTS and mode not in TORCH_FRAMEWORKS):
+            continue
+        rounds = [{"samples": row["samples"], "clocks_after": row.get("clocks_after") or {}}]
+        identity = f"engine-{content}-{model}-b{batch}-{mode}"
+        tags = {"source": "measured", "available": "true", "reason": "", "adapted_from": "engine_vs_torch"}
+        if mode in ENGINE_OPTS:
+            opt = ENGINE_OPTS[mode]
+            params = _measured_params(model, batch, opt, environment, rounds, timing)
+            if opt == "both":
+                meta = json.loads(Path(args["ios_schedule"].format(model=model, batch=batch)).read_text())["meta"]
+                params.update(stringify({"r": meta["r"], "s": meta["s"], "schedule_batch": meta["batch"],
+                                         "schedule": args["ios_schedule"].format(model=model, batch=batch)}))
+            record = Record(f"measure/{model}/b{batch}/{opt}", "measure", params, tags, start_time=end,
+                            end_time=end, status="FINISHED", id=identity)
+        else:
+            framework = TORCH_FRAMEWORKS[mode]
+            params = stringify({"framework": framework, "model": model, "batch": batch, "precision": "fp32",
+                                **{k.removeprefix("e2e_"): v for k, v in timing.items()}})
+            record = Record(f"baseline/{framework}/{model}/b{batch}", "baseline", params,
+                            {**tags, "device": environment["name"], "framework": framework}, start_time=end,
+                            end_time=end, status="FINISHED", id=identity)
+        _add_latencies(record, rounds, row["ms"], end)
+        records.append(record)
+    return records
 
 
 def from_cross_device(path: str | os.PathLike) -> list[Record]:
