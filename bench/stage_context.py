@@ -7,6 +7,11 @@ some schedules both ways -- back to back (``warm``, as the profiler does) and af
 larger than the L2 (``cold``: events around the stage only, not the write) -- and each whole schedule
 end to end, side by side on one GPU, then prints how far each sum is from the end-to-end latency.
 
+``--prefixes`` also times, the way the profiler times one stage (warm, ``number`` runs chained in one
+graph), every prefix of each schedule -- its first k stages as one program -- so that the difference of
+two consecutive prefixes is what stage k costs *in context*, after the stages before it; set beside its
+cost alone, it shows which stages a schedule's end-to-end latency loses on.
+
 Usage (device)::
 
     python3 bench/stage_context.py --out $OUT/stage_context.json --tune-cache .tunecache/tune_h100.json \\
@@ -77,6 +82,27 @@ def stage_times(graph, schedule, batch: int, options, repeat: int) -> list[dict]
     return rows
 
 
+def prefix_times(graph, schedule, batch: int, options, timing) -> tuple[list[float], list[float]]:
+    """Milliseconds per run of the first k stages of ``schedule`` as one program, for k = 1 .. all, and each
+    stage alone: ``(prefixes, alone)``, both timed as the measured cost times a stage."""
+    from ios_core.engine import lower
+    from ios_core.engine.stageplan import GpuBackend
+
+    backend = GpuBackend(graph, "fp32", None, options)
+
+    def program(stages):
+        return lower(graph, stages, batch, options.layout, schedule=schedule,
+                     concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise)
+
+    stages = schedule.stages
+    prefixes = list(backend.time_all((program(stages[:k]) for k in range(1, len(stages) + 1)), timing))
+    alone = list(backend.time_all((program([stage]) for stage in stages), timing))
+    failed = [answer for answer in prefixes + alone if isinstance(answer, Exception)]
+    if failed:
+        raise RuntimeError(f"{len(failed)} programs failed, the first: {failed[0]!r}")
+    return prefixes, alone
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="inception_v3")
@@ -84,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--schedule", action="append", default=[], help="LABEL=PATH of a schedule JSON")
     parser.add_argument("--repeat", type=int, default=50, help="timed runs per stage and way")
     parser.add_argument("--tune-cache", default=None)
+    parser.add_argument("--prefixes", action="store_true", help="also each stage's cost in context (see above)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
@@ -91,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     from ios_campaign import GpuHarness
 
     from ios_core.engine import PlanOptions
+    from ios_core.engine.profile import Timing
 
     graph = models.get(args.model)
     schedules = {"sequential": sequential(graph)}
@@ -113,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
         result["schedules"][label] = {"end_to_end_ms": e2e, "warm_sum_ms": warm, "cold_sum_ms": cold,
                                       "end_to_end": end_to_end[label], "stages": stages}
         print(f"{label:12s} {len(stages):6d} {e2e:10.4f} {warm:9.4f} {cold:9.4f} {e2e / warm:8.3f} {e2e / cold:8.3f}")
+        if args.prefixes:
+            prefixes, alone = prefix_times(graph, schedule, args.batch, options, Timing())
+            in_context = [b - a for a, b in zip([0.0, *prefixes], prefixes, strict=False)]
+            result["schedules"][label].update(prefix_ms=prefixes, alone_ms=alone, in_context_ms=in_context)
+            worst = sorted(range(len(alone)), key=lambda k: alone[k] - in_context[k])[:5]
+            print(f"{'':12s} all stages as one program {prefixes[-1]:.4f} ms, alone {sum(alone):.4f}; costliest in "
+                  "context: " + ", ".join(f"#{k} +{1e3 * (in_context[k] - alone[k]):.1f} us" for k in worst))
     write_atomic(args.out, json.dumps(result, indent=1, default=str))
     return 0
 
