@@ -37,6 +37,20 @@ SEARCH_METRICS = {
 }
 
 
+def _read(path: str | os.PathLike, what: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], tuple[int, str]]:
+    """A results file's JSON, which must hold ``keys``, and its stamp: its time (ms) and a digest of its
+    content, from which record ids derive (splitting the same file twice gives the same records)."""
+    text = Path(path).read_text()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: not {what} ({error})") from error
+    missing = [key for key in keys if key not in data] if isinstance(data, dict) else list(keys)
+    if missing:
+        raise RecordError(f"{path}: not {what} (no {', '.join(missing)})")
+    return data, (int(Path(path).stat().st_mtime * 1000), hashlib.blake2b(text.encode(), digest_size=8).hexdigest())
+
+
 def records_of(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
                profile: str | os.PathLike | None = None) -> list[Record]:
     """The records of a campaign, cross-device or engine-against-PyTorch file, whichever ``path`` is."""
@@ -62,15 +76,8 @@ def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
     """A ``measure`` record per engine schedule (Sequential, Greedy, the optimized one) and a ``baseline``
     record per PyTorch mode of an engine-against-PyTorch file, per model and batch; rows that failed or
     are other engine variants are left out."""
-    path = Path(path)
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-        environment, args, rows = data["environment"], data["args"], data["rows"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise RecordError(f"{path}: not an engine_vs_torch result ({error})") from error
-    end = int(path.stat().st_mtime * 1000)
-    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    data, (end, content) = _read(path, "an engine_vs_torch result", ("environment", "args", "rows"))
+    environment, args, rows = data["environment"], data["args"], data["rows"]
     timing = {"e2e_warmup": args["warmup"], "e2e_number": args["number"], "e2e_repeat": args["repeat"]}
     records = []
     for row in rows:
@@ -104,15 +111,8 @@ def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
 def from_cross_device(path: str | os.PathLike) -> list[Record]:
     """One FINISHED ``measure`` record per IOS schedule of a cross-device file, run on its GPU at its batch; the
     schedule's own device (its label there) is ``schedule_device``. Sequential, optimized nowhere, is left out."""
-    path = Path(path)
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-        environment, model, batch, runs = data["environment"], data["model"], data["batch"], data["end_to_end"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise RecordError(f"{path}: not a cross_device result ({error})") from error
-    end = int(path.stat().st_mtime * 1000)
-    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    data, (end, content) = _read(path, "a cross_device result", ("environment", "model", "batch", "end_to_end"))
+    environment, model, batch, runs = data["environment"], data["model"], data["batch"], data["end_to_end"]
     records = []
     for label, run in runs.items():
         if label == "sequential":
@@ -133,15 +133,8 @@ def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None =
     """One FINISHED ``measure`` record per (model, schedule) of a campaign file, one ``baseline`` record per
     framework; with the campaign's ``schedules`` bundle and stage ``profile``, stage timelines too.
     `RecordError` if it is not a campaign file."""
-    path = Path(path)
-    text = path.read_text()
-    try:
-        data = json.loads(text)
-        models, environment, args = data["models"], data["environment"], data["args"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
-        raise RecordError(f"{path}: not an ios_campaign result ({error})") from error
-    end = int(path.stat().st_mtime * 1000)
-    content = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    data, (end, content) = _read(path, "an ios_campaign result", ("models", "environment", "args"))
+    models, environment, args = data["models"], data["environment"], data["args"]
     measured = [
         _record(model, opt, result, environment, args, (end, content))
         for model, result in models.items()
