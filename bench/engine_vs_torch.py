@@ -41,6 +41,7 @@ from ios_core.baselines.torch_adapters import cuda_graph_replay
 from ios_core.baselines.torch_module import torch_module
 from ios_core.engine import PlanOptions, build_plan, latency
 from ios_core.engine.timing import environment
+from ios_core.reference import relative_error
 from ios_core.weights import make_input, make_weights
 
 ENGINE_MODES = {  # mode: (schedule, PlanOptions fields)
@@ -72,10 +73,6 @@ def time_calls(call, warmup: int, number: int, repeat: int) -> dict:
         end.synchronize()
         samples.append(start.elapsed_time(end) / number)
     return {"ms": statistics.median(samples), "samples": samples, "clocks_before": before, "clocks_after": gpu.clocks()}
-
-
-def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.linalg.norm(out.astype(np.float64) - ref) / np.linalg.norm(ref))
 
 
 def kernel_profile(run, steps: int = 5) -> list[dict]:

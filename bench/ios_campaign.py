@@ -48,8 +48,6 @@ from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from ios_core import models
 from ios_core.baselines import get as get_framework
 from ios_core.baselines import measure as measure_framework
@@ -61,6 +59,7 @@ from ios_core.engine import PlanOptions
 from ios_core.engine.profile import SerialBackend, StageProfiler, Timing
 from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search
+from ios_core.reference import relative_error
 from ios_core.schedule import Schedule, to_json, write_atomic
 from ios_core.weights import make_input, make_weights
 
@@ -174,8 +173,7 @@ def finish_rows(rows: dict[str, dict]) -> dict[str, dict]:
     for row in rows.values():
         row["ms"] = statistics.median(r["ms"] for r in row["rounds"])
         out = row.pop("output")
-        row["rel_error_vs_sequential"] = None if out is None or reference is None else float(
-            np.linalg.norm(out.astype(np.float64) - reference) / np.linalg.norm(reference))
+        row["rel_error_vs_sequential"] = None if out is None or reference is None else relative_error(out, reference)
     return rows
 
 

@@ -156,6 +156,3 @@ def run_ort(model: onnx.ModelProto, x: np.ndarray, outputs: list[str] | None = N
     return session.run(names, {session.get_inputs()[0].name: x.astype(np.float32)})
 
 
-def rel_l2(got: np.ndarray, expected: np.ndarray) -> float:
-    """Relative L2 error of ``got`` against ``expected``."""
-    return float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))

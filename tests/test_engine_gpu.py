@@ -19,12 +19,9 @@ pytestmark = pytest.mark.gpu
 require_gpu()
 
 from ios_core.engine import PlanOptions, build_plan, latency  # noqa: E402 -- only once a GPU is known to be there
+from ios_core.reference import relative_error  # noqa: E402
 
 TOLERANCE = {"fp32-strict": 1e-4, "fp32": 1e-2}
-
-
-def relative_error(out: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.linalg.norm(out.astype(np.float64) - ref) / np.linalg.norm(ref))
 
 
 def record(**fields) -> None:

@@ -4,10 +4,11 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnx_random import random_onnx, rel_l2, run_ort
+from onnx_random import random_onnx, run_ort
 
 from ios_core.ir import Activation, Conv, Elementwise
 from ios_core.onnx_io import OnnxImportError, UnsupportedOperatorError, load_onnx, run_network, supported_operators
+from ios_core.reference import relative_error
 
 TOLERANCE = 1e-5  # relative L2: ONNX Runtime computes in float32, the reference in float64
 
@@ -17,17 +18,17 @@ def test_random_networks_equal_onnxruntime(seed):
     model = random_onnx(seed, stages=1 + seed % 3, head=seed % 4 == 0)
     x = np.random.default_rng(seed).standard_normal((2, 3, 10, 10))
     network = load_onnx(model)
-    assert rel_l2(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
+    assert relative_error(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
     if network.head is not None:  # the scheduled body alone, against ORT's tensor of the same name
         body = run_ort(model, x, [network.head.input])[0]
-        assert rel_l2(run_network(network, x, head=False), body) < TOLERANCE
+        assert relative_error(run_network(network, x, head=False), body) < TOLERANCE
 
 
 @pytest.mark.parametrize("seed", range(4))
 def test_random_networks_at_opset_13(seed):
     model = random_onnx(100 + seed, stages=2, opset=13)
     x = np.random.default_rng(seed).standard_normal((1, 3, 10, 10))
-    assert rel_l2(run_network(load_onnx(model), x), run_ort(model, x)[0]) < TOLERANCE
+    assert relative_error(run_network(load_onnx(model), x), run_ort(model, x)[0]) < TOLERANCE
 
 
 class Net:
@@ -67,7 +68,7 @@ class Net:
 def check_equal(model, channels=3, size=8):
     x = np.random.default_rng(1).standard_normal((2, channels, size, size))
     network = load_onnx(model)
-    assert rel_l2(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
+    assert relative_error(run_network(network, x), run_ort(model, x)[0]) < TOLERANCE
     return network
 
 

@@ -151,6 +151,13 @@ class _Interpreter:
                 del self.outputs[producer]
 
 
+def relative_error(got: np.ndarray, expected: np.ndarray) -> float:
+    """The relative L2 error of ``got`` against ``expected``, in float64: how every output here is checked."""
+    expected = np.asarray(expected, dtype=np.float64)
+    difference = np.asarray(got, dtype=np.float64) - expected
+    return float(np.linalg.norm(difference) / max(np.linalg.norm(expected), 1e-30))
+
+
 def run_graph(graph: Graph, x: np.ndarray, weights: dict[str, Params]) -> np.ndarray:
     """The graph's output for input batch ``x``, node by node in topological order."""
     interpreter = _Interpreter(graph, x, weights)

@@ -26,7 +26,7 @@ import numpy as np
 from ios_core import models
 from ios_core.baselines.timing import Timing, median
 from ios_core.onnx_io import Network, load_onnx
-from ios_core.reference import run_graph
+from ios_core.reference import relative_error, run_graph
 from ios_core.weights import make_input
 
 STATUSES = ("measured", "unavailable", "failed")
@@ -161,7 +161,7 @@ def measure(framework: Framework, network: Network, batch: int, timing: Timing, 
     if check and run.output is not None:
         expected = reference_first(network, x)
         got = np.asarray(run.output[:1], dtype=np.float64).reshape(expected.shape)
-        error = float(np.linalg.norm(got - expected) / max(np.linalg.norm(expected), 1e-30))
+        error = relative_error(got, expected)
     return Measurement(status="measured", available=True, device=run.device, latencies_ms=list(run.samples_ms),
                        median_ms=median(run.samples_ms), clock=run.clock, versions=run.versions, rel_error=error,
                        details=run.details, **common)
