@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,25 +85,24 @@ def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
         mode, model, batch = row["mode"], row["model"], row["batch"]
         if "ms" not in row or (mode not in ENGINE_OPTS and mode not in TORCH_FRAMEWORKS):
             continue
-        rounds = [{"samples": row["samples"], "clocks_after": row.get("clocks_after") or {}}]
         identity = f"engine-{content}-{model}-b{batch}-{mode}"
-        tags = {"source": "measured", "available": "true", "reason": "", "adapted_from": "engine_vs_torch"}
-        if mode in ENGINE_OPTS:
-            opt = ENGINE_OPTS[mode]
-            params = _measured_params(model, batch, opt, environment, rounds, timing)
-            if opt == "both":
-                meta = json.loads(Path(args["ios_schedule"].format(model=model, batch=batch)).read_text())["meta"]
-                params.update(stringify({"r": meta["r"], "s": meta["s"], "schedule_batch": meta["batch"],
-                                         "schedule": args["ios_schedule"].format(model=model, batch=batch)}))
-            record = Record(f"measure/{model}/b{batch}/{opt}", "measure", params, tags, start_time=end,
-                            end_time=end, status="FINISHED", id=identity)
-        else:
-            framework = TORCH_FRAMEWORKS[mode]
-            params = stringify({"framework": framework, "model": model, "batch": batch, "precision": "fp32",
-                                **{k.removeprefix("e2e_"): v for k, v in timing.items()}})
-            record = Record(f"baseline/{framework}/{model}/b{batch}", "baseline", params,
-                            {**tags, "device": environment["name"], "framework": framework}, start_time=end,
-                            end_time=end, status="FINISHED", id=identity)
+        if mode in TORCH_FRAMEWORKS:
+            measurement = {"framework": TORCH_FRAMEWORKS[mode], "model": model, "batch": batch, "status": "measured",
+                           "available": True, "device": environment["name"], "latencies_ms": row["samples"],
+                           "median_ms": row["ms"], "precision": "fp32", "clock": "cuda-events",
+                           "versions": {"torch": data["torch"]},  # its error is against PyTorch eager, not float64
+                           "timestamp": datetime.fromtimestamp(end / 1000, UTC).isoformat(timespec="seconds")}
+            records.append(_baseline(model, measurement, timing, end, identity, "engine_vs_torch"))
+            continue
+        opt, rounds = ENGINE_OPTS[mode], [{"samples": row["samples"], "clocks_after": row.get("clocks_after") or {}}]
+        params = _measured_params(model, batch, opt, environment, rounds, timing)
+        if opt == "both":
+            schedule = args["ios_schedule"].format(model=model, batch=batch)
+            meta = json.loads(Path(schedule).read_text())["meta"]
+            params.update(stringify({"r": meta["r"], "s": meta["s"], "schedule_batch": meta["batch"],
+                                     "schedule": schedule}))
+        record = Record(f"measure/{model}/b{batch}/{opt}", "measure", params, _measured_tags("engine_vs_torch"),
+                        start_time=end, end_time=end, status="FINISHED", id=identity)
         _add_latencies(record, rounds, row["ms"], end)
         records.append(record)
     return records
@@ -121,7 +121,7 @@ def from_cross_device(path: str | os.PathLike) -> list[Record]:
         params.update(stringify({"schedule_device": label, "schedule_batch": batch,
                                  "schedule": data["schedules"][label]}))
         record = Record(f"measure/{model}/b{batch}/both/{label}_on_{params['device']}", "measure", params,
-                        {"source": "measured", "available": "true", "reason": "", "adapted_from": "cross_device"},
+                        _measured_tags("cross_device"),
                         start_time=end, end_time=end, status="FINISHED", id=f"cross-{content}-{label}")
         _add_latencies(record, run["rounds"], run["ms"], end)
         records.append(record)
@@ -145,7 +145,7 @@ def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None =
         for record in measured:
             _add_timeline(record, bundle, profile, models[record.params["model"]]["cost_space"])
     return measured + [
-        _baseline(model, measurement, args, (end, content))
+        _baseline(model, measurement, args, end, f"campaign-{content}-{model}-{measurement['framework']}", "campaign")
         for model, result in models.items()
         for measurement in result.get("frameworks", {}).values()
     ]
@@ -171,17 +171,17 @@ def _add_timeline(record: Record, bundle: dict[str, Any], profile: str | os.Path
     record.params["utilization_metric"] = MEASURED_UTILIZATION_METRIC
 
 
-def _baseline(model: str, m: dict[str, Any], args: dict[str, Any], stamp: tuple[int, str]) -> Record:
-    """A framework measured in the campaign, as ``python -m ios_core.baseline`` records one."""
+def _baseline(model: str, m: dict[str, Any], timing: dict[str, Any], end: int, identity: str, origin: str) -> Record:
+    """A framework measured beside our schedules (a baseline ``Measurement`` as a dict), as
+    ``python -m ios_core.baseline`` records one; ``origin`` names the results file it was adapted from."""
     from ios_core.baseline import tags_of
     from ios_core.baselines import Measurement
 
-    end, content = stamp
     params = stringify({"framework": m["framework"], "model": model, "batch": m["batch"], "precision": m["precision"],
-                        "warmup": args["e2e_warmup"], "number": args["e2e_number"], "repeat": args["e2e_repeat"]})
-    tags = stringify({**tags_of(Measurement(**m)), "framework": m["framework"], "adapted_from": "campaign"})
+                        "warmup": timing["e2e_warmup"], "number": timing["e2e_number"], "repeat": timing["e2e_repeat"]})
+    tags = stringify({**tags_of(Measurement(**m)), "framework": m["framework"], "adapted_from": origin})
     record = Record(f"baseline/{m['framework']}/{model}/b{m['batch']}", "baseline", params, tags, start_time=end,
-                    end_time=end, status="FINISHED", id=f"campaign-{content}-{model}-{m['framework']}")
+                    end_time=end, status="FINISHED", id=identity)
     if m["status"] == "measured":
         record.metrics["latency_ms"] = [Point(v, i, end) for i, v in enumerate(m["latencies_ms"])]
         record.metrics["median_ms"] = [Point(m["median_ms"], 0, end)]
@@ -204,12 +204,11 @@ def _record(
     ios = opt in IOS_OPTS
     params = _measured_params(model, result["batch"], opt, environment, rounds, args)
     params.update(stringify({"r": args["r"] if ios else None, "s": args["s"] if ios else None}))
-    tags = {"source": "measured", "available": "true", "reason": "", "adapted_from": "campaign"}
     record = Record(
         f"measure/{model}/b{result['batch']}/{opt}",
         "measure",
         params,
-        tags,
+        _measured_tags("campaign"),
         start_time=end,
         end_time=end,
         status="FINISHED",
@@ -225,6 +224,11 @@ def _record(
 
 # The end-to-end timing of bench/cross_device.py's defaults, for its files that did not record it yet.
 TIMING = {"e2e_warmup": 10, "e2e_number": 20, "e2e_repeat": 7}
+
+
+def _measured_tags(origin: str) -> dict[str, str]:
+    """The tags of a measurement adapted from a results file: measured, available, and where it came from."""
+    return {"source": "measured", "available": "true", "reason": "", "adapted_from": origin}
 
 
 def _measured_params(model: str, batch: int, opt: str, environment: dict[str, Any], rounds: list[dict[str, Any]],
