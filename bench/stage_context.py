@@ -51,27 +51,24 @@ def time_stage(plan, repeat: int, flush=None) -> float:
     return statistics.median(start.time_till(end) for start, end in pairs)
 
 
-def stage_times(graph, schedule, batch: int, options, repeat: int) -> list[dict]:
-    """Each stage of ``schedule`` alone, lowered as the profiler lowers it: warm and cold milliseconds."""
+def stage_times(profiler, schedule, repeat: int) -> list[dict]:
+    """Each stage of ``schedule`` alone, lowered as ``profiler`` lowers it: warm and cold milliseconds."""
     import pycuda.driver as drv
 
-    from ios_core.engine import lower
-    from ios_core.engine.stageplan import GpuBackend, StagePlan
+    from ios_core.engine.stageplan import StagePlan
 
-    backend = GpuBackend(graph, "fp32", None, options)
-    scratch = drv.mem_alloc(FLUSH_BYTES)
+    backend, scratch = profiler.backend, drv.mem_alloc(FLUSH_BYTES)
 
     def flush(stream) -> None:
         drv.memset_d32_async(int(scratch), 0, FLUSH_BYTES // 4, stream)
 
     rows = []
     for stage in schedule.stages:
-        program = lower(graph, [stage], batch, options.layout, concat_in_place=options.concat_in_place,
-                        own_depthwise=options.own_depthwise)
+        program = profiler.program(stage)
         if not program.tasks:
             rows.append({"warm_ms": 0.0, "cold_ms": 0.0, "groups": len(stage.groups)})
             continue
-        plan = StagePlan(program, "fp32", backend.store, options, backend.pool)
+        plan = StagePlan(program, "fp32", backend.store, profiler.options, backend.pool)
         try:
             plan.capture_runs(1)
             warm, cold = time_stage(plan, repeat), time_stage(plan, repeat, flush)
@@ -82,25 +79,20 @@ def stage_times(graph, schedule, batch: int, options, repeat: int) -> list[dict]
     return rows
 
 
-def prefix_times(graph, schedule, batch: int, options, timing) -> tuple[list[float], list[float]]:
-    """Milliseconds per run of the first k stages of ``schedule`` as one program, for k = 1 .. all, and each
-    stage alone: ``(prefixes, alone)``, both timed as the measured cost times a stage."""
+def prefix_times(profiler, schedule) -> tuple[list[float], list[float]]:
+    """Milliseconds per run of the first k stages of ``schedule`` as one program, for k = 1 .. all, and of each
+    stage alone: ``(prefixes, alone)``, both timed as ``profiler`` (the measured cost) times a stage."""
     from ios_core.engine import lower
-    from ios_core.engine.stageplan import GpuBackend
 
-    backend = GpuBackend(graph, "fp32", None, options)
-
-    def program(stages):
-        return lower(graph, stages, batch, options.layout, schedule=schedule,
-                     concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise)
-
-    stages = schedule.stages
-    prefixes = list(backend.time_all((program(stages[:k]) for k in range(1, len(stages) + 1)), timing))
-    alone = list(backend.time_all((program([stage]) for stage in stages), timing))
-    failed = [answer for answer in prefixes + alone if isinstance(answer, Exception)]
+    o, stages = profiler.options, schedule.stages
+    prefixes = (lower(profiler.graph, stages[:k], profiler.batch, o.layout, schedule=schedule,
+                      concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise)
+                for k in range(1, len(stages) + 1))
+    answers = list(profiler.backend.time_all(prefixes, profiler.timing))
+    failed = [answer for answer in answers if isinstance(answer, Exception)]
     if failed:
-        raise RuntimeError(f"{len(failed)} programs failed, the first: {failed[0]!r}")
-    return prefixes, alone
+        raise RuntimeError(f"{len(failed)} prefixes failed, the first: {failed[0]!r}")
+    return answers, profiler.latencies(stages)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     from ios_campaign import GpuHarness
 
     from ios_core.engine import PlanOptions
-    from ios_core.engine.profile import Timing
+    from ios_core.engine.profile import StageProfiler, Timing
+    from ios_core.engine.stageplan import GpuBackend
 
     graph = models.get(args.model)
     schedules = {"sequential": sequential(graph)}
@@ -129,20 +122,21 @@ def main(argv: list[str] | None = None) -> int:
                                             e2e_repeat=7, rounds=3))
     end_to_end = harness.end_to_end(graph, schedules, args.batch)
     options = PlanOptions(tune_cache=args.tune_cache)
+    profiler = StageProfiler(graph, args.batch, GpuBackend(graph, "fp32", None, options), Timing(), options)
     result = {"environment": harness.describe(), "model": args.model, "batch": args.batch, "repeat": args.repeat,
               "flush_bytes": FLUSH_BYTES, "schedules": {}}
     print(f"{args.model} batch {args.batch} on {result['environment']['name']}, ms")
     print(f"{'schedule':12s} {'stages':>6s} {'end to end':>10s} {'warm sum':>9s} {'cold sum':>9s} "
           f"{'e2e/warm':>8s} {'e2e/cold':>8s}")
     for label, schedule in schedules.items():
-        stages = stage_times(graph, schedule, args.batch, options, args.repeat)
+        stages = stage_times(profiler, schedule, args.repeat)
         warm, cold = sum(s["warm_ms"] for s in stages), sum(s["cold_ms"] for s in stages)
         e2e = end_to_end[label]["ms"]
         result["schedules"][label] = {"end_to_end_ms": e2e, "warm_sum_ms": warm, "cold_sum_ms": cold,
                                       "end_to_end": end_to_end[label], "stages": stages}
         print(f"{label:12s} {len(stages):6d} {e2e:10.4f} {warm:9.4f} {cold:9.4f} {e2e / warm:8.3f} {e2e / cold:8.3f}")
         if args.prefixes:
-            prefixes, alone = prefix_times(graph, schedule, args.batch, options, Timing())
+            prefixes, alone = prefix_times(profiler, schedule)
             in_context = [b - a for a, b in zip([0.0, *prefixes], prefixes, strict=False)]
             result["schedules"][label].update(prefix_ms=prefixes, alone_ms=alone, in_context_ms=in_context)
             worst = sorted(range(len(alone)), key=lambda k: alone[k] - in_context[k])[:5]
