@@ -37,6 +37,7 @@ import torch
 
 from ios_core import gpu, models
 from ios_core import schedule as S
+from ios_core.baselines.timing import Timing, time_cuda_events
 from ios_core.baselines.torch_adapters import cuda_graph_replay
 from ios_core.baselines.torch_module import torch_module
 from ios_core.engine import PlanOptions, build_plan, latency
@@ -59,19 +60,11 @@ MODES = (*ENGINE_MODES, *TORCH_MODES)
 
 def time_calls(call, warmup: int, number: int, repeat: int) -> dict:
     """Median over ``repeat`` of the mean of ``number`` calls (ms), timed with CUDA events, with clocks."""
-    for _ in range(warmup):
+    for _ in range(warmup):  # here, so that the clocks are read after it
         call()
     torch.cuda.synchronize()
     before = gpu.clocks()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    samples = []
-    for _ in range(repeat):
-        start.record()
-        for _ in range(number):
-            call()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / number)
+    samples = time_cuda_events(call, Timing(0, number, repeat), torch)
     return {"ms": statistics.median(samples), "samples": samples, "clocks_before": before, "clocks_after": gpu.clocks()}
 
 
