@@ -278,9 +278,15 @@ def _depthwise_launcher(plan: Plan, task: ConvTask, k: int) -> Callable[[], None
     # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
     # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
     launch = depthwise.launch(call, plan.context.multiprocessors)
-    stream, fn = plan.streams[k], plan.kernels.depthwise[launch.kernel]
-    for key in ("depthwise", launch.kernel):
+    return _chosen_launcher(plan, k, "depthwise", plan.kernels.depthwise, launch)
+
+
+def _chosen_launcher(plan: Plan, k: int, family: str, functions: dict[str, drv.Function],
+                     launch: depthwise.Launch) -> Callable[[], None]:
+    """The launch of a kernel of ``family`` chosen on the host, counted under the family and under its own name."""
+    for key in (family, launch.kernel):
         plan.stats.kernels[key] = plan.stats.kernels.get(key, 0) + 1
+    stream, fn = plan.streams[k], functions[launch.kernel]
     return lambda: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args)
 
 
@@ -323,10 +329,7 @@ def _pool_launcher(plan: Plan, task: PoolTask, k: int) -> Callable[[], None]:
     # As for depthwise convolutions: a fast NHWC kernel where channels are innermost and offsets fit 32 bits
     # (float4 where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
     launch = pooling.launch(call, plan.context.multiprocessors)
-    stream, fn = plan.streams[k], plan.kernels.pool[launch.kernel]
-    for key in ("pool", launch.kernel):
-        plan.stats.kernels[key] = plan.stats.kernels.get(key, 0) + 1
-    return lambda: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args)
+    return _chosen_launcher(plan, k, "pool", plan.kernels.pool, launch)
 
 
 def _pointwise_launcher(plan: Plan, task: PointwiseTask, k: int) -> Callable[[], None]:
