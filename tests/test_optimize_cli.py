@@ -141,3 +141,10 @@ def test_a_search_by_hand_is_logged_to_mlflow_with_its_stages(tmp_path):
     assert found.data.params["opt"] == "both" and found.data.tags["source"] == "simulated"
     assert found.data.metrics["dp_states"] > 0
     assert len(client.get_metric_history(found.info.run_id, "stage_latency_ms")) == len(stages.read_text().splitlines())
+
+
+def test_the_config_speaks_the_one_precision_vocabulary():
+    from ios_core.config import Precision
+    from ios_core.precision import PRECISIONS
+
+    assert tuple(p.value for p in Precision) == PRECISIONS

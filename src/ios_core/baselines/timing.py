@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-PRECISIONS = ("fp32", "fp32-strict")
+from ios_core.precision import check_precision
 
 
 @dataclass(frozen=True)
@@ -33,8 +33,7 @@ class Timing:
     def __post_init__(self) -> None:
         if self.warmup < 0 or self.number < 1 or self.repeat < 1:
             raise ValueError(f"timing needs warmup >= 0, number >= 1, repeat >= 1; got {self}")
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        check_precision(self.precision)
 
 
 def time_cuda_events(call: Callable[[], Any], timing: Timing, torch: Any, stream: Any = None) -> list[float]:

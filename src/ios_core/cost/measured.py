@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ios_core.ir import Graph
+from ios_core.precision import check_precision
 from ios_core.schedule import Stage
 
-PRECISIONS = ("fp32", "fp32-strict")
 PROFILE_REVISION = 3
 """Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
 2 -- a merge copies home the members a concatenation hosts; number runs chained as child graphs; fast NHWC
@@ -54,8 +54,7 @@ class MeasureSettings:
     layout: str = "nhwc"
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        check_precision(self.precision)
 
 
 def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:

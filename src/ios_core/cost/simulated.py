@@ -38,10 +38,10 @@ from typing import NamedTuple
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.key import GroupKey, KeysByGraph, OpKey, group_key
 from ios_core.ir import Conv, Graph, Op, Sequential, Shape, rules_of
+from ios_core.precision import check_precision
 from ios_core.schedule import Stage, merged_conv
 
 ELEMENT_BYTES = 4
-PRECISIONS = ("fp32", "fp32-strict")  # fp32: TF32 tensor cores allowed, as on the engine
 
 
 class Kernel(NamedTuple):
@@ -82,8 +82,7 @@ class SimulatedCost:
     kind = "simulated"
 
     def __init__(self, device: DeviceProfile, precision: str = "fp32") -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        check_precision(precision)
         self.device, self.precision = device, precision
         self._keys = KeysByGraph()
         self._group_times: dict[tuple[str, int], tuple[float, float]] = {}

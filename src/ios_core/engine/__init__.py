@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ios_core.engine.lower import LoweringError, conv_params, lower, peak_bytes, unplanned_bytes
-from ios_core.engine.options import PRECISIONS, PlanOptions
+from ios_core.engine.options import PlanOptions
 from ios_core.engine.placement import Placement, place
 from ios_core.engine.program import (
     LAYOUTS,
@@ -35,6 +35,7 @@ from ios_core.engine.program import (
     verify,
 )
 from ios_core.engine.simulate import simulate
+from ios_core.precision import PRECISIONS
 
 if TYPE_CHECKING:
     from ios_core.engine.plan import Plan

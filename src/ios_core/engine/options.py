@@ -6,10 +6,6 @@ from dataclasses import dataclass
 
 from ios_core.schedule import Schedule
 
-PRECISIONS = ("fp32", "fp32-strict")
-"""``fp32``: float32 tensors, TF32 tensor cores allowed in convolutions (PyTorch's default for cuDNN);
-``fp32-strict``: no TF32 (cuDNN engines with the tensor-core numerical note are deselected)."""
-
 
 @dataclass(frozen=True)
 class PlanOptions:

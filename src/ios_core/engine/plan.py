@@ -26,7 +26,7 @@ import pycuda.driver as drv
 from ios_core.engine import depthwise, device, pooling
 from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuneCache, TuningBuffers
 from ios_core.engine.lower import conv_params, lower
-from ios_core.engine.options import PRECISIONS, PlanOptions
+from ios_core.engine.options import PlanOptions
 from ios_core.engine.program import (
     ACTIVATIONS,
     POINTWISE_OPS,
@@ -38,6 +38,7 @@ from ios_core.engine.program import (
     View,
 )
 from ios_core.ir import Graph
+from ios_core.precision import check_precision
 from ios_core.schedule import Schedule, Stage
 from ios_core.weights import Params, make_weights
 
@@ -372,8 +373,7 @@ def build_plan(
     options
         Layout, autotuning and paths (`PlanOptions`).
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    check_precision(precision)
     options = options or PlanOptions()
     weights = weights if weights is not None else make_weights(graph)
     program = lower(graph, stages, batch, options.layout, schedule=options.schedule,
