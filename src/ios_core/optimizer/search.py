@@ -80,11 +80,7 @@ class _TimedCost:
         self.cost, self.seconds = cost, 0.0
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
-        start = time.perf_counter()
-        try:
-            return self.cost.stage_latency(graph, stage, batch)
-        finally:
-            self.seconds += time.perf_counter() - start
+        return self.stage_latencies(graph, [stage], batch)[0]
 
     def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
         start = time.perf_counter()
