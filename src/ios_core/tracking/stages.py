@@ -45,11 +45,7 @@ class StageLog:
         return self.cost.kind
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
-        clock = time.perf_counter_ns
-        start = clock()
-        latency = self.cost.stage_latency(graph, stage, batch)
-        self.calls.append((stage, batch, latency, start, clock() - start))  # a plain tuple: the cheapest record
-        return latency
+        return self.stage_latencies(graph, [stage], batch)[0]
 
     def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
         """Many stages in one call to the cost (see `ios_core.cost.stage_latencies`); each call records an even
@@ -58,7 +54,7 @@ class StageLog:
         start = clock()
         latencies = stage_latencies(self.cost, graph, stages, batch)
         share = (clock() - start) // max(len(stages), 1)
-        self.calls.extend((stage, batch, ms, start + k * share, share)
+        self.calls.extend((stage, batch, ms, start + k * share, share)  # plain tuples: the cheapest record
                           for k, (stage, ms) in enumerate(zip(stages, latencies, strict=True)))
         return latencies
 
