@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ios_core.baselines.frameworks import ALIASES
 from ios_core.figures.common import (
     OPT_LABELS,
     figure,
@@ -26,7 +27,6 @@ FRAMEWORK_LABELS = {
     "tensorflow_xla": "TensorFlow (XLA)", "onnxruntime_cuda": "ONNX Runtime (CUDA)",
     "onnxruntime_cpu": "ONNX Runtime (CPU)",
 }
-ALIASES = {"pytorch_eager": "torch_eager", "cuda_graph": "torch_cudagraph", "onnxruntime": "onnxruntime_cuda"}
 FRAMEWORK_LABELS |= {alias: FRAMEWORK_LABELS[name] for alias, name in ALIASES.items()}
 IOS = "IOS (ours)"
 
