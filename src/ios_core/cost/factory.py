@@ -18,9 +18,10 @@ from ios_core.cost.device import DeviceProfile
 from ios_core.cost.protocol import StageCost
 from ios_core.cost.simulated import SimulatedCost
 from ios_core.cost.table import TableCost
+from ios_core.errors import UserError
 
 
-class CostUnavailableError(RuntimeError):
+class CostUnavailableError(UserError, RuntimeError):
     """The cost asked for cannot be built here; the message says why and what to use instead."""
 
 
