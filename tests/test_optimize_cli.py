@@ -14,7 +14,9 @@ from ios_core import models
 from ios_core.config import register_configs
 from ios_core.cost import CostUnavailableError, TableCost
 from ios_core.cost import factory as cost_factory
-from ios_core.optimize import CONF_DIR, ConfigError, run
+from ios_core.config import ConfigError
+from ios_core.optimize import CONF_DIR, run
+from ios_core.precision import PRECISIONS
 from ios_core.reference import run_graph, run_schedule
 from ios_core.schedule import load
 from ios_core.weights import make_input, make_weights
@@ -34,7 +36,7 @@ def test_the_defaults_and_the_default_output_path():
     cfg = config()
     assert (cfg.model.name, cfg.batch, str(cfg.opt), cfg.r, cfg.s, cfg.device.name, cfg.cost.kind) == (
         "demo", 1, "both", 3, 8, "h100", "simulated")
-    assert cfg.output == "schedules/demo_b1_both_h100_simulated.json"
+    assert cfg.output == "schedules/demo_b1_both_h100_fp32_simulated.json"
 
 
 @pytest.mark.parametrize(("group", "option"), [(g, o) for g, options in GROUPS.items() for o in options])
@@ -96,7 +98,7 @@ def test_the_command_writes_its_schedule_and_its_mlflow_run_and_nothing_else(tmp
     done = cli("model=demo", "batch=1", "opt=both", "r=3", "s=8", "cost=simulated", "device=h100", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file())
-    assert written[:1] == ["mlflow.db"] and written[-1] == "schedules/demo_b1_both_h100_simulated.json"
+    assert written[:1] == ["mlflow.db"] and written[-1] == "schedules/demo_b1_both_h100_fp32_simulated.json"
     assert all(p.startswith("mlruns/") for p in written[1:-1])  # the run's artifact; no outputs/, .hydra/ or logs
     assert "predicted" in done.stdout
 
@@ -143,8 +145,8 @@ def test_a_search_by_hand_is_logged_to_mlflow_with_its_stages(tmp_path):
     assert len(client.get_metric_history(found.info.run_id, "stage_latency_ms")) == len(stages.read_text().splitlines())
 
 
-def test_the_config_speaks_the_one_precision_vocabulary():
-    from ios_core.config import Precision
-    from ios_core.precision import PRECISIONS
-
-    assert tuple(p.value for p in Precision) == PRECISIONS
+@pytest.mark.parametrize("precision", PRECISIONS)
+def test_every_precision_is_accepted_in_its_documented_spelling_and_named_in_the_output_path(precision):
+    cfg = config(f"precision={precision}")
+    assert str(cfg.precision) == precision
+    assert cfg.output == f"schedules/demo_b1_both_h100_{precision}_simulated.json"

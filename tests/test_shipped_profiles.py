@@ -36,7 +36,7 @@ PROFILES = {"h100": ROOT / "results" / "profiles" / "stage_costs_h100.jsonl",
 @pytest.mark.parametrize("opt", ["both", "parallel", "merge"])
 def test_a_shipped_profile_reproduces_its_schedule(device, model, opt):
     profile = PROFILES[device]
-    shipped = load(ROOT / "schedules" / f"{model}_b1_{opt}_{device}_measured.json")
+    shipped = load(ROOT / "schedules" / f"{model}_b1_{opt}_{device}_fp32_measured.json")
     graph = models.get(model)
     cost = TableCost.from_cache(profile, space_of(profile))  # raises on any stage the profile lacks
     found = search(graph, cost, 1, OptimizerOptions(opt, shipped.meta["r"], shipped.meta["s"]))

@@ -8,18 +8,21 @@ ConfigStore; it is called by the entry point (and by tests), never at import.
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields, make_dataclass
+import difflib
+from dataclasses import MISSING, dataclass, field, fields, is_dataclass, make_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, get_type_hints
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from ios_core import models
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.factory import CostSpec
+from ios_core.errors import UserError
 from ios_core.ir import Graph
+from ios_core.precision import PRECISIONS
 from ios_core.tracking import TrackingConfig
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -43,12 +46,40 @@ class Opt(StrEnum):
     both = "both"
 
 
-class Precision(StrEnum):
-    """float32 tensors everywhere; ``fp32`` lets convolutions use TF32 tensor cores (PyTorch's cuDNN default),
-    ``fp32-strict`` does not. One vocabulary for the engine, the costs, the baselines and every record."""
+# Members named by their values ("fp32-strict" is not an identifier, so the functional form): OmegaConf matches a
+# command-line value against member names, and the documented spelling must be the one it accepts.
+Precision = StrEnum("Precision", {precision: precision for precision in PRECISIONS})
+Precision.__doc__ = """The precisions of `ios_core.precision.PRECISIONS`, as a config type."""
 
-    fp32 = "fp32"
-    fp32_strict = "fp32-strict"
+
+class ConfigError(UserError, ValueError):
+    """A config value or key a command cannot use; the message names the key."""
+
+
+def check_keys(cfg: DictConfig, schema: type) -> None:
+    """Reject every key of ``cfg`` that ``schema`` does not have (Hydra lets ``+key=value`` add any key).
+
+    Keys under a ``dict`` field of the schema (``model.kwargs``, ``tags``...) are free-form and not checked here.
+
+    Raises
+    ------
+    ConfigError
+        Naming the first unknown key (its full dotted name) and the closest known one.
+    """
+    _check_node(cfg, OmegaConf.structured(schema), "")
+
+
+def _check_node(node: DictConfig, schema: DictConfig, prefix: str) -> None:
+    for key in node:
+        if key not in schema:
+            close = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f"; did you mean {prefix}{close[0]}?" if close else ""
+            raise ConfigError(f"unknown config key {prefix}{key}{hint}")
+        value, expected = node._get_node(key), schema._get_node(key)
+        # Only nodes typed by a dataclass have a fixed set of keys; a plain dict field takes any.
+        if isinstance(value, DictConfig) and isinstance(expected, DictConfig) and is_dataclass(
+                OmegaConf.get_type(expected)):
+            _check_node(value, expected, f"{prefix}{key}.")
 
 
 @dataclass
@@ -101,8 +132,8 @@ class OptimizeConfig:
     r: int = 3
     s: int = 8
     max_part_size: int = 40
-    precision: Precision = Precision.fp32
-    output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${cost.kind}.json"
+    precision: Precision = Precision["fp32"]
+    output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${precision}_${cost.kind}.json"
     progress: bool = True
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

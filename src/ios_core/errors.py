@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import NoReturn
 
 from hydra.errors import HydraException
@@ -35,12 +36,41 @@ FOREIGN_USER_ERRORS: tuple[type[BaseException], ...] = (HydraException, MissingM
 type, a missing mandatory value, a path that cannot be read or written)."""
 
 
+_DETAIL = ("full_key:", "object_type=", "reference_type=", "Config search path", "Set the environment variable")
+"""Where Hydra's and OmegaConf's messages turn from what is wrong to where in their own machinery it was found."""
+
+
 def one_line(error: BaseException) -> str:
-    """The message of ``error`` on one line: Hydra's and OmegaConf's span several, and a path error names its file."""
-    if isinstance(error, OSError) and error.filename is not None and not isinstance(error, UserError):
+    """The message of ``error`` on one line, with the cause Hydra wraps it around ("Error merging override x=1: ...")."""
+    if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror or error}"
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return "; ".join(lines) or type(error).__name__
+    lines = []
+    for line in str(error).splitlines():
+        if line.strip().startswith(_DETAIL):
+            break
+        if line.strip():
+            lines.append(line.strip())
+    text = "; ".join(lines).replace(":; ", ": ") or type(error).__name__
+    cause = error.__cause__
+    if isinstance(error, HydraException) and cause is not None and str(cause).strip():
+        text = f"{text.rstrip('.')}: {one_line(cause)}"
+    return text
+
+
+@contextmanager
+def reported() -> Iterator[None]:
+    """Turn a user error raised inside into one line on stderr and exit status 2 (see the module docstring).
+
+    A Hydra task function reports its own errors with this: Hydra writes a line of its own ("Error executing
+    job...") for any exception that leaves the task.
+    """
+    try:
+        yield
+    except (UserError, *FOREIGN_USER_ERRORS) as error:
+        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
+            raise
+        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def run_command(main: Callable[[], int | None]) -> NoReturn:
@@ -50,11 +80,6 @@ def run_command(main: Callable[[], int | None]) -> NoReturn:
     reach this one boundary like ours do.
     """
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    try:
+    with reported():
         status = main()
-    except (UserError, *FOREIGN_USER_ERRORS) as error:
-        if os.environ.get(DEBUG_VARIABLE, "") not in ("", "0"):
-            raise
-        print(f"error: {one_line(error)}", file=sys.stderr, flush=True)
-        sys.exit(2)
     sys.exit(status or 0)

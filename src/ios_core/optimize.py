@@ -9,37 +9,20 @@ provide ends the command with a one-line message and exit status 2, not a stack 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 from tqdm import tqdm
 
-from ios_core import models
-from ios_core.config import CONF_DIR, build_model, register_configs
-from ios_core.cost import CostSpec, CostUnavailableError, DeviceError, DeviceProfile, build_cost
+from ios_core.config import CONF_DIR, ConfigError, OptimizeConfig, build_model, check_keys, register_configs
+from ios_core.cost import CostSpec, DeviceProfile, build_cost
+from ios_core.errors import reported, run_command
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
 from ios_core.tracking import TrackingConfig, log_record, open_store
 from ios_core.tracking.adapters import from_schedule
-
-
-class ConfigError(ValueError):
-    """A config value the optimizer cannot use; the message names the key."""
-
-
-USER_ERRORS = (
-    ConfigError,
-    CostUnavailableError,
-    DeviceError,
-    models.UnknownModelError,
-    models.ModelArgumentError,
-    MissingMandatoryValue,
-)
-"""Errors that are the user's to fix: reported in one line, without a stack trace."""
 
 
 @dataclass(frozen=True)
@@ -56,9 +39,11 @@ def run(cfg: DictConfig) -> Outcome:
 
     Raises
     ------
-    ConfigError, UnknownModelError, CostUnavailableError, DeviceError, MissingMandatoryValue
-        For a bad or missing value in the config, an unknown model or a cost that cannot be built here.
+    UserError
+        For a bad, unknown or missing key or value in the config, an unknown model or a cost that cannot be built
+        here (`ios_core.errors`).
     """
+    check_keys(cfg, OptimizeConfig)
     try:
         options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
     except ValueError as error:
@@ -112,17 +97,14 @@ def _summary(schedule: Schedule, result: SearchResult, path: Path) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported():
         run(cfg)
-    except USER_ERRORS as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 def cli() -> None:
     """The command: the schema must be in Hydra's ConfigStore before `main` composes the config."""
     register_configs()
-    main()
+    run_command(main)
 
 
 if __name__ == "__main__":

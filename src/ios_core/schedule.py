@@ -18,20 +18,21 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ios_core.errors import UserError
+from ios_core.files import write_atomic
 from ios_core.ir import Conv, Graph
 
 FORMAT = "ios-core/schedule"
 VERSION = 1
 
 
-class ScheduleError(ValueError):
-    """A schedule breaks one of the rules in this module's docstring."""
+class ScheduleError(UserError, ValueError):
+    """A schedule breaks one of the rules in this module's docstring, or its file is not a schedule."""
 
 
 @dataclass(frozen=True)
@@ -198,26 +199,38 @@ def to_json(schedule: Schedule) -> str:
 
 
 def from_json(text: str) -> Schedule:
-    """Parse `to_json`'s format; raises `ScheduleError` for another format or version."""
-    data = json.loads(text)
-    if data.get("format") != FORMAT or data.get("version") != VERSION:
-        raise ScheduleError(
-            f"not an {FORMAT} v{VERSION} file (format={data.get('format')!r}, version={data.get('version')!r})"
-        )
-    stages = tuple(Stage(tuple(Group(tuple(g["ops"]), bool(g.get("merge", False))) for g in s)) for s in data["stages"])
+    """Parse `to_json`'s format; raises `ScheduleError` naming what is wrong for anything else."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ScheduleError(f"not JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+        found = (data.get("format"), data.get("version")) if isinstance(data, dict) else (type(data).__name__, None)
+        raise ScheduleError(f"not an {FORMAT} v{VERSION} file (format={found[0]!r}, version={found[1]!r})")
+    if not isinstance(data.get("graph"), str):
+        raise ScheduleError("'graph' must be the name of the graph the schedule is for")
+    if not isinstance(data.get("stages"), list):
+        raise ScheduleError("'stages' must be a list of stages, each a list of groups")
+    if not isinstance(data.get("meta", {}), dict):
+        raise ScheduleError("'meta' must be an object")
+    stages = tuple(_stage_from_json(stage, s) for s, stage in enumerate(data["stages"]))
     return Schedule(data["graph"], stages, data.get("meta", {}))
 
 
-def write_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` so that readers see the old file or the whole new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        tmp.write(text)
-        tmp.flush()
-        os.fsync(tmp.fileno())
-    os.replace(tmp.name, path)
-    return path
+def _stage_from_json(stage: Any, s: int) -> Stage:
+    if not isinstance(stage, list) or not stage:
+        raise ScheduleError(f"stage {s}: must be a non-empty list of groups")
+    return Stage(tuple(_group_from_json(group, s, g) for g, group in enumerate(stage)))
+
+
+def _group_from_json(group: Any, s: int, g: int) -> Group:
+    ops = group.get("ops") if isinstance(group, dict) else None
+    if not isinstance(ops, list) or not ops or not all(isinstance(op, str) for op in ops):
+        raise ScheduleError(f"stage {s}, group {g}: 'ops' must be a non-empty list of operator names")
+    merge = group.get("merge", False)
+    if not isinstance(merge, bool):  # "false" is truthy: a string here would silently merge
+        raise ScheduleError(f"stage {s}, group {g}: 'merge' must be true or false, not {merge!r}")
+    return Group(tuple(ops), merge)
 
 
 def save(schedule: Schedule, path: str | os.PathLike) -> Path:
@@ -225,8 +238,21 @@ def save(schedule: Schedule, path: str | os.PathLike) -> Path:
 
 
 def load(path: str | os.PathLike, graph: Graph | None = None) -> Schedule:
-    """Read a schedule; when ``graph`` is given, validate it against the graph."""
-    schedule = from_json(Path(path).read_text())
-    if graph is not None:
-        validate(graph, schedule)
+    """Read a schedule; when ``graph`` is given, validate it against the graph.
+
+    Raises
+    ------
+    ScheduleError
+        If the file cannot be read, is not a schedule, or breaks a rule; the message names the file.
+    """
+    try:
+        schedule = from_json(Path(path).read_text(encoding="utf-8"))
+        if graph is not None:
+            validate(graph, schedule)
+    except OSError as error:
+        raise ScheduleError(f"schedule {path}: {error.strerror or error}") from None
+    except UnicodeDecodeError:
+        raise ScheduleError(f"schedule {path}: not a text file (invalid UTF-8)") from None
+    except ScheduleError as error:
+        raise ScheduleError(f"schedule {path}: {error}") from None
     return schedule
