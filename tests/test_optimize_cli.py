@@ -11,10 +11,9 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ios_core import models
-from ios_core.config import register_configs
+from ios_core.config import ConfigError, register_configs
 from ios_core.cost import CostUnavailableError, TableCost
 from ios_core.cost import factory as cost_factory
-from ios_core.config import ConfigError
 from ios_core.optimize import CONF_DIR, run
 from ios_core.precision import PRECISIONS
 from ios_core.reference import run_graph, run_schedule

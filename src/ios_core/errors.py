@@ -41,7 +41,7 @@ _DETAIL = ("full_key:", "object_type=", "reference_type=", "Config search path",
 
 
 def one_line(error: BaseException) -> str:
-    """The message of ``error`` on one line, with the cause Hydra wraps it around ("Error merging override x=1: ...")."""
+    """The message of ``error`` on one line, with the cause Hydra wraps around it ("Error merging override x: ...")."""
     if isinstance(error, OSError) and error.filename is not None:
         return f"{error.filename}: {error.strerror or error}"
     lines = []
