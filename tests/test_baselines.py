@@ -13,7 +13,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from ios_core import models
-from ios_core.baseline import run, summary
+from ios_core.baseline import register_configs, run, summary
 from ios_core.baselines import (
     ALIASES,
     FRAMEWORKS,
@@ -25,6 +25,7 @@ from ios_core.baselines import (
     measure,
     sweep_frameworks,
 )
+from ios_core.baselines.frameworks import UnknownFrameworkError
 from ios_core.baselines.sweep import sweep, table
 from ios_core.onnx_io import Network, run_network, save_onnx
 from ios_core.tracking import read
@@ -98,7 +99,7 @@ def test_being_stopped_is_not_a_failure_of_the_framework(demo):
 def test_names_aliases_and_timing_rules():
     assert get("cuda_graph") is FRAMEWORKS["torch_cudagraph"]
     assert all(target in FRAMEWORKS for target in ALIASES.values())
-    with pytest.raises(KeyError, match="unknown framework 'mxnet'; known: torch_eager"):
+    with pytest.raises(UnknownFrameworkError, match="unknown framework 'mxnet'; known: torch_eager"):
         get("mxnet")
     with pytest.raises(ValueError, match="unknown precision"):
         Timing(precision="fp16")
@@ -114,6 +115,7 @@ def test_an_onnx_file_is_a_model(tmp_path, demo):
 
 
 def compose_baseline(*overrides):
+    register_configs()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose("baseline", overrides=list(overrides))
 
@@ -145,7 +147,7 @@ def test_the_entry_point_records_absence(tmp_path):
 def test_the_default_config_composes():
     cfg = compose_baseline()
     assert (cfg.framework, cfg.model.name, cfg.batch, cfg.device.name) == ("torch_eager", "inception_v3", 1, "h100")
-    assert cfg.out == "results/baselines/h100/inception_v3/b1/torch_eager.json"
+    assert cfg.out == "results/baselines/h100/inception_v3/b1/torch_eager_fp32.json"
 
 
 def test_the_sweep_records_every_framework_at_every_batch():

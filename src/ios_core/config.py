@@ -121,6 +121,15 @@ CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",))
 
 
 @dataclass
+class TimingConfig:
+    """How the engine or a baseline is timed: ``warmup`` runs, then ``repeat`` samples, each the mean of ``number``."""
+
+    warmup: int = 2
+    number: int = 6
+    repeat: int = 6
+
+
+@dataclass
 class OptimizeConfig:
     """Everything ``python -m ios_core.optimize`` reads; see ``conf/config.yaml`` for the defaults chosen."""
 

@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from ios_core.errors import run_command
+
 LOCK_DIR = Path(tempfile.gettempdir()) / f"ios-core-gpu-locks-{os.getuid()}"
 
 
@@ -79,4 +81,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

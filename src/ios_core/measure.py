@@ -19,7 +19,6 @@ available, with the reason; the command still succeeds, since absence is a resul
 from __future__ import annotations
 
 import statistics
-import sys
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,9 +28,18 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from ios_core import models
-from ios_core.config import CONF_DIR, DeviceConfig, ModelConfig, Precision, build_model
+from ios_core.config import (
+    CONF_DIR,
+    ConfigError,
+    DeviceConfig,
+    ModelConfig,
+    Precision,
+    TimingConfig,
+    build_model,
+    check_keys,
+)
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
+from ios_core.errors import reported, run_command
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
@@ -47,22 +55,13 @@ class Mode(StrEnum):
 
 
 @dataclass
-class TimingConfig:
-    """Engine timing: ``warmup`` replays, then ``repeat`` samples, each the mean of ``number`` replays."""
-
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
-
-
-@dataclass
 class MeasureConfig:
     """Everything ``python -m ios_core.measure`` reads; defaults in ``conf/measure.yaml``."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
     batch: int = 1
-    precision: Precision = Precision.fp32
+    precision: Precision = Precision["fp32"]
     schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
     mode: Mode = Mode.auto
     autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
@@ -75,7 +74,7 @@ class MeasureConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
-class MeasureError(ValueError):
+class MeasureError(ConfigError):
     """A config value measure cannot use; the message names the key."""
 
 
@@ -170,7 +169,11 @@ def _why_not(cfg: DictConfig, device: DeviceProfile, source: str) -> str | None:
 
 def run(cfg: DictConfig) -> Record:
     """Measure ``cfg.schedule`` as ``cfg`` says; write and log the record; print one line."""
+    check_keys(cfg, MeasureConfig)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
+    if cfg.mode == Mode.engine and not device.real:
+        raise MeasureError(f"mode=engine runs the schedule on a GPU; device={device.name} is a simulated profile "
+                           "(use a real device such as device=h100, or mode=simulated)")
     use_engine = cfg.mode == Mode.engine or (cfg.mode == Mode.auto and device.real)
     source = "measured" if use_engine else "simulated"
     if cfg.batch < 1:
@@ -219,13 +222,10 @@ def register_configs() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="measure")
 def main(cfg: DictConfig) -> None:
-    try:
+    with reported():
         run(cfg)
-    except (MeasureError, models.UnknownModelError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":
     register_configs()
-    main()
+    run_command(main)

@@ -3,6 +3,12 @@
 import json
 
 from ios_core.baselines.frameworks import frameworks_table
+from ios_core.errors import run_command
+
+
+def main() -> None:
+    print(json.dumps(frameworks_table(), indent=1))
+
 
 if __name__ == "__main__":
-    print(json.dumps(frameworks_table(), indent=1))
+    run_command(main)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ios_core import models
 from ios_core.baselines.timing import Timing, median
+from ios_core.errors import UserError
 from ios_core.onnx_io import Network, load_onnx
 from ios_core.reference import relative_error, run_graph
 from ios_core.weights import make_input
@@ -111,7 +112,7 @@ def load_network(model: str, seed: int = 0, path: str | None = None) -> Network:
     if model == "onnx" or model.endswith(".onnx"):
         file = path if model == "onnx" else model
         if not file:
-            raise ValueError("model=onnx needs the file: model_path=<net.onnx>")
+            raise UserError("model=onnx needs the file: model.path=<net.onnx>")
         return load_onnx(file, name=Path(file).stem)
     return Network.of(models.get(model), seed)
 

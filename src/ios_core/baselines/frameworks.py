@@ -18,6 +18,7 @@ from ios_core.baselines import (
     tvm_adapter,
 )
 from ios_core.baselines.core import Framework
+from ios_core.errors import UserError
 
 FRAMEWORKS: dict[str, Framework] = {
     f.name: f
@@ -35,7 +36,7 @@ ALIASES = {"pytorch_eager": "torch_eager", "cuda_graph": "torch_cudagraph", "onn
 """Other names the workflow's configuration uses for the same baselines."""
 
 
-class UnknownFrameworkError(KeyError):
+class UnknownFrameworkError(UserError, LookupError):
     """No framework has this name; the message lists those there are."""
 
     def __str__(self) -> str:
