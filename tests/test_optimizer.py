@@ -1,11 +1,14 @@
 """The optimizer: the ending rules on a small DAG, the DP's guarantees, parts, statistics, the entry point."""
 
+from collections import Counter
+from math import comb
+
 import numpy as np
 import pytest
 
 from ios_core import models
 from ios_core.cost import CachedCost, DeviceProfile, SimulatedCost, schedule_latency
-from ios_core.ir import GraphBuilder
+from ios_core.ir import GraphBuilder, concat
 from ios_core.models.demo import demo
 from ios_core.optimizer import (
     OptimizerOptions,
@@ -16,6 +19,8 @@ from ios_core.optimizer import (
     search,
     split_parts,
 )
+from ios_core.optimizer import part as part_module
+from ios_core.optimizer.part import MAX_MERGE_CLASS
 from ios_core.reference import run_graph, run_schedule
 from ios_core.schedule import greedy, sequential
 from ios_core.weights import make_input, make_weights
@@ -133,6 +138,41 @@ def test_statistics_are_returned_and_recorded_in_the_schedule_meta():
     assert meta["opt"] == "both" and (meta["r"], meta["s"], meta["batch"]) == (2, 3, 4)
     assert meta["cost"] == "simulated" and meta["latency_ms"] == result.latency_ms
     assert (meta["dp_states"], meta["distinct_stages"]) == (stats.states, stats.stages)
+
+
+def fan_out(n):
+    """``n`` 1x1 convolutions reading one operand, concatenated: one merge class of ``n``."""
+    b = GraphBuilder("fan_out", 4, 6, 6)
+    x = b.conv(b.input, 4, 1, name="x")
+    b.end_block(concat([b.conv(x, 4, 1, name=f"c{i}") for i in range(n)]))
+    return b.build()
+
+
+def test_a_merge_class_beyond_the_limit_is_pruned_to_pairs():
+    def merge_sizes(n):
+        g = fan_out(n)
+        return Counter(m.bit_count() for m in make_part(g, g.blocks[0].nodes).merges)
+
+    assert merge_sizes(MAX_MERGE_CLASS) == {k: comb(MAX_MERGE_CLASS, k) for k in range(2, MAX_MERGE_CLASS + 1)}
+    assert merge_sizes(MAX_MERGE_CLASS + 2) == {2: comb(MAX_MERGE_CLASS + 2, 2)}
+
+
+@pytest.mark.parametrize("opt", ["parallel", "both"])
+def test_fourteen_convolutions_of_one_operand_are_searched(opt):
+    g = fan_out(14)
+    cost = SimulatedCost(H100)
+    result = search(g, cost, 1, OptimizerOptions(opt, r=1, s=1))  # r = s = 1: 2**14 states, few endings each
+    assert result.latency_ms == pytest.approx(schedule_latency(cost, g, result.schedule, 1))
+
+
+def test_opt_parallel_never_looks_for_merges(monkeypatch):
+    def refuse(*args):
+        raise AssertionError("merge_error called")
+
+    monkeypatch.setattr(part_module, "merge_error", refuse)
+    search(demo(), SimulatedCost(H100), 1, OptimizerOptions("parallel"))
+    with pytest.raises(AssertionError, match="merge_error called"):
+        search(demo(), SimulatedCost(H100), 1, OptimizerOptions("both"))
 
 
 @pytest.mark.parametrize(

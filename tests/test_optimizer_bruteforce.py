@@ -7,7 +7,10 @@ whose producers are done or in ``F``, is a candidate next stage. ``F`` is legal 
 * ``parallel`` (opt ``parallel`` or ``both``): its weakly connected components -- found by
   networkx -- number at most ``s`` and have at most ``r`` operators; each is a group;
 * ``merge`` (opt ``merge`` or ``both``): two or more operators for which
-  `ios_core.schedule.merge_error` finds nothing wrong, run as one group;
+  `ios_core.schedule.merge_error` finds nothing wrong, run as one group -- no more of them than
+  `ios_core.optimizer.merge_size_limit` allows for their merge class in the part: the search
+  space's one pruning rule, which the brute force shares with the optimizer as it shares
+  ``merge_error``;
 * a single operator (opt ``merge``; the other two have it as a parallel stage of one group).
 
 With parts, ``F`` must lie in the first part not yet finished. Every stage gets a random cost,
@@ -34,16 +37,19 @@ from hypothesis import strategies as st
 
 from ios_core.cost import TableCost, digest, schedule_latency
 from ios_core.cost.key import StageKeys
-from ios_core.ir import Graph, GraphBuilder
+from ios_core.ir import Graph, GraphBuilder, concat
 from ios_core.optimizer import (
     Ending,
     OptimizerOptions,
     make_part,
+    merge_class,
+    merge_size_limit,
     parallel_endings,
     search,
     solve_part,
     split_parts,
 )
+from ios_core.optimizer import part as part_module
 from ios_core.schedule import Group, Schedule, Stage, merge_error, validate
 
 # ---- random graphs -------------------------------------------------------------------------------
@@ -100,9 +106,16 @@ def forward_stages(graph: Graph, done: frozenset[str], parts: list[tuple[str, ..
                     stages.append(Stage(tuple(Group(tuple(g)) for g in groups)))
             if opt == "merge" and size == 1:
                 stages.append(Stage((Group(picked),)))
-            if opt in ("merge", "both") and size >= 2 and merge_error(graph, picked) is None:
+            if opt in ("merge", "both") and is_merge(graph, part, picked):
                 stages.append(Stage((Group(picked, merge=True),)))
     return stages
+
+
+def is_merge(graph: Graph, part: tuple[str, ...], picked: tuple[str, ...]) -> bool:
+    """Whether ``picked`` may run as one merged convolution of ``part``: a legal merge within the pruning rule."""
+    if len(picked) < 2 or merge_error(graph, picked) is not None:
+        return False
+    return len(picked) <= merge_size_limit(sum(merge_class(graph, n) == merge_class(graph, picked[0]) for n in part))
 
 
 def brute_force(graph: Graph, opt: str, r: int, s: int, max_part_size: int, seed: int):
@@ -161,6 +174,24 @@ def test_the_dp_finds_the_cheapest_schedule(opt, graph, r, s, seed):
        seed=st.integers(0, 2**32 - 1))
 def test_the_dp_finds_the_cheapest_schedule_within_parts(graph, r, s, size, seed):
     assert_dp_is_optimal(graph, OptimizerOptions("both", r, s, max_part_size=size), seed)
+
+
+def fan_out(convs: list[tuple[int, int]]) -> Graph:
+    """Convolutions ``(width, kernel)`` that all read one operand: one merge class, concatenated."""
+    b = GraphBuilder("fan_out", 4, 5, 5)
+    x = b.conv(b.input, 4, 1, name="x")
+    b.end_block(concat([b.conv(x, w, k, padding=k // 2, name=f"c{i}") for i, (w, k) in enumerate(convs)]))
+    return b.build()
+
+
+@pytest.mark.parametrize("opt", ["merge", "both"])
+@pytest.mark.parametrize("seed", range(4))
+def test_a_pruned_merge_class_is_pruned_alike_in_the_dp_and_the_brute_force(monkeypatch, opt, seed):
+    monkeypatch.setattr(part_module, "MAX_MERGE_CLASS", 3)  # four convolutions of one class: pairs only
+    graph = fan_out([(2, 1), (4, 1), (2, 3), (4, 3)])
+    part = make_part(graph, graph.blocks[0].nodes)
+    assert part.merges and all(m.bit_count() == 2 for m in part.merges)
+    assert_dp_is_optimal(graph, OptimizerOptions(opt, r=2, s=2), seed)
 
 
 # ---- IOS's ending rule fails the same comparison -------------------------------------------------

@@ -10,7 +10,9 @@ part) is a non-empty subset that can run last: no operator of ``S - E`` reads an
 * ``merge``: a single operator of ``S`` that nothing in ``S`` reads, or two or more of them that
   are convolutions forming a legal merge (`ios_core.schedule.merge_error`: the same operand,
   stride and dilation, ``groups=1``, the same activation, compatible padding), run as one wider
-  convolution. A merge has no size limit beyond that rule, as in IOS.
+  convolution. As in IOS, any number of them may merge -- unless more than
+  `ios_core.optimizer.part.MAX_MERGE_CLASS` could, in which case only pairs are tried
+  (`ios_core.optimizer.part.merge_size_limit`: the search space is pruned, not refused).
 * ``both``: the union of the two (a mergeable set appears twice: as parallel groups and as a merge).
 
 Every kind contains every single-operator ending, so every topological order -- the sequential

@@ -9,14 +9,23 @@ is not constrained by it.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Hashable
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import combinations
 from typing import NamedTuple
 
 from ios_core.ir import Conv, Graph
 from ios_core.schedule import Group, Stage, merge_error
 
-MAX_MERGE_CLASS = 12  # convolutions sharing one operand; 2**12 subsets is still cheap to check once
+MAX_MERGE_CLASS = 12
+"""The largest merge class (`merge_class`) whose every subset may be a merge, as in IOS.
+
+A class of ``n`` convolutions has ``2**n - n - 1`` subsets of two or more: each is checked once when
+the part is made, and the DP offers each one in every state that holds its members as sinks --
+about ``3**n`` transitions for ``n`` independent convolutions. Twelve keeps that near half a
+million; a larger class is pruned to its pairs, ``n(n-1)/2`` of them (`merge_size_limit`).
+"""
 
 
 class Ending(NamedTuple):
@@ -32,22 +41,38 @@ class Ending(NamedTuple):
 
 @dataclass(frozen=True)
 class Part:
-    """Operators ``names`` (topological order) with per-bit successor, predecessor and ancestor masks.
-
-    ``merges`` lists every set of at least two convolutions of the part that may run as one
-    (`ios_core.schedule.merge_error` returns None for it).
-    """
+    """Operators ``names`` (topological order) with per-bit successor, predecessor and ancestor masks."""
 
     graph: Graph
     names: tuple[str, ...]
     succ: tuple[int, ...]
     pred: tuple[int, ...]
     ancestors: tuple[int, ...]
-    merges: tuple[int, ...]
 
     @property
     def full(self) -> int:
         return (1 << len(self.names)) - 1
+
+    @cached_property
+    def merges(self) -> tuple[int, ...]:
+        """Every set of two or more convolutions of the part that may run as one, as masks.
+
+        A subset of one `merge_class` of at most `merge_size_limit` members for which
+        `ios_core.schedule.merge_error` finds nothing wrong. Computed when first asked for, so a
+        search without merge endings (``opt=parallel``) never enumerates a class.
+        """
+        classes: dict[Hashable, list[int]] = defaultdict(list)
+        for i, name in enumerate(self.names):
+            key = merge_class(self.graph, name)
+            if key is not None:
+                classes[key].append(i)
+        return tuple(
+            sum(1 << i for i in subset)
+            for members in classes.values()
+            for size in range(2, merge_size_limit(len(members)) + 1)
+            for subset in combinations(members, size)
+            if merge_error(self.graph, tuple(self.names[i] for i in subset)) is None
+        )
 
     def sinks(self, state: int) -> int:
         """The operators of ``state`` that no other operator of ``state`` reads."""
@@ -72,25 +97,28 @@ def make_part(graph: Graph, names: tuple[str, ...]) -> Part:
     for i in range(len(names)):
         for j in bits(pred[i]):
             ancestors[i] |= (1 << j) | ancestors[j]
-    return Part(graph, names, tuple(succ), tuple(pred), tuple(ancestors), _merges(graph, names))
+    return Part(graph, names, tuple(succ), tuple(pred), tuple(ancestors))
 
 
-def _merges(graph: Graph, names: tuple[str, ...]) -> tuple[int, ...]:
-    """Every legal merge among the part's convolutions, as masks."""
-    classes: dict[object, list[int]] = defaultdict(list)
-    for i, name in enumerate(names):
-        op = graph[name].op
-        if isinstance(op, Conv) and op.groups == 1:
-            classes[(graph[name].inputs, op.stride, op.dilation, op.act)].append(i)
-    merges = []
-    for members in classes.values():
-        if len(members) > MAX_MERGE_CLASS:
-            raise ValueError(f"{len(members)} convolutions read one operand; at most {MAX_MERGE_CLASS} are supported")
-        for size in range(2, len(members) + 1):
-            for subset in combinations(members, size):
-                if merge_error(graph, tuple(names[i] for i in subset)) is None:
-                    merges.append(sum(1 << i for i in subset))
-    return tuple(merges)
+def merge_class(graph: Graph, name: str) -> Hashable | None:
+    """The class within which operator ``name`` may merge, or None for one that never merges.
+
+    Convolutions of one class (``groups=1``) read the same operand with the same stride, dilation
+    and activation: every legal merge (`ios_core.schedule.merge_error`) lies inside one class.
+    """
+    node = graph[name]
+    if not isinstance(node.op, Conv) or node.op.groups != 1:
+        return None
+    return node.inputs, node.op.stride, node.op.dilation, node.op.act
+
+
+def merge_size_limit(class_size: int) -> int:
+    """The most convolutions one merge may join in a part's merge class of ``class_size`` members.
+
+    All of them up to `MAX_MERGE_CLASS`, two beyond it. This is the one pruning rule of the search
+    space: `Part.merges` follows it, and so does the brute force that checks the DP's optimality.
+    """
+    return class_size if class_size <= MAX_MERGE_CLASS else 2
 
 
 def split_parts(names: tuple[str, ...], max_part_size: int) -> list[tuple[str, ...]]:
