@@ -140,7 +140,7 @@ class SimHarness:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.environment = {"name": "simulated", "driver": "none", "cudnn": "none"}
+        self.environment = {"name": "simulated", "driver": "none", "cuda": "none", "cudnn": "none"}
 
     def cost(self, cache: Path) -> CachedCost:
         a = self.args

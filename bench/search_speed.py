@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ios_core import models
 from ios_core.config import device_profile
-from ios_core.cost import CachedCost, DeviceProfile, SimulatedCost, cost_space
+from ios_core.cost import CachedCost, DeviceProfile, SimulatedCost
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import write_atomic
 
@@ -39,7 +39,8 @@ LABELS = {"sequential": "Sequential", "greedy": "Greedy", "merge": "IOS-Merge", 
 def measure(name: str, device: DeviceProfile, batch: int, precision: str) -> dict:
     """The search statistics of IOS-Both and the simulated latency of every schedule type for one model."""
     graph = models.get(name)
-    cost = CachedCost(SimulatedCost(device, precision), cost_space("simulated", device.name, precision))
+    inner = SimulatedCost(device, precision)
+    cost = CachedCost(inner, inner.space)
     row: dict = {"model": name, "operators": len(graph.operators), "blocks": len(graph.blocks)}
     latency = {}
     for opt in ["both", *OPTS[:-1]]:  # both first, on the fresh cache, so its timing stands alone

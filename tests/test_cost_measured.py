@@ -7,6 +7,7 @@ in ``test_cost_measured_gpu.py`` through the device tool.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import subprocess
 import sys
@@ -27,7 +28,7 @@ from ios_core.optimize import CONF_DIR, run
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Group, Stage, greedy, sequential
 
-ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cudnn": "9.19.0"}
+ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cuda": "13.0", "cudnn": "9.19.0"}
 
 
 class FakeBackend(SerialBackend):
@@ -120,12 +121,17 @@ def test_timing_is_validated():
         MeasureSettings(precision="fp16")
 
 
-def test_the_space_names_gpu_driver_cudnn_precision_and_engine_choice():
+def test_the_space_names_gpu_precision_and_revision_and_digests_every_input():
     space = measured_space(MeasureSettings(), ENVIRONMENT)
-    assert space == "measured/NVIDIA H100 80GB HBM3/driver 580.159.04/cudnn 9.19.0/fp32/nhwc/autotune/r3"
-    assert measured_space(MeasureSettings(precision="fp32-strict"), ENVIRONMENT) != space
-    assert measured_space(MeasureSettings(autotune=False), ENVIRONMENT) != space
-    assert measured_space(MeasureSettings(), {**ENVIRONMENT, "driver": "590.1"}) != space
+    assert space.startswith("measured/NVIDIA H100 80GB HBM3/fp32/r3/")
+    changed = [measured_space(MeasureSettings(**{name: value}), ENVIRONMENT) for name, value in (
+        ("precision", "fp32-strict"), ("autotune", False), ("layout", "nchw"), ("warmup", 3), ("number", 5),
+        ("repeat", 7))]
+    changed += [measured_space(MeasureSettings(), {**ENVIRONMENT, key: "other"}) for key in ENVIRONMENT]
+    assert len({space, *changed}) == 1 + len(changed)
+    assert measured_space(MeasureSettings(tune_cache="elsewhere.json"), ENVIRONMENT) == space  # a path, not an input
+    with pytest.raises(ValueError, match=r"lacks \['cuda'\]"):
+        measured_space(MeasureSettings(), {k: v for k, v in ENVIRONMENT.items() if k != "cuda"})
 
 
 def test_a_second_search_on_the_disk_cache_profiles_nothing(tmp_path):
@@ -148,17 +154,32 @@ def test_a_second_search_on_the_disk_cache_profiles_nothing(tmp_path):
     assert second.schedule == first.schedule and second.latency_ms == first.latency_ms
 
 
-def test_another_gpu_or_batch_does_not_reuse_the_cache(tmp_path):
+@pytest.mark.parametrize("change", [{"name": "NVIDIA H200"}, {"driver": "590.1"}, {"cuda": "13.1"},
+                                    {"cudnn": "9.20.0"}])
+def test_another_gpu_its_software_or_batch_does_not_reuse_the_cache(tmp_path, change):
     graph, path = models.get("demo"), tmp_path / "stages.jsonl"
     inner = fake_cost(FakeBackend())
     with CachedCost(inner, inner.space, path) as cost:
         cost.stage_latency(graph, one("conv1"), 1)
-    other = MeasuredCost(MeasureSettings(), lambda g, b: StageProfiler(g, b, FakeBackend()),
-                         {**ENVIRONMENT, "name": "NVIDIA H200"})
+    other = MeasuredCost(MeasureSettings(), lambda g, b: StageProfiler(g, b, FakeBackend()), {**ENVIRONMENT, **change})
     with CachedCost(other, other.space, path) as cost:
         cost.stage_latency(graph, one("conv1"), 1)
         cost.stage_latency(graph, one("conv1"), 2)
     assert cost.stats.misses == 2
+
+
+def test_other_timing_does_not_reuse_the_cache(monkeypatch, tmp_path):
+    fake_gpu(monkeypatch, FakeBackend())
+    spec = CostSpec("measured", cache=str(tmp_path / "stages.jsonl"), tune_cache="tune.json")
+    with build_cost(spec, DeviceProfile(name="h100", real=True)) as cost:
+        cost.stage_latency(models.get("demo"), one("conv1"), 1)
+    for change in ({"warmup": 3}, {"number": 5}, {"repeat": 7}):
+        with build_cost(dataclasses.replace(spec, **change), DeviceProfile(name="h100", real=True)) as cost:
+            cost.stage_latency(models.get("demo"), one("conv1"), 1)
+        assert cost.stats.misses == 1
+    with build_cost(spec, DeviceProfile(name="h100", real=True, launch_us=50.0)) as cost:
+        cost.stage_latency(models.get("demo"), one("conv1"), 1)
+    assert cost.stats.misses == 0  # a measurement reads the GPU, not the simulated profile's numbers
 
 
 def fake_gpu(monkeypatch, backend: FakeBackend) -> None:
@@ -178,7 +199,8 @@ def test_the_factory_builds_the_measured_cost_with_its_settings(monkeypatch):
     fake_gpu(monkeypatch, backend)
     spec = CostSpec("measured", "fp32", warmup=1, number=3, repeat=5, tune_cache="tune.json")
     cost = build_cost(spec, DeviceProfile(name="h100", real=True))
-    assert cost.kind == "measured" and cost.space == measured_space(MeasureSettings(), ENVIRONMENT)
+    settings = MeasureSettings("fp32", warmup=1, number=3, repeat=5, tune_cache="tune.json")
+    assert cost.kind == "measured" and cost.space == measured_space(settings, ENVIRONMENT)
     assert cost.stage_latency(models.get("demo"), one("conv1"), 1) > 0
     assert backend.timings == [Timing(1, 3, 5)]
 

@@ -11,8 +11,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ios_core import models
-from ios_core.config import ConfigError, register_configs
-from ios_core.cost import CostUnavailableError, TableCost
+from ios_core.config import ConfigError, device_profile, register_configs
+from ios_core.cost import CostUnavailableError, SimulatedCost, TableCost
 from ios_core.cost import factory as cost_factory
 from ios_core.optimize import CONF_DIR, run
 from ios_core.precision import PRECISIONS
@@ -122,7 +122,7 @@ def test_a_bad_command_is_one_clear_message_not_a_stack_trace(tmp_path, args, me
 def test_a_search_replays_from_its_disk_cache_through_the_table_cost(tmp_path):
     cache = tmp_path / "costs.jsonl"
     first = run(config("model=squeezenet", f"cost.cache={cache}", f"output={tmp_path}/a.json"))
-    TableCost.from_cache(cache, "simulated/h100/fp32").save(tmp_path / "table.json")
+    TableCost.from_cache(cache, SimulatedCost(device_profile("h100")).space).save(tmp_path / "table.json")
     replay = run(config("model=squeezenet", "cost=table", f"cost.table={tmp_path}/table.json",
                         f"output={tmp_path}/b.json"))
     assert replay.schedule.meta["latency_label"] == "table"

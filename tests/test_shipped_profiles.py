@@ -1,18 +1,23 @@
 """The committed GPU profiles still reproduce the committed schedules on a CPU.
 
-A measured stage profile (`results/profiles/*.jsonl`) is keyed by canonical stage keys. If the IR,
-a model or the key design changes, the shipped profile silently stops matching and a "warm" search
-would profile everything again; these tests catch that, and check that each committed measured
-schedule is what the optimizer finds under the profile it was measured with.
+A measured stage profile (`results/profiles/*.jsonl`) is keyed by canonical stage keys, in the space of the
+GPU, software and settings it was measured with (`ios_core.cost.measured.measured_space`); the autotuning
+caches beside it (`tune_*.json`) likewise (`ios_core.engine.tunecache`). If the IR, a model or the key
+design changes, the shipped profile silently stops matching and a "warm" search would profile everything
+again; these tests catch that, and check that each committed measured schedule is what the optimizer
+finds under the profile it was measured with.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from ios_core import models
-from ios_core.cost import TableCost
+from ios_core.cost import CachedCost, TableCost
+from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
+from ios_core.engine.tunecache import TuneCache, tune_space
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import load
 
@@ -44,9 +49,35 @@ def test_a_shipped_profile_reproduces_its_schedule(device, model, opt):
     assert found.latency_ms == pytest.approx(shipped.meta["latency_ms"])
 
 
-def test_the_shipped_profiles_are_of_the_current_profile_revision():
-    from ios_core.cost.measured import PROFILE_REVISION
+# Where the shipped profiles were measured (the environment of their campaigns, results/h*/campaign/*.json).
+ENVIRONMENTS = {device: {"name": name, "driver": "580.159.04", "cuda": "13.0", "cudnn": "9.19.0"}
+                for device, name in (("h100", "NVIDIA H100 80GB HBM3"), ("h200", "NVIDIA H200"))}
 
+
+def test_the_shipped_profiles_are_keyed_for_the_gpu_they_were_measured_on_at_the_current_revision():
     for profile in sorted((ROOT / "results" / "profiles").glob("stage_costs_*.jsonl")):  # r2/ holds older ones
+        environment = ENVIRONMENTS[profile.stem.rsplit("_", 1)[1]]
         with profile.open() as lines:
-            assert {json.loads(line)["space"].rsplit("/", 1)[1] for line in lines} == {f"r{PROFILE_REVISION}"}
+            assert {json.loads(line)["space"] for line in lines} == {measured_space(MeasureSettings(), environment)}
+
+
+def test_the_shipped_tune_caches_are_keyed_for_the_gpus_they_were_tuned_on(capsys):
+    spaces = {tune_space(environment) for environment in ENVIRONMENTS.values()}
+    for path in sorted((ROOT / "results" / "profiles").glob("tune_*.json")):
+        cache = TuneCache.load(path, ENVIRONMENTS[path.stem.split("_", 1)[1]])
+        assert cache.entries and {key.split("|", 1)[0] for key in cache.entries} <= spaces
+    assert capsys.readouterr().err == ""  # every entry valid
+
+
+def test_a_warm_measured_search_on_the_shipped_profile_profiles_nothing(tmp_path):
+    def no_gpu(graph, batch):
+        raise AssertionError("a stage the shipped profile holds was profiled")
+
+    profile = tmp_path / "stage_costs.jsonl"
+    shutil.copy(PROFILES["h100"], profile)
+    shipped = load(ROOT / "schedules" / "inception_v3_b1_both_h100_fp32_measured.json")
+    options = OptimizerOptions("both", shipped.meta["r"], shipped.meta["s"])
+    inner = MeasuredCost(MeasureSettings(), no_gpu, ENVIRONMENTS["h100"])
+    with CachedCost(inner, inner.space, profile) as cost:
+        found = search(models.get("inception_v3"), cost, 1, options)
+    assert cost.stats.misses == 0 and found.schedule.stages == shipped.stages

@@ -2,19 +2,35 @@
 
 The disk cache is a JSON-lines file. Each line is one entry::
 
-    {"space": "simulated/h100/fp32", "key": "<digest>", "ms": 0.0123}
+    {"space": "simulated/h100/fp32/<inputs digest>", "key": "<stage digest>", "ms": 0.0123}
 
-``space`` is the cost kind, device and precision: entries of other spaces in the same file are
-kept but ignored, so one file can serve several devices. The file is only ever appended to, a
-whole line per ``write`` call, and flushed in batches; a run that is interrupted loses at most
-its last unflushed batch, and a torn last line is skipped when the file is loaded. So a long
-search can be resumed: a new run loads every complete entry and costs only what is missing.
+``key`` is the digest of the stage's canonical key (`ios_core.cost.key`): what the stage computes,
+batch size included. ``space`` (`ios_core.cost.key.content_space`) is everything else the number
+depends on: a few readable names, then a digest of *all* the cost's inputs -- for ``simulated``
+the whole device profile, the precision and the model's revision; for ``measured`` the GPU, driver,
+CUDA and cuDNN versions, precision, layout, engine choice, timing and profile revision (see each
+cost's ``space``). So a changed input never finds an old number: it is costed again. Entries of
+other spaces in the same file are kept but ignored, so one file can serve several devices.
+
+Every line read back is checked: valid UTF-8 JSON, a string ``space`` and ``key``, and an ``ms``
+that `is_latency` (a finite number >= 0; ``true`` is not a number). Other lines -- a torn write,
+hand edits, a broken generator -- are skipped and counted, reported in one warning line, and
+their stages costed again.
+
+The file is only ever appended to, under an exclusive lock, all pending lines in one write, in
+batches; a run that is interrupted loses at most its last batch. A torn last line (no newline) is
+cut off before the next append, so a new entry is never glued onto it. So a long search can be
+resumed: a new run loads every complete entry and costs only what is missing. A cache that cannot
+be written (a full disk, no permission) is said once and the search goes on with it in memory.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import math
 import os
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,36 +41,97 @@ from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
 
-
-def cost_space(kind: str, device: str, precision: str) -> str:
-    """The namespace of a cost's numbers: they are only comparable within one kind, device and precision."""
-    return f"{kind}/{device}/{precision}"
+TAIL_CHUNK = 1 << 16  # bytes read at a time, backwards, to find the end of the last whole line
 
 
-def load_entries(path: str | os.PathLike, space: str) -> dict[str, float]:
-    """The ``digest -> ms`` entries of ``space`` in a JSON-lines cache; a missing file is empty."""
+def warn(message: str) -> None:
+    """Say on stderr, in one line, that something went wrong and the run goes on (a cache skipped or unwritten)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def is_latency(value: object) -> bool:
+    """Whether ``value`` can be a cached latency in ms: a finite ``int`` or ``float`` >= 0 (a ``bool`` is not).
+
+    0 is a real answer: a stage with no work (an identity written in place) costs nothing.
+    """
+    return type(value) in (int, float) and math.isfinite(value) and value >= 0
+
+
+def parse_entry(line: bytes) -> tuple[str, str, float] | None:
+    """The ``(space, key, ms)`` of one cache line, or None if it is not a valid entry (see the module)."""
+    try:
+        entry = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(entry, dict):
+        return None
+    space, key, ms = entry.get("space"), entry.get("key"), entry.get("ms")
+    if not (isinstance(space, str) and isinstance(key, str) and is_latency(ms)):
+        return None
+    return space, key, float(ms)
+
+
+def load_entries(path: str | os.PathLike, space: str) -> tuple[dict[str, float], int]:
+    """The ``digest -> ms`` entries of ``space`` in a JSON-lines cache, and how many lines of the file were
+    invalid (of any space; a torn last line too). A missing file is empty; invalid lines are warned of once."""
     path = Path(path)
-    entries: dict[str, float] = {}
     if not path.exists():
-        return entries
-    with path.open() as lines:
-        for line in lines:
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line torn by an interrupted write: that stage is costed again
-            if isinstance(entry, dict) and entry.get("space") == space:
-                entries[entry["key"]] = float(entry["ms"])
-    return entries
+        return {}, 0
+    *lines, torn = path.read_bytes().split(b"\n")  # torn: what follows the last newline, b"" if none
+    entries: dict[str, float] = {}
+    invalid = int(bool(torn))
+    for line in lines:
+        if not line.strip():
+            continue
+        parsed = parse_entry(line)
+        if parsed is None:
+            invalid += 1
+        elif parsed[0] == space:
+            entries[parsed[1]] = parsed[2]
+    if invalid:
+        warn(f"stage-cost cache {path}: skipped {invalid} invalid or torn line(s); their stages are costed again")
+    return entries, invalid
+
+
+def cut_torn_tail(fd: int) -> None:
+    """Truncate the file open at ``fd`` after its last newline, dropping a torn last line if it has one."""
+    end = os.fstat(fd).st_size
+    if end == 0 or os.pread(fd, 1, end - 1) == b"\n":
+        return
+    while end > 0:
+        start = max(0, end - TAIL_CHUNK)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            os.ftruncate(fd, start + newline + 1)
+            return
+        end = start
+    os.ftruncate(fd, 0)
+
+
+def append_lines(path: Path, data: bytes) -> None:
+    """Append whole lines to ``path`` in one locked write, after cutting a torn last line (see the module)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        # The lock keeps another process appending to the same file from landing between the cut and our write.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        cut_torn_tail(fd)
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @dataclass
 class CacheStats:
-    """How often the cache answered (``hits``) and how often it asked the cost beneath it (``misses``)."""
+    """How often the cache answered (``hits``) and asked the cost beneath it (``misses``); entries ``loaded`` from
+    disk and lines of the disk cache skipped as ``invalid``."""
 
     hits: int = 0
     misses: int = 0
     loaded: int = 0
+    invalid: int = 0
     cost_seconds: float = 0.0
 
 
@@ -66,7 +143,7 @@ class CachedCost:
     inner
         The cost that answers on a miss.
     space
-        The namespace of ``inner``'s numbers, from `cost_space`.
+        The namespace of ``inner``'s numbers: its ``space`` (`ios_core.cost.key.content_space` of all its inputs).
     path
         A JSON-lines file to load at start and append to; None keeps the cache in memory only.
     flush_every
@@ -81,9 +158,10 @@ class CachedCost:
         self.stats = CacheStats()
         self._keys = KeysByGraph()
         self._known: dict[str, float] = {}
-        self._stored = {} if self.path is None else load_entries(self.path, space)
+        self._stored, self.stats.invalid = ({}, 0) if self.path is None else load_entries(self.path, space)
         self.stats.loaded = len(self._stored)
         self._pending: list[str] = []
+        self._writable = self.path is not None
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
         return self.stage_latencies(graph, [stage], batch)[0]
@@ -110,25 +188,23 @@ class CachedCost:
             self.stats.cost_seconds += time.perf_counter() - start
             for (text, (_, name)), ms in zip(missing.items(), answers, strict=True):
                 ms = self._known[text] = float(ms)
-                if name is not None:
+                # A failed stage (inf) is remembered for this run only: the next one tries it again.
+                if self._writable and is_latency(ms):
                     self._pending.append(json.dumps({"space": self.space, "key": name, "ms": ms}) + "\n")
             if len(self._pending) >= self.flush_every:
                 self.flush()
         return [self._known[text] for text in texts]
 
     def flush(self) -> None:
-        """Append the pending entries to the disk cache, one whole line per write."""
-        if self.path is None or not self._pending:
+        """Append the pending entries to the disk cache; if it cannot be written, say so once and go on in memory."""
+        if not self._pending:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # O_APPEND: each write lands at the end even if another process appends to the same file.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            for line in self._pending:
-                os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            append_lines(self.path, "".join(self._pending).encode())
+        except OSError as error:
+            self._writable = False
+            warn(f"stage-cost cache {self.path}: cannot write ({error.strerror or error}); "
+                 "going on with the cache in memory only")
         self._pending.clear()
 
     def close(self) -> None:

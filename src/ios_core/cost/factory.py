@@ -3,18 +3,20 @@
 `COSTS` maps a kind to a builder ``(CostSpec, DeviceProfile) -> StageCost``. ``simulated`` and
 ``table`` are built here. ``measured`` (`ios_core.cost.measured`) is imported only when asked for,
 and only where a GPU and the engine's libraries are: elsewhere asking for it is a clear error,
-never a stack trace. A cost that knows its own cache namespace (a ``space`` attribute, as the
-measured cost has: GPU, driver, cuDNN version...) gets it; others get `cost_space`.
+never a stack trace. Every cost here knows its own cache namespace (its ``space``: a digest of all
+it depends on, `ios_core.cost.key.content_space`); a registered one that does not gets a digest of
+the whole device profile and spec (`fallback_space`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ios_core.cost.cache import CachedCost, cost_space
+from ios_core.cost.cache import CachedCost
 from ios_core.cost.device import DeviceProfile
+from ios_core.cost.key import content_space
 from ios_core.cost.protocol import StageCost
 from ios_core.cost.simulated import SimulatedCost
 from ios_core.cost.table import TableCost
@@ -41,6 +43,10 @@ class CostSpec:
     autotune: bool = True
     tune_cache: str | None = None
 
+
+PATHS = ("cache", "table", "tune_cache")
+"""The fields of a `CostSpec` that say where files are, not what the numbers are: no part of a cache space (a table
+is in it by content, `TableCost.space`)."""
 
 CostBuilder = Callable[[CostSpec, DeviceProfile], StageCost]
 
@@ -91,6 +97,12 @@ def register_cost(kind: str, builder: CostBuilder) -> None:
     COSTS[kind] = builder
 
 
+def fallback_space(kind: str, spec: CostSpec, device: DeviceProfile) -> str:
+    """The space of a cost that names none: everything it was built from but where its files are."""
+    inputs = {"device": device.as_dict(), "spec": {k: v for k, v in asdict(spec).items() if k not in PATHS}}
+    return content_space(inputs, kind, device.name, spec.precision)
+
+
 def build_cost(spec: CostSpec, device: DeviceProfile) -> CachedCost:
     """The cost ``spec`` asks for on ``device``, wrapped in a `CachedCost` (on disk when ``spec.cache``).
 
@@ -105,5 +117,5 @@ def build_cost(spec: CostSpec, device: DeviceProfile) -> CachedCost:
         known = ", ".join(sorted(COSTS))
         raise CostUnavailableError(f"unknown cost kind {spec.kind!r}; known kinds: {known}") from None
     inner = builder(spec, device)
-    space = getattr(inner, "space", None) or cost_space(inner.kind, device.name, spec.precision)
+    space = getattr(inner, "space", None) or fallback_space(inner.kind, spec, device)
     return CachedCost(inner, space, spec.cache)

@@ -13,8 +13,9 @@ keyed by a description that leaves names out:
 
 So Inception's repeated blocks, or NASNet's repeated cells, share their entries. The key exists in
 two forms: `StageKey`, structured, for costs that compute from it, and its canonical text
-(`key_text`), which caches use; `digest` shortens the text for caches on disk. The cost kind,
-device and precision are kept beside the key (`ios_core.cost.cache`), not in it.
+(`key_text`), which caches use; `digest` shortens the text for caches on disk. What a cost's
+numbers depend on besides the stage -- the device profile, the precision, the GPU and its
+software, the timing -- is kept beside the key, in the cache's *space* (`content_space`), not in it.
 
 `StageKeys` computes the same text for many stages of one graph quickly, reusing what it has
 seen of each operator; `stage_key` and `key_text` are the plain definition it must agree with.
@@ -23,7 +24,9 @@ seen of each operator; `stage_key` and `key_text` are the plain definition it mu
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+import json
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from ios_core.ir import Graph, Node, Op
 from ios_core.schedule import Group, Stage
@@ -102,6 +105,27 @@ def key_text(key: StageKey) -> str:
 def digest(text: str) -> str:
     """A 32-hex-digit digest of a key's text: stable across runs, processes and machines."""
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _by_value(value: Any) -> Any:
+    """``value`` with every number a float, so that an input given as ``50`` or ``50.0`` is one input."""
+    if isinstance(value, Mapping):
+        return {str(k): _by_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_by_value(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
+def content_space(inputs: Mapping[str, Any], *names: str) -> str:
+    """The namespace of cached values that depend on ``inputs``: ``names/.../<digest of inputs>``.
+
+    ``names`` are for people (``"simulated", "h100", "fp32"``); the digest, of the canonical JSON of every
+    input, is what keeps values apart -- so a changed input, named or not, never finds an old value.
+    """
+    text = json.dumps(_by_value(inputs), sort_keys=True, separators=(",", ":"))
+    return "/".join((*names, digest(text)))
 
 
 class StageKeys:

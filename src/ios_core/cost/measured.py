@@ -5,10 +5,12 @@ cached, so a search whose stages are all in the disk cache never touches the GPU
 for each stage (`ios_core.engine.profile`). The engine is imported only then: the optimizer never
 imports the engine, and this module imports it lazily.
 
-Its numbers are valid for one GPU, driver, cuDNN version, precision and engine setting, so its
-``space`` (the namespace of its entries in a `CachedCost` disk cache) names them all; the batch
-size is part of every stage key. One JSON-lines cache file can therefore be shipped with a
-schedule and serve a later search on the same machine without profiling anything.
+Its numbers are valid for one GPU, driver, CUDA and cuDNN version, precision, layout, engine choice
+and timing, so its ``space`` (the namespace of its entries in a `CachedCost` disk cache) is a digest
+of them all and of `PROFILE_REVISION` (`measured_space`); the batch size is part of every stage key.
+Where the autotuning cache is kept (``tune_cache``) is no input: the winners it holds are keyed by the
+same environment (`ios_core.engine.tunecache`). One JSON-lines cache file can therefore be shipped
+with a schedule and serve a later search on the same machine without profiling anything.
 
 Precision: ``fp32`` runs float32 tensors with TF32
 tensor cores allowed in convolutions, as PyTorch does by default; ``fp32-strict`` forbids them.
@@ -17,9 +19,10 @@ tensor cores allowed in convolutions, as PyTorch does by default; ``fp32-strict`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
+from ios_core.cost.key import content_space
 from ios_core.ir import Graph
 from ios_core.precision import check_precision
 from ios_core.schedule import Stage
@@ -57,11 +60,25 @@ class MeasureSettings:
         check_precision(self.precision)
 
 
+ENVIRONMENT_KEYS = ("name", "driver", "cuda", "cudnn")
+"""What a measurement is valid for besides the settings: the GPU's name, its driver, CUDA and cuDNN versions."""
+
+
+def environment_inputs(environment: Mapping[str, Any]) -> dict[str, str]:
+    """The `ENVIRONMENT_KEYS` of ``environment``, as text; a ValueError names any that is missing."""
+    missing = [key for key in ENVIRONMENT_KEYS if key not in environment]
+    if missing:
+        raise ValueError(f"the measuring environment {dict(environment)} lacks {missing}")
+    return {key: str(environment[key]) for key in ENVIRONMENT_KEYS}
+
+
 def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
-    """The cache namespace: GPU, driver, cuDNN version, engine precision, layout, engine choice, profile revision."""
-    choice = "autotune" if settings.autotune else "heuristic"
-    return (f"measured/{environment['name']}/driver {environment['driver']}/cudnn {environment['cudnn']}/"
-            f"{settings.precision}/{settings.layout}/{choice}/r{PROFILE_REVISION}")
+    """The cache namespace: ``measured/<GPU>/<precision>/r<revision>/<digest>``, the digest of the environment
+    (`ENVIRONMENT_KEYS`), every setting but where the tune cache is, and `PROFILE_REVISION`."""
+    inputs = {"environment": environment_inputs(environment),
+              "settings": {k: v for k, v in asdict(settings).items() if k != "tune_cache"},
+              "revision": PROFILE_REVISION}
+    return content_space(inputs, "measured", str(environment["name"]), settings.precision, f"r{PROFILE_REVISION}")
 
 
 class MeasuredCost:
@@ -74,7 +91,8 @@ class MeasuredCost:
     factory
         Makes the profiler of a (graph, batch); the GPU engine's by default, a fake in tests.
     environment
-        GPU name, driver and cuDNN version (`ios_core.engine.profile.environment` by default).
+        GPU name, driver, CUDA and cuDNN versions (`ENVIRONMENT_KEYS`; `ios_core.engine.profile.environment`
+        by default).
     """
 
     kind = "measured"

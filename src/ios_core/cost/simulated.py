@@ -36,12 +36,15 @@ import math
 from typing import NamedTuple
 
 from ios_core.cost.device import DeviceProfile
-from ios_core.cost.key import GroupKey, KeysByGraph, OpKey, group_key
+from ios_core.cost.key import GroupKey, KeysByGraph, OpKey, content_space, group_key
 from ios_core.ir import Conv, Graph, Op, Sequential, Shape, rules_of
 from ios_core.precision import check_precision
 from ios_core.schedule import Stage, merged_conv
 
 ELEMENT_BYTES = 4
+MODEL_REVISION = 1
+"""Bumped whenever the model above changes (a formula, `ELEMENT_BYTES`), so that a disk cache of the old
+model's numbers is never read as the new one's: the revision is part of every cache `space`."""
 
 
 class Kernel(NamedTuple):
@@ -86,6 +89,9 @@ class SimulatedCost:
         self.device, self.precision = device, precision
         self._keys = KeysByGraph()
         self._group_times: dict[tuple[str, int], tuple[float, float]] = {}
+        # The cache namespace covers every number the model reads, not just the device's name.
+        inputs = {"device": device.as_dict(), "precision": precision, "revision": MODEL_REVISION}
+        self.space = content_space(inputs, self.kind, device.name, precision)
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
         """The stage's simulated latency in milliseconds."""

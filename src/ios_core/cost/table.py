@@ -6,8 +6,8 @@ A table file is JSON::
 
 where each digest is `ios_core.cost.key.digest` of a stage key. A disk cache written by
 `ios_core.cost.cache.CachedCost` (JSON lines) can be replayed too, one space at a time, with
-`TableCost.from_cache`. A stage missing from the table is an error that names the stage: a table
-cost never guesses.
+`TableCost.from_cache` (invalid lines skipped, with a warning). A stage missing from the table is an
+error that names the stage: a table cost never guesses.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ios_core.cost.cache import load_entries
-from ios_core.cost.key import KeysByGraph, digest
+from ios_core.cost.key import KeysByGraph, content_space, digest
 from ios_core.ir import Graph
 from ios_core.schedule import Stage, write_atomic
 
@@ -42,6 +42,7 @@ class TableCost:
         self.costs = dict(costs)
         self.label = label
         self._keys = KeysByGraph()
+        self.space = content_space({"costs": self.costs}, self.kind)  # by content: an edited table is another space
 
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
         name = digest(self._keys(graph).text(stage, batch))
@@ -62,7 +63,7 @@ class TableCost:
     @staticmethod
     def from_cache(path: str | os.PathLike, space: str) -> TableCost:
         """Replay the entries of one space of a JSON-lines disk cache."""
-        return TableCost(load_entries(path, space), f"{path}:{space}")
+        return TableCost(load_entries(path, space)[0], f"{path}:{space}")
 
     def save(self, path: str | os.PathLike) -> Path:
         data = {"format": FORMAT, "version": VERSION, "label": self.label, "costs": self.costs}

@@ -11,22 +11,22 @@ with our pointwise kernel (``ConvGraph.fused`` says which).
 
 Engine choice: ``autotune=False`` takes cuDNN's heuristic (mode A, then fallback) first plan
 that builds; ``autotune=True`` builds every candidate, times each inside a captured CUDA graph,
-and keeps the fastest -- remembered in a `TuneCache` (a JSON file when given a path) by GPU,
-cuDNN version and geometry, so the next build of the same geometry only builds the winner.
+and keeps the fastest -- remembered in a `TuneCache` (`ios_core.engine.tunecache`: a JSON file when given
+a path) by GPU, driver, CUDA and cuDNN version and geometry, so the next build of the same geometry only
+builds the winner.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
 import cudnn
 import pycuda.driver as drv
 
 from ios_core.engine.device import CapturedGraph, new_stream
+from ios_core.engine.tunecache import CANDIDATE_REPLAYS, CANDIDATE_RUNS, WORKSPACE_LIMIT, TuneCache
 
-WORKSPACE_LIMIT = 256 << 20  # bytes: no engine that needs more is considered
 _ACT_BUILDERS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 
 
@@ -72,25 +72,6 @@ class ConvGraph:
         X, W, B, Y = self.tensors
         pack = {X: x, W: w, Y: y} if B is None else {X: x, W: w, B: b, Y: y}
         self.graph.execute(pack, workspace, handle=handle)
-
-
-@dataclass
-class TuneCache:
-    """Autotuning winners by key, kept in a JSON file when ``path`` is given."""
-
-    path: Path | None = None
-    entries: dict[str, dict] = field(default_factory=dict)
-
-    @classmethod
-    def load(cls, path: str | Path | None) -> TuneCache:
-        if path is None or not Path(path).exists():
-            return cls(Path(path) if path else None)
-        return cls(Path(path), json.loads(Path(path).read_text()))
-
-    def save(self) -> None:
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(json.dumps(self.entries, indent=1, sort_keys=True))
 
 
 def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tuple]:
@@ -141,8 +122,8 @@ class TuningBuffers:
 class ConvLibrary:
     """Built cuDNN convolution graphs by geometry, for one process and precision policy."""
 
-    def __init__(self, handle: object, autotune: bool, cache: TuneCache, device: str) -> None:
-        self.handle, self.autotune, self.cache, self.device = handle, autotune, cache, device
+    def __init__(self, handle: object, autotune: bool, cache: TuneCache) -> None:
+        self.handle, self.autotune, self.cache = handle, autotune, cache
         self.graphs: dict[Geometry, ConvGraph] = {}
         self.stream = new_stream()
         cudnn.set_stream(self.handle, self.stream.handle)
@@ -170,7 +151,7 @@ class ConvLibrary:
 
     def _select(self, conv: ConvGraph, buffers: TuningBuffers) -> ConvGraph:
         g = conv.graph
-        key = f"{self.device}|{cudnn.backend_version()}|{conv.fused}|{conv.geometry.key()}"
+        key = self.cache.key(conv.fused, conv.geometry.key())
         known = self.cache.entries.get(key)
         names = [g.get_plan_name_at_index(i) for i in range(g.get_execution_plan_count())]
         if self.autotune and known is not None and known["engine"] in names:
@@ -191,7 +172,7 @@ class ConvLibrary:
         conv.workspace = g.get_workspace_size()
         return conv
 
-    def _time_candidates(self, conv: ConvGraph, buffers: TuningBuffers, count: int, reps: int = 4) -> dict[int, float]:
+    def _time_candidates(self, conv: ConvGraph, buffers: TuningBuffers, count: int) -> dict[int, float]:
         """Milliseconds per execution of every candidate that builds and runs, each timed in a CUDA graph."""
         times = {}
         start, end = drv.Event(), drv.Event()
@@ -201,17 +182,17 @@ class ConvLibrary:
                 workspace = buffers.grow(conv.graph.get_workspace_size())
 
                 def enqueue(workspace: int = workspace) -> None:
-                    for _ in range(reps):
+                    for _ in range(CANDIDATE_RUNS):
                         conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace)
 
                 captured = CapturedGraph(self.stream, enqueue)
                 captured.launch()  # warm-up: first launch uploads the graph
                 start.record(self.stream)
-                for _ in range(3):
+                for _ in range(CANDIDATE_REPLAYS):
                     captured.launch()
                 end.record(self.stream)
                 end.synchronize()
-                times[index] = start.time_till(end) / (3 * reps)
+                times[index] = start.time_till(end) / (CANDIDATE_REPLAYS * CANDIDATE_RUNS)
                 captured.close()
             except Exception:  # noqa: BLE001 -- a candidate that fails to build, capture or run is skipped
                 self.stream.synchronize()

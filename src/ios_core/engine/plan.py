@@ -24,9 +24,10 @@ import numpy as np
 import pycuda.driver as drv
 
 from ios_core.engine import depthwise, device, pooling
-from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuneCache, TuningBuffers
+from ios_core.engine.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers
 from ios_core.engine.lower import conv_params, lower
 from ios_core.engine.options import PlanOptions
+from ios_core.engine.profile import environment
 from ios_core.engine.program import (
     ACTIVATIONS,
     POINTWISE_OPS,
@@ -37,6 +38,7 @@ from ios_core.engine.program import (
     Task,
     View,
 )
+from ios_core.engine.tunecache import TuneCache
 from ios_core.ir import Graph
 from ios_core.precision import check_precision
 from ios_core.schedule import Schedule, Stage
@@ -48,8 +50,8 @@ _MAX_BLOCKS = 132 * 16
 
 @cache
 def _library(autotune: bool, tune_cache: str | None) -> ConvLibrary:
-    ctx = device.device_context()
-    return ConvLibrary(cudnn.create_handle(), autotune, TuneCache.load(tune_cache), ctx.name)
+    device.device_context()  # the handle belongs to the current context: make it first
+    return ConvLibrary(cudnn.create_handle(), autotune, TuneCache.load(tune_cache, environment()))
 
 
 def _weight_array(params: Params, layout: str, ours: bool) -> np.ndarray:

@@ -190,7 +190,8 @@ def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dic
 
 
 def environment() -> dict[str, Any]:
-    """The GPU's name and driver (NVML) and the cuDNN version: what a stage profile is only valid for.
+    """The GPU's name, driver and CUDA driver version (NVML) and the cuDNN version: what a stage profile and an
+    autotuning winner are only valid for (`ios_core.cost.measured.ENVIRONMENT_KEYS`).
 
     Creates no CUDA context, so a search whose stages are all cached never touches the GPU.
     """
@@ -201,4 +202,5 @@ def environment() -> dict[str, Any]:
     info = gpu.describe()
     version = cudnn.backend_version_string() if hasattr(cudnn, "backend_version_string") else str(
         cudnn.backend_version())
-    return {"name": info.get("name", "unknown"), "driver": info.get("driver", "unknown"), "cudnn": str(version)}
+    return {"name": info.get("name", "unknown"), "driver": info.get("driver", "unknown"),
+            "cuda": info.get("cuda_driver", "unknown"), "cudnn": str(version)}
