@@ -68,6 +68,18 @@ def test_misspelt_config_key_is_rejected(tmp_path):
     assert done.returncode != 0 and "devcie" in done.stderr + done.stdout
 
 
+def test_a_job_runs_in_strict_precision_beside_the_default_one(tmp_path):
+    """precision=fp32-strict, as documented, through the schema and a job; its outputs sit apart from fp32's."""
+    config = demo_config(tmp_path)
+    outputs = {}
+    for precision in ("fp32-strict", "fp32"):
+        target = f"results/sim/{precision}/schedules/h100/demo/b1/sequential.json"
+        done = snakemake(tmp_path, target, "--config", f"precision={precision}", config=config)
+        assert done.returncode == 0, done.stderr[-3000:]
+        outputs[precision] = json.loads((tmp_path / target).read_text())
+    assert {p: o["meta"]["precision"] for p, o in outputs.items()} == {"fp32-strict": "fp32-strict", "fp32": "fp32"}
+
+
 @pytest.fixture(scope="module")
 def interrupted_run(tmp_path_factory):
     """Start the demo workflow, kill it after a few jobs, note what had finished, then run it to the end."""
@@ -75,7 +87,7 @@ def interrupted_run(tmp_path_factory):
     config = demo_config(tmp_path)
     log = (tmp_path / "first.log").open("w")
     first = snakemake(tmp_path, "all", config=config, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    records = tmp_path / "results" / "sim" / "measure"
+    records = tmp_path / "results" / "sim" / "fp32" / "measure"
     deadline = time.monotonic() + 240
     while len(list(records.rglob("*.json"))) < 4 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -93,9 +105,9 @@ def test_reduced_run_draws_every_figure(interrupted_run):
     tmp_path, _, _ = interrupted_run
     for name in FIGURES:
         for ext in ("png", "pdf", "csv"):
-            path = tmp_path / "results" / "figures" / "sim" / f"{name}.{ext}"
+            path = tmp_path / "results" / "figures" / "sim" / "fp32" / f"{name}.{ext}"
             assert path.stat().st_size > 0, path
-    record = read(tmp_path / "results" / "sim" / "figures" / "schedules.json")
+    record = read(tmp_path / "results" / "sim" / "fp32" / "figures" / "schedules.json")
     assert record.tags["title_source"] == "simulated H100 (analytical model)"
 
 
@@ -110,12 +122,12 @@ def test_resume_redoes_no_finished_job(interrupted_run):
 def test_resume_loses_no_measurement(interrupted_run):
     """Every record file, and every searched schedule, is in the store exactly once."""
     tmp_path, _, _ = interrupted_run
-    expected = {load(p).id for p in record_files([tmp_path / "results" / "sim"]) if _loadable(p)}
+    expected = {load(p).id for p in record_files([tmp_path / "results" / "sim" / "fp32"]) if _loadable(p)}
     store = open_store(f"sqlite:///{tmp_path}/mlflow.db", "ios-core")
     runs = [r.data.tags[RECORD_ID_TAG] for r in store.client.search_runs([store.experiment_id], max_results=5000)]
     assert len(runs) == len(set(runs)), "a measurement was logged twice"
     assert set(runs) == expected
-    summary = json.loads((tmp_path / "results" / "sim" / "mlflow.json").read_text())
+    summary = json.loads((tmp_path / "results" / "sim" / "fp32" / "mlflow.json").read_text())
     assert not summary["unreadable"]
 
 

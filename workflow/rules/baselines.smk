@@ -14,7 +14,7 @@ rule baseline:
         device=lambda wc: wc.rdev if REAL else DEVICE,
         timing=f"timing.warmup={config['timing']['warmup']} timing.number={config['timing']['number']}"
         f" timing.repeat={config['timing']['repeat']}",
-        precision=config["precision"],
+        precision=PRECISION,
     resources:
         **gpu_resources("rdev"),
     shell:

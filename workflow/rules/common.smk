@@ -1,5 +1,6 @@
 # Paths of every output, and which records each experiment's figure reads. Outputs live under
-# <results>/<device>/ (records, schedules, logs, benchmarks) and <results>/figures/<device>/.
+# <results>/<device>/<precision>/ (records, schedules, logs, benchmarks) and <results>/figures/<device>/<precision>/,
+# so runs in different precisions never overwrite each other.
 import os
 import yaml
 
@@ -14,8 +15,9 @@ if not os.path.exists(_device_file):
 with open(_device_file) as _f:
     REAL = bool((yaml.safe_load(_f) or {}).get("real", False))
 HOME = DEVICE if REAL else config["sim_device"]  # the device profile a number is for
-ROOT = f"{config['results']}/{DEVICE}"
-FIGURES = f"{config['results']}/figures/{DEVICE}"
+PRECISION = config["precision"]
+ROOT = f"{config['results']}/{DEVICE}/{PRECISION}"
+FIGURES = f"{config['results']}/figures/{DEVICE}/{PRECISION}"
 GPU = 1 if REAL else 0
 # On a GPU, every job that touches it runs through a lock that gives it a GPU of its own.
 ON_GPU = f"{PYTHON} -m ios_core.experiments with-gpu -- " if REAL else ""

@@ -15,7 +15,7 @@ rule measure:
         run=f"{ON_GPU}{PYTHON} -m ios_core.measure",
         schedule=lambda wc, input: f"schedule={input.schedule}" if "schedule" in input.keys() else "",
         extra=measure_overrides,
-        precision=config["precision"],
+        precision=PRECISION,
         autotune=lambda wc: f"autotune={str(wc.tuning == 'autotune').lower()}",
         timing=f"timing.warmup={config['timing']['warmup']} timing.number={config['timing']['number']}"
         f" timing.repeat={config['timing']['repeat']}",

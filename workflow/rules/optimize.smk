@@ -14,7 +14,7 @@ rule optimize:
         f"{ROOT}/benchmarks/optimize/{{odev}}/{{model}}/b{{batch}}/{{sched}}.tsv"
     params:
         run=f"{ON_GPU}{PYTHON} -m ios_core.optimize",
-        precision=config["precision"],
+        precision=PRECISION,
         search=lambda wc: search_overrides(wc.sched),
         cost=f"cost={SEARCH_COST}",
         stages=lambda wc, output: stage_log(output[0]),
