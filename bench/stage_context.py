@@ -15,8 +15,8 @@ cost alone, it shows which stages a schedule's end-to-end latency loses on.
 Usage (device)::
 
     python3 bench/stage_context.py --out $OUT/stage_context.json --tune-cache .tunecache/tune_h100.json \\
-        --schedule both=results/h100/schedules/h100/inception_v3/b1/both_r3_s8.json \\
-        --schedule parallel=results/h100/schedules/h100/inception_v3/b1/parallel_r3_s8.json
+        --schedule both=results/h100/fp32/schedules/h100/inception_v3/b1/both_r3_s8.json \\
+        --schedule parallel=results/h100/fp32/schedules/h100/inception_v3/b1/parallel_r3_s8.json
 """
 
 from __future__ import annotations
