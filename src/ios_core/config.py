@@ -23,6 +23,7 @@ from ios_core.cost.factory import CostSpec
 from ios_core.errors import UserError
 from ios_core.ir import Graph
 from ios_core.precision import PRECISIONS
+from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
@@ -116,17 +117,9 @@ def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = ()) ->
 
 
 DeviceConfig = _mutable_schema("DeviceConfig", DeviceProfile)
+TimingConfig = _mutable_schema("TimingConfig", Timing)
 # Which `ios_core.cost` to build (`CostSpec`); its precision is the run's top-level ``precision``.
 CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",))
-
-
-@dataclass
-class TimingConfig:
-    """How the engine or a baseline is timed: ``warmup`` runs, then ``repeat`` samples, each the mean of ``number``."""
-
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
 
 
 @dataclass
