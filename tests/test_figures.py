@@ -3,6 +3,7 @@
 import pandas as pd
 import pytest
 
+from ios_core.errors import UserError
 from ios_core.figures import FIGURES, MixedSourcesError, frame, make, source_label
 from ios_core.figures.search import batch_panel
 from ios_core.tracking import Record, write
@@ -156,3 +157,23 @@ def test_without_the_baseline_to_normalize_by_latencies_are_shown(tmp_path):
     measured.log_metric("median_ms", 0.45)
     data, _ = draw(tmp_path, "frameworks", [*records, measured])
     assert data["latency_ms"].iloc[2] == pytest.approx(0.45) and data["relative"].isna().all()
+
+
+def test_a_missing_record_is_one_line_naming_it(tmp_path, one_line_error):
+    good = write(measure("demo", "both"), tmp_path / "good.json")
+    one_line_error("ios_core.figures", "schedules", str(good), "missing.json", "--out", "fig/schedules",
+                   naming="missing.json")
+    assert not (tmp_path / "fig").exists()
+
+
+@pytest.mark.parametrize(("content", "why"), [
+    ('{"format": "ios-core/rec', "not JSON, torn or truncated"),
+    ('{"format": "ios-core/record", "version": 1, "status": "FINISHED"}', "a malformed ios-core/record"),
+    ('{"format": "ios-core/schedule", "version": 1}', "not an ios-core/record"),
+])
+def test_a_malformed_record_is_a_user_error_naming_it(tmp_path, content, why):
+    malformed = tmp_path / "malformed.json"
+    malformed.write_text(content)
+    with pytest.raises(UserError, match=f"^{malformed}: {why}"):
+        make("schedules", [write(measure("demo", "both"), tmp_path / "good.json"), malformed], tmp_path / "fig" / "s")
+    assert not (tmp_path / "fig").exists()

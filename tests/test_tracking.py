@@ -2,6 +2,8 @@
 
 import json
 import os
+import random
+import shutil
 import signal
 import time
 from pathlib import Path
@@ -11,13 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ios_core import tracking
+from ios_core import schedule, tracking
+from ios_core.errors import UserError
 from ios_core.models import get
 from ios_core.schedule import sequential
 from ios_core.tracking import Record, StageLog, recording
 from ios_core.tracking.record import RecordError, from_json, to_json, write
 from ios_core.tracking.stages import read_csv
-from ios_core.tracking.store import RECORD_ID_TAG, ingest, log_record, open_store
+from ios_core.tracking.store import RECORD_ID_TAG, ingest, load, log_record, open_store, record_files
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 
@@ -124,7 +127,7 @@ def test_ingest_keeps_timestamps_and_is_idempotent(tmp_path, store_uri):
         ok.log_metric("median_ms", 1.1)
     with pytest.raises(RuntimeError), recording("bad", "measure", {}, {"source": "measured"}, records / "bad.json"):
         raise RuntimeError("crash")
-    (records / "schedule.json").write_text('{"format": "ios-core/schedule"}')  # not a record: passed over
+    (records / "mlflow.json").write_text('{"uri": "sqlite:///mlflow.db", "logged": []}')  # a summary: passed over
 
     first = ingest([records], store_uri, "test-ingest")
     assert len(first.logged) == 2 and not first.unreadable
@@ -173,8 +176,9 @@ def test_ingest_command_reports_unreadable_files(tmp_path, store_uri, capsys):
     bogus = tmp_path / "bogus.json"
     bogus.write_text("{}")
     summary = tmp_path / "summary.json"
-    assert main(["ingest", str(bogus), "--uri", store_uri, "--summary", str(summary)]) == 1
-    assert json.loads(summary.read_text())["unreadable"] == [str(bogus)]
+    assert main(["ingest", str(bogus), "--uri", store_uri, "--summary", str(summary)]) == 2
+    assert list(json.loads(summary.read_text())["unreadable"]) == [str(bogus)]
+    assert capsys.readouterr().err == f"error: {bogus}: neither an ios-core/record nor an ios-core/schedule file\n"
 
 
 def test_a_crashed_entry_point_is_logged_as_failed(tmp_path, store_uri):
@@ -250,11 +254,13 @@ def test_cross_device_runs_become_the_device_panel_of_experiment_4(tmp_path):
         ("h100", "h100"), ("h100", "h200"), ("h200", "h100"), ("h200", "h200")]
 
 
-def test_an_engine_against_pytorch_run_becomes_experiment_6(tmp_path):
+def test_an_engine_against_pytorch_run_becomes_experiment_6(tmp_path, monkeypatch):
     from ios_core.figures import make
     from ios_core.tracking.campaign import from_engine_vs_torch, records_of
 
-    path = Path(__file__).parent.parent / "results" / "engine_vs_torch_batches_h100.json"
+    root = Path(__file__).parent.parent
+    monkeypatch.chdir(root)  # the file names its schedules as bench/ ran it: from the repository's root
+    path = root / "results" / "engine_vs_torch_batches_h100.json"
     records = from_engine_vs_torch(path)
     kinds = sorted((r.kind, r.params.get("opt") or r.params.get("framework")) for r in records)
     assert kinds == sorted([("measure", "sequential"), ("measure", "both"), ("baseline", "torch_compile")] * 5)
@@ -286,3 +292,107 @@ def test_a_campaign_with_its_schedules_and_profile_gives_stage_timelines(tmp_pat
         write(record, tmp_path / f"{record.params['opt']}.json")
     make("utilization", sorted(tmp_path.glob("*.json")), tmp_path / "utilization")
     assert "IOS-Both" in (tmp_path / "utilization.csv").read_text()
+
+
+def finished_run(folder: Path) -> Path:
+    """What a workflow leaves: a measure record, a searched schedule, and a summary that is no record."""
+    with recording("m", "measure", {"model": "demo"}, {"source": "simulated"}, folder / "measure" / "m.json") as m:
+        m.log_metric("median_ms", 1.0)
+    schedule.save(sequential(get("demo")), folder / "schedules" / "demo.json")
+    (folder / "mlflow.json").write_text('{"uri": "sqlite:///mlflow.db", "logged": []}')
+    return folder
+
+
+def record_ids(uri: str, experiment: str) -> list[str]:
+    store = open_store(uri, experiment)
+    return [run.data.tags[RECORD_ID_TAG] for run in store.client.search_runs([store.experiment_id])]
+
+
+def test_ingesting_twice_or_a_copy_elsewhere_adds_no_run(tmp_path, store_uri):
+    original = finished_run(tmp_path / "a" / "results")
+    first = ingest([original], store_uri, "test-twice")
+    assert len(first.logged) == 2 and not first.unreadable
+    copy = shutil.copytree(original, tmp_path / "b" / "elsewhere", copy_function=shutil.copy)  # new paths and times
+    for folder in (original, copy):
+        again = ingest([folder], store_uri, "test-twice")
+        assert not again.logged and len(again.skipped) == 2 and not again.unreadable
+    assert len(record_ids(store_uri, "test-twice")) == 2
+
+
+def test_mlflows_own_folders_are_passed_over(tmp_path):
+    """A store kept in the results folder: its mlruns/ holds MLflow's copy of the schedule, which is no new run."""
+    folder = finished_run(tmp_path / "run")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    ingest([folder], uri, "test-mlruns")
+    assert list((folder / "mlruns").rglob("demo.json"))
+    again = ingest([folder], uri, "test-mlruns")
+    assert not again.logged and not again.unreadable
+    assert sorted(again.skipped) == [str(folder / "measure" / "m.json"), str(folder / "schedules" / "demo.json")]
+    experiment = folder / "elsewhere" / "1"  # an experiment of MLflow's file store, under any name
+    experiment.mkdir(parents=True)
+    (experiment / "meta.yaml").write_text("name: ios-core\n")
+    shutil.copy(folder / "measure" / "m.json", experiment)
+    assert all("mlruns" not in p.parts and "elsewhere" not in p.parts for p in record_files([folder]))
+
+
+def test_a_schedule_record_id_is_its_content_not_its_path(tmp_path):
+    a = schedule.save(sequential(get("demo")), tmp_path / "a.json")
+    b = shutil.copy(a, tmp_path / "b.json")
+    assert load(a).id == load(Path(b)).id != load(schedule.save(sequential(get("squeezenet")), tmp_path / "c.json")).id
+
+
+def test_a_torn_record_or_an_unsupported_schedule_is_named_and_fails_ingest_once_the_rest_is_in(
+        tmp_path, store_uri, capsys):
+    from ios_core.tracking.__main__ import main
+
+    folder = finished_run(tmp_path / "results")
+    text = to_json(Record("torn", "measure", status="FINISHED"))
+    (folder / "torn.json").write_text(text[: len(text) // 2])  # a write cut short
+    future = json.loads(schedule.to_json(sequential(get("demo")))) | {"version": 2}
+    (folder / "v2.json").write_text(json.dumps(future))
+    with pytest.raises(RecordError, match="version"):
+        load(folder / "v2.json")
+    assert main(["ingest", str(folder), "--uri", store_uri, "--experiment", "test-torn"]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 2 and errors[0].startswith(f"error: {folder / 'torn.json'}: not JSON")
+    assert errors[1].startswith("error: ") and str(folder / "v2.json") in errors[1] and "version=2" in errors[1]
+    assert len(record_ids(store_uri, "test-torn")) == 2  # the record and the schedule are in
+
+
+def test_an_unreachable_server_fails_fast_in_one_line_and_the_record_is_ingested_later(tmp_path, one_line_error):
+    server, out = "http://127.0.0.1:9", tmp_path / "r.json"
+    with pytest.raises(UserError, match=server), tracking.tracked("r", "measure", {}, {"source": "simulated"}, out,
+                                                                  tracking.TrackingConfig(uri=server)):
+        pass
+    start = time.monotonic()
+    line = one_line_error("ios_core.tracking", "ingest", str(out), "--uri", server, naming=server)
+    assert time.monotonic() - start < 15 and "unreachable" in line
+    assert ingest([out]).logged == (str(out),)  # the record file was kept; the test's own store takes it
+
+
+@pytest.mark.parametrize(("args", "naming"), [
+    (["ingest", "missing.json"], "missing.json"),
+    (["ingest", "r.json", "--uri", "foo://tracking"], "foo://tracking"),
+    (["ingest", "r.json", "--uri", "sqlite:///corrupt.db"], "sqlite:///corrupt.db"),
+])
+def test_an_ingest_that_cannot_start_is_one_line_naming_why(tmp_path, one_line_error, args, naming):
+    write(Record("r", "measure", status="FINISHED"), tmp_path / "r.json")
+    noise = random.Random(0).randbytes(4096)
+    (tmp_path / "corrupt.db").write_bytes(noise)
+    one_line_error("ios_core.tracking", *args, naming=naming)
+    assert (tmp_path / "corrupt.db").read_bytes() == noise
+
+
+@pytest.mark.parametrize(("name", "content"), [
+    ("missing.json", None),
+    ("torn.json", '{"models": {'),
+    ("list.json", "[1, 2]"),
+    ("number.json", "5"),
+    ("campaign.json", '{"models": {"inception_v3": {"batch": 1}}, "environment": {}, "args": {}}'),
+    ("engine.json", '{"environment": {}, "args": {}, "rows": [{"mode": "engine"}]}'),
+])
+def test_split_of_a_malformed_file_is_one_line_naming_it(tmp_path, one_line_error, name, content):
+    if content is not None:
+        (tmp_path / name).write_text(content)
+    one_line_error("ios_core.tracking", "split", name, "--out", "records", naming=name)
+    assert not (tmp_path / "records").exists()

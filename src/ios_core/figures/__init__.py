@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ios_core.errors import UserError
 from ios_core.figures.common import MixedSourcesError, frame, source_label, themed
 from ios_core.figures.latency import batch_sizes, frameworks, intra_inter, schedules
 from ios_core.figures.search import pruning, specialization
@@ -44,9 +45,15 @@ def make(name: str, paths: Iterable[str | os.PathLike], prefix: str | os.PathLik
 
     With ``record``, also write a ``figure`` record there whose artifacts are the three files, so
     that the figure is kept in MLflow beside the measurements it shows.
+
+    Raises
+    ------
+    UserError
+        If ``name`` is no figure, a record file is not a record (`RecordError`, naming it) or the records mix
+        simulated and measured numbers (`MixedSourcesError`); `OSError` if a file cannot be read.
     """
     if name not in FIGURES:
-        raise KeyError(f"unknown figure {name!r}; known figures: {', '.join(FIGURES)}")
+        raise UserError(f"unknown figure {name!r}; known figures: {', '.join(FIGURES)}")
     paths = list(paths)
     records = [read(p) for p in paths]
     available = {r.tags.get("source", "") for r in records if r.available}

@@ -21,6 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from ios_core.errors import UserError
 from ios_core.tracking import Record
 
 OPT_LABELS = {"sequential": "Sequential", "greedy": "Greedy", "merge": "IOS-Merge", "parallel": "IOS-Parallel",
@@ -30,7 +31,7 @@ COLUMNS = ["name", "kind", "model", "batch", "device", "device_name", "opt", "r"
            "search_time_s", "states", "stages_costed", "predicted_latency_ms"]
 
 
-class MixedSourcesError(ValueError):
+class MixedSourcesError(UserError, ValueError):
     """Simulated and measured numbers were asked to share a figure."""
 
 

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ios_core.errors import UserError, one_line
 from ios_core.tracking.record import (
     SOURCES,
     Point,
@@ -42,7 +43,11 @@ class TrackingConfig:
 
 
 def finish(record: Record, cfg: TrackingConfig) -> str | None:
-    """Log a closed record into MLflow when ``cfg`` asks for it; returns the run id."""
+    """Log a closed record into MLflow when ``cfg`` asks for it; returns the run id.
+
+    A store that cannot be opened (an unreachable server, see `open_store`) is a `UserError`; the record's file,
+    written before, is kept for ``python -m ios_core.tracking ingest``.
+    """
     if not cfg.mlflow:
         return None
     return log_record(open_store(cfg.uri, cfg.experiment), record)
@@ -60,8 +65,9 @@ def tracked(name: str, kind: str, params: Mapping[str, Any], tags: Mapping[str, 
         if record is not None:
             try:
                 finish(record, cfg)
-            except Exception:  # the body's error matters more than the store's
-                logging.getLogger(__name__).exception("could not log the failed run %s to MLflow", record.name)
+            except Exception as error:  # the body's error matters more than the store's; a bug keeps its traceback
+                logging.getLogger(__name__).error("could not log the failed run %s to MLflow: %s", record.name,
+                                                  one_line(error), exc_info=not isinstance(error, UserError))
         raise
     finish(record, cfg)
 

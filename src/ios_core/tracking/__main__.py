@@ -1,7 +1,9 @@
 """``python -m ios_core.tracking ingest PATH...``: log record files into MLflow, keeping their timestamps.
 
-Folders are searched for ``*.json`` records (schedules and other JSON files are passed over).
-Ingestion is idempotent: a record already in the store is skipped, so rerunning is always safe.
+Folders are searched for ``*.json`` records and schedules; other JSON files, and MLflow's own folders, are
+passed over. Ingestion is idempotent: a record already in the store is skipped, so rerunning is always safe.
+A record or schedule that cannot be read is named on stderr, one ``error:`` line each, and the command exits
+2 once the rest is logged.
 ``python -m ios_core.tracking split CAMPAIGN --out DIR`` writes a GPU campaign's (or a cross-device or an
 engine-against-PyTorch run's) measurements as record files (one per model and schedule) that figures read
 and ``ingest`` logs.
@@ -14,6 +16,7 @@ import json
 import sys
 from pathlib import Path
 
+from ios_core.errors import run_command
 from ios_core.schedule import write_atomic
 from ios_core.tracking.campaign import records_of
 from ios_core.tracking.record import write
@@ -41,14 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     report = ingest(args.paths, args.uri, args.experiment)
     print(f"{tracking_uri(args.uri)}: {report}")
-    for path in report.unreadable:
-        print(f"  not a record: {path}", file=sys.stderr)
+    for why in report.unreadable.values():
+        print(f"error: {why}", file=sys.stderr)
     if args.summary:
         summary = {"uri": tracking_uri(args.uri), "experiment": args.experiment, "logged": report.logged,
                    "replaced": report.replaced, "skipped": report.skipped, "unreadable": report.unreadable}
         write_atomic(args.summary, json.dumps(summary, indent=1) + "\n")
-    return 1 if report.unreadable else 0
+    return 2 if report.unreadable else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_command(main)

@@ -7,8 +7,8 @@ search were logged beside it (``<schedule>.stages.jsonl``, the cost's JSON-lines
 `ios_core.cost.cache`), every stage the optimizer costed becomes one point of the series
 ``stage_latency_ms`` and the file an artifact.
 
-An adapted record's id is a digest of the schedule file's path and contents: ingesting the same
-file twice logs it once, and a schedule searched again (new contents) is a new run.
+An adapted record's id is a digest of the schedule file's contents, never its path: ingesting the same
+file twice, or a copy of it elsewhere, logs it once, and a schedule searched again (new contents) is a new run.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import json
 import os
 from pathlib import Path
 
+from ios_core.schedule import ScheduleError, from_json
 from ios_core.tracking.record import Point, Record, RecordError, stringify
 
-SCHEDULE_FORMAT = "ios-core/schedule"
 STAGE_LOG_SUFFIX = ".stages.jsonl"
 META_METRICS = {"search_seconds": "search_time_s", "dp_states": "dp_states", "states": "dp_states",
                 "distinct_stages": "stages_costed", "stages": "stages_costed", "transitions": "transitions",
@@ -36,24 +36,23 @@ def stage_log(schedule_path: str | os.PathLike) -> Path:
 
 
 def from_schedule(path: str | os.PathLike) -> Record:
-    """An ``optimize`` record for a schedule file (raises `RecordError` if it is not one)."""
+    """An ``optimize`` record for a schedule file; `RecordError` naming the file if it is not a schedule this
+    version of ios-core reads (`ios_core.schedule.from_json` decides)."""
     path = Path(path)
     text = path.read_text()
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RecordError(f"{path}: not JSON ({error})") from error
-    if not isinstance(data, dict) or data.get("format") != SCHEDULE_FORMAT:
-        raise RecordError(f"{path}: not an {SCHEDULE_FORMAT} file")
-    meta = data.get("meta", {})
+        schedule = from_json(text)
+    except ScheduleError as error:
+        raise RecordError(f"schedule {path}: {error}") from error
+    meta = schedule.meta
     end = int(path.stat().st_mtime * 1000)
     start = end - int(1000 * float(meta.get("search_seconds", 0.0)))
     kind = str(meta.get("cost", ""))
-    params = stringify({k: meta.get(k) for k in META_PARAMS} | {"schedule": str(path), "stages": len(data["stages"])})
+    params = stringify({k: meta.get(k) for k in META_PARAMS} | {"schedule": str(path), "stages": len(schedule.stages)})
     tags = {"source": "simulated" if kind in ("simulated", "table") else "measured", "cost_kind": kind,
             "available": "true", "adapted_from": "schedule"}
-    name = f"optimize/{meta.get('model', data.get('graph'))}/b{meta.get('batch', '?')}/{meta.get('opt', '?')}"
-    digest = hashlib.blake2b(f"{path.resolve()}\n{text}".encode(), digest_size=16).hexdigest()
+    name = f"optimize/{meta.get('model', schedule.graph)}/b{meta.get('batch', '?')}/{meta.get('opt', '?')}"
+    digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     record = Record(name, "optimize", params, tags, start_time=start, end_time=end, status="FINISHED", id=digest)
     for key, metric in META_METRICS.items():
         if isinstance(meta.get(key), int | float) and metric not in record.metrics:

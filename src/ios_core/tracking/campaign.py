@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ios_core.tracking.record import Point, Record, RecordError, stringify
+from ios_core.tracking.record import Point, Record, RecordError, json_error, stringify
 
 IOS_OPTS = ("merge", "parallel", "both")
 SEARCH_METRICS = {
@@ -38,14 +38,19 @@ SEARCH_METRICS = {
 }
 
 
+def _document(path: str | os.PathLike) -> tuple[Any, str]:
+    """A results file's JSON and its text; `RecordError` naming the file if it is not JSON."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text), text
+    except json.JSONDecodeError as error:
+        raise RecordError(f"{path}: {json_error(error)}") from error
+
+
 def _read(path: str | os.PathLike, what: str, keys: tuple[str, ...]) -> tuple[dict[str, Any], tuple[int, str]]:
     """A results file's JSON, which must hold ``keys``, and its stamp: its time (ms) and a digest of its
     content, from which record ids derive (splitting the same file twice gives the same records)."""
-    text = Path(path).read_text()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        raise RecordError(f"{path}: not {what} ({error})") from error
+    data, text = _document(path)
     missing = [key for key in keys if key not in data] if isinstance(data, dict) else list(keys)
     if missing:
         raise RecordError(f"{path}: not {what} (no {', '.join(missing)})")
@@ -54,16 +59,28 @@ def _read(path: str | os.PathLike, what: str, keys: tuple[str, ...]) -> tuple[di
 
 def records_of(path: str | os.PathLike, schedules: str | os.PathLike | None = None,
                profile: str | os.PathLike | None = None) -> list[Record]:
-    """The records of a campaign, cross-device or engine-against-PyTorch file, whichever ``path`` is."""
+    """The records of a campaign, cross-device or engine-against-PyTorch file, whichever ``path`` is.
+
+    Raises
+    ------
+    RecordError
+        If the file is not JSON, or is none of the three or breaks its shape (a field missing or of another
+        type); the message names the files.
+    """
+    data, _ = _document(path)
+    fields = data if isinstance(data, dict) else {}
     try:
-        data = json.loads(Path(path).read_text())
-    except json.JSONDecodeError as error:
-        raise RecordError(f"{path}: not JSON ({error})") from error
-    if "end_to_end" in data:
-        return from_cross_device(path)
-    if "rows" in data:
-        return from_engine_vs_torch(path)
-    return from_campaign(path, schedules, profile)
+        if "end_to_end" in fields:
+            return from_cross_device(path)
+        if "rows" in fields:
+            return from_engine_vs_torch(path)
+        return from_campaign(path, schedules, profile)
+    except RecordError:
+        raise
+    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as error:  # the file's shape, not our code's
+        files = ", ".join(str(p) for p in (path, schedules, profile) if p is not None)
+        raise RecordError(f"{files}: not a campaign, cross-device or engine-against-PyTorch result as written by "
+                          f"bench/ ({type(error).__name__}: {error})") from error
 
 
 # The engine modes of bench/engine_vs_torch.py as schedules (the others are variants of Sequential's plan).

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ios_core.errors import UserError
 from ios_core.schedule import write_atomic
 
 FORMAT = "ios-core/record"
@@ -32,8 +33,13 @@ STATUSES = ("RUNNING", "FINISHED", "FAILED")
 SOURCES = ("simulated", "measured")
 
 
-class RecordError(ValueError):
-    """A file is not a record of this format, or a record breaks an invariant."""
+class RecordError(UserError, ValueError):
+    """A file is not a record of this format, or a record breaks an invariant; the message names the file."""
+
+
+def json_error(error: json.JSONDecodeError) -> str:
+    """Why a text is not JSON, in a few words: a record or schedule cut short is the usual cause."""
+    return f"not JSON, torn or truncated? ({error.msg} at line {error.lineno}, column {error.colno})"
 
 
 def now_ms() -> int:
@@ -104,18 +110,31 @@ def to_json(record: Record) -> str:
 
 
 def from_json(text: str) -> Record:
-    """Parse `to_json`'s format; raises `RecordError` for anything else."""
-    data = json.loads(text)
-    if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+    """Parse `to_json`'s format; raises `RecordError` saying what is wrong for anything else."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise RecordError(json_error(error)) from error
+    return from_document(data)
+
+
+def from_document(data: Any) -> Record:
+    """A record from `to_json`'s document, already parsed; raises `RecordError` saying what is wrong."""
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RecordError(f"not an {FORMAT} v{VERSION} document")
-    if data["status"] not in STATUSES:
-        raise RecordError(f"record {data['id']}: unknown status {data['status']!r}")
-    metrics = {
-        name: [Point(v, s, t) for v, s, t in zip(m["values"], m["steps"], m["timestamps"], strict=True)]
-        for name, m in data["metrics"].items()
-    }
-    return Record(data["name"], data["kind"], dict(data["params"]), dict(data["tags"]), metrics,
-                  list(data["artifacts"]), data["start_time"], data["end_time"], data["status"], data["id"])
+    if data.get("version") != VERSION:
+        raise RecordError(f"an {FORMAT} of version {data.get('version')!r}; this ios-core reads version {VERSION}")
+    if data.get("status") not in STATUSES:
+        raise RecordError(f"an {FORMAT} of unknown status {data.get('status')!r}; known: {', '.join(STATUSES)}")
+    try:
+        metrics = {
+            name: [Point(v, s, t) for v, s, t in zip(m["values"], m["steps"], m["timestamps"], strict=True)]
+            for name, m in data["metrics"].items()
+        }
+        return Record(data["name"], data["kind"], dict(data["params"]), dict(data["tags"]), metrics,
+                      list(data["artifacts"]), data["start_time"], data["end_time"], data["status"], data["id"])
+    except (KeyError, TypeError, ValueError, AttributeError) as error:  # a field missing or of the wrong shape
+        raise RecordError(f"a malformed {FORMAT} ({type(error).__name__}: {error})") from error
 
 
 def write(record: Record, path: str | os.PathLike) -> Path:
@@ -124,10 +143,13 @@ def write(record: Record, path: str | os.PathLike) -> Path:
 
 
 def read(path: str | os.PathLike) -> Record:
+    """The record in file ``path``; `RecordError` naming the file if it holds none (`OSError` if it cannot be read)."""
     try:
         return from_json(Path(path).read_text())
-    except (KeyError, TypeError, json.JSONDecodeError) as error:
-        raise RecordError(f"{path}: not a readable record ({error})") from error
+    except UnicodeDecodeError as error:
+        raise RecordError(f"{path}: not a text file ({error.reason})") from error
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from error
 
 
 def failed_path(out: str | os.PathLike, record: Record) -> Path:
