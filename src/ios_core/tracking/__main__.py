@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ios_core.errors import run_command
-from ios_core.schedule import write_atomic
+from ios_core.files import write_atomic
 from ios_core.tracking.campaign import records_of
 from ios_core.tracking.record import write
 from ios_core.tracking.store import DEFAULT_EXPERIMENT, ingest, tracking_uri

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ios_core.errors import UserError
-from ios_core.schedule import write_atomic
+from ios_core.files import write_atomic
 
 FORMAT = "ios-core/record"
 VERSION = 1

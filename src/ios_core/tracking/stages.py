@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from ios_core.cost.protocol import stage_latencies
+from ios_core.files import write_atomic
 from ios_core.ir import Graph
-from ios_core.schedule import Stage, write_atomic
+from ios_core.schedule import Stage
 from ios_core.tracking.record import Point, Record, now_ms
 
 

@@ -197,7 +197,7 @@ def record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The files named, and the ``*.json`` files under the folders named, in order.
 
     MLflow's folders are passed over, and so are hidden files and folders: a tool's state (``.snakemake``,
-    ``.git``) or a file still being written (`ios_core.schedule.write_atomic`'s temporary files).
+    ``.git``) or a file still being written (`ios_core.files.write_atomic`'s temporary files).
     """
     found: list[Path] = []
     for path in map(Path, paths):
