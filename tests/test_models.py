@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ios_core import models
+from ios_core.errors import UserError
 from ios_core.ir import Conv, Graph, Identity, Shape, lint
 from ios_core.models.randwire import watts_strogatz
 
@@ -173,11 +174,11 @@ def test_unknown_model_names_the_known_ones():
     assert str(error.value) == (
         "unknown model 'resnet50'; known models: demo, inception_v3, nasnet, randwire, squeezenet, onnx"
     )
-    assert isinstance(error.value, KeyError)
+    assert isinstance(error.value, UserError)
 
 
 def test_an_onnx_file_is_a_model(tmp_path):
-    from ios_core.onnx_io import Network, save_onnx
+    from ios_core.onnx_io import Network, OnnxImportError, save_onnx
 
     path = tmp_path / "demo.onnx"
     save_onnx(Network.of(models.get("demo"), seed=0), path)
@@ -185,5 +186,22 @@ def test_an_onnx_file_is_a_model(tmp_path):
     assert graph.shapes[graph.output] == models.get("demo").shapes["identity1"]
     with pytest.raises(models.ModelArgumentError, match=r"model=onnx needs the file: model.path="):
         models.get("onnx")
-    with pytest.raises(models.ModelArgumentError, match=r"model=onnx cannot use .*missing.onnx"):
+    with pytest.raises(OnnxImportError, match=r"cannot read ONNX file '.*missing.onnx'"):
         models.get("onnx", path=str(tmp_path / "missing.onnx"))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("randwire", {"bogus": 1}, "model 'randwire' has no argument 'bogus'; it takes: seed"),
+        ("demo", {"seed": 1}, "model 'demo' has no argument 'seed'; it takes: none"),
+        ("randwire", {"seed": "abc"}, "model 'randwire' argument 'seed' must be int, got 'abc' (str)"),
+        ("randwire", {"seed": True}, "model 'randwire' argument 'seed' must be int, got True (bool)"),
+        ("onnx", {"path": 3}, "model 'onnx' argument 'path' must be str or None, got 3 (int)"),
+    ],
+)
+def test_an_unknown_or_mistyped_model_argument_is_one_line_naming_model_and_argument(name, kwargs, message):
+    with pytest.raises(models.ModelArgumentError) as error:
+        models.get(name, **kwargs)
+    assert str(error.value) == message
+    assert isinstance(error.value, UserError)

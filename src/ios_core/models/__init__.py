@@ -5,8 +5,12 @@ Importing this package only defines functions; a graph is built when `get` is ca
 
 from __future__ import annotations
 
+import inspect
+import types
 from collections.abc import Callable
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
+from ios_core.errors import UserError
 from ios_core.ir import Graph
 from ios_core.models.demo import demo
 from ios_core.models.inception_v3 import inception_v3
@@ -15,20 +19,21 @@ from ios_core.models.randwire import randwire
 from ios_core.models.squeezenet import squeezenet
 
 
-class ModelArgumentError(ValueError):
-    """A model was asked for with arguments it cannot use."""
+class ModelArgumentError(UserError):
+    """A model was asked for with arguments it cannot use: the message names the model and the argument."""
 
 
 def onnx(path: str | None = None) -> Graph:
-    """A network read from an ``.onnx`` file (`ios_core.onnx_io`), its graph without the head."""
-    from ios_core.onnx_io import OnnxImportError, load_onnx  # onnx is heavy to import: only when asked for
+    """A network read from an ``.onnx`` file (`ios_core.onnx_io`), its graph without the head.
+
+    A file that cannot be read or imported raises `ios_core.onnx_io.OnnxImportError`, naming the file
+    or the node at fault.
+    """
+    from ios_core.onnx_io import load_onnx  # onnx is heavy to import: only when asked for
 
     if not path:
         raise ModelArgumentError("model=onnx needs the file: model.path=<network.onnx>")
-    try:
-        return load_onnx(path).graph
-    except (OSError, OnnxImportError) as error:
-        raise ModelArgumentError(f"model=onnx cannot use {path!r}: {error}") from error
+    return load_onnx(path).graph
 
 
 # Networks read from a file rather than built here: not in `names()`, since they need a path.
@@ -43,11 +48,8 @@ _MODELS: dict[str, Callable[..., Graph]] = {
 }
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(UserError):
     """No model has this name; the message lists the names there are."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
 
 
 def names() -> list[str]:
@@ -69,12 +71,43 @@ def get(name: str, **kwargs: object) -> Graph:
     ------
     UnknownModelError
         If ``name`` is not registered.
+    ModelArgumentError
+        For a keyword the model's function does not take, or a value not of its annotated type.
     """
     build = _MODELS.get(name) or _LOADERS.get(name)
     if build is None:
         known = ", ".join(names() + sorted(_LOADERS))
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
+    _check_arguments(name, build, kwargs)
     return build(**kwargs)
+
+
+def _check_arguments(name: str, build: Callable[..., Graph], kwargs: dict[str, object]) -> None:
+    """Refuse a keyword ``build`` does not take, or a value not of its annotation (a config passes strings freely)."""
+    taken = inspect.signature(build).parameters
+    hints = get_type_hints(build)
+    for key, value in kwargs.items():
+        if key not in taken:
+            takes = ", ".join(taken) or "none"
+            raise ModelArgumentError(f"model {name!r} has no argument {key!r}; it takes: {takes}")
+        if not _is_instance(value, hints[key]):
+            raise ModelArgumentError(f"model {name!r} argument {key!r} must be {_type_name(hints[key])}, "
+                                     f"got {value!r} ({type(value).__name__})")
+
+
+def _alternatives(annotation: Any) -> tuple[Any, ...]:
+    """The types an annotation allows: each member of a union, else the annotation itself."""
+    return get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+
+
+def _is_instance(value: object, annotation: Any) -> bool:
+    # bool is an int to isinstance, but seed=true is a mistake, not the seed 1
+    return any(isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+               for kind in _alternatives(annotation))
+
+
+def _type_name(annotation: Any) -> str:
+    return " or ".join("None" if kind is type(None) else kind.__name__ for kind in _alternatives(annotation))
 
 
 __all__ = ["ModelArgumentError", "UnknownModelError", "get", "names"]
