@@ -6,6 +6,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from onnx_random import random_onnx, run_ort
 
+from ios_core.errors import UserError
 from ios_core.ir import Activation, Conv, Elementwise
 from ios_core.onnx_io import OnnxImportError, UnsupportedOperatorError, load_onnx, run_network, supported_operators
 from ios_core.reference import relative_error
@@ -58,11 +59,12 @@ class Net:
                  self.rng.uniform(0.5, 1.5, c)]
         return self.op("BatchNormalization", name, [x, *(self.const(f"{name}.{i}", s) for i, s in enumerate(stats))])
 
-    def model(self, output):
+    def model(self, output, infer=True):
+        """The model; ``infer`` runs ONNX's strict shape inference on it first (which a broken model may fail)."""
         graph = helper.make_graph(self.nodes, "net", [self.input],
                                   [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
-        return onnx.shape_inference.infer_shapes(model, strict_mode=True)
+        return onnx.shape_inference.infer_shapes(model, strict_mode=True) if infer else model
 
 
 def check_equal(model, channels=3, size=8):
@@ -202,3 +204,118 @@ def test_supported_operators_are_listed():
     listed = supported_operators()
     assert {"Conv", "BatchNormalization", "Concat", "Split", "Slice", "GlobalAveragePool"} <= set(listed["body"])
     assert {"Flatten", "Gemm", "Softmax"} <= set(listed["head"])
+
+
+# ---- a model ONNX Runtime would refuse is refused at import, in one line naming the node ---------------------------
+
+
+def conv_with(n, name, x, weight_shape, bias_length=None, **attrs):
+    """A Conv whose weight (and bias) shapes are given outright, whatever its input."""
+    inputs = [x, n.const(f"{name}.w", n.rng.normal(0, 0.3, weight_shape))]
+    if bias_length is not None:
+        inputs.append(n.const(f"{name}.b", np.zeros(bias_length)))
+    return n.op("Conv", name, inputs, **attrs)
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda n: n.conv("conv", "x", 5, 4),
+         "Conv node 'conv': weight takes 5 input channels x group=1, its input has 3 channels"),
+        (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), bias_length=5, pads=[1] * 4),
+         r"Conv node 'conv': bias has shape \(5,\) for the weight's 4 output channels"),
+        (lambda n: conv_with(n, "conv", "x", (4, 1, 3, 3), group=3, pads=[1] * 4),
+         "Conv node 'conv': weight has 4 output channels, not a multiple of group=3"),
+        (lambda n: conv_with(n, "conv", "x", (4, 2, 3, 3), group=2, pads=[1] * 4),
+         "Conv node 'conv': weight takes 2 input channels x group=2, its input has 3 channels"),
+        (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), kernel_shape=[5, 5], pads=[2] * 4),
+         "Conv node 'conv': kernel_shape is 5x5 but the weight's kernel is 3x3"),
+        (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3, 3)), r"Conv node 'conv': only 2-D operators"),
+    ],
+)
+def test_a_conv_whose_weights_do_not_fit_names_the_node_and_both_numbers(build, message):
+    n = Net()
+    output = build(n)
+    with pytest.raises(OnnxImportError, match=message) as error:
+        load_onnx(n.model(output, infer=False))
+    assert isinstance(error.value, UserError) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("after_conv", [True, False])
+def test_batch_norm_statistics_of_the_wrong_length_name_the_node(after_conv):
+    n = Net()
+    x = n.conv("conv", "x", 3, 4) if after_conv else "x"
+    c = 4 if after_conv else 3
+    stats = [np.ones(c), np.zeros(c + 2), np.zeros(c), np.ones(c)]  # B is two too long
+    n.op("BatchNormalization", "bn", [x, *(n.const(f"bn.{i}", s) for i, s in enumerate(stats))])
+    message = rf"BatchNormalization node 'bn': B has shape \({c + 2},\) for an input of {c} channels"
+    with pytest.raises(OnnxImportError, match=message):
+        load_onnx(n.model("bn", infer=False))
+
+
+def test_a_head_gemm_whose_weight_does_not_fit_names_the_node():
+    n = Net()
+    flat = n.op("Flatten", "flat", [n.op("GlobalAveragePool", "gap", ["x"])])
+    n.op("Gemm", "fc", [flat, n.const("fc.w", np.ones((10, 5))), n.const("fc.b", np.zeros(10))], transB=1)
+    with pytest.raises(OnnxImportError, match="Gemm node 'fc': its input has 3 features, its weight takes 5"):
+        load_onnx(n.model("fc", infer=False))
+
+
+# ---- files and graphs that are not what an ONNX model must be ------------------------------------------------------
+
+
+def test_a_file_that_is_missing_not_onnx_truncated_or_empty_is_one_line_naming_it(tmp_path):
+    n = Net()
+    n.conv("conv", "x", 3, 4)
+    whole = n.model("conv").SerializeToString()
+    files = {"truncated.onnx": whole[: len(whole) // 2], "text.onnx": b"this is not a model\n", "empty.onnx": b""}
+    for file, content in files.items():
+        (tmp_path / file).write_bytes(content)
+    (tmp_path / "directory.onnx").mkdir()
+    for file, why in [("truncated.onnx", "is truncated or not an ONNX model"),
+                      ("text.onnx", "is truncated or not an ONNX model"),
+                      ("empty.onnx", "is empty or not an ONNX model"),
+                      ("missing.onnx", "cannot read ONNX file .*: No such file"),
+                      ("directory.onnx", "cannot read ONNX file .*: Is a directory")]:
+        with pytest.raises(OnnxImportError, match=why) as error:
+            load_onnx(tmp_path / file)
+        assert str(tmp_path / file) in str(error.value) and "\n" not in str(error.value)
+
+
+def raw_model(nodes, output="y"):
+    """Relu/Add nodes over a 3x4x4 input ``x``, as written: no shape inference, no checks."""
+    value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 4, 4])  # noqa: E731
+    graph = helper.make_graph([helper.make_node(op, inputs, [out], name=out) for op, inputs, out in nodes], "g",
+                              [value("x")], [value(output)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_cycle_is_named_by_its_nodes():
+    model = raw_model([("Relu", ["x"], "a"), ("Add", ["a", "d"], "b"), ("Relu", ["b"], "c"), ("Relu", ["c"], "d"),
+                       ("Relu", ["d"], "y")])
+    with pytest.raises(OnnxImportError, match="^the graph has a cycle through 'b' -> 'c' -> 'd' -> 'b'$"):
+        load_onnx(model)
+
+
+def test_an_input_nothing_defines_is_named_with_its_node():
+    model = raw_model([("Relu", ["x"], "a"), ("Add", ["a", "ghost"], "y")])
+    with pytest.raises(OnnxImportError, match=r"^Add node 'y': undefined input 'ghost' \(no node, initializer"):
+        load_onnx(model)
+
+
+def test_nodes_out_of_order_are_sorted_as_onnxruntime_does():
+    model = raw_model([("Relu", ["a"], "y"), ("Sigmoid", ["x"], "a")])
+    x = np.random.default_rng(0).standard_normal((1, 3, 4, 4))
+    assert relative_error(run_network(load_onnx(model), x), run_ort(model, x)[0]) < TOLERANCE
+
+
+def test_a_tensor_made_twice_names_both_nodes():
+    model = raw_model([("Relu", ["x"], "a"), ("Sigmoid", ["x"], "a"), ("Relu", ["a"], "y")])
+    with pytest.raises(OnnxImportError, match="^Sigmoid node 'a': output 'a' is made by Relu node 'a' too$"):
+        load_onnx(model)
+
+
+def test_a_node_onnxs_checker_refuses_is_one_line_naming_it():
+    model = raw_model([("Conv", ["x"], "y")])  # a Conv needs a weight
+    with pytest.raises(OnnxImportError, match=r"^Conv node 'y': .* input size 1 not in range \[min=2, max=3\]"):
+        load_onnx(model)

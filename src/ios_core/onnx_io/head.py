@@ -3,7 +3,9 @@
 The head is not scheduled -- it is a few small matrix operations on the body's output -- so it
 stays as ONNX nodes with their constants, run here by numpy kernels in float64 and written back
 unchanged by the exporter. `HEAD_KERNELS` is keyed by op type; the operators in `HEAD_ONLY` are
-the ones that start a head (everything reading a head tensor is in the head too).
+the ones that start a head (everything reading a head tensor is in the head too). The operators
+that take weights have a rule in `HEAD_CHECKS`, applied before each is run; the importer runs the
+head once on zeros, so that a weight that does not fit is found there.
 """
 
 from __future__ import annotations
@@ -13,9 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ios_core.onnx_io.parse import OnnxNode
+from ios_core.onnx_io.parse import OnnxImportError, OnnxNode
 
 HeadKernel = Callable[[OnnxNode, list[np.ndarray]], np.ndarray]
+HeadCheck = Callable[[OnnxNode, list[np.ndarray]], str | None]
 
 
 @dataclass(frozen=True)
@@ -76,11 +79,53 @@ HEAD_KERNELS: dict[str, HeadKernel] = {
 HEAD_ONLY = frozenset({"Flatten", "Reshape", "Gemm", "MatMul", "Softmax"})
 
 
+def _gemm_misfit(node: OnnxNode, xs: list[np.ndarray]) -> str | None:
+    if xs[0].ndim != 2 or xs[1].ndim != 2:
+        return f"operands of shapes {xs[0].shape} and {xs[1].shape} are not both 2-D"
+    a = xs[0].T if node.attrs.get("transA", 0) else xs[0]
+    b = xs[1].T if node.attrs.get("transB", 0) else xs[1]
+    if a.shape[1] != b.shape[0]:
+        return f"its input has {a.shape[1]} features, its weight takes {b.shape[0]}"
+    out = (a.shape[0], b.shape[1])
+    if len(xs) > 2 and not _broadcasts(xs[2].shape, out):
+        return f"bias of shape {xs[2].shape} does not broadcast to the output's {out}"
+    return None
+
+
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    """Whether ``shape`` broadcasts to ``to`` one way, as ONNX's unidirectional broadcasting asks."""
+    if len(shape) > len(to):
+        return False
+    padded = (1,) * (len(to) - len(shape)) + shape
+    return all(s in (1, t) for s, t in zip(padded, to, strict=True))
+
+
+def _matmul_misfit(node: OnnxNode, xs: list[np.ndarray]) -> str | None:
+    a, b = xs
+    takes = b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if a.shape[-1] != takes:
+        return f"its input has {a.shape[-1]} features, its weight takes {takes}"
+    return None
+
+
+HEAD_CHECKS: dict[str, HeadCheck] = {"Gemm": _gemm_misfit, "MatMul": _matmul_misfit}
+"""Why a head operator's operands do not fit (its weight for its input...), or None; keyed by op type."""
+
+
 def run_head(head: Head, x: np.ndarray) -> np.ndarray:
-    """The head's output for body output ``x``, in float64."""
+    """The head's output for body output ``x``, in float64.
+
+    Raises
+    ------
+    OnnxImportError
+        Naming the first node whose operands do not fit (`HEAD_CHECKS`).
+    """
     values = {head.input: x}
     for node in head.nodes:
         operands = [values[t] if t in values else np.asarray(head.consts[t], dtype=np.float64)
                     for t in node.inputs if t]
+        misfit = HEAD_CHECKS[node.op_type](node, operands) if node.op_type in HEAD_CHECKS else None
+        if misfit:
+            raise OnnxImportError(f"{node}: {misfit}")
         values[node.outputs[0]] = HEAD_KERNELS[node.op_type](node, operands)
     return values[head.output]

@@ -6,6 +6,11 @@ Concat, Split and channel Slices become values that read channel slices, with no
 and Dropout pass their operand through. What the IR cannot say directly is rewritten exactly: a
 BatchNormalization or per-channel Add/Mul by a constant is a depthwise 1x1 convolution, and an
 average pool that counts padding is a depthwise convolution of weight ``1/(kh*kw)``.
+
+Weights are checked against the graph as they are converted -- a Conv's against its input's
+channels, its group and kernel_shape; a BatchNormalization's statistics against its channels; the
+head's Gemm and MatMul against their inputs -- so a model ONNX Runtime would refuse is refused
+here, naming the node and the two numbers that disagree.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import onnx
 
 from ios_core.ir import Activation, Conv, Elementwise, Graph, GraphBuilder, Pool, Shape, Value, concat
 from ios_core.onnx_io.context import Context, Pair, pair, symmetric_padding
-from ios_core.onnx_io.head import HEAD_KERNELS, HEAD_ONLY, Head
+from ios_core.onnx_io.head import HEAD_KERNELS, HEAD_ONLY, Head, run_head
 from ios_core.onnx_io.network import Network
 from ios_core.onnx_io.parse import (
     ACTIVATION_ATTR,
@@ -31,6 +36,7 @@ from ios_core.onnx_io.parse import (
     cut_tensors,
     fuse,
     read,
+    read_file,
     split_body,
 )
 from ios_core.weights import Params
@@ -40,12 +46,31 @@ def _conv(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
     x, weight = ctx.value(node), ctx.const(node, 1)
     bias = ctx.const(node, 2)
     kernel = pair(node, "kernel_shape", weight.shape[2:])
+    group = int(node.attrs.get("group", 1))
+    misfit = _conv_misfit(weight, bias, kernel, group, x.channels)
+    if misfit:
+        raise OnnxImportError(f"{node}: {misfit}")
     stride, dilation = pair(node, "strides", (1, 1)), pair(node, "dilations", (1, 1))
     padding = symmetric_padding(node, ctx.shape(x), kernel, stride, dilation)
-    op = Conv(weight.shape[0], kernel, stride, padding, dilation, int(node.attrs.get("group", 1)),
-              node.attrs.get(ACTIVATION_ATTR, "none"))
+    op = Conv(weight.shape[0], kernel, stride, padding, dilation, group, node.attrs.get(ACTIVATION_ATTR, "none"))
     bias = np.zeros(weight.shape[0]) if bias is None else bias
     return (ctx.add(node, op, x, params={"weight": weight, "bias": bias}),)
+
+
+def _conv_misfit(weight: np.ndarray, bias: np.ndarray | None, kernel: Pair, group: int, channels: int) -> str | None:
+    """Why a Conv's weight and bias do not fit its kernel_shape, its group and an input of ``channels``, or None."""
+    if weight.ndim != 4:
+        return f"weight of shape {weight.shape} is not 4-D (output channels, input channels / group, kh, kw)"
+    out, per_group = weight.shape[:2]
+    if group < 1 or out % group:
+        return f"weight has {out} output channels, not a multiple of group={group}"
+    if per_group * group != channels:
+        return f"weight takes {per_group} input channels x group={group}, its input has {channels} channels"
+    if weight.shape[2:] != kernel:
+        return f"kernel_shape is {kernel[0]}x{kernel[1]} but the weight's kernel is {weight.shape[2]}x{weight.shape[3]}"
+    if bias is not None and bias.shape != (out,):
+        return f"bias has shape {bias.shape} for the weight's {out} output channels"
+    return None
 
 
 def _channelwise(ctx: Context, node: OnnxNode, x: Value, scale: np.ndarray, shift: np.ndarray) -> Value:
@@ -59,9 +84,12 @@ def _channelwise(ctx: Context, node: OnnxNode, x: Value, scale: np.ndarray, shif
 def _batch_norm(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
     if node.attrs.get("training_mode", 0) or len([t for t in node.outputs if t]) > 1:
         raise OnnxImportError(f"{node}: only inference-mode BatchNormalization (one output) is supported")
-    for i in range(1, 5):
-        ctx.const(node, i)  # each statistic must be a constant
-    return (_channelwise(ctx, node, ctx.value(node), *batch_norm_affine(ctx.parsed, node)),)
+    x = ctx.value(node)
+    for i, statistic in enumerate(("scale", "B", "input_mean", "input_var"), start=1):
+        shape = ctx.const(node, i).shape  # each must be a constant, of one value per channel
+        if shape != (x.channels,):
+            raise OnnxImportError(f"{node}: {statistic} has shape {shape} for an input of {x.channels} channels")
+    return (_channelwise(ctx, node, x, *batch_norm_affine(ctx.parsed, node)),)
 
 
 def _per_channel(node: OnnxNode, const: np.ndarray, channels: int) -> np.ndarray:
@@ -252,11 +280,12 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None) -> 
     UnsupportedOperatorError
         Listing every operator without a rule, with the nodes that use it.
     OnnxImportError
-        Naming the node whose attributes the IR cannot represent (asymmetric padding, a non-channel
-        concatenation...).
+        Naming the file that cannot be read or is no ONNX model; or the node whose input nothing
+        defines, the nodes of a cycle; or the node whose weights do not fit the graph, or whose
+        attributes the IR cannot represent (asymmetric padding, a non-channel concatenation...).
     """
     if not isinstance(source, onnx.ModelProto):
-        name, source = name or Path(source).stem, onnx.load(str(source))
+        name, source = name or Path(source).stem, read_file(source)
     parsed = read(source, name)
     fuse(parsed)
     body, head_nodes, body_output = split_body(parsed, HEAD_ONLY)
@@ -272,6 +301,8 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None) -> 
     if head_nodes:
         consts = {t: parsed.consts[t] for node in head_nodes for t in node.inputs if t in parsed.consts}
         head = Head(tuple(head_nodes), consts, body_output, parsed.output)
+        batch = parsed.batch or 1  # the file's own batch size where it fixes one: a Reshape may use it
+        run_head(head, np.zeros((batch, *graph.shapes[graph.output])))  # raises for a weight that does not fit
     return Network(graph, weights, head)
 
 
@@ -286,8 +317,6 @@ def _convert(parsed: Parsed, body: list[OnnxNode], body_output: str) -> tuple[Gr
     for node in body:
         try:
             values = BODY_OPS[node.op_type](ctx, node)
-        except OnnxImportError:
-            raise
         except ValueError as error:  # GraphError, ShapeError: the IR refused what the node asks for
             raise OnnxImportError(f"{node}: {error}") from error
         ctx.env.update((t, v) for t, v in zip(node.outputs, values, strict=True) if t)

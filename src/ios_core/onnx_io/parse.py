@@ -3,7 +3,10 @@
 The importer works on `OnnxNode`s -- op type, name, tensor names and decoded attributes -- so no
 later step touches protobufs. Steps, each a small function over `Parsed`:
 
-1. `read` decodes the model: initializers and ``Constant`` nodes become numpy constants;
+0. `read_file` loads an ``.onnx`` file; one that is missing, truncated or not ONNX is an error naming it;
+1. `read` decodes the model: initializers and ``Constant`` nodes become numpy constants; ONNX's
+   checker checks each node, and the nodes are put in a topological order (`topological_order`: an
+   input nothing defines, a tensor made twice or a cycle is an error naming the nodes);
 2. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
    convolution's ``ios.activation`` attribute, whenever the tensor in between has no other reader;
 3. `split_body` separates the body (4-D activations, what the optimizer schedules) from the head
@@ -13,15 +16,19 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 
 from __future__ import annotations
 
-import contextlib
+import heapq
 import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper
+
+from ios_core.errors import UserError
 
 FUSED_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 """ONNX activations that fold into a preceding convolution's ``act``."""
@@ -29,8 +36,8 @@ FUSED_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
 ACTIVATION_ATTR = "ios.activation"
 
 
-class OnnxImportError(ValueError):
-    """The model cannot be represented in the IR; the message names the node and the reason."""
+class OnnxImportError(UserError):
+    """The model cannot be read or represented in the IR; the message names the file or node, and the reason."""
 
 
 class UnsupportedOperatorError(OnnxImportError):
@@ -64,10 +71,10 @@ class Parsed:
     name: str
     input: str
     input_shape: tuple[int, int, int]
+    batch: int | None  # the input's batch size where the file fixes it
     output: str
     nodes: list[OnnxNode]
     consts: dict[str, np.ndarray]
-    shapes: dict[str, tuple[int | None, ...]]
     opset: int
 
     def readers(self) -> Counter[str]:
@@ -77,32 +84,139 @@ class Parsed:
         return counts
 
 
+def read_file(path: str | Path) -> onnx.ModelProto:
+    """The model in the ``.onnx`` file ``path``; a file that cannot be read or decoded is an error naming it."""
+    try:
+        model = onnx.load(str(path))
+    except OSError as error:  # missing, a directory, unreadable; or so is its external data
+        raise OnnxImportError(f"cannot read ONNX file {str(path)!r}: {error.strerror or error}") from error
+    except DecodeError as error:
+        raise OnnxImportError(f"ONNX file {str(path)!r} is truncated or not an ONNX model: {error}") from error
+    if not model.ir_version:  # what an empty file, or other bytes that happen to decode, gives
+        raise OnnxImportError(f"ONNX file {str(path)!r} is empty or not an ONNX model: it has no IR version")
+    return model
+
+
 def read(model: onnx.ModelProto, name: str | None = None) -> Parsed:
-    """Decode ``model``; shapes come from ONNX shape inference (unknown ones are simply absent)."""
-    with contextlib.suppress(Exception):  # inference is a convenience: handlers that need a shape say so
-        model = onnx.shape_inference.infer_shapes(model)
+    """Decode ``model``, each node checked by ONNX's checker, the nodes in a topological order (`topological_order`).
+
+    The checker runs node by node rather than on the whole model: the graph's own rules (inputs
+    defined, no cycle) get messages naming the nodes from `topological_order`, and a graph output
+    without a declared shape -- which ONNX Runtime runs, and the whole-model checker refuses -- passes.
+    """
     graph = model.graph
+    context = _checker_context(model)
+    decoded = [_checked(proto, _node(proto, i), context) for i, proto in enumerate(graph.node)]
+    order = topological_order(decoded, {v.name for v in graph.input} | {t.name for t in graph.initializer})
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     nodes = []
-    for i, proto in enumerate(graph.node):
-        attrs = {a.name: _attribute(a) for a in proto.attribute}
-        op_type = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}::{proto.op_type}"
-        node = OnnxNode(op_type, proto.name or f"{proto.op_type}_{i}", tuple(proto.input), tuple(proto.output), attrs)
-        if op_type == "Constant":
+    for node in (decoded[i] for i in order):
+        if node.op_type == "Constant":
             consts[node.outputs[0]] = _constant_value(node)
         else:
             nodes.append(node)
-    shapes = {v.name: _dims(v) for v in [*graph.input, *graph.value_info, *graph.output]}
-    inputs = [v.name for v in graph.input if v.name not in consts]
+    inputs = [v for v in graph.input if v.name not in consts]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise OnnxImportError(f"a network needs exactly one input and one output, got inputs {inputs} and "
-                              f"outputs {[v.name for v in graph.output]}")
-    dims = shapes.get(inputs[0], ())
+        raise OnnxImportError(f"a network needs exactly one input and one output, got inputs "
+                              f"{[v.name for v in inputs]} and outputs {[v.name for v in graph.output]}")
+    dims = _dims(inputs[0])
     if len(dims) != 4 or any(not isinstance(d, int) for d in dims[1:]):
-        raise OnnxImportError(f"input {inputs[0]!r} must be NCHW with static C, H, W; got dims {dims}")
-    return Parsed(sanitize(name or graph.name or "onnx"), inputs[0], tuple(dims[1:]), graph.output[0].name, nodes,
-                  consts, shapes, opset)
+        raise OnnxImportError(f"input {inputs[0].name!r} must be NCHW with static C, H, W; got dims {dims}")
+    return Parsed(sanitize(name or graph.name or "onnx"), inputs[0].name, tuple(dims[1:]), dims[0],
+                  graph.output[0].name, nodes, consts, opset)
+
+
+def _checker_context(model: onnx.ModelProto) -> onnx.checker.C.CheckerContext:
+    """What ONNX's node checker needs to know of the model: its IR version and opsets."""
+    context = onnx.checker.C.CheckerContext()
+    context.ir_version = model.ir_version
+    context.opset_imports = {o.domain: o.version for o in model.opset_import}
+    return context
+
+
+def _checked(proto: onnx.NodeProto, node: OnnxNode, context: onnx.checker.C.CheckerContext) -> OnnxNode:
+    """``node``, once ONNX's checker finds its decoded ``proto`` well formed (operator known, inputs counted,
+    attributes typed); else an error naming it, on one line."""
+    try:
+        onnx.checker.check_node(proto, context)
+    except onnx.checker.ValidationError as error:
+        raise OnnxImportError(f"{node}: {' '.join(str(error).split())}") from error
+    return node
+
+
+def _node(proto: onnx.NodeProto, index: int) -> OnnxNode:
+    """Node ``index`` of the file, decoded; an unnamed one is named after its op type and index."""
+    attrs = {a.name: _attribute(a) for a in proto.attribute}
+    op_type = proto.op_type if proto.domain in ("", "ai.onnx") else f"{proto.domain}::{proto.op_type}"
+    return OnnxNode(op_type, proto.name or f"{proto.op_type}_{index}", tuple(proto.input), tuple(proto.output), attrs)
+
+
+def topological_order(nodes: list[OnnxNode], defined: set[str]) -> list[int]:
+    """The indices of ``nodes`` in a topological order: the file's own wherever it is one (ONNX asks for it, but
+    ONNX Runtime sorts an unsorted file, so we do too).
+
+    Raises
+    ------
+    OnnxImportError
+        Naming the node with an input that no node, initializer or graph input (``defined``) makes,
+        the two nodes that make one tensor, or the nodes of a cycle.
+    """
+    preds = _predecessors(nodes, defined)
+    users: list[list[int]] = [[] for _ in nodes]
+    for i, p in enumerate(preds):
+        for j in p:
+            users[j].append(i)
+    waiting = [len(p) for p in preds]
+    ready = [i for i, w in enumerate(waiting) if not w]  # a heap: the earliest ready node first keeps the file's order
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for j in users[i]:
+            waiting[j] -= 1
+            if not waiting[j]:
+                heapq.heappush(ready, j)
+    if len(order) < len(nodes):
+        cycle = _cycle(preds, set(order))
+        raise OnnxImportError("the graph has a cycle through " + " -> ".join(repr(nodes[i].name) for i in cycle))
+    return order
+
+
+def _predecessors(nodes: list[OnnxNode], defined: set[str]) -> list[set[int]]:
+    """For each node, the indices of the nodes whose outputs it reads (see `topological_order` for the errors)."""
+    producer: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for t in filter(None, node.outputs):
+            if t in producer or t in defined:
+                other = str(nodes[producer[t]]) if t in producer else "an initializer or graph input"
+                raise OnnxImportError(f"{node}: output {t!r} is made by {other} too")
+            producer[t] = i
+    preds = []
+    for node in nodes:
+        undefined = [t for t in node.inputs if t and t not in producer and t not in defined]
+        if undefined:
+            raise OnnxImportError(f"{node}: undefined input {undefined[0]!r} (no node, initializer or graph input "
+                                  f"makes it)")
+        preds.append({producer[t] for t in node.inputs if t in producer})
+    return preds
+
+
+def _cycle(preds: list[set[int]], placed: set[int]) -> list[int]:
+    """One cycle among the nodes left unplaced, in data-flow order from its earliest node, which ends it again.
+
+    Each unplaced node waits for an unplaced predecessor, so walking from one to such a predecessor
+    again and again must come back to a node already walked through.
+    """
+    walked: dict[int, int] = {}
+    i = min(set(range(len(preds))) - placed)
+    while i not in walked:
+        walked[i] = len(walked)
+        i = min(preds[i] - placed)
+    cycle = list(walked)[walked[i]:][::-1]
+    first = cycle.index(min(cycle))
+    cycle = cycle[first:] + cycle[:first]
+    return [*cycle, cycle[0]]
 
 
 def _attribute(attribute: onnx.AttributeProto) -> Any:
@@ -167,8 +281,14 @@ def _constant_inputs(parsed: Parsed, names: tuple[str, ...]) -> bool:
 
 
 def _foldable(parsed: Parsed, readers: Counter[str], conv: OnnxNode, bn: OnnxNode) -> bool:
+    """Whether ``bn`` folds into ``conv``; only where the shapes fit, so a misfit is left to the importer's checks,
+    which name the node, rather than broadcast away here."""
     single_output = len([t for t in bn.outputs if t]) == 1 and not bn.attrs.get("training_mode", 0)
-    return readers[conv.outputs[0]] == 1 and single_output and _constant_inputs(parsed, bn.inputs[1:])
+    if not (readers[conv.outputs[0]] == 1 and single_output and _constant_inputs(parsed, bn.inputs[1:])):
+        return False
+    weight = parsed.consts[conv.inputs[1]]
+    vectors = [t for t in (*conv.inputs[2:3], *bn.inputs[1:5]) if t]  # the conv's bias and the four statistics
+    return weight.ndim == 4 and all(parsed.consts[t].shape == weight.shape[:1] for t in vectors)
 
 
 def batch_norm_affine(parsed: Parsed, bn: OnnxNode) -> tuple[np.ndarray, np.ndarray]:
