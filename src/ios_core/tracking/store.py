@@ -86,7 +86,7 @@ def check_reachable(uri: str) -> None:
         reason = getattr(error, "reason", error)
         if isinstance(reason, ssl.SSLError):
             return
-        raise UserError(f"tracking server {uri} is unreachable ({reason}); the record files are kept: log them "
+        raise UserError(f"tracking server {uri} is unreachable ({reason}); the files written are kept: log them "
                         "later with python -m ios_core.tracking ingest") from error
 
 
@@ -197,17 +197,22 @@ def record_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The files named, and the ``*.json`` files under the folders named, in order.
 
     MLflow's folders are passed over, and so are hidden files and folders: a tool's state (``.snakemake``,
-    ``.git``) or a file still being written (`ios_core.files.write_atomic`'s temporary files).
+    ``.git``) or a file still being written (`ios_core.files.write_atomic`'s temporary files). A folder that
+    cannot be listed is an `OSError`, never passed over.
     """
     found: list[Path] = []
     for path in map(Path, paths):
         if not path.is_dir():
             found.append(path)
             continue
-        for folder, folders, files in os.walk(path):
+        for folder, folders, files in os.walk(path, onerror=_unreadable_folder):
             folders[:] = sorted(f for f in folders if not f.startswith(".") and not is_mlflow_folder(Path(folder, f)))
             found += [Path(folder, f) for f in sorted(files) if f.endswith(".json") and not f.startswith(".")]
     return found
+
+
+def _unreadable_folder(error: OSError) -> None:
+    raise error  # os.walk would pass over a folder it cannot list, and the records in it with it
 
 
 def load(path: Path) -> Record:
@@ -246,8 +251,8 @@ def ingest(paths: Iterable[str | os.PathLike], uri: str | None = None,
 
     Raises
     ------
-    FileNotFoundError
-        If a path named does not exist (before anything is logged).
+    OSError
+        If a path named does not exist or a folder cannot be listed (before anything is logged).
     UserError
         If the store cannot be opened (see `open_store`).
     """
