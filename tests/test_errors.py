@@ -178,6 +178,8 @@ CASES = {
                                           "campaign.json"),
     "figure of a missing record": Case("ios_core.figures", ("schedules", "missing.json", "--out", "fig"),
                                        "missing.json"),
+    "figure option it does not take": Case("ios_core.figures", ("specialization", "record.json", "--out", "fig",
+                                                                "--set", "bogus=1"), "bogus"),
     "figure of a torn record": Case("ios_core.figures", ("schedules", "record.json", "--out", "fig"), "record.json"),
 }
 

@@ -8,6 +8,8 @@ name) is in every title, and unavailable measurements are shown as "n/a" with th
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -21,10 +23,10 @@ from ios_core.tracking import Record, read, recording
 
 
 def _from_frame(draw: Callable) -> Callable:
+    @functools.wraps(draw)  # its docstring, and its signature for the options check in `make`
     def from_records(records: list[Record], prefix: str | os.PathLike, **options) -> list[Path]:
         return draw(frame(records), prefix, **options)
 
-    from_records.__doc__ = draw.__doc__
     return from_records
 
 
@@ -54,6 +56,10 @@ def make(name: str, paths: Iterable[str | os.PathLike], prefix: str | os.PathLik
     """
     if name not in FIGURES:
         raise UserError(f"unknown figure {name!r}; known figures: {', '.join(FIGURES)}")
+    takes = list(inspect.signature(FIGURES[name]).parameters)[2:]  # after the records (or frame) and the prefix
+    for option in options:
+        if option not in takes:
+            raise UserError(f"figure {name} has no option {option!r}; its options: {', '.join(takes) or 'none'}")
     paths = list(paths)
     records = [read(p) for p in paths]
     available = {r.tags.get("source", "") for r in records if r.available}
