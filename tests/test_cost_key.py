@@ -5,7 +5,7 @@ from hypothesis import strategies as st
 from random_graphs import random_graphs
 
 from ios_core import models
-from ios_core.cost.key import StageKeys, digest, key_text, stage_key
+from ios_core.cost.key import StageKeys, content_space, digest, key_text, stage_key
 from ios_core.ir import GraphBuilder
 from ios_core.models.demo import demo
 from ios_core.schedule import Group, Stage
@@ -84,3 +84,14 @@ def test_fast_keys_equal_the_plain_definition(case):
     keys = StageKeys(g)
     assert keys.text(stage, batch) == text(g, stage, batch)
     assert keys.text(stage, batch) == keys.text(stage, batch)  # and again, from its caches
+
+
+def test_a_content_space_is_readable_names_then_a_digest_of_every_input():
+    inputs = {"device": {"launch_us": 50, "name": "h100"}, "precision": "fp32", "shape": [1, 2.5]}
+    space = content_space(inputs, "simulated", "h100", "fp32")
+    assert space.startswith("simulated/h100/fp32/") and len(space.rsplit("/", 1)[1]) == 32
+    same = {"shape": (1.0, 2.5), "precision": "fp32", "device": {"name": "h100", "launch_us": 50.0}}
+    assert content_space(same, "simulated", "h100", "fp32") == space  # key order and a number's spelling do not matter
+    for changed in ({**inputs, "precision": "fp32-strict"}, {**inputs, "device": {"launch_us": 51, "name": "h100"}},
+                    {**inputs, "shape": [True, 2.5]}):  # a bool is not the number 1
+        assert content_space(changed, "simulated", "h100", "fp32") != space

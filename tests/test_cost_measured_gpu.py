@@ -16,8 +16,9 @@ require_gpu()
 
 from ios_core import models  # noqa: E402 -- only once a GPU is known to be there
 from ios_core.cost import CostSpec, DeviceProfile, build_cost  # noqa: E402
+from ios_core.cost.measured import MeasureSettings, measured_space  # noqa: E402
 from ios_core.engine import PlanOptions, build_plan, latency  # noqa: E402
-from ios_core.engine.profile import gpu_profiler  # noqa: E402
+from ios_core.engine.profile import environment, gpu_profiler  # noqa: E402
 from ios_core.schedule import Group, Stage, sequential  # noqa: E402
 
 
@@ -49,5 +50,5 @@ def test_the_measured_cost_is_built_by_the_factory_and_names_the_gpu(tmp_path):
     graph = models.get("demo")
     first = cost.stage_latency(graph, Stage((Group(("conv1",)),)), 1)
     assert first > 0 and cost.stats.misses == 1
-    assert cost.space.startswith("measured/NVIDIA") and "cudnn" in cost.space
+    assert cost.space == measured_space(MeasureSettings(), environment()) and cost.space.startswith("measured/NVIDIA")
     assert cost.stage_latency(graph, Stage((Group(("conv1",)),)), 1) == first and cost.stats.hits == 1

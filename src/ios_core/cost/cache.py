@@ -77,7 +77,9 @@ def load_entries(path: str | os.PathLike, space: str) -> tuple[dict[str, float],
     path = Path(path)
     if not path.exists():
         return {}, 0
-    *lines, torn = path.read_bytes().split(b"\n")  # torn: what follows the last newline, b"" if none
+    with path.open("rb") as file:
+        fcntl.flock(file, fcntl.LOCK_SH)  # an append in progress (under its exclusive lock) is not read as torn
+        *lines, torn = file.read().split(b"\n")  # torn: what follows the last newline, b"" if none
     entries: dict[str, float] = {}
     invalid = int(bool(torn))
     for line in lines:
