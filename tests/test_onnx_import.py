@@ -253,11 +253,21 @@ def test_batch_norm_statistics_of_the_wrong_length_name_the_node(after_conv):
         load_onnx(n.model("bn", infer=False))
 
 
-def test_a_head_gemm_whose_weight_does_not_fit_names_the_node():
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((10, 5))), n.const("b", np.zeros(10))], transB=1),
+         "Gemm node 'fc': its input has 3 features, its weight takes 5"),
+        (lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((3, 10))), n.const("b", np.zeros(7))]),
+         r"Gemm node 'fc': bias of shape \(7,\) does not broadcast to the output's \(1, 10\)"),
+        (lambda n, x: n.op("MatMul", "fc", [x, n.const("w", np.ones((4, 10)))]),
+         "MatMul node 'fc': its input has 3 features, its weight takes 4"),
+    ],
+)
+def test_a_head_operator_whose_weight_does_not_fit_names_the_node(build, message):
     n = Net()
-    flat = n.op("Flatten", "flat", [n.op("GlobalAveragePool", "gap", ["x"])])
-    n.op("Gemm", "fc", [flat, n.const("fc.w", np.ones((10, 5))), n.const("fc.b", np.zeros(10))], transB=1)
-    with pytest.raises(OnnxImportError, match="Gemm node 'fc': its input has 3 features, its weight takes 5"):
+    build(n, n.op("Flatten", "flat", [n.op("GlobalAveragePool", "gap", ["x"])]))
+    with pytest.raises(OnnxImportError, match=message):
         load_onnx(n.model("fc", infer=False))
 
 
