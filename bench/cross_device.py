@@ -22,7 +22,8 @@ from pathlib import Path
 from ios_campaign import GpuHarness
 
 from ios_core import models
-from ios_core.schedule import from_json, sequential, write_atomic
+from ios_core.files import write_atomic
+from ios_core.schedule import from_json, sequential
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,10 +27,10 @@ import numpy as np
 from ios_core import gpu, models
 from ios_core.engine import pooling
 from ios_core.engine.depthwise import Launch, Operand
+from ios_core.files import write_atomic
 from ios_core.ir import Graph, Pool
 from ios_core.ir.ops import Shape, rules_of
 from ios_core.reference import pool2d
-from ios_core.schedule import write_atomic
 
 try:  # the GPU half: without PyCUDA and the cuDNN frontend only ``--help`` works
     import pycuda.driver as drv

@@ -57,10 +57,11 @@ from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings
 from ios_core.engine import PlanOptions
 from ios_core.engine.profile import SerialBackend, StageProfiler, Timing
+from ios_core.files import write_atomic
 from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.reference import relative_error
-from ios_core.schedule import Schedule, to_json, write_atomic
+from ios_core.schedule import Schedule, to_json
 from ios_core.weights import make_input, make_weights
 
 ROOT = Path(__file__).resolve().parents[1]

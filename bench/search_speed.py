@@ -26,8 +26,8 @@ from pathlib import Path
 from ios_core import models
 from ios_core.config import device_profile
 from ios_core.cost import CachedCost, DeviceProfile, SimulatedCost
+from ios_core.files import write_atomic
 from ios_core.optimizer import OptimizerOptions, search
-from ios_core.schedule import write_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER_MODELS = ["inception_v3", "randwire", "nasnet", "squeezenet"]

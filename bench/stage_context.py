@@ -28,7 +28,8 @@ import sys
 from pathlib import Path
 
 from ios_core import models
-from ios_core.schedule import load, sequential, write_atomic
+from ios_core.files import write_atomic
+from ios_core.schedule import load, sequential
 
 FLUSH_BYTES = 256 << 20  # five times an H100's or H200's L2
 

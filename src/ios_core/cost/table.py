@@ -17,17 +17,23 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from ios_core.cost.cache import load_entries
+from ios_core.cost.cache import is_latency, load_entries
 from ios_core.cost.key import KeysByGraph, content_space, digest
+from ios_core.errors import UserError
+from ios_core.files import write_atomic
 from ios_core.ir import Graph
-from ios_core.schedule import Stage, write_atomic
+from ios_core.schedule import Stage
 
 FORMAT = "ios-core/stage-costs"
 VERSION = 1
 
 
-class MissingStageError(KeyError):
-    """The table has no entry for a stage."""
+class TableError(UserError, ValueError):
+    """A table file that cannot be read as one; the message names the file."""
+
+
+class MissingStageError(UserError, KeyError):
+    """The table has no entry for a stage: a table cost never guesses."""
 
     def __str__(self) -> str:
         return str(self.args[0])
@@ -54,11 +60,23 @@ class TableCost:
 
     @staticmethod
     def load(path: str | os.PathLike) -> TableCost:
-        """Read a table file (see the module docstring)."""
-        data = json.loads(Path(path).read_text())
-        if data.get("format") != FORMAT or data.get("version") != VERSION:
-            raise ValueError(f"{path}: not an {FORMAT} v{VERSION} file")
-        return TableCost({k: float(v) for k, v in data["costs"].items()}, data.get("label", str(path)))
+        """Read a table file (see the module docstring).
+
+        Raises
+        ------
+        TableError
+            If the file is not UTF-8 JSON of this format and version, or a cost is not a latency.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise TableError(f"cost table {path}: not JSON ({error})") from None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
+            raise TableError(f"cost table {path}: not an {FORMAT} v{VERSION} file")
+        costs = data.get("costs")
+        if not isinstance(costs, dict) or not all(is_latency(ms) for ms in costs.values()):
+            raise TableError(f"cost table {path}: 'costs' must map stage digests to latencies (finite ms >= 0)")
+        return TableCost({k: float(v) for k, v in costs.items()}, str(data.get("label", path)))
 
     @staticmethod
     def from_cache(path: str | os.PathLike, space: str) -> TableCost:
