@@ -17,8 +17,9 @@ import sys
 from pathlib import Path
 
 from ios_core.baseline import summary
-from ios_core.baselines import Timing, frameworks_table, sweep_frameworks
+from ios_core.baselines import frameworks_table, sweep_frameworks
 from ios_core.baselines.sweep import BATCHES, sweep, table
+from ios_core.timing import Timing
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,9 +36,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--options", type=json.loads, default={}, help='JSON, e.g. {"tensorrt": {"aux_streams": 4}}')
     parser.add_argument("--out", type=Path, default=Path("results/baselines_sweep.json"))
     args = parser.parse_args(argv)
-    timing = Timing(args.warmup, args.number, args.repeat, args.precision)
-    measurements = sweep(args.model, args.frameworks, args.batches, timing, seed=args.seed, check=not args.no_check,
-                         options=args.options, progress=lambda m: print(summary(m), flush=True))
+    timing = Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
+    measurements = sweep(args.model, args.frameworks, args.batches, timing, precision=args.precision, seed=args.seed,
+                         check=not args.no_check, options=args.options,
+                         progress=lambda m: print(summary(m), flush=True))
     document = {"model": args.model, "batches": args.batches, "timing": vars(args) | {"out": str(args.out)},
                 "frameworks": frameworks_table(), "measurements": [m.to_dict() for m in measurements]}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import argparse
 import json
 import statistics
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,12 +31,14 @@ from ios_core.files import write_atomic
 from ios_core.ir import Graph, Pool
 from ios_core.ir.ops import Shape, rules_of
 from ios_core.reference import pool2d
+from ios_core.timing import Timing
 
 try:  # the GPU half: without PyCUDA and the cuDNN frontend only ``--help`` works
     import pycuda.driver as drv
 
-    from ios_core.engine import device
-    from ios_core.engine.timing import environment, time_replays
+    from ios_core.engine.gpu import device
+    from ios_core.engine.gpu.environment import environment
+    from ios_core.engine.gpu.timing import time_replays
 except ImportError as error:
     GPU_MISSING: ImportError | None = error
 else:
@@ -86,9 +88,7 @@ class Bench:
     kernels: device.Kernels
     stream: drv.Stream
     sms: int
-    warmup: int
-    number: int
-    repeat: int
+    timing: Timing
 
     def enqueue(self, launch: Launch) -> None:
         self.kernels.pool[launch.kernel].prepared_async_call(launch.grid, launch.block, self.stream, *launch.args)
@@ -97,7 +97,7 @@ class Bench:
 def time_kernel(bench: Bench, launch: Launch) -> dict:
     """``launch``'s median time (ms) and its samples, with the clocks before and after."""
     before = gpu.clocks()
-    samples = time_replays(lambda: bench.enqueue(launch), bench.stream, bench.warmup, bench.number, bench.repeat)
+    samples = time_replays(lambda: bench.enqueue(launch), bench.stream, bench.timing)
     ms = statistics.median(samples)
     return {
         "kernel": launch.kernel,
@@ -198,14 +198,15 @@ def run(args: argparse.Namespace) -> dict:
     if GPU_MISSING is not None:
         raise SystemExit(f"this benchmark needs a GPU with PyCUDA and the cuDNN frontend: {GPU_MISSING}")
     context = device.device_context()
-    bench = Bench(device.kernels(), device.new_stream(), context.multiprocessors, args.warmup, args.number, args.repeat)
+    timing = Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
+    bench = Bench(device.kernels(), device.new_stream(), context.multiprocessors, timing)
     rows = []
     for pool, shape in distinct_pools(models.get(args.model)):
         for batch in args.batches:
             rows.append(measure(bench, pool, shape, batch, batch in args.check_batches))
             print_row(rows[-1])
-    timing = {"warmup": args.warmup, "number": args.number, "repeat": args.repeat}
-    return {"environment": environment(), "model": args.model, "batches": args.batches, "timing": timing, "rows": rows}
+    return {"environment": environment(), "model": args.model, "batches": args.batches, "timing": asdict(timing),
+            "rows": rows}
 
 
 def print_row(row: dict) -> None:

@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 from collections import defaultdict
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +38,12 @@ import torch
 
 from ios_core import gpu, models
 from ios_core import schedule as S
-from ios_core.baselines.timing import Timing, time_cuda_events
+from ios_core.baselines.timing import time_cuda_events
 from ios_core.baselines.torch_adapters import cuda_graph_replay
 from ios_core.baselines.torch_module import torch_module
-from ios_core.engine import PlanOptions, build_plan, latency
-from ios_core.engine.timing import environment
+from ios_core.engine import PlanOptions, build_plan, environment, latency
 from ios_core.reference import relative_error
+from ios_core.timing import Timing
 from ios_core.weights import make_input, make_weights
 
 ENGINE_MODES = {  # mode: (schedule, PlanOptions fields)
@@ -58,14 +59,19 @@ TORCH_MODES = ("torch_eager", "torch_graph", "torch_compile", "torch_compile_fre
 MODES = (*ENGINE_MODES, *TORCH_MODES)
 
 
-def time_calls(call, warmup: int, number: int, repeat: int) -> dict:
+def time_calls(call, timing: Timing) -> dict:
     """Median over ``repeat`` of the mean of ``number`` calls (ms), timed with CUDA events, with clocks."""
-    for _ in range(warmup):  # here, so that the clocks are read after it
+    for _ in range(timing.warmup):  # here, so that the clocks are read after it
         call()
     torch.cuda.synchronize()
     before = gpu.clocks()
-    samples = time_cuda_events(call, Timing(0, number, repeat), torch)
+    samples = time_cuda_events(call, replace(timing, warmup=0), torch)
     return {"ms": statistics.median(samples), "samples": samples, "clocks_before": before, "clocks_after": gpu.clocks()}
+
+
+def timing_of(args) -> Timing:
+    """How every mode is timed (``--warmup``, ``--number``, ``--repeat``)."""
+    return Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
 
 
 def kernel_profile(run, steps: int = 5) -> list[dict]:
@@ -99,7 +105,7 @@ def bench_engine(graph, weights, x, mode: str, batch: int, args) -> tuple[dict, 
     started = time.perf_counter()
     plan = build_plan(graph, schedule, batch, "fp32", weights, options)
     out = plan(x)
-    measurement = latency(plan, args.warmup, args.number, args.repeat)
+    measurement = latency(plan, timing_of(args))
     stats = plan.stats
     row = {"ms": measurement.ms, "samples": list(measurement.samples), "clocks_before": measurement.clocks_before,
            "clocks_after": measurement.clocks_after, "build_s": time.perf_counter() - started,
@@ -127,7 +133,7 @@ def bench_torch(module, x, mode: str, args) -> tuple[dict, np.ndarray, object]:
         call = lambda: compiled(static)  # noqa: E731
     out = call().float().cpu().numpy()
     compile_s = time.perf_counter() - started
-    row = time_calls(call, args.warmup, args.number, args.repeat)
+    row = time_calls(call, timing_of(args))
     row["setup_s"] = compile_s
     return row, out, call
 

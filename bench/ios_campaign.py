@@ -51,17 +51,18 @@ from pathlib import Path
 from ios_core import models
 from ios_core.baselines import get as get_framework
 from ios_core.baselines import measure as measure_framework
-from ios_core.baselines.timing import Timing as BaselineTiming
 from ios_core.cost import CachedCost, CostSpec, DeviceProfile, build_cost, schedule_latency
 from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings
 from ios_core.engine import PlanOptions
-from ios_core.engine.profile import SerialBackend, StageProfiler, Timing
+from ios_core.engine.profile import SerialBackend, StageProfiler
 from ios_core.files import write_atomic
+from ios_core.gpu import environment_inputs
 from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.reference import relative_error
 from ios_core.schedule import Schedule, to_json
+from ios_core.timing import Timing
 from ios_core.weights import make_input, make_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,21 +85,21 @@ class GpuHarness:
     simulated = False
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from ios_core.engine.profile import environment
+        from ios_core.engine import environment
 
         self.args = args
-        self.environment = environment()
+        self.environment = environment_inputs(environment())  # what the schedules' meta names
         name = self.environment["name"]
         self.device = "h200" if "H200" in name else "h100"
 
     def cost(self, cache: Path) -> CachedCost:
-        a = self.args
-        spec = CostSpec("measured", "fp32", str(cache), None, a.warmup, a.number, a.repeat, True, a.tune_cache)
+        spec = CostSpec(kind="measured", precision="fp32", cache=str(cache), timing=profile_timing(self.args),
+                        autotune=True, tune_cache=self.args.tune_cache)
         return build_cost(spec, DeviceProfile(name=self.device, real=True))
 
     def describe(self) -> dict:
         from ios_core import gpu
-        from ios_core.engine.timing import environment
+        from ios_core.engine import environment
 
         return {**environment(), "clocks": gpu.clocks()}
 
@@ -117,7 +118,7 @@ class GpuHarness:
         order = list(schedules)
         for r in range(a.rounds):
             for opt in order[r % len(order):] + order[:r % len(order)]:
-                m = latency(plans[opt], a.e2e_warmup, a.e2e_number, a.e2e_repeat)
+                m = latency(plans[opt], end_to_end_timing(a))
                 rows[opt]["rounds"].append({"ms": m.ms, "samples": list(m.samples), "clocks_before": m.clocks_before,
                                             "clocks_after": m.clocks_after})
         for plan in plans.values():
@@ -128,7 +129,7 @@ class GpuHarness:
 class SimBackend(SerialBackend):
     """A stand-in for the GPU: 3 us per task on the longest stream plus 1 us per extra stream."""
 
-    def time(self, program, timing: Timing) -> float:
+    def time(self, program, timing: Timing | None) -> float:
         return sum(max((3e-3 * len(s) for s in stage), default=0.0) + 1e-3 * max(len(stage) - 1, 0)
                    for stage in program.stages)
 
@@ -144,8 +145,7 @@ class SimHarness:
         self.environment = {"name": "simulated", "driver": "none", "cuda": "none", "cudnn": "none"}
 
     def cost(self, cache: Path) -> CachedCost:
-        a = self.args
-        timing = Timing(a.warmup, a.number, a.repeat)
+        timing = profile_timing(self.args)
         inner = MeasuredCost(MeasureSettings(), lambda g, b: StageProfiler(g, b, SimBackend(), timing),
                              self.environment)
         return CachedCost(inner, inner.space, cache)
@@ -168,6 +168,16 @@ class SimHarness:
         return finish_rows(rows)
 
 
+def profile_timing(args: argparse.Namespace) -> Timing:
+    """How each stage is profiled (``--warmup``, ``--number``, ``--repeat``)."""
+    return Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
+
+
+def end_to_end_timing(args: argparse.Namespace) -> Timing:
+    """How each schedule and framework is timed end to end (``--e2e-*``)."""
+    return Timing(warmup=args.e2e_warmup, number=args.e2e_number, repeat=args.e2e_repeat)
+
+
 def finish_rows(rows: dict[str, dict]) -> dict[str, dict]:
     """Median of the rounds; each output's relative error against Sequential's (then the outputs are dropped)."""
     reference = rows.get("sequential", {}).get("output")
@@ -182,10 +192,10 @@ def add_frameworks(row: dict, args: argparse.Namespace, save: Callable[[], None]
     """The baselines of ``args.frameworks`` into a model's row, on the campaign's network and weights (seed 0),
     timed like the schedules (or why one cannot run); saved after each, as a compile may outlast the call."""
     graph, both = models.get(row["model"]), row["summary"]["both"]["ms"]
-    network, timing = Network.of(graph), BaselineTiming(args.e2e_warmup, args.e2e_number, args.e2e_repeat, "fp32")
+    network, timing = Network.of(graph), end_to_end_timing(args)
     row["frameworks"] = {}
     for name in args.frameworks:
-        m = measure_framework(get_framework(name), network, args.batch, timing)
+        m = measure_framework(get_framework(name), network, args.batch, timing, precision="fp32")
         row["frameworks"][name] = m.to_dict()
         log(f"{graph.name} {name}: {m.status} {'' if m.median_ms is None else f'{m.median_ms:.4f} ms'} {m.reason}")
         measured = {n: r["median_ms"] for n, r in row["frameworks"].items() if r["status"] == "measured"}
@@ -353,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     harness = SimHarness(args) if args.simulate else GpuHarness(args)
     log(f"environment: {json.dumps(harness.describe(), default=str)}")
     results = {"environment": harness.describe(), "args": {k: str(v) for k, v in vars(args).items()},
-               "simulated": harness.simulated, "profile_timing": asdict(Timing(args.warmup, args.number, args.repeat)),
+               "simulated": harness.simulated, "profile_timing": asdict(profile_timing(args)),
                "models": {}, "skipped": {}}
     results["args"]["batch"] = args.batch
     schedules: dict[str, dict[str, Schedule]] = {}

@@ -56,7 +56,7 @@ def stage_times(profiler, schedule, repeat: int) -> list[dict]:
     """Each stage of ``schedule`` alone, lowered as ``profiler`` lowers it: warm and cold milliseconds."""
     import pycuda.driver as drv
 
-    from ios_core.engine.stageplan import StagePlan
+    from ios_core.engine.gpu.stageplan import StagePlan
 
     backend, scratch = profiler.backend, drv.mem_alloc(FLUSH_BYTES)
 
@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     from ios_campaign import GpuHarness
 
     from ios_core.engine import PlanOptions
-    from ios_core.engine.profile import StageProfiler, Timing
-    from ios_core.engine.stageplan import GpuBackend
+    from ios_core.engine.gpu.stageplan import GpuBackend
+    from ios_core.engine.profile import StageProfiler
+    from ios_core.timing import Timing
 
     graph = models.get(args.model)
     schedules = {"sequential": sequential(graph)}

@@ -18,7 +18,7 @@ from ios_core.baselines import (
     ALIASES,
     FRAMEWORKS,
     Framework,
-    Timing,
+    Run,
     frameworks_table,
     get,
     load_network,
@@ -28,6 +28,7 @@ from ios_core.baselines import (
 from ios_core.baselines.frameworks import UnknownFrameworkError
 from ios_core.baselines.sweep import sweep, table
 from ios_core.onnx_io import Network, run_network, save_onnx
+from ios_core.timing import Timing
 from ios_core.tracking import read
 
 CONF = Path(__file__).parents[1] / "conf"
@@ -67,6 +68,18 @@ def test_onnxruntime_cpu_measures_the_demo(demo):
     assert json.loads(m.to_json())["timing"] == {"warmup": 1, "number": 2, "repeat": 3}
 
 
+def test_the_timing_and_the_precision_reach_the_framework_and_the_record(demo):
+    seen = {}
+
+    def run(network, x, timing, precision, options):
+        seen.update(timing=timing, precision=precision)
+        return Run([1.0, 3.0, 2.0], "fake", {}, "fake clock")
+
+    m = measure(Framework("fake", "-", "cuda", lambda: (True, ""), run), demo, 1, FAST, precision="fp32-strict")
+    assert seen == {"timing": FAST, "precision": "fp32-strict"}
+    assert (m.precision, m.timing, m.median_ms) == ("fp32-strict", {"warmup": 1, "number": 2, "repeat": 3}, 2.0)
+
+
 def test_an_unavailable_framework_is_recorded_with_its_reason(demo):
     def never_runs(*args):
         raise AssertionError("an unavailable framework must not run")
@@ -96,13 +109,13 @@ def test_being_stopped_is_not_a_failure_of_the_framework(demo):
         measure(Framework("stopped", "-", "cuda", lambda: (True, ""), stopped), demo, 1, FAST)
 
 
-def test_names_aliases_and_timing_rules():
+def test_names_aliases_and_timing_rules(demo):
     assert get("cuda_graph") is FRAMEWORKS["torch_cudagraph"]
     assert all(target in FRAMEWORKS for target in ALIASES.values())
     with pytest.raises(UnknownFrameworkError, match="unknown framework 'mxnet'; known: torch_eager"):
         get("mxnet")
     with pytest.raises(ValueError, match="unknown precision"):
-        Timing(precision="fp16")
+        measure(get("onnxruntime_cpu"), demo, 1, FAST, precision="fp16")
     with pytest.raises(ValueError, match="repeat >= 1"):
         Timing(repeat=0)
 

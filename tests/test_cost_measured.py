@@ -15,7 +15,7 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-from ios_core import models
+from ios_core import engine, models
 from ios_core.config import register_configs
 from ios_core.cost import CachedCost, CostSpec, CostUnavailableError, DeviceProfile, SimulatedCost, build_cost
 from ios_core.cost import factory as cost_factory
@@ -23,10 +23,11 @@ from ios_core.cost.bound import critical_path
 from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
 from ios_core.engine import ConvTask, PlanOptions
 from ios_core.engine import profile as engine_profile
-from ios_core.engine.profile import ProfileError, SerialBackend, StageProfiler, Timing
+from ios_core.engine.profile import ProfileError, SerialBackend, StageProfiler
 from ios_core.optimize import CONF_DIR, run
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Group, Stage, greedy, sequential
+from ios_core.timing import Timing, TimingError
 
 ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cuda": "13.0", "cudnn": "9.19.0"}
 
@@ -52,7 +53,7 @@ def one(name: str) -> Stage:
 
 def fake_cost(backend: FakeBackend, settings: MeasureSettings | None = None) -> MeasuredCost:
     def factory(graph, batch):
-        return StageProfiler(graph, batch, backend, Timing(2, 6, 6))
+        return StageProfiler(graph, batch, backend, Timing(warmup=2, number=6, repeat=6))
 
     return MeasuredCost(settings or MeasureSettings(), factory, ENVIRONMENT)
 
@@ -64,7 +65,7 @@ def test_a_stage_is_lowered_alone_and_timed_by_the_backend():
     program = profiler.program(stage)
     assert program.inputs == ("pool1",) and len(program.stages) == 1 and program.streams == 2
     assert profiler.latency(stage) == pytest.approx(1e-3 * len(program.tasks) + 2e-3)
-    assert backend.calls == 1 and backend.timings == [Timing(2, 6, 6)]
+    assert backend.calls == 1 and backend.timings == [Timing()]  # IOS's 2, 6, 6 by default
     assert profiler.stats.stages == 1 and profiler.stats.lower_s > 0
 
 
@@ -115,8 +116,8 @@ def test_a_batch_of_stages_keeps_its_order_around_free_and_failing_stages():
 
 
 def test_timing_is_validated():
-    with pytest.raises(ProfileError):
-        Timing(2, 0, 6)
+    with pytest.raises(TimingError, match="number >= 1"):
+        Timing(warmup=2, number=0, repeat=6)
     with pytest.raises(ValueError, match="unknown precision"):
         MeasureSettings(precision="fp16")
 
@@ -125,8 +126,8 @@ def test_the_space_names_gpu_precision_and_revision_and_digests_every_input():
     space = measured_space(MeasureSettings(), ENVIRONMENT)
     assert space.startswith("measured/NVIDIA H100 80GB HBM3/fp32/r3/")
     changed = [measured_space(MeasureSettings(**{name: value}), ENVIRONMENT) for name, value in (
-        ("precision", "fp32-strict"), ("autotune", False), ("layout", "nchw"), ("warmup", 3), ("number", 5),
-        ("repeat", 7))]
+        ("precision", "fp32-strict"), ("autotune", False), ("layout", "nchw"), ("timing", Timing(warmup=3)),
+        ("timing", Timing(number=5)), ("timing", Timing(repeat=7)))]
     changed += [measured_space(MeasureSettings(), {**ENVIRONMENT, key: "other"}) for key in ENVIRONMENT]
     assert len({space, *changed}) == 1 + len(changed)
     assert measured_space(MeasureSettings(tune_cache="elsewhere.json"), ENVIRONMENT) == space  # a path, not an input
@@ -174,7 +175,8 @@ def test_other_timing_does_not_reuse_the_cache(monkeypatch, tmp_path):
     with build_cost(spec, DeviceProfile(name="h100", real=True)) as cost:
         cost.stage_latency(models.get("demo"), one("conv1"), 1)
     for change in ({"warmup": 3}, {"number": 5}, {"repeat": 7}):
-        with build_cost(dataclasses.replace(spec, **change), DeviceProfile(name="h100", real=True)) as cost:
+        timing = Timing(**change)
+        with build_cost(dataclasses.replace(spec, timing=timing), DeviceProfile(name="h100", real=True)) as cost:
             cost.stage_latency(models.get("demo"), one("conv1"), 1)
         assert cost.stats.misses == 1
     with build_cost(spec, DeviceProfile(name="h100", real=True, launch_us=50.0)) as cost:
@@ -185,24 +187,25 @@ def test_other_timing_does_not_reuse_the_cache(monkeypatch, tmp_path):
 def fake_gpu(monkeypatch, backend: FakeBackend) -> None:
     """Make ``cost=measured`` buildable here: a GPU 'present', its environment, and the fake backend."""
     monkeypatch.setattr(cost_factory, "gpu_present", lambda: True)
-    monkeypatch.setattr(engine_profile, "environment", lambda: dict(ENVIRONMENT))
+    monkeypatch.setattr(engine, "environment", lambda: dict(ENVIRONMENT))
 
     def profiler(graph, batch, precision="fp32", weights=None, options=None, timing=None):
         assert precision == "fp32" and options.autotune and options.tune_cache == "tune.json"
         return StageProfiler(graph, batch, backend, timing, options)
 
-    monkeypatch.setattr(engine_profile, "gpu_profiler", profiler)
+    monkeypatch.setattr(engine, "gpu_profiler", profiler)
 
 
 def test_the_factory_builds_the_measured_cost_with_its_settings(monkeypatch):
     backend = FakeBackend()
     fake_gpu(monkeypatch, backend)
-    spec = CostSpec("measured", "fp32", warmup=1, number=3, repeat=5, tune_cache="tune.json")
+    timing = Timing(warmup=1, number=3, repeat=5)
+    spec = CostSpec(kind="measured", precision="fp32", timing=timing, tune_cache="tune.json")
     cost = build_cost(spec, DeviceProfile(name="h100", real=True))
-    settings = MeasureSettings("fp32", warmup=1, number=3, repeat=5, tune_cache="tune.json")
+    settings = MeasureSettings(precision="fp32", timing=timing, tune_cache="tune.json")
     assert cost.kind == "measured" and cost.space == measured_space(settings, ENVIRONMENT)
     assert cost.stage_latency(models.get("demo"), one("conv1"), 1) > 0
-    assert backend.timings == [Timing(1, 3, 5)]
+    assert backend.timings == [timing]
 
 
 def test_without_the_engine_libraries_the_measured_cost_is_a_clear_error(monkeypatch):
@@ -232,8 +235,22 @@ def test_the_measured_config_composes_with_ios_timing():
     register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose("config", overrides=["cost=measured", "device=h200"])
-    assert (cfg.cost.warmup, cfg.cost.number, cfg.cost.repeat, cfg.cost.autotune) == (2, 6, 6, True)
+        other = compose("config", overrides=["cost=measured", "cost.timing.number=3", "cost.timing.warmup=1"])
+    assert (cfg.cost.timing, cfg.cost.autotune) == ({"warmup": 2, "number": 6, "repeat": 6}, True)
     assert cfg.cost.tune_cache == ".tunecache/tune_h200.json"
+    assert other.cost.timing == {"warmup": 1, "number": 3, "repeat": 6}
+
+
+def test_the_cli_times_stages_as_configured(monkeypatch, tmp_path):
+    backend = FakeBackend()
+    fake_gpu(monkeypatch, backend)
+    register_configs()
+    overrides = ["progress=false", "model=demo", "cost=measured", "device=h100", f"cost.cache={tmp_path / 'c.jsonl'}",
+                 "cost.tune_cache=tune.json", f"output={tmp_path / 's.json'}", "cost.timing.warmup=1",
+                 "cost.timing.number=3", "cost.timing.repeat=5", "tracking.mlflow=false"]
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        run(compose("config", overrides=overrides))
+    assert backend.timings and set(backend.timings) == {Timing(warmup=1, number=3, repeat=5)}
 
 
 @pytest.mark.parametrize("name", ["demo", "squeezenet", "inception_v3"])
@@ -251,7 +268,7 @@ def test_the_critical_path_bounds_every_schedule_without_merges(name):
 
 
 def test_the_profiling_modules_touch_no_gpu_library_at_import():
-    code = ("import sys, ios_core.cost.measured, ios_core.cost.bound, ios_core.engine.profile; "
+    code = ("import sys, ios_core.cost.measured, ios_core.cost.bound, ios_core.engine.profile, ios_core.engine.gpu; "
             "print(any(m.split('.')[0] in ('pycuda', 'cudnn', 'torch', 'pynvml') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -17,9 +17,9 @@ require_gpu()
 from ios_core import models  # noqa: E402 -- only once a GPU is known to be there
 from ios_core.cost import CostSpec, DeviceProfile, build_cost  # noqa: E402
 from ios_core.cost.measured import MeasureSettings, measured_space  # noqa: E402
-from ios_core.engine import PlanOptions, build_plan, latency  # noqa: E402
-from ios_core.engine.profile import environment, gpu_profiler  # noqa: E402
+from ios_core.engine import PlanOptions, build_plan, environment, gpu_profiler, latency  # noqa: E402
 from ios_core.schedule import Group, Stage, sequential  # noqa: E402
+from ios_core.timing import Timing  # noqa: E402
 
 
 def test_every_kind_of_stage_profiles():
@@ -41,7 +41,9 @@ def test_the_stages_of_a_schedule_add_up_to_about_its_latency():
     schedule = sequential(graph)
     profiler = gpu_profiler(graph, 1, options=PlanOptions(autotune=False))
     predicted = sum(profiler.latency(stage) for stage in schedule.stages)
-    whole = latency(build_plan(graph, schedule, 1, "fp32", None, PlanOptions(autotune=False)), 5, 10, 5).ms
+    plan = build_plan(graph, schedule, 1, "fp32", None, PlanOptions(autotune=False))
+    whole = latency(plan, Timing(warmup=5, number=10, repeat=5)).ms
+    plan.close()
     assert 0.5 < predicted / whole < 3, (predicted, whole)
 
 

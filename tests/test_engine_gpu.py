@@ -20,6 +20,7 @@ require_gpu()
 
 from ios_core.engine import PlanOptions, build_plan, latency  # noqa: E402 -- only once a GPU is known to be there
 from ios_core.reference import relative_error  # noqa: E402
+from ios_core.timing import Timing  # noqa: E402
 
 TOLERANCE = {"fp32-strict": 1e-4, "fp32": 1e-2}
 
@@ -89,8 +90,8 @@ def test_autotuned_plan_is_correct_and_timed():
     x, ref = reference("inception_v3", 1)
     plan = build_plan(graph, SCHEDULES["sequential"](graph), 1, "fp32", weights, PlanOptions(autotune=True))
     assert relative_error(plan(x), ref) <= TOLERANCE["fp32"]
-    measurement = latency(plan, warmup=2, number=5, repeat=3)
-    assert 0 < measurement.ms < 100 and len(measurement.samples) == 3
+    measurement = latency(plan, Timing(warmup=2, number=5, repeat=3))
+    assert 0 < measurement.ms < 100 and len(measurement.samples) == 3 and measurement.timing.number == 5
     assert measurement.device["name"] and measurement.clocks_before["available"]
     plan.close()
 
@@ -102,5 +103,5 @@ def test_stage_alone_is_a_plan_of_its_own():
     plan = build_plan(graph, [wide], 1, "fp32", weights, PlanOptions(autotune=False, schedule=schedule))
     assert plan.program.streams == len(wide.groups) >= 3
     assert plan.program.inputs and all(name in plan.program.values for name in plan.program.inputs)
-    assert 0 < latency(plan, 2, 6, 6).ms < 10
+    assert 0 < latency(plan, Timing()).ms < 10
     plan.close()

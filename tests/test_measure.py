@@ -1,7 +1,6 @@
 """Measure: simulated end to end (the sum of the analytical stage latencies), the engine only on a real GPU."""
 
 import sys
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from ios_core import gpu, models
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, schedule_latency
 from ios_core.measure import CONF_DIR, MeasureError, register_configs, run
 from ios_core.schedule import greedy, save
+from ios_core.timing import Timing
 from ios_core.tracking import read
 
 
@@ -86,9 +86,7 @@ def test_another_gpu_than_the_device_is_not_available(schedule_file, monkeypatch
 @dataclass
 class FakeMeasurement:
     samples: tuple = (1.0, 1.2, 1.1)
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 3
+    timing: Timing = Timing(warmup=2, number=6, repeat=3)
     layout: str = "nhwc"
     device: dict = field(default_factory=lambda: {"name": "NVIDIA H100 80GB HBM3", "driver": "580", "cudnn": "9.19"})
     clocks_before: dict = field(default_factory=lambda: {"sm_mhz": 1980, "mem_mhz": 2619})
@@ -112,17 +110,17 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
             return 0.01
 
     calls = {}
-    plan_module = types.ModuleType("ios_core.engine.plan")
-    plan_module.PlanOptions = lambda autotune: {"autotune": autotune}
-    monkeypatch.setitem(sys.modules, "ios_core.engine.plan", plan_module)
+    monkeypatch.setattr(engine, "PlanOptions", lambda autotune: {"autotune": autotune})
     monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
     monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)) and FakePlan())
-    monkeypatch.setattr(engine, "latency", lambda plan, w, n, r: FakeMeasurement())
+    monkeypatch.setattr(engine, "latency",
+                        lambda plan, timing: calls.setdefault("timing", timing) and FakeMeasurement())
     monkeypatch.setattr(measure_module, "build_cost",
                         lambda spec, device: calls.setdefault("cost", spec) and StageAlone())
     record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
     assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True}})  # the engine's fp32 allows TF32
     assert calls["closed"] and calls["cost"].kind == "measured" and calls["cost"].autotune
+    assert calls["timing"] == calls["cost"].timing == Timing()  # conf/measure.yaml: IOS's 2, 6, 6
     stages = len(record.values("stage_latency_ms"))
     assert stages > 1 and record.values("stage_latency_ms") == [0.01] * stages
     assert len(record.values("stage_utilization_pct")) == stages

@@ -18,7 +18,7 @@ import hydra
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from ios_core.baselines import Measurement, Timing, get, load_network, measure
+from ios_core.baselines import Measurement, get, load_network, measure
 from ios_core.config import (
     CONF_DIR,
     ConfigError,
@@ -29,6 +29,7 @@ from ios_core.config import (
     check_keys,
 )
 from ios_core.errors import reported, run_command
+from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, stringify, tracked
 
 
@@ -87,9 +88,9 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
         raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
     framework = get(cfg.framework)
     model = cfg.model.get("path") or cfg.model.name
-    timing = Timing(**OmegaConf.to_container(cfg.timing), precision=cfg.precision)
+    timing, precision = Timing(**OmegaConf.to_container(cfg.timing)), str(cfg.precision)
     options = OmegaConf.to_container(cfg.options) if cfg.get("options") else {}
-    params = {"framework": framework.name, "model": cfg.model.name, "batch": cfg.batch, "precision": timing.precision,
+    params = {"framework": framework.name, "model": cfg.model.name, "batch": cfg.batch, "precision": precision,
               "warmup": timing.warmup, "number": timing.number, "repeat": timing.repeat, "seed": cfg.seed,
               "device_profile": cfg.device.name, "options": options}
     tracking = TrackingConfig(**OmegaConf.to_container(cfg.tracking))
@@ -97,11 +98,12 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
                  {"source": "measured", "framework": framework.name}, cfg.get("out"), tracking) as record:
         network = load_network(model, cfg.seed)
         if cfg.device.get("real", True):
-            m = measure(framework, network, cfg.batch, timing, seed=cfg.seed, check=cfg.check, options=options)
+            m = measure(framework, network, cfg.batch, timing, precision=precision, seed=cfg.seed, check=cfg.check,
+                        options=options)
         else:
             m = Measurement(framework.name, network.name, cfg.batch, "unavailable", False,
                             f"device={cfg.device.name} is simulated: baselines are only measured on a GPU",
-                            precision=timing.precision)
+                            precision=precision)
         record.tags.update(stringify(tags_of(m)))
         if m.status == "measured":
             record.log_series("latency_ms", m.latencies_ms)

@@ -9,7 +9,7 @@ ConfigStore; it is called by the entry point (and by tests), never at import.
 from __future__ import annotations
 
 import difflib
-from dataclasses import MISSING, dataclass, field, fields, is_dataclass, make_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -100,26 +100,29 @@ def build_model(model: ModelConfig) -> Graph:
     return models.get(model.name, **kwargs)
 
 
-def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = ()) -> type:
+def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = (),
+                    nested: dict[str, type] | None = None) -> type:
     """A frozen dataclass's fields as a mutable dataclass: Hydra must merge into it, and a frozen one is read-only.
 
-    Derived, not copied, so that the schema and the class it configures cannot drift apart.
+    Derived, not copied, so that the schema and the class it configures cannot drift apart. A field holding a
+    frozen dataclass itself takes its mutable schema from ``nested`` (by field name), with the same defaults.
     """
-    hints = get_type_hints(frozen)
-    return make_dataclass(
-        name,
-        [
-            (f.name, hints[f.name], field(default=f.default))
-            for f in fields(frozen)
-            if f.default is not MISSING and f.name not in leave_out
-        ],
-    )
+    hints, nested = get_type_hints(frozen), nested or {}
+
+    def mutable(f: Any) -> tuple[str, type, Any]:
+        if f.name in nested:
+            schema = nested[f.name]
+            return f.name, schema, field(default_factory=lambda: schema(**asdict(f.default)))
+        return f.name, hints[f.name], field(default=f.default)
+
+    return make_dataclass(name, [mutable(f) for f in fields(frozen) if f.default is not MISSING and
+                                 f.name not in leave_out])
 
 
 DeviceConfig = _mutable_schema("DeviceConfig", DeviceProfile)
 TimingConfig = _mutable_schema("TimingConfig", Timing)
 # Which `ios_core.cost` to build (`CostSpec`); its precision is the run's top-level ``precision``.
-CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",))
+CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",), nested={"timing": TimingConfig})
 
 
 @dataclass

@@ -1,6 +1,9 @@
 """The GPU as a measuring instrument: what it is, and its clocks and throttle reasons, read through NVML.
 
-Every measurement carries `describe()` and a `clocks()` reading taken before and after it. NVML
+Every measurement carries `describe()` and a `clocks()` reading taken before and after it. What a
+measurement is valid for -- the GPU and its software, `ENVIRONMENT_KEYS` -- is read by the engine
+(`ios_core.engine.environment`, which adds the cuDNN version to `describe()`); a stage profile and an
+autotuning winner are keyed by those keys (`environment_inputs`). NVML
 (``nvidia-ml-py``, module ``pynvml``) is imported when a function is called, never at import;
 without it, or without a GPU, readings say so instead of failing.
 
@@ -16,6 +19,9 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
+
+ENVIRONMENT_KEYS = ("name", "driver", "cuda", "cudnn")
+"""What a measurement is valid for besides its settings: the GPU's name, its driver, CUDA and cuDNN versions."""
 
 _THROTTLE_REASONS = {
     0x1: "gpu_idle",
@@ -59,6 +65,14 @@ def describe(index: int = 0) -> dict[str, Any]:
         }
     except Exception as error:  # noqa: BLE001 -- no NVML, no driver, no GPU: all mean "not available"
         return {"available": False, "reason": f"{type(error).__name__}: {error}"}
+
+
+def environment_inputs(environment: Mapping[str, Any]) -> dict[str, str]:
+    """The `ENVIRONMENT_KEYS` of ``environment``, as text; a ValueError names any that is missing."""
+    missing = [key for key in ENVIRONMENT_KEYS if key not in environment]
+    if missing:
+        raise ValueError(f"the measuring environment {dict(environment)} lacks {missing}")
+    return {key: str(environment[key]) for key in ENVIRONMENT_KEYS}
 
 
 def clocks(index: int = 0) -> dict[str, Any]:

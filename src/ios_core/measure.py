@@ -42,6 +42,7 @@ from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.errors import reported, run_command
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
+from ios_core.timing import Timing
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
@@ -90,7 +91,7 @@ class Measured:
 
 def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfile, precision: str) -> Measured:
     """The analytical model's latency of every stage; the schedule's is their sum (stages run in turn)."""
-    cost = build_cost(CostSpec("simulated", precision), device)
+    cost = build_cost(CostSpec(kind="simulated", precision=precision), device)
     stage_ms = stage_latencies(cost, graph, schedule.stages, batch)
     params = {"device_name": device.name.upper(), "utilization_metric": UTILIZATION_METRIC}
     return Measured([sum(stage_ms)], params, stage_ms, stage_utilization(graph, schedule, batch, stage_ms, device,
@@ -122,20 +123,20 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, dev
     """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events); then each of
     its stages alone, as the optimizer's measured cost does, for the stage timeline of experiment 3."""
     from ios_core import engine
-    from ios_core.engine.plan import PlanOptions
 
+    timing = Timing(**OmegaConf.to_container(cfg.timing))
     plan = engine.build_plan(graph, schedule, batch, str(cfg.precision),
-                             options=PlanOptions(autotune=cfg.autotune))
-    m = engine.latency(plan, cfg.timing.warmup, cfg.timing.number, cfg.timing.repeat)
+                             options=engine.PlanOptions(autotune=cfg.autotune))
+    m = engine.latency(plan, timing)
     before, after = m.clocks_before, m.clocks_after
     params = {"device_name": m.device.get("name"), "gpu_name": m.device.get("name"), "driver": m.device.get("driver"),
               "cudnn": m.device.get("cudnn"), "layout": m.layout, "sm_mhz_before": before.get("sm_mhz"),
               "sm_mhz_after": after.get("sm_mhz"), "mem_mhz": before.get("mem_mhz"),
-              "throttle": ",".join(after.get("throttle", [])), "warmup": m.warmup, "number": m.number,
-              "repeat": m.repeat, "utilization_metric": MEASURED_UTILIZATION_METRIC}
+              "throttle": ",".join(after.get("throttle", [])), "warmup": m.timing.warmup,
+              "number": m.timing.number, "repeat": m.timing.repeat, "utilization_metric": MEASURED_UTILIZATION_METRIC}
     plan.close()
-    precision, t = str(cfg.precision), cfg.timing
-    alone = build_cost(CostSpec("measured", precision, None, None, t.warmup, t.number, t.repeat, cfg.autotune), device)
+    precision = str(cfg.precision)
+    alone = build_cost(CostSpec(kind="measured", precision=precision, timing=timing, autotune=cfg.autotune), device)
     stage_ms = stage_latencies(alone, graph, schedule.stages, batch)
     return Measured(list(m.samples), params, stage_ms, stage_utilization(graph, schedule, batch, stage_ms, device,
                                                                           precision))

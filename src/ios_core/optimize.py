@@ -21,6 +21,7 @@ from ios_core.cost import CostSpec, DeviceProfile, build_cost
 from ios_core.errors import reported, run_command
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
+from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, log_record, open_store
 from ios_core.tracking.adapters import from_schedule
 
@@ -53,8 +54,8 @@ def run(cfg: DictConfig) -> Outcome:
     graph = build_model(cfg.model)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
     c = cfg.cost
-    spec = CostSpec(c.kind, str(cfg.precision), c.cache, c.table, c.warmup, c.number, c.repeat, c.autotune,
-                    c.tune_cache)
+    spec = CostSpec(kind=c.kind, precision=str(cfg.precision), cache=c.cache, table=c.table,
+                    timing=Timing(**OmegaConf.to_container(c.timing)), autotune=c.autotune, tune_cache=c.tune_cache)
     with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
         result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
     meta = {

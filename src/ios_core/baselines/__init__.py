@@ -4,7 +4,7 @@
   TensorRT, TVM with cuDNN, TASO, TensorFlow) and `frameworks_table` (available here, or why not);
 - `core`: `Framework`, `Measurement` and `measure`, which records every result -- measured,
   unavailable with its reason, or failed with its error;
-- `timing`: `Timing` and the CUDA-event timer shared with the engine's method;
+- `timing`: the CUDA-event and wall-clock timers, following `ios_core.timing.Timing` as the engine does;
 - `torch_module`: the IR as a PyTorch module (used by the PyTorch baselines and the engine's checks).
 
 ``python -m ios_core.baselines`` prints the frameworks table as JSON; ``python -m ios_core.baseline
@@ -13,9 +13,8 @@ framework=<name> model=<model> batch=<b>`` measures one.
 
 from ios_core.baselines.core import Framework, Measurement, Run, load_network, measure
 from ios_core.baselines.frameworks import ALIASES, FRAMEWORKS, frameworks_table, get, sweep_frameworks
-from ios_core.baselines.timing import Timing
 
 __all__ = [
-    "ALIASES", "FRAMEWORKS", "Framework", "Measurement", "Run", "Timing", "frameworks_table", "get", "load_network",
+    "ALIASES", "FRAMEWORKS", "Framework", "Measurement", "Run", "frameworks_table", "get", "load_network",
     "measure", "sweep_frameworks",
 ]

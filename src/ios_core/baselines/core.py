@@ -1,7 +1,8 @@
 """What a baseline is and what measuring one gives: `Framework`, `Run`, `Measurement`, and `measure`.
 
 A `Framework` says whether it can run here (``available() -> (ok, reason)``, cheap, touching no
-GPU) and runs a `Network` on an input batch (``run(network, x, timing, options) -> Run``).
+GPU) and runs a `Network` on an input batch, timed as `ios_core.timing.Timing` says, in a precision
+(``run(network, x, timing, precision, options) -> Run``).
 `measure` wraps that into a `Measurement` that is always recorded: ``measured``, ``unavailable``
 (with the reason: not installed, no GPU...) or ``failed`` (with the error) -- never faked,
 never dropped. The first sample of every output is checked against the float64 reference.
@@ -24,10 +25,12 @@ from typing import Any
 import numpy as np
 
 from ios_core import models
-from ios_core.baselines.timing import Timing, median
+from ios_core.baselines.timing import median
 from ios_core.errors import UserError
 from ios_core.onnx_io import Network, load_onnx
+from ios_core.precision import check_precision
 from ios_core.reference import relative_error, run_graph
+from ios_core.timing import Timing
 from ios_core.weights import make_input
 
 STATUSES = ("measured", "unavailable", "failed")
@@ -53,7 +56,7 @@ class Framework:
     description: str
     device: str  # "cuda" or "cpu": where it runs
     available: Callable[[], tuple[bool, str]]
-    run: Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]
+    run: Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]], Run]
     sweep: bool = True  # part of the default batch sweep (off for slow options and CPU builds)
 
 
@@ -128,8 +131,8 @@ def reference_first(network: Network, x: np.ndarray) -> np.ndarray:
     return _REFERENCE[key]
 
 
-def measure(framework: Framework, network: Network, batch: int, timing: Timing, *, seed: int = 0,
-            check: bool = True, options: Mapping[str, Any] | None = None) -> Measurement:
+def measure(framework: Framework, network: Network, batch: int, timing: Timing, *, precision: str = "fp32",
+            seed: int = 0, check: bool = True, options: Mapping[str, Any] | None = None) -> Measurement:
     """Measure ``framework`` on ``network`` at ``batch``; the result says ``measured``, ``unavailable`` or ``failed``.
 
     Parameters
@@ -141,20 +144,24 @@ def measure(framework: Framework, network: Network, batch: int, timing: Timing, 
     batch
         The batch size; the input is `ios_core.weights.make_input` of that size and ``seed``.
     timing
-        Warm-up, number, repeat and precision.
+        Warm-up, number and repeat.
+    precision
+        ``fp32`` (TF32 tensor cores allowed for float32 convolutions, PyTorch's cuDNN default, as on our engine)
+        or ``fp32-strict`` (TF32 off wherever the framework lets us say so).
     check
         Compare the first output sample with the float64 reference (``rel_error``).
     options
         Framework-specific settings (see each adapter's docstring).
     """
-    common = {"framework": framework.name, "model": network.name, "batch": batch, "precision": timing.precision,
-              "timing": {"warmup": timing.warmup, "number": timing.number, "repeat": timing.repeat}}
+    check_precision(precision)
+    common = {"framework": framework.name, "model": network.name, "batch": batch, "precision": precision,
+              "timing": asdict(timing)}
     ok, reason = framework.available()
     if not ok:
         return Measurement(status="unavailable", available=False, reason=reason, **common)
     x = make_input(network.graph, batch, seed)
     try:
-        run = framework.run(network, x, timing, dict(options or {}))
+        run = framework.run(network, x, timing, precision, dict(options or {}))
     except Exception as error:  # noqa: BLE001 -- recorded as failed with its reason, never dropped
         logging.getLogger(__name__).exception("%s failed on %s at batch %d", framework.name, network.name, batch)
         return Measurement(status="failed", available=True, reason=f"{type(error).__name__}: {error}", **common)

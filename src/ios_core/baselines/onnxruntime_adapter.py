@@ -1,7 +1,7 @@
 """ONNX Runtime baselines on the exported network (`ios_core.onnx_io.to_onnx`, fixed batch, body only).
 
 - ``onnxruntime_cuda``: the CUDA execution provider (package ``onnxruntime-gpu``), cuDNN algorithm
-  search ``EXHAUSTIVE``, TF32 as ``timing.precision`` says; inputs and outputs bound on the GPU
+  search ``EXHAUSTIVE``, TF32 as ``precision`` says; inputs and outputs bound on the GPU
   (I/O binding), the work put on PyTorch's current stream so CUDA events time it as they time
   everything else. Option ``cuda_graph: true`` lets ORT capture the run into a CUDA graph.
 - ``onnxruntime_cpu``: the CPU provider, wall-clock timed: the path that is tested where no GPU is;
@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing, time_cuda_events, time_wall_clock
+from ios_core.baselines.timing import time_cuda_events, time_wall_clock
 from ios_core.onnx_io import Network, to_onnx
+from ios_core.timing import Timing
 
 
 def cuda_available() -> tuple[bool, str]:
@@ -54,7 +55,7 @@ def _session(network: Network, batch: int, providers: list[Any], threads: int | 
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
 
 
-def run_cuda(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run_cuda(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     import onnxruntime as ort
     import torch
 
@@ -63,7 +64,7 @@ def run_cuda(network: Network, x: np.ndarray, timing: Timing, options: Mapping[s
     provider = {
         "device_id": torch.cuda.current_device(),
         "cudnn_conv_algo_search": str(options.get("conv_algo_search", "EXHAUSTIVE")),
-        "use_tf32": int(timing.precision == "fp32"),
+        "use_tf32": int(precision == "fp32"),
         "user_compute_stream": str(stream.cuda_stream),
         "enable_cuda_graph": int(bool(options.get("cuda_graph", False))),
     }
@@ -92,7 +93,7 @@ def run_cuda(network: Network, x: np.ndarray, timing: Timing, options: Mapping[s
     return Run(samples, torch.cuda.get_device_name(), found, "cuda-events", output, details)
 
 
-def run_cpu(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run_cpu(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     started = time.perf_counter()
     threads = int(options.get("threads", 0)) or None
     session = _session(network, len(x), ["CPUExecutionProvider"], threads)

@@ -15,13 +15,14 @@ from typing import Any
 
 from ios_core.baselines.core import Measurement, load_network, measure
 from ios_core.baselines.frameworks import get
-from ios_core.baselines.timing import Timing
+from ios_core.timing import Timing
 
 BATCHES = (1, 16, 32, 64, 128)
 
 
 def sweep(model: str, frameworks: Iterable[str], batches: Iterable[int] = BATCHES, timing: Timing | None = None,
-          *, seed: int = 0, check: bool = True, options: Mapping[str, Mapping[str, Any]] | None = None,
+          *, precision: str = "fp32", seed: int = 0, check: bool = True,
+          options: Mapping[str, Mapping[str, Any]] | None = None,
           progress: Callable[[Measurement], None] | None = None) -> list[Measurement]:
     """One `Measurement` per framework and batch, in that order.
 
@@ -34,7 +35,9 @@ def sweep(model: str, frameworks: Iterable[str], batches: Iterable[int] = BATCHE
     batches
         Batch sizes; experiment 6 uses 1, 16, 32, 64, 128.
     timing
-        Warm-up, number, repeat and precision (our engine's defaults when None).
+        Warm-up, number and repeat (our engine's defaults when None).
+    precision
+        ``fp32`` or ``fp32-strict`` (`measure`).
     options
         Per-framework options, by framework name.
     progress
@@ -45,7 +48,8 @@ def sweep(model: str, frameworks: Iterable[str], batches: Iterable[int] = BATCHE
     for name in frameworks:
         framework = get(name)
         for batch in batches:
-            m = measure(framework, network, batch, timing, seed=seed, check=check, options=options.get(name, {}))
+            m = measure(framework, network, batch, timing, precision=precision, seed=seed, check=check,
+                        options=options.get(name, {}))
             results.append(m)
             if progress:
                 progress(m)

@@ -19,8 +19,8 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing
 from ios_core.onnx_io import Network, save_onnx
+from ios_core.timing import Timing
 
 
 def available() -> tuple[bool, str]:
@@ -31,7 +31,7 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     import taso
 
     started = time.perf_counter()

@@ -23,9 +23,10 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing, time_wall_clock
+from ios_core.baselines.timing import time_wall_clock
 from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Pool, Sequential, Value
 from ios_core.onnx_io import Network
+from ios_core.timing import Timing
 from ios_core.weights import Params
 
 
@@ -125,11 +126,11 @@ def _product(tf: Any, xs: list[Any]) -> Any:
     return out
 
 
-def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]:
-    def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]], Run]:
+    def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
         import tensorflow as tf
 
-        tf.config.experimental.enable_tensor_float_32_execution(timing.precision == "fp32")
+        tf.config.experimental.enable_tensor_float_32_execution(precision == "fp32")
         gpus = tf.config.list_physical_devices("GPU")
         if not gpus and not options.get("allow_cpu", False):
             raise RuntimeError("tensorflow sees no GPU")

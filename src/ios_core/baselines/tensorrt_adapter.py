@@ -3,7 +3,7 @@
 For users who have TensorRT 10 (``pip install tensorrt``) next to PyTorch (device buffers, stream
 and CUDA events come from PyTorch). The engine is built with auxiliary streams on, so TensorRT
 runs independent branches concurrently as IOS does: ``options.aux_streams`` (default 7) sets
-``IBuilderConfig.max_aux_streams``; -1 leaves it to TensorRT's heuristic. ``timing.precision``
+``IBuilderConfig.max_aux_streams``; -1 leaves it to TensorRT's heuristic. ``precision``
 ``fp32`` clears the TF32 builder flag. Each call is one ``execute_async_v3`` on PyTorch's current
 stream, timed with CUDA events on that stream.
 """
@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing, time_cuda_events
+from ios_core.baselines.timing import time_cuda_events
 from ios_core.onnx_io import Network, to_onnx
+from ios_core.timing import Timing
 
 
 def available() -> tuple[bool, str]:
@@ -56,14 +57,14 @@ def build_engine(trt: Any, onnx_bytes: bytes, precision: str, aux_streams: int, 
     return trt.Runtime(logger).deserialize_cuda_engine(serialized)
 
 
-def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     import tensorrt as trt
     import torch
 
     started = time.perf_counter()
     aux_streams = int(options.get("aux_streams", 7))
     model = to_onnx(network, batch=len(x), include_head=False)
-    engine = build_engine(trt, model.SerializeToString(), timing.precision, aux_streams,
+    engine = build_engine(trt, model.SerializeToString(), precision, aux_streams,
                           float(options.get("workspace_gib", 4)))
     context = engine.create_execution_context()
     buffers = {}

@@ -1,4 +1,4 @@
-"""How every baseline is timed: as our engine is (`ios_core.engine.timing`), so the numbers compare.
+"""How every baseline is timed: as our engine is (`ios_core.timing.Timing`), so the numbers compare.
 
 After ``warmup`` calls, each of ``repeat`` samples is the mean of ``number`` calls between two
 CUDA events recorded on the stream the framework runs on; the latency is the median sample.
@@ -11,29 +11,9 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ios_core.precision import check_precision
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How to time, and in what arithmetic: defaults are IOS's (and our engine's) 2 warm-up, 6 x 6.
-
-    ``precision`` is ``fp32`` (TF32 tensor cores allowed for float32 convolutions, PyTorch's cuDNN
-    default, as on our engine) or ``fp32-strict`` (TF32 off wherever the framework lets us say so).
-    """
-
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
-    precision: str = "fp32"
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0 or self.number < 1 or self.repeat < 1:
-            raise ValueError(f"timing needs warmup >= 0, number >= 1, repeat >= 1; got {self}")
-        check_precision(self.precision)
+from ios_core.timing import Timing
 
 
 def time_cuda_events(call: Callable[[], Any], timing: Timing, torch: Any, stream: Any = None) -> list[float]:

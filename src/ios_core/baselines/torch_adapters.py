@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing, time_cuda_events
+from ios_core.baselines.timing import time_cuda_events
 from ios_core.onnx_io import Network
+from ios_core.timing import Timing
 
 
 def torch_cuda_available() -> tuple[bool, str]:
@@ -52,13 +53,14 @@ def torch_environment(torch: Any) -> tuple[str, dict[str, str]]:
     return torch.cuda.get_device_name(), found
 
 
-def prepared(network: Network, x: np.ndarray, timing: Timing) -> tuple[Any, Any, Any]:
-    """``(torch, module, input)``: the network's module and the batch on the GPU, channels-last float32."""
+def prepared(network: Network, x: np.ndarray, precision: str) -> tuple[Any, Any, Any]:
+    """``(torch, module, input)``: the network's module and the batch on the GPU, channels-last float32, TF32 as
+    ``precision`` says."""
     import torch
 
     from ios_core.baselines.torch_module import torch_module
 
-    set_precision(torch, timing.precision)
+    set_precision(torch, precision)
     torch.backends.cudnn.benchmark = True
     module = torch_module(network.graph, network.weights).cuda().to(memory_format=torch.channels_last)
     batch = torch.from_numpy(x).float().cuda().contiguous(memory_format=torch.channels_last)
@@ -75,15 +77,16 @@ def _finish(torch: Any, call: Callable[[], Any], timing: Timing, started: float,
     return Run(samples, device, found, "cuda-events", output, details)
 
 
-def run_eager(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run_eager(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     started = time.perf_counter()
-    torch, module, batch = prepared(network, x, timing)
+    torch, module, batch = prepared(network, x, precision)
     return _finish(torch, lambda: module(batch), timing, started, {})
 
 
-def run_cudagraph(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run_cudagraph(network: Network, x: np.ndarray, timing: Timing, precision: str,
+                  options: Mapping[str, Any]) -> Run:
     started = time.perf_counter()
-    torch, module, batch = prepared(network, x, timing)
+    torch, module, batch = prepared(network, x, precision)
     with torch.inference_mode():
         replay = cuda_graph_replay(torch, module, batch)
     return _finish(torch, replay, timing, started, {})
@@ -108,12 +111,13 @@ def cuda_graph_replay(torch: Any, module: Any, batch: Any) -> Callable[[], Any]:
     return replay
 
 
-def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray, Timing, Mapping[str, Any]], Run]:
+def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]],
+                                                           Run]:
     """A runner of ``torch.compile(module, mode=mode)``, with Inductor freezing on or off."""
 
-    def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+    def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
         started = time.perf_counter()
-        torch, module, batch = prepared(network, x, timing)
+        torch, module, batch = prepared(network, x, precision)
         import torch._inductor.config as inductor
 
         torch._dynamo.reset()

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.core import Framework, Run, module_available, versions
-from ios_core.baselines.timing import Timing
 from ios_core.onnx_io import Network, to_onnx
+from ios_core.timing import Timing
 
 
 def available() -> tuple[bool, str]:
@@ -69,7 +69,7 @@ def _relax(tvm: Any, model: Any, shape: tuple[int, ...], device: Any) -> tuple[A
     return relax.VirtualMachine(build(mod, target=target), device), "main"
 
 
-def run(network: Network, x: np.ndarray, timing: Timing, options: Mapping[str, Any]) -> Run:
+def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
     import tvm
 
     started = time.perf_counter()

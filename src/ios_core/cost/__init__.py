@@ -14,7 +14,7 @@ a cached cost from a `CostSpec` and a `DeviceProfile`, by kind.
 
 from ios_core.cost.cache import CachedCost
 from ios_core.cost.device import DeviceError, DeviceProfile
-from ios_core.cost.factory import COSTS, CostSpec, CostUnavailableError, build_cost, register_cost
+from ios_core.cost.factory import COSTS, CostSpec, CostUnavailableError, build_cost
 from ios_core.cost.key import StageKey, content_space, digest, stage_key
 from ios_core.cost.protocol import StageCost, schedule_latency, stage_latencies
 from ios_core.cost.simulated import SimulatedCost
@@ -22,6 +22,6 @@ from ios_core.cost.table import MissingStageError, TableCost
 
 __all__ = [
     "COSTS", "CachedCost", "CostSpec", "CostUnavailableError", "DeviceError", "DeviceProfile", "MissingStageError",
-    "SimulatedCost", "StageCost", "StageKey", "TableCost", "build_cost", "content_space", "digest", "register_cost",
+    "SimulatedCost", "StageCost", "StageKey", "TableCost", "build_cost", "content_space", "digest",
     "schedule_latency", "stage_key", "stage_latencies",
 ]

@@ -1,10 +1,10 @@
-"""Costs built from config, by kind: the seam where the GPU engine plugs in its ``measured`` cost.
+"""Costs built from config, by kind.
 
-`COSTS` maps a kind to a builder ``(CostSpec, DeviceProfile) -> StageCost``. ``simulated`` and
-``table`` are built here. ``measured`` (`ios_core.cost.measured`) is imported only when asked for,
-and only where a GPU and the engine's libraries are: elsewhere asking for it is a clear error,
-never a stack trace. Every cost here knows its own cache namespace (its ``space``: a digest of all
-it depends on, `ios_core.cost.key.content_space`); a registered one that does not gets a digest of
+`COSTS` maps a kind to a builder ``(CostSpec, DeviceProfile) -> StageCost``: ``simulated``, ``table``
+and ``measured`` (`ios_core.cost.measured`, stages timed on the GPU by the engine), which is imported
+only when asked for, and only where a GPU and the engine's libraries are: elsewhere asking for it is
+a clear error, never a stack trace. Every cost here knows its own cache namespace (its ``space``: a
+digest of all it depends on, `ios_core.cost.key.content_space`); one that does not gets a digest of
 the whole device profile and spec (`fallback_space`).
 """
 
@@ -21,6 +21,7 @@ from ios_core.cost.protocol import StageCost
 from ios_core.cost.simulated import SimulatedCost
 from ios_core.cost.table import TableCost
 from ios_core.errors import UserError
+from ios_core.timing import Timing
 
 
 class CostUnavailableError(UserError, RuntimeError):
@@ -30,16 +31,14 @@ class CostUnavailableError(UserError, RuntimeError):
 @dataclass(frozen=True)
 class CostSpec:
     """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file;
-    for ``measured``, how each stage is timed (``warmup``, ``number``, ``repeat``) and whether convolution
-    engines are autotuned (``autotune``, remembered in ``tune_cache``)."""
+    for ``measured``, how each stage is timed (``timing``) and whether convolution engines are autotuned
+    (``autotune``, remembered in ``tune_cache``)."""
 
     kind: str = "simulated"
     precision: str = "fp32"
     cache: str | None = None
     table: str | None = None
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
+    timing: Timing = Timing()
     autotune: bool = True
     tune_cache: str | None = None
 
@@ -79,8 +78,8 @@ def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
     try:
         from ios_core.cost.measured import MeasuredCost, MeasureSettings
 
-        settings = MeasureSettings(spec.precision, spec.warmup, spec.number, spec.repeat, spec.autotune,
-                                   spec.tune_cache)
+        settings = MeasureSettings(precision=spec.precision, timing=spec.timing, autotune=spec.autotune,
+                                   tune_cache=spec.tune_cache)
         return MeasuredCost(settings)
     except ImportError as error:
         raise CostUnavailableError(
@@ -90,11 +89,6 @@ def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
 
 
 COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "measured": _measured}
-
-
-def register_cost(kind: str, builder: CostBuilder) -> None:
-    """Make ``build_cost`` build ``kind`` with ``builder`` (the GPU engine registers ``measured``)."""
-    COSTS[kind] = builder
 
 
 def fallback_space(kind: str, spec: CostSpec, device: DeviceProfile) -> str:

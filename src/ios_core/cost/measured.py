@@ -2,12 +2,13 @@
 
 `MeasuredCost` keeps one stage profiler per (graph, batch) -- made on the first stage that is not
 cached, so a search whose stages are all in the disk cache never touches the GPU -- and asks it
-for each stage (`ios_core.engine.profile`). The engine is imported only then: the optimizer never
+for each stage (`ios_core.engine.gpu_profiler`). The engine is imported only then: the optimizer never
 imports the engine, and this module imports it lazily.
 
-Its numbers are valid for one GPU, driver, CUDA and cuDNN version, precision, layout, engine choice
-and timing, so its ``space`` (the namespace of its entries in a `CachedCost` disk cache) is a digest
-of them all and of `PROFILE_REVISION` (`measured_space`); the batch size is part of every stage key.
+Its numbers are valid for one GPU, driver, CUDA and cuDNN version (`ios_core.gpu.ENVIRONMENT_KEYS`),
+precision, layout, engine choice and timing (`ios_core.timing.Timing`), so its ``space`` (the namespace of
+its entries in a `CachedCost` disk cache) is a digest of them all and of `PROFILE_REVISION`
+(`measured_space`); the batch size is part of every stage key.
 Where the autotuning cache is kept (``tune_cache``) is no input: the winners it holds are keyed by the
 same environment (`ios_core.engine.tunecache`). One JSON-lines cache file can therefore be shipped
 with a schedule and serve a later search on the same machine without profiling anything.
@@ -23,9 +24,11 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from ios_core.cost.key import content_space
+from ios_core.gpu import environment_inputs
 from ios_core.ir import Graph
 from ios_core.precision import check_precision
 from ios_core.schedule import Stage
+from ios_core.timing import Timing
 
 PROFILE_REVISION = 3
 """Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
@@ -49,9 +52,7 @@ class MeasureSettings:
     """How stages are measured: the engine precision, timing (IOS: 2 warm-up, 6 x 6), autotuning and its cache."""
 
     precision: str = "fp32"
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
+    timing: Timing = Timing()
     autotune: bool = True
     tune_cache: str | None = None
     layout: str = "nhwc"
@@ -60,24 +61,13 @@ class MeasureSettings:
         check_precision(self.precision)
 
 
-ENVIRONMENT_KEYS = ("name", "driver", "cuda", "cudnn")
-"""What a measurement is valid for besides the settings: the GPU's name, its driver, CUDA and cuDNN versions."""
-
-
-def environment_inputs(environment: Mapping[str, Any]) -> dict[str, str]:
-    """The `ENVIRONMENT_KEYS` of ``environment``, as text; a ValueError names any that is missing."""
-    missing = [key for key in ENVIRONMENT_KEYS if key not in environment]
-    if missing:
-        raise ValueError(f"the measuring environment {dict(environment)} lacks {missing}")
-    return {key: str(environment[key]) for key in ENVIRONMENT_KEYS}
-
-
 def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
     """The cache namespace: ``measured/<GPU>/<precision>/r<revision>/<digest>``, the digest of the environment
-    (`ENVIRONMENT_KEYS`), every setting but where the tune cache is, and `PROFILE_REVISION`."""
-    inputs = {"environment": environment_inputs(environment),
-              "settings": {k: v for k, v in asdict(settings).items() if k != "tune_cache"},
-              "revision": PROFILE_REVISION}
+    (`ios_core.gpu.ENVIRONMENT_KEYS`), every setting but where the tune cache is, and `PROFILE_REVISION`."""
+    # The timing's fields sit beside the other settings, as before settings held a `Timing`: the shipped
+    # profiles (results/profiles/) are keyed by this digest.
+    flat = {k: v for k, v in asdict(settings).items() if k not in ("tune_cache", "timing")} | asdict(settings.timing)
+    inputs = {"environment": environment_inputs(environment), "settings": flat, "revision": PROFILE_REVISION}
     return content_space(inputs, "measured", str(environment["name"]), settings.precision, f"r{PROFILE_REVISION}")
 
 
@@ -91,7 +81,7 @@ class MeasuredCost:
     factory
         Makes the profiler of a (graph, batch); the GPU engine's by default, a fake in tests.
     environment
-        GPU name, driver, CUDA and cuDNN versions (`ENVIRONMENT_KEYS`; `ios_core.engine.profile.environment`
+        GPU name, driver, CUDA and cuDNN versions (`ios_core.gpu.ENVIRONMENT_KEYS`; `ios_core.engine.environment`
         by default).
     """
 
@@ -102,9 +92,9 @@ class MeasuredCost:
         self.settings = settings
         self.factory = factory or self._gpu_profiler
         if environment is None:
-            from ios_core.engine.profile import environment as probe
+            from ios_core import engine
 
-            environment = probe()
+            environment = engine.environment()
         self.environment = dict(environment)
         self.space = measured_space(settings, self.environment)
         self._profilers: dict[tuple[int, int], tuple[Graph, Profiler]] = {}
@@ -127,10 +117,8 @@ class MeasuredCost:
         return [profiler for _, profiler in self._profilers.values()]
 
     def _gpu_profiler(self, graph: Graph, batch: int) -> Profiler:
-        from ios_core.engine.options import PlanOptions
-        from ios_core.engine.profile import Timing, gpu_profiler
+        from ios_core import engine
 
         s = self.settings
-        options = PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
-        return gpu_profiler(graph, batch, s.precision, None, options,
-                            Timing(s.warmup, s.number, s.repeat))
+        options = engine.PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
+        return engine.gpu_profiler(graph, batch, precision=s.precision, options=options, timing=s.timing)

@@ -1,25 +1,28 @@
 """The engine: runs a graph under a schedule on an NVIDIA GPU, every stage's groups on their own streams.
 
-Two halves. The CPU half is plain data and imports nothing beyond numpy: `lower` makes a
-`Program` (buffers in one arena, channel-slice views, tasks per stream) and `simulate` runs it
-with numpy. The GPU half imports PyCUDA and the cuDNN frontend only when called, so
-``import ios_core.engine`` works anywhere and touches no GPU:
+Two halves, one per folder. This package is the half that runs anywhere and imports nothing beyond
+numpy: `lower` makes a `Program` (buffers in one arena, channel-slice views, tasks per stream; `placement`
+and `memory` decide where values live), `simulate` runs it with numpy, `packing` lays out weights,
+`depthwise` and `pooling` choose our kernels' launches, `profile` is the CPU half of stage profiling and
+`tunecache` keeps autotuning winners. The GPU half, ``ios_core.engine.gpu``, imports PyCUDA and the cuDNN
+frontend; the four functions below import it only when called, so ``import ios_core.engine`` works
+anywhere and touches no GPU:
 
     plan = build_plan(graph, schedule, batch, "fp32", weights, PlanOptions())  # or "fp32-strict"
     y = plan(x)                    # upload, one CUDA-graph replay, download (plan(x, graph_mode=False): eager)
-    m = latency(plan, 2, 6, 6)     # median of 6 means of 6 replays, with GPU, driver, cuDNN and clocks
+    m = latency(plan, Timing())    # median of 6 means of 6 replays, with GPU, driver, cuDNN and clocks
 
 A stage alone is a plan too -- what the measured cost needs:
 ``build_plan(graph, [stage], batch, precision, weights, PlanOptions(schedule=schedule))``
 allocates the stage's inputs (random values), runs its groups on their streams, and is timed by
-the same `latency`.
+the same `latency`. `gpu_profiler` times thousands of stages so, on memory shared between them.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ios_core.engine.lower import LoweringError, conv_params, lower, peak_bytes, unplanned_bytes
+from ios_core.engine.lower import LoweringError, conv_params, lower, unplanned_bytes
 from ios_core.engine.options import PlanOptions
 from ios_core.engine.placement import Placement, place
 from ios_core.engine.program import (
@@ -38,26 +41,47 @@ from ios_core.engine.simulate import simulate
 from ios_core.precision import PRECISIONS
 
 if TYPE_CHECKING:
-    from ios_core.engine.plan import Plan
-    from ios_core.engine.timing import Measurement
+    from ios_core.engine.gpu.plan import Plan
+    from ios_core.engine.gpu.timing import Measurement
+    from ios_core.engine.profile import StageProfiler
+    from ios_core.ir import Graph
+    from ios_core.timing import Timing
+    from ios_core.weights import Params
+
 
 def build_plan(*args: Any, **kwargs: Any) -> Plan:
-    """Build an executable plan on the current GPU; see `ios_core.engine.plan.build_plan`."""
-    from ios_core.engine.plan import build_plan as build
+    """Build an executable plan on the current GPU; see `ios_core.engine.gpu.plan.build_plan`."""
+    from ios_core.engine.gpu.plan import build_plan as build
 
     return build(*args, **kwargs)
 
 
-def latency(plan: Plan, warmup: int = 2, number: int = 6, repeat: int = 6) -> Measurement:
-    """Time CUDA-graph replays of a plan; see `ios_core.engine.timing.latency`."""
-    from ios_core.engine.timing import latency as measure
+def latency(plan: Plan, timing: Timing | None = None) -> Measurement:
+    """Time CUDA-graph replays of a plan (IOS's 2 warm-up, 6 x 6 when ``timing`` is None); see
+    `ios_core.engine.gpu.timing.latency`."""
+    from ios_core.engine.gpu.timing import latency as measure
 
-    return measure(plan, warmup, number, repeat)
+    return measure(plan, timing)
+
+
+def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dict[str, Params] | None = None,
+                 options: PlanOptions | None = None, timing: Timing | None = None) -> StageProfiler:
+    """A stage profiler on the current GPU; see `ios_core.engine.gpu.stageplan.gpu_profiler`."""
+    from ios_core.engine.gpu.stageplan import gpu_profiler as profiler
+
+    return profiler(graph, batch, precision, weights, options, timing)
+
+
+def environment() -> dict[str, Any]:
+    """This GPU's name, driver, CUDA and cuDNN versions and more (creates no CUDA context); see
+    `ios_core.engine.gpu.environment.environment`."""
+    from ios_core.engine.gpu.environment import environment as read
+
+    return read()
 
 
 __all__ = [
     "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "LoweringError", "Placement", "PlanOptions", "PointwiseTask",
-    "PoolTask",
-    "Program", "ProgramError", "View", "WeightKey", "build_plan", "conv_params", "latency", "lower", "peak_bytes",
-    "place", "simulate", "unplanned_bytes", "verify",
+    "PoolTask", "Program", "ProgramError", "View", "WeightKey", "build_plan", "conv_params", "environment",
+    "gpu_profiler", "latency", "lower", "place", "simulate", "unplanned_bytes", "verify",
 ]

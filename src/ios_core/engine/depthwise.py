@@ -9,7 +9,7 @@ Two families (the file's header says how each works):
 - ``depthwise_f32``, the generic fallback for everything else (NCHW, dilation, other kernels).
 
 The choice is made on the host from the geometry alone, once per task when the plan is built, so
-a launch costs nothing more than before. It lives here, apart from `ios_core.engine.plan`
+a launch costs nothing more than before. It lives here, apart from `ios_core.engine.gpu.launch`
 (which imports PyCUDA and the cuDNN frontend), so that it is tested without a GPU.
 """
 

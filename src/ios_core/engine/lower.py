@@ -31,7 +31,9 @@ from ios_core.engine.program import (
     Task,
     View,
     WeightKey,
+    channel_stride,
     is_depthwise,
+    starts_aligned,
     verify,
 )
 from ios_core.ir import (
@@ -103,8 +105,7 @@ class _Lowering:
 
     def aligned(self, view: View) -> bool:
         shape = self.buffers[view.buffer].shape
-        per_channel = 1 if self.layout == "nhwc" else shape.height * shape.width
-        return view.channel * per_channel * self.itemsize % 16 == 0
+        return starts_aligned(view.channel, channel_stride(self.layout, shape.height, shape.width), self.itemsize)
 
     def term_view(self, term: tuple, begin: int, end: int) -> View:
         """Channels ``[begin, end)`` of a concatenation, which must fall inside one of its slices."""
@@ -361,11 +362,6 @@ def conv_params(graph: Graph, weights: dict[str, Params], key: WeightKey) -> Par
     return {name[len(prefix):]: array for name, array in params.items() if name.startswith(prefix)}
 
 
-def peak_bytes(program: Program) -> int:
-    """The arena's size: the most activation memory the program holds at once."""
-    return program.arena_bytes
-
-
 def unplanned_bytes(program: Program) -> int:
-    """What the buffers would take with no reuse at all, for comparison with `peak_bytes`."""
+    """What the buffers would take with no reuse at all, for comparison with the arena (``program.arena_bytes``)."""
     return sum(program.buffer_bytes(b.index) for b in program.buffers)

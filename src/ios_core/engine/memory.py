@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def _align(n: int, alignment: int) -> int:
+def align(n: int, alignment: int) -> int:
+    """``n`` rounded up to a multiple of ``alignment``."""
     return -(-n // alignment) * alignment
 
 
@@ -48,8 +49,8 @@ def assign_offsets(
         for lo, hi in busy:
             if lo - offset >= sizes[i]:
                 break
-            offset = max(offset, _align(hi, alignment))
+            offset = max(offset, align(hi, alignment))
         offsets[i] = offset
         placed.append(i)
         arena = max(arena, offset + sizes[i])
-    return offsets, _align(arena, alignment)
+    return offsets, align(arena, alignment)

@@ -10,7 +10,7 @@ Two families (the file's header says how each works):
 
 As for depthwise convolutions (`ios_core.engine.depthwise`, whose views, launches and magic-number
 divisions this module shares), the choice is made on the host once per task when the plan is
-built, apart from `ios_core.engine.plan` so that it is tested without a GPU.
+built, apart from `ios_core.engine.gpu.launch` so that it is tested without a GPU.
 """
 
 from __future__ import annotations

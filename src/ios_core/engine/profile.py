@@ -2,14 +2,14 @@
 
 A `StageProfiler` answers "how long does this stage take?" for one graph at one batch size. Each
 stage is lowered alone (`ios_core.engine.lower`: the nodes it reads become the program's inputs,
-its groups its streams) and handed to a `Backend` that times the program. The split keeps the CPU
-half -- lowering, empty stages, failures, statistics -- testable without a GPU; `gpu_profiler`
-pairs it with the GPU backend (`ios_core.engine.stageplan`), imported only when called.
+its groups its streams) and handed to a `Backend` that times the program. This module is the CPU
+half -- lowering, empty stages, failures, statistics -- testable without a GPU;
+`ios_core.engine.gpu_profiler` pairs it with the GPU backend (`ios_core.engine.gpu.stageplan`).
 
-What one measurement is (`Timing`): the stage runs ``number`` times back to back inside one CUDA
-graph -- so it runs as it would inside a whole schedule's graph, and the graph launch is paid
-once per ``number`` runs -- the graph is replayed ``warmup`` times untimed, then ``repeat`` times
-back to back with a CUDA event between replays; the latency is the median replay divided by
+What one measurement is (`ios_core.timing.Timing`): the stage runs ``number`` times back to back
+inside one CUDA graph -- so it runs as it would inside a whole schedule's graph, and the graph launch
+is paid once per ``number`` runs -- the graph is replayed ``warmup`` times untimed, then ``repeat``
+times back to back with a CUDA event between replays; the latency is the median replay divided by
 ``number``. IOS profiled with 2 warm-up runs and 6 x 6 timed ones: the defaults.
 
 Profiling is bound by the host as much as by the GPU (a stage is lowered, its launches prepared
@@ -29,37 +29,21 @@ import math
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from ios_core.engine.lower import lower
 from ios_core.engine.options import PlanOptions
 from ios_core.engine.program import Program
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
-
-if TYPE_CHECKING:
-    from ios_core.weights import Params
+from ios_core.timing import Timing
 
 MAX_FAILURES = 20
 MAX_ERRORS_KEPT = 10
 
 
 class ProfileError(RuntimeError):
-    """Profiling cannot go on: too many stages failed, or the setting is invalid."""
-
-
-@dataclass(frozen=True)
-class Timing:
-    """How one stage is timed: ``warmup`` untimed replays, then the median of ``repeat`` timed ones, each of
-    ``number`` runs of the stage captured back to back in one CUDA graph."""
-
-    warmup: int = 2
-    number: int = 6
-    repeat: int = 6
-
-    def __post_init__(self) -> None:
-        if self.warmup < 0 or self.number < 1 or self.repeat < 1:
-            raise ProfileError(f"timing needs warmup >= 0, number >= 1 and repeat >= 1, got {self}")
+    """Profiling cannot go on: too many stages failed."""
 
 
 @dataclass
@@ -82,7 +66,7 @@ class Backend(Protocol):
     """Times lowered one-stage programs: milliseconds per run of each, in order, or the error it raised.
 
     Programs come from an iterator so that a backend may build the next while the GPU still times the
-    one before (`ios_core.engine.stageplan.GpuBackend` does).
+    one before (`ios_core.engine.gpu.stageplan.GpuBackend` does).
     """
 
     def time_all(self, programs: Iterator[Program], timing: Timing) -> Iterator[float | Exception]: ...
@@ -110,9 +94,9 @@ class StageProfiler:
     graph, batch
         The network and the batch size every stage is built for.
     backend
-        Times each program (`ios_core.engine.stageplan.GpuBackend` on a GPU, a fake in tests).
+        Times each program (`ios_core.engine.gpu.stageplan.GpuBackend` on a GPU, a fake in tests).
     timing
-        Warm-up, runs per replay and replays (`Timing`).
+        Warm-up, runs per replay and replays (`ios_core.timing.Timing`).
     options
         The layout and lowering switches of the plans the schedule will run in (`PlanOptions`).
     """
@@ -174,33 +158,3 @@ class StageProfiler:
         if self.stats.failed >= MAX_FAILURES:
             raise ProfileError(f"{self.stats.failed} stages failed to profile; the first: {self.stats.errors[0]}")
         return math.inf
-
-
-def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dict[str, Params] | None = None,
-                 options: PlanOptions | None = None, timing: Timing | None = None) -> StageProfiler:
-    """A `StageProfiler` on the current GPU (PyCUDA and the cuDNN frontend are imported here).
-
-    Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
-    and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
-    """
-    from ios_core.engine.stageplan import GpuBackend
-
-    options = options or PlanOptions()
-    return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)
-
-
-def environment() -> dict[str, Any]:
-    """The GPU's name, driver and CUDA driver version (NVML) and the cuDNN version: what a stage profile and an
-    autotuning winner are only valid for (`ios_core.cost.measured.ENVIRONMENT_KEYS`).
-
-    Creates no CUDA context, so a search whose stages are all cached never touches the GPU.
-    """
-    import cudnn
-
-    from ios_core import gpu
-
-    info = gpu.describe()
-    version = cudnn.backend_version_string() if hasattr(cudnn, "backend_version_string") else str(
-        cudnn.backend_version())
-    return {"name": info.get("name", "unknown"), "driver": info.get("driver", "unknown"),
-            "cuda": info.get("cuda_driver", "unknown"), "cudnn": str(version)}

@@ -24,6 +24,7 @@ from ios_core.ir import Conv, Pool
 Layout = Literal["nchw", "nhwc"]
 LAYOUTS: tuple[str, ...] = ("nhwc", "nchw")
 ARENA_ALIGNMENT = 256  # bytes: every buffer starts here, so only a view's own offset can misalign it
+CONV_ALIGNMENT = 16  # bytes: where cuDNN needs a convolution's input and output to start
 
 
 class ProgramError(ValueError):
@@ -194,11 +195,10 @@ class Program:
             return base + view.channel, dims, (h * w * c, 1, w * c, c)
         return base + view.channel * h * w, dims, (c * h * w, h * w, w, 1)
 
-    def aligned(self, view: View, alignment: int = 16) -> bool:
-        """Whether the view's first element sits on an ``alignment``-byte boundary (buffers start on 256)."""
+    def aligned(self, view: View) -> bool:
+        """Whether the view starts where cuDNN can read or write it (`starts_aligned`)."""
         buf = self.buffers[view.buffer]
-        per_channel = 1 if self.layout == "nhwc" else buf.height * buf.width
-        return (view.channel * per_channel * self.itemsize) % alignment == 0
+        return starts_aligned(view.channel, channel_stride(self.layout, buf.height, buf.width), self.itemsize)
 
     def __str__(self) -> str:
         lines = [
@@ -216,8 +216,16 @@ class Program:
         return "\n".join(lines)
 
 
-def writes(task: Task) -> View:
-    return task.y
+def channel_stride(layout: str, height: int, width: int) -> int:
+    """Elements between two neighbouring channels of a buffer: 1 in NHWC, a whole plane in NCHW."""
+    return 1 if layout == "nhwc" else height * width
+
+
+def starts_aligned(channel: int, stride: int, itemsize: int) -> bool:
+    """Whether a view from ``channel`` of a buffer whose channels are ``stride`` elements apart starts on a
+    `CONV_ALIGNMENT`-byte boundary (its buffer starts on `ARENA_ALIGNMENT`, a multiple of it): the one rule the
+    lowering applies to every convolution operand."""
+    return channel * stride * itemsize % CONV_ALIGNMENT == 0
 
 
 def verify(program: Program) -> None:

@@ -6,9 +6,9 @@ The file is one JSON object::
 
 A key is everything a winner depends on. ``space`` (`tune_space`) reads ``<GPU>/cudnn <version>/<digest>``,
 the digest (`ios_core.cost.key.content_space`) being of the GPU's name, driver, CUDA and cuDNN versions
-(`ios_core.cost.measured.ENVIRONMENT_KEYS`) and of how candidates are chosen (`WORKSPACE_LIMIT`,
+(`ios_core.gpu.ENVIRONMENT_KEYS`) and of how candidates are chosen (`WORKSPACE_LIMIT`,
 `CANDIDATE_RUNS`, `CANDIDATE_REPLAYS`, `TUNE_REVISION`); ``fused`` says whether bias and activation are in
-the cuDNN graph; ``geometry`` is the geometry's JSON (`ios_core.engine.convs.Geometry.key`, precision
+the cuDNN graph; ``geometry`` is the geometry's JSON (`ios_core.engine.gpu.convs.Geometry.key`, precision
 included). So a changed input never finds an old winner. Entries of other spaces are kept: one file can
 serve several GPUs.
 
@@ -29,9 +29,9 @@ from typing import Any
 
 from ios_core.cost.cache import is_latency, warn
 from ios_core.cost.key import content_space
-from ios_core.cost.measured import environment_inputs
 from ios_core.errors import UserError
 from ios_core.files import write_atomic
+from ios_core.gpu import environment_inputs
 
 WORKSPACE_LIMIT = 256 << 20  # bytes: no engine that needs more is considered
 CANDIDATE_RUNS = 4  # executions of a candidate captured back to back in one CUDA graph

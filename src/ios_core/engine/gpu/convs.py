@@ -13,18 +13,21 @@ Engine choice: ``autotune=False`` takes cuDNN's heuristic (mode A, then fallback
 that builds; ``autotune=True`` builds every candidate, times each inside a captured CUDA graph,
 and keeps the fastest -- remembered in a `TuneCache` (`ios_core.engine.tunecache`: a JSON file when given
 a path) by GPU, driver, CUDA and cuDNN version and geometry, so the next build of the same geometry only
-builds the winner.
+builds the winner. One `ConvLibrary` per autotuning setting and tune cache serves the whole process
+(`conv_library`): every plan and stage plan shares its graphs.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from functools import cache
 
 import cudnn
 import pycuda.driver as drv
 
-from ios_core.engine.device import CapturedGraph, new_stream
+from ios_core.engine.gpu import device
+from ios_core.engine.gpu.environment import environment
 from ios_core.engine.tunecache import CANDIDATE_REPLAYS, CANDIDATE_RUNS, WORKSPACE_LIMIT, TuneCache
 
 _ACT_BUILDERS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
@@ -125,7 +128,7 @@ class ConvLibrary:
     def __init__(self, handle: object, autotune: bool, cache: TuneCache) -> None:
         self.handle, self.autotune, self.cache = handle, autotune, cache
         self.graphs: dict[Geometry, ConvGraph] = {}
-        self.stream = new_stream()
+        self.stream = device.new_stream()
         cudnn.set_stream(self.handle, self.stream.handle)
 
     def get(self, geometry: Geometry, buffers: TuningBuffers) -> ConvGraph:
@@ -185,7 +188,7 @@ class ConvLibrary:
                     for _ in range(CANDIDATE_RUNS):
                         conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace)
 
-                captured = CapturedGraph(self.stream, enqueue)
+                captured = device.CapturedGraph(self.stream, enqueue)
                 captured.launch()  # warm-up: first launch uploads the graph
                 start.record(self.stream)
                 for _ in range(CANDIDATE_REPLAYS):
@@ -198,3 +201,10 @@ class ConvLibrary:
                 self.stream.synchronize()
                 continue
         return times
+
+
+@cache
+def conv_library(autotune: bool, tune_cache: str | None) -> ConvLibrary:
+    """The process's library for one autotuning setting and tune cache, made on first use."""
+    device.device_context()  # the handle belongs to the current context: make it first
+    return ConvLibrary(cudnn.create_handle(), autotune, TuneCache.load(tune_cache, environment()))

@@ -19,7 +19,11 @@ stages, so no stage is ever timed on zeros, NaNs or values that grew without bou
 builds and captures stage k+1 (capturing records work without running it). Nothing that runs on
 the GPU may start beside the replays being timed, so each such step waits for them first:
 growing or refreshing the arena, growing a workspace (`Resources.settle`), and autotuning a new
-convolution geometry (`ios_core.engine.convs`). Uploading a new weight only uses the copy engine.
+convolution geometry (`ios_core.engine.gpu.convs`). Uploading a new weight only uses the copy engine.
+
+A `StagePlan` composes the same launch layer as a whole `Plan` (`ios_core.engine.gpu.launch`) over the
+borrowed memory; `gpu_profiler` pairs `GpuBackend` with the CPU half of profiling
+(`ios_core.engine.profile.StageProfiler`).
 """
 
 from __future__ import annotations
@@ -27,19 +31,29 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 from functools import cache
-from itertools import pairwise
 
 import cudnn
-import numpy as np
 import pycuda.driver as drv
 
-from ios_core.engine import device
+from ios_core.engine.gpu import device
+from ios_core.engine.gpu.convs import conv_library
+from ios_core.engine.gpu.launch import (
+    LaunchContext,
+    Launches,
+    WeightAddress,
+    bind,
+    prepare_program,
+    workspace_sizes,
+)
+from ios_core.engine.gpu.timing import Replays
 from ios_core.engine.lower import conv_params
+from ios_core.engine.memory import align
 from ios_core.engine.options import PlanOptions
-from ios_core.engine.plan import _BLOCK, _MAX_BLOCKS, Plan, PlanStats, _align, _library, _weight_array
-from ios_core.engine.profile import Timing
-from ios_core.engine.program import ConvTask, Program, WeightKey
+from ios_core.engine.packing import pack
+from ios_core.engine.profile import StageProfiler
+from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, Program, WeightKey
 from ios_core.ir import Graph
+from ios_core.timing import Timing
 from ios_core.weights import Params, make_weights
 
 REFRESH_EVERY = 64  # stages between two refills of the arena with random values
@@ -103,7 +117,7 @@ class Resources:
             self.settle()
             if self.memory is not None:
                 self.memory.free()
-            self.arena_bytes = max(_align(nbytes), 2 * self.arena_bytes, MIN_ARENA)
+            self.arena_bytes = max(align(nbytes, ARENA_ALIGNMENT), 2 * self.arena_bytes, MIN_ARENA)
             self.memory = drv.mem_alloc(self.arena_bytes)
             self.randomize()
         elif self.uses % REFRESH_EVERY == 0:
@@ -113,10 +127,8 @@ class Resources:
         return self.memory
 
     def randomize(self, seed: int = 1) -> None:
-        n = self.arena_bytes // 4
-        grid = (min(-(-n // _BLOCK), _MAX_BLOCKS), 1)
-        self.kernels.fill.prepared_call(grid, (_BLOCK, 1, 1), int(self.memory), n, seed + self.uses)
-        self.context.context.synchronize()
+        """Fill the arena with values in [-1, 1), other ones each time it is refreshed."""
+        device.fill_random(self.kernels, int(self.memory), self.arena_bytes, seed + self.uses)
 
 
 @cache
@@ -130,88 +142,79 @@ class WeightStore:
 
     def __init__(self, graph: Graph, weights: dict[str, Params], layout: str, own_depthwise: bool) -> None:
         self.graph, self.params, self.layout, self.own_depthwise = graph, weights, layout, own_depthwise
-        self.at: dict[WeightKey, tuple[int, int, tuple[int, ...]]] = {}
+        self.at: dict[WeightKey, WeightAddress] = {}
         self._memory: list[drv.DeviceAllocation] = []
 
-    def get(self, task: ConvTask) -> tuple[int, int, tuple[int, ...]]:
-        """``(weight address, bias address, weight dims)`` of a convolution task."""
+    def get(self, task: ConvTask) -> WeightAddress:
+        """Where the weights of a convolution task are."""
         found = self.at.get(task.weights)
         if found is None:
-            params = conv_params(self.graph, self.params, task.weights)
-            kernel = _weight_array(params, self.layout, task.depthwise and self.own_depthwise)
-            bias = params["bias"].astype(np.float32)
-            at = _align(kernel.nbytes)
-            host = np.zeros((at + bias.nbytes) // 4, np.float32)
-            host[:kernel.size] = kernel.ravel()
-            host[at // 4:] = bias
-            memory = drv.to_device(host)
+            packed = pack(conv_params(self.graph, self.params, task.weights), self.layout,
+                          task.depthwise and self.own_depthwise)
+            memory = drv.to_device(packed.host)
             self._memory.append(memory)
-            found = self.at[task.weights] = (int(memory), int(memory) + at, tuple(params["weight"].shape))
+            found = self.at[task.weights] = WeightAddress.of(packed, int(memory))
         return found
 
 
-class StagePlan(Plan):
-    """A `Plan` of one lowered stage on borrowed `Resources` and a `WeightStore`; `close` returns nothing to them.
+class StagePlan:
+    """One lowered stage on borrowed `Resources` and a `WeightStore`: a `LaunchContext` over them and its launches.
 
-    It reuses `Plan`'s launchers, `enqueue` and pointers; only the building differs. ``weights`` is
-    0 and ``weight_at`` holds absolute addresses, because `Plan`'s launchers add the two.
+    `close` returns nothing to the lenders: only the captured graph is the stage plan's own.
     """
 
     def __init__(self, program: Program, precision: str, store: WeightStore, options: PlanOptions,
                  pool: Resources) -> None:
-        self.graph, self.program, self.precision, self.options = store.graph, program, precision, options
-        self.context, self.kernels = pool.context, pool.kernels
-        self.library = _library(options.autotune, options.tune_cache)
-        self.arena = pool.lend_arena(program.arena_bytes)
-        self.streams, self.handles = pool.lend_streams(program.streams)
-        self.stats = PlanStats(arena_bytes=program.arena_bytes)
-        self.weights = 0
-        self.weight_at = {t.weights: store.get(t) for t in program.tasks if isinstance(t, ConvTask)}
-        self._conv_of = {}
-        self.launches = [
-            [[self._launcher(task, k) for task in stream] for k, stream in enumerate(stage)] for stage in program.stages
-        ]
-        self.workspaces = pool.lend_workspaces(self.workspace_sizes(program))
+        self.program, self.precision = program, precision
+        library = conv_library(options.autotune, options.tune_cache)
+        arena = pool.lend_arena(program.arena_bytes)
+        streams, handles = pool.lend_streams(program.streams)
+        weights = {t.weights: store.get(t) for t in program.tasks if isinstance(t, ConvTask)}
+        self.context = LaunchContext(program, precision, options.own_depthwise, pool.context, pool.kernels, library,
+                                     tuple(streams), tuple(handles), int(arena), weights)
+        prepared = prepare_program(self.context)
+        workspaces = pool.lend_workspaces(workspace_sizes(prepared, len(streams)))
         width = max((len(stage) for stage in program.stages), default=1)
         events = pool.lend_events(width + 1) if width > 1 else []
-        self.forks = [events[0] if len(stage) > 1 else None for stage in program.stages]
-        self.joins = [events[1:len(stage) + 1] if len(stage) > 1 else [] for stage in program.stages]
-        self.captured = None
+        forks = tuple(events[0] if len(stage) > 1 else None for stage in program.stages)
+        joins = tuple(tuple(events[1:len(stage) + 1]) if len(stage) > 1 else () for stage in program.stages)
+        self.launches = Launches(bind(prepared, [device.address(w) for w in workspaces]), tuple(streams), forks, joins)
+        self.captured: device.CapturedGraph | None = None
+
+    @property
+    def streams(self) -> tuple[drv.Stream, ...]:
+        return self.context.streams
 
     def capture_runs(self, number: int) -> device.CapturedGraph:
         """One CUDA graph running the stage ``number`` times back to back (work in flight may go on meanwhile)."""
-        self.captured = device.CapturedGraph(self.streams[0], self.enqueue, copies=number)
+        self.captured = device.CapturedGraph(self.streams[0], self.launches.enqueue, copies=number)
         return self.captured
 
     def close(self) -> None:
         """Destroy the captured graph; the borrowed memory, streams and handles stay with their owners."""
         if self.captured is not None:
-            self.synchronize()
+            self.streams[0].synchronize()
             self.captured.close()
             self.captured = None
 
 
-class _Replays:
-    """A captured stage's warm-up and timed replays, enqueued back to back with a mark between timed ones."""
+class _Timed:
+    """A captured stage and its replays in flight (`Replays`): its milliseconds per run once they are done."""
 
     def __init__(self, plan: StagePlan, timing: Timing, marks: list[drv.Event]) -> None:
-        self.plan, self.number, self.marks = plan, timing.number, marks
-        stream, launch = plan.streams[0], plan.captured.launch
-        for _ in range(timing.warmup):
-            launch()
-        marks[0].record(stream)
-        for mark in marks[1:]:
-            launch()
-            mark.record(stream)
+        self.plan = plan
+        self.replays = Replays(plan.captured.launch, plan.streams[0], timing, marks, copies=timing.number)
 
     def result(self) -> float:
-        """Milliseconds per run of the stage: the median replay over ``number`` (waits for the replays)."""
+        """Milliseconds per run of the median sample (waits for the replays; closes the stage plan whatever happens).
+
+        The median is taken before dividing by ``number``, as every shipped stage profile was computed.
+        """
         try:
-            self.marks[-1].synchronize()
-            samples = [start.time_till(end) for start, end in pairwise(self.marks)]
+            elapsed = self.replays.elapsed()
         finally:
             self.plan.close()
-        return statistics.median(samples) / self.number
+        return statistics.median(elapsed) / self.replays.number
 
 
 class GpuBackend:
@@ -222,11 +225,12 @@ class GpuBackend:
         self.pool = resources(options.kernel_dir)
         weights = weights if weights is not None else make_weights(graph)
         self.store = WeightStore(graph, weights, options.layout, options.own_depthwise)
-        self._tuned = len(_library(options.autotune, options.tune_cache).cache.entries)
+        self.library = conv_library(options.autotune, options.tune_cache)
+        self._tuned = len(self.library.cache.entries)
 
     def time_all(self, programs: Iterator[Program], timing: Timing) -> Iterator[float | Exception]:
         """Each program's milliseconds per run, or its error; the next is built while the GPU times this one."""
-        running: _Replays | None = None
+        running: _Timed | None = None
         for program in programs:
             try:
                 plan = self._capture(program, timing)
@@ -239,7 +243,7 @@ class GpuBackend:
                 yield plan
                 continue
             try:
-                running = _Replays(plan, timing, self.pool.lend_marks(timing.repeat + 1))
+                running = _Timed(plan, timing, self.pool.lend_marks(timing.repeat + 1))
             except Exception as error:  # noqa: BLE001
                 plan.close()
                 yield error
@@ -247,7 +251,7 @@ class GpuBackend:
             yield self._result(running)
 
     @staticmethod
-    def _result(running: _Replays) -> float | Exception:
+    def _result(running: _Timed) -> float | Exception:
         try:
             return running.result()
         except Exception as error:  # noqa: BLE001
@@ -260,12 +264,23 @@ class GpuBackend:
         except Exception:
             plan.close()
             raise
-        self._save_tuning(plan)
+        self._save_tuning()
         return plan
 
-    def _save_tuning(self, plan: Plan) -> None:
+    def _save_tuning(self) -> None:
         """Write the tune cache when this stage tuned a new geometry (a few dozen times per model)."""
-        cache_ = plan.library.cache
+        cache_ = self.library.cache
         if len(cache_.entries) != self._tuned:
             cache_.save()
             self._tuned = len(cache_.entries)
+
+
+def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dict[str, Params] | None = None,
+                 options: PlanOptions | None = None, timing: Timing | None = None) -> StageProfiler:
+    """A `StageProfiler` on the current GPU.
+
+    Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
+    and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
+    """
+    options = options or PlanOptions()
+    return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)

@@ -1,8 +1,10 @@
-"""GPU plumbing: the primary context, streams and events through PyCUDA; capture through cuda.bindings.
+"""GPU plumbing: the primary context, streams and events through PyCUDA; capture through cuda.bindings; our kernels.
 
 PyCUDA owns the context (the device's primary one, the context PyTorch and the cuDNN frontend
 also use), memory and streams; it has no stream-capture API, so capture and graph launch go
-through ``cuda.bindings.driver`` on PyCUDA's stream handles. Imported only when a plan is built.
+through ``cuda.bindings.driver`` on PyCUDA's stream handles. Our kernels (``cuda/*.cu``) are
+compiled once per process (`kernels`); `fill_random` is the one way memory is filled with random
+values. Imported only when a plan is built.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pycuda.compiler import SourceModule
 from ios_core.engine import depthwise, pooling
 
 NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
+BLOCK = 256  # threads per block of our grid-stride kernels (pointwise, fill)
+MAX_BLOCKS = 132 * 16  # their grid's cap: 16 blocks per SM of an H100; the stride loop covers the rest
 
 
 class CudaError(RuntimeError):
@@ -75,6 +79,11 @@ def new_stream() -> drv.Stream:
 
 def new_event() -> drv.Event:
     return drv.Event(drv.event_flags.DISABLE_TIMING)
+
+
+def address(memory: drv.DeviceAllocation | None) -> int:
+    """The address of an allocation; 0 for none (what cuDNN takes for no workspace)."""
+    return int(memory) if memory is not None else 0
 
 
 def cu_stream(stream: drv.Stream) -> cu.CUstream:
@@ -138,7 +147,7 @@ class Kernels:
 
 def default_kernel_dir() -> Path:
     """``cuda/`` at the root of the ios-core checkout this package is imported from."""
-    return Path(__file__).resolve().parents[3] / "cuda"
+    return Path(__file__).resolve().parents[4] / "cuda"
 
 
 @cache
@@ -164,3 +173,15 @@ def kernels(kernel_dir: str | None = None) -> Kernels:
         depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
     )
+
+
+def grid(n: int) -> tuple[int, int]:
+    """The grid of a grid-stride kernel over ``n`` elements: a block per `BLOCK` of them, at most `MAX_BLOCKS`."""
+    return min(-(-n // BLOCK), MAX_BLOCKS), 1
+
+
+def fill_random(kernels: Kernels, address: int, nbytes: int, seed: int) -> None:
+    """Fill ``nbytes`` at ``address`` with float32 values in [-1, 1) drawn from ``seed``; returns once written."""
+    n = nbytes // 4
+    kernels.fill.prepared_call(grid(n), (BLOCK, 1, 1), address, n, seed)
+    drv.Context.synchronize()

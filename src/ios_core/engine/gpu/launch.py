@@ -1,0 +1,263 @@
+"""The launch layer: every task of a program prepared once as a call that enqueues it, what `Plan` and `StagePlan` run.
+
+A `LaunchContext` holds what launches are prepared from -- the program, the streams and their cuDNN
+handles, our kernels, the convolution library, the arena's address and every convolution's weight
+addresses. A launcher per task type (`prepare`) turns one task on stream ``k`` into a `TaskLaunch`: the
+call that enqueues it, given its stream's cuDNN workspace (known only once every convolution of the
+stream is prepared, `workspace_sizes`), and what preparing it found -- our kernels it launches, the cuDNN
+graph it executes. Launchers write nowhere else: a plan sums their findings (`launch_stats`).
+
+`Launches.enqueue` runs the program with the fewest events: a stage of one group runs on stream 0; a
+stage of ``n > 1`` groups forks from stream 0 (one event, waited on by streams ``1..n-1``) and joins back
+(one event per side stream, waited on by stream 0) -- so stream 0 always holds the order, a captured
+graph starts and ends on it, and no device-wide synchronization is ever used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import numpy as np
+import pycuda.driver as drv
+
+from ios_core.engine import depthwise, pooling
+from ios_core.engine.gpu import device
+from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers
+from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides
+from ios_core.engine.program import (
+    ACTIVATIONS,
+    POINTWISE_OPS,
+    ConvTask,
+    PointwiseTask,
+    PoolTask,
+    Program,
+    Task,
+    View,
+    WeightKey,
+)
+
+Pointer = tuple[int, tuple[int, ...], tuple[int, ...]]
+"""A view on the GPU: its first element's address, and its dims and element strides in N, C, H, W order."""
+
+
+@dataclass(frozen=True)
+class WeightAddress:
+    """Where one convolution's pack (`ios_core.engine.packing`) is on the GPU: its kernel's and its bias's addresses,
+    and the kernel's dims (K, C, R, S)."""
+
+    weight: int
+    bias: int
+    dims: tuple[int, ...]
+
+    @classmethod
+    def of(cls, pack: Pack, address: int) -> WeightAddress:
+        """The addresses of ``pack`` uploaded to ``address``."""
+        return cls(address, address + pack.bias_at, pack.dims)
+
+
+@dataclass(frozen=True)
+class LaunchContext:
+    """What every launch of one program is prepared from (see the module)."""
+
+    program: Program
+    precision: str
+    own_depthwise: bool  # depthwise convolutions on our kernel, not cuDNN (`ios_core.engine.PlanOptions`)
+    device: device.DeviceContext
+    kernels: device.Kernels
+    library: ConvLibrary
+    streams: tuple[drv.Stream, ...]
+    handles: tuple[object, ...]  # a cuDNN handle per stream, set to it
+    arena: int
+    weights: Mapping[WeightKey, WeightAddress]
+
+    def pointer(self, view: View) -> Pointer:
+        offset, dims, strides = self.program.locate(view)
+        return self.arena + offset * self.program.itemsize, dims, strides
+
+
+@dataclass(frozen=True)
+class TaskLaunch:
+    """One task's prepared launch, and what preparing it found."""
+
+    call: Callable[[int], None]  # enqueues the task; takes its stream's cuDNN workspace address (0: none)
+    kernels: tuple[str, ...] = ()  # our kernels it launches, each counted by family and by name
+    conv: ConvGraph | None = None  # the cuDNN graph it executes
+
+
+@dataclass
+class PlanStats:
+    """What building a plan found: memory, convolution engines, our kernels, time spent."""
+
+    arena_bytes: int = 0
+    weight_bytes: int = 0
+    workspace_bytes: int = 0
+    convs: int = 0
+    unfused_convs: int = 0
+    geometries: int = 0
+    tuned_conv_ms: float = 0.0
+    heuristic_conv_ms: float = 0.0
+    kernels: dict[str, int] = field(default_factory=dict)
+    build_s: float = 0.0
+
+
+Prepared = list[list[list[TaskLaunch]]]
+"""A program's task launches by stage, stream and task."""
+
+
+def prepare(context: LaunchContext, task: Task, k: int) -> TaskLaunch:
+    """The launch of ``task`` on stream ``k``; an error names the task and its node."""
+    try:
+        return _LAUNCHERS[type(task)](context, task, k)
+    except Exception as error:
+        raise RuntimeError(f"while preparing {task} of node {task.node!r}: {error}") from error
+
+
+def prepare_program(context: LaunchContext) -> Prepared:
+    """Every task of the context's program prepared, in program order (convolutions are tuned in that order)."""
+    return [[[prepare(context, task, k) for task in stream] for k, stream in enumerate(stage)]
+            for stage in context.program.stages]
+
+
+def workspace_sizes(prepared: Prepared, streams: int) -> list[int]:
+    """The cuDNN workspace each stream needs: the largest of its convolutions'."""
+    sizes = [0] * streams
+    for stage in prepared:
+        for k, launches in enumerate(stage):
+            for launch in launches:
+                if launch.conv is not None:
+                    sizes[k] = max(sizes[k], launch.conv.workspace)
+    return sizes
+
+
+def launch_stats(prepared: Prepared, geometries: int) -> PlanStats:
+    """What preparing found: convolutions (fused or not, tuned and heuristic milliseconds) and our kernels by family
+    and name; ``geometries`` (the library's, after preparing) if there is any convolution."""
+    stats = PlanStats()
+    for launch in (launch for stage in prepared for launches in stage for launch in launches):
+        for name in launch.kernels:
+            stats.kernels[name] = stats.kernels.get(name, 0) + 1
+        if launch.conv is not None:
+            stats.convs += 1
+            stats.unfused_convs += not launch.conv.fused
+            stats.geometries = geometries
+            stats.tuned_conv_ms += launch.conv.tuned_ms or 0.0
+            stats.heuristic_conv_ms += launch.conv.heuristic_ms or 0.0
+    return stats
+
+
+@dataclass(frozen=True)
+class Launches:
+    """A program's launches by stage and stream, bound to their workspaces, and the events that fork and join each
+    stage of several streams (``forks[s]``; ``joins[s][k]`` for side stream ``k >= 1``)."""
+
+    stages: tuple[tuple[tuple[Callable[[], None], ...], ...], ...]
+    streams: tuple[drv.Stream, ...]
+    forks: tuple[drv.Event | None, ...]
+    joins: tuple[tuple[drv.Event, ...], ...]
+
+    def enqueue(self) -> None:
+        """Launch the whole program on the streams (eagerly, or into a capture); see the module."""
+        s0 = self.streams[0]
+        for s, stage in enumerate(self.stages):
+            if len(stage) > 1:
+                self.forks[s].record(s0)
+                for stream in self.streams[1:len(stage)]:
+                    stream.wait_for_event(self.forks[s])
+            for launches in stage:
+                for launch in launches:
+                    launch()
+            if len(stage) > 1:
+                for k in range(1, len(stage)):
+                    self.joins[s][k].record(self.streams[k])
+                    s0.wait_for_event(self.joins[s][k])
+
+
+def bind(prepared: Prepared, workspaces: Sequence[int]) -> tuple[tuple[tuple[Callable[[], None], ...], ...], ...]:
+    """Each task's call with its stream's workspace address, by stage, stream and task (as `Launches.stages`)."""
+    return tuple(tuple(tuple(partial(launch.call, workspaces[k]) for launch in launches)
+                       for k, launches in enumerate(stage)) for stage in prepared)
+
+
+def pointwise_call(context: LaunchContext, k: int, y: Pointer, a: Pointer, b: Pointer | None, op: str,
+                   act: str) -> Callable[[], None]:
+    """A prepared launch of ``y = act(a op b)`` on stream ``k`` (our pointwise kernel)."""
+    (yp, dims, ys), (ap, _, as_) = y, a
+    bp, bs = (b[0], b[2]) if b is not None else (ap, as_)
+    order = sorted(range(4), key=lambda d: -ys[d])  # y's fastest dimension last
+    total = int(np.prod(dims))
+    args = (POINTWISE_OPS[op], ACTIVATIONS[act], total, dims[order[1]], dims[order[2]], dims[order[3]],
+            yp, *(ys[d] for d in order), ap, *(as_[d] for d in order), bp, *(bs[d] for d in order))
+    grid, block = device.grid(total), (device.BLOCK, 1, 1)
+    stream, fn = context.streams[k], context.kernels.pointwise
+    return lambda: fn.prepared_async_call(grid, block, stream, *args)
+
+
+def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunch:
+    b = context.pointer(task.b) if task.b is not None else None
+    call = pointwise_call(context, k, context.pointer(task.y), context.pointer(task.a), b, task.op, task.act)
+    return TaskLaunch(lambda _workspace: call(), ("pointwise",))
+
+
+def _chosen(context: LaunchContext, k: int, family: str, functions: Mapping[str, drv.Function],
+            launch: depthwise.Launch) -> TaskLaunch:
+    """The launch of a kernel of ``family`` chosen on the host, counted under the family and under its own name."""
+    stream, fn = context.streams[k], functions[launch.kernel]
+    return TaskLaunch(lambda _workspace: fn.prepared_async_call(launch.grid, launch.block, stream, *launch.args),
+                      (family, launch.kernel))
+
+
+def _depthwise(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
+    (xp, x_dims, xs), (yp, y_dims, ys) = context.pointer(task.x), context.pointer(task.y)
+    weights = context.weights[task.weights]
+    call = depthwise.DepthwiseCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys),
+                                   weights.weight, depthwise_strides(weights.dims, context.program.layout),
+                                   weights.bias, task.conv, task.pre_act)
+    # The one dispatch point: a fast NHWC kernel where the geometry allows (channels innermost, 3/5/7 kernel,
+    # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
+    # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
+    launch = depthwise.launch(call, context.device.multiprocessors)
+    return _chosen(context, k, "depthwise", context.kernels.depthwise, launch)
+
+
+def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
+    if task.depthwise and context.own_depthwise:
+        return _depthwise(context, task, k)
+    if task.pre_act != "none":
+        raise ValueError("only our depthwise kernel applies an activation to its input")
+    (xp, x_dims, x_strides), (yp, y_dims, y_strides) = context.pointer(task.x), context.pointer(task.y)
+    weights, conv = context.weights[task.weights], task.conv
+    w_dims = tuple(weights.dims)
+    geometry = Geometry(x_dims, x_strides, w_dims, kernel_strides(w_dims, context.program.layout), y_dims, y_strides,
+                        conv.padding, conv.stride, conv.dilation, conv.act, context.precision)
+    wp, bp = weights.weight, weights.bias
+    graph = context.library.get(geometry, TuningBuffers(xp, wp, bp, yp))
+    handle = context.handles[k]
+    bias_act = None
+    if not graph.fused:  # bias and activation by our pointwise kernel, after the convolution
+        bias = (bp, y_dims, (0, 1, 0, 0))
+        bias_act = pointwise_call(context, k, (yp, y_dims, y_strides), (yp, y_dims, y_strides), bias, "add", conv.act)
+
+    def call(workspace: int) -> None:
+        graph.execute(handle, xp, wp, bp, yp, workspace)
+        if bias_act is not None:
+            bias_act()
+
+    return TaskLaunch(call, () if graph.fused else ("pointwise",), graph)
+
+
+def _pool(context: LaunchContext, task: PoolTask, k: int) -> TaskLaunch:
+    (xp, x_dims, xs), (yp, y_dims, ys) = context.pointer(task.x), context.pointer(task.y)
+    call = pooling.PoolCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys), task.pool)
+    # As for depthwise convolutions: a fast NHWC kernel where channels are innermost and offsets fit 32 bits
+    # (float4 where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
+    launch = pooling.launch(call, context.device.multiprocessors)
+    return _chosen(context, k, "pool", context.kernels.pool, launch)
+
+
+_LAUNCHERS: dict[type, Callable[[LaunchContext, Task, int], TaskLaunch]] = {
+    ConvTask: _conv,
+    PoolTask: _pool,
+    PointwiseTask: _pointwise,
+}

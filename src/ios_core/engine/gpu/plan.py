@@ -1,0 +1,204 @@
+"""An executable plan on the current GPU: a `Program` with its arena, weights, streams and launches.
+
+`build_plan` lowers the stages, allocates one arena and one weight buffer (every convolution's pack,
+`ios_core.engine.packing`), creates one non-blocking stream, cuDNN handle and workspace per concurrent
+group, and prepares every launch (`ios_core.engine.gpu.launch`, building -- or fetching -- one cuDNN graph
+per convolution geometry). Nothing is allocated, set or synchronized after that: `Plan.enqueue` only
+launches, so it can run eagerly (debugging) or be captured once into a CUDA graph (`Plan.capture`) and
+replayed (`Plan.replay`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+
+import cudnn
+import numpy as np
+import pycuda.driver as drv
+
+from ios_core.engine.gpu import device
+from ios_core.engine.gpu.convs import conv_library
+from ios_core.engine.gpu.launch import (
+    LaunchContext,
+    Launches,
+    WeightAddress,
+    bind,
+    launch_stats,
+    prepare_program,
+    workspace_sizes,
+)
+from ios_core.engine.lower import conv_params, lower
+from ios_core.engine.options import PlanOptions
+from ios_core.engine.packing import lay_out, pack
+from ios_core.engine.program import ConvTask, Program, WeightKey
+from ios_core.ir import Graph
+from ios_core.precision import check_precision
+from ios_core.schedule import Schedule, Stage
+from ios_core.weights import Params, make_weights
+
+
+class Plan:
+    """A program ready to run on the GPU: its own arena, weights, streams, workspaces and events, and the launches
+    of a `LaunchContext` over them (see the module docstring)."""
+
+    def __init__(self, graph: Graph, program: Program, precision: str, weights: dict[str, Params],
+                 options: PlanOptions) -> None:
+        started = time.perf_counter()
+        self.graph, self.program, self.precision, self.options = graph, program, precision, options
+        current, kernels = device.device_context(), device.kernels(options.kernel_dir)
+        library = conv_library(options.autotune, options.tune_cache)
+        self.arena = drv.mem_alloc(max(program.arena_bytes, 256))
+        streams = tuple(device.new_stream() for _ in range(program.streams))
+        handles = tuple(cudnn.create_handle() for _ in streams)
+        for handle, stream in zip(handles, streams, strict=True):
+            cudnn.set_stream(handle, stream.handle)
+        self.weights, at, weight_bytes = upload_weights(graph, program, weights, options.own_depthwise)
+        self.context = LaunchContext(program, precision, options.own_depthwise, current, kernels, library, streams,
+                                     handles, int(self.arena), at)
+        self.randomize()  # convolutions are autotuned on the plan's own buffers: random, never zeros
+        prepared = prepare_program(self.context)
+        sizes = workspace_sizes(prepared, len(streams))
+        self.workspaces = [drv.mem_alloc(size) if size else None for size in sizes]
+        # events only where a stage has several streams: a fork, and a join per side stream
+        forks = tuple(device.new_event() if len(stage) > 1 else None for stage in program.stages)
+        joins = tuple(tuple(device.new_event() for _ in stage) if len(stage) > 1 else () for stage in program.stages)
+        self.launches = Launches(bind(prepared, [device.address(w) for w in self.workspaces]), streams, forks, joins)
+        self.stats = replace(launch_stats(prepared, len(library.graphs)), arena_bytes=program.arena_bytes,
+                             weight_bytes=weight_bytes, workspace_bytes=sum(sizes))
+        self.captured: device.CapturedGraph | None = None
+        library.cache.save()
+        self.poison()
+        self.stats.build_s = time.perf_counter() - started
+
+    @property
+    def streams(self) -> tuple[drv.Stream, ...]:
+        return self.context.streams
+
+    # ---- running ----------------------------------------------------------------------------
+
+    def enqueue(self) -> None:
+        """Launch the whole program on the plan's streams (eagerly, or into a capture)."""
+        self.launches.enqueue()
+
+    def capture(self) -> device.CapturedGraph:
+        """Capture the program into a CUDA graph once; later calls return the same graph."""
+        if self.captured is None:
+            self.synchronize()
+            self.captured = device.CapturedGraph(self.streams[0], self.enqueue)
+        return self.captured
+
+    def replay(self) -> None:
+        self.capture().launch()
+
+    def synchronize(self) -> None:
+        self.streams[0].synchronize()
+
+    def close(self) -> None:
+        """Free the captured graph and device memory now rather than at garbage collection."""
+        self.synchronize()
+        if self.captured is not None:
+            self.captured.close()
+            self.captured = None
+        for memory in (self.arena, self.weights, *self.workspaces):
+            if memory is not None:
+                memory.free()
+
+    def randomize(self, seed: int = 1) -> None:
+        """Fill the arena with values in [-1, 1)."""
+        device.fill_random(self.context.kernels, int(self.arena), self.program.arena_bytes, seed)
+
+    def poison(self) -> None:
+        """Fill the arena with NaN, so that a read of memory nothing wrote shows in the output."""
+        drv.memset_d32(self.arena, 0x7FC00000, self.program.arena_bytes // 4)
+
+    def write(self, name: str, array: np.ndarray) -> None:
+        """Set input ``name`` (NCHW; it must fill its buffer) before a run."""
+        view = self.program.values[name]
+        if view.channel != 0 or view.channels != self.program.buffers[view.buffer].channels:
+            raise ValueError(f"input {name!r} is a slice of a larger buffer; fill that buffer instead")
+        self.fill(view.buffer, array)
+
+    def fill(self, buffer: int, array: np.ndarray) -> None:
+        """Upload a whole buffer from an NCHW array."""
+        host = np.asarray(array, np.float32)
+        host = np.ascontiguousarray(host.transpose(0, 2, 3, 1) if self.program.layout == "nhwc" else host)
+        if host.nbytes != self.program.buffer_bytes(buffer):
+            raise ValueError(f"buffer {buffer} holds {self.program.buffer_bytes(buffer)} bytes, not {host.nbytes}")
+        drv.memcpy_htod(int(self.arena) + self.program.offsets[buffer], host)
+
+    def read(self, name: str) -> np.ndarray:
+        """The value of node ``name`` (NCHW float32) after a run."""
+        view = self.program.values[name]
+        buf = self.program.buffers[view.buffer]
+        n = self.program.batch
+        shape = (n, buf.height, buf.width, buf.channels) if self.program.layout == "nhwc" else (
+            n, buf.channels, buf.height, buf.width)
+        host = np.empty(shape, np.float32)
+        drv.memcpy_dtoh(host, int(self.arena) + self.program.offsets[view.buffer])
+        nchw = host.transpose(0, 3, 1, 2) if self.program.layout == "nhwc" else host
+        return np.ascontiguousarray(nchw[:, view.channel:view.channel + view.channels])
+
+    def __call__(self, x: np.ndarray, graph_mode: bool = True) -> np.ndarray:
+        """The network's output for input batch ``x``: a CUDA-graph replay, or an eager run."""
+        self.write(self.graph.input.name, x)
+        if graph_mode:
+            self.replay()
+        else:
+            self.enqueue()
+        self.synchronize()
+        return self.read(self.graph.output)
+
+
+def upload_weights(graph: Graph, program: Program, weights: dict[str, Params],
+                   own_depthwise: bool) -> tuple[drv.DeviceAllocation, dict[WeightKey, WeightAddress], int]:
+    """Every convolution's pack in one GPU buffer: the buffer, each weight key's addresses, and the bytes used."""
+    tasks = {t.weights: t for t in program.tasks if isinstance(t, ConvTask)}
+    packs = [pack(conv_params(graph, weights, key), program.layout, t.depthwise and own_depthwise)
+             for key, t in tasks.items()]
+    host, offsets, used = lay_out(packs)
+    memory = drv.to_device(host)
+    at = {key: WeightAddress.of(p, int(memory) + offset) for key, p, offset in zip(tasks, packs, offsets, strict=True)}
+    return memory, at, used
+
+
+def build_plan(
+    graph: Graph,
+    stages: Schedule | Sequence[Stage],
+    batch: int,
+    precision: str = "fp32",
+    weights: dict[str, Params] | None = None,
+    options: PlanOptions | None = None,
+) -> Plan:
+    """An executable plan for ``stages`` of ``graph`` at ``batch`` in ``precision`` on the current GPU.
+
+    Parameters
+    ----------
+    graph
+        The network.
+    stages
+        A whole schedule, or some of its stages: a stage-only plan, whose inputs are allocated
+        (and filled with random values) and whose groups run on their own streams, as the
+        measured cost needs. Pass the whole schedule as ``options.schedule`` then, so the
+        memory layout matches the whole plan's.
+    batch
+        Batch size.
+    precision
+        ``"fp32"`` (TF32 tensor cores allowed in convolutions) or ``"fp32-strict"``.
+    weights
+        Parameters by node (`ios_core.weights.make_weights`); seed-0 weights when omitted.
+    options
+        Layout, autotuning and paths (`PlanOptions`).
+    """
+    check_precision(precision)
+    options = options or PlanOptions()
+    weights = weights if weights is not None else make_weights(graph)
+    program = lower(graph, stages, batch, options.layout, schedule=options.schedule,
+                    concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise)
+    plan = Plan(graph, program, precision, weights, options)
+    rng = np.random.default_rng(0)
+    for index in dict.fromkeys(program.values[name].buffer for name in program.inputs):
+        buf = program.buffers[index]  # random inputs: never time zeros (or NaN)
+        plan.fill(index, rng.standard_normal((batch, buf.channels, buf.height, buf.width)))
+    return plan

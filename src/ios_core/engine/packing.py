@@ -1,0 +1,73 @@
+"""How a convolution's weights lie in GPU memory: its kernel in the order the launch's strides promise, then its bias.
+
+A *pack* is one convolution's kernel (float32), zeros up to the next `ARENA_ALIGNMENT` bytes, and its bias.
+The kernel is KRSC in NHWC and KCRS in NCHW (`kernel_strides`); our depthwise kernel reads C x R x S
+weights, stored R x S x C in NHWC, where neighbouring threads take neighbouring channels, so that a
+warp's loads are contiguous (`depthwise_strides`). A whole plan lays its packs end to end in one buffer
+(`lay_out`); a stage plan uploads each pack alone (`ios_core.engine.gpu`). Plain numpy: no GPU here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ios_core.engine.memory import align
+from ios_core.engine.program import ARENA_ALIGNMENT
+from ios_core.weights import Params
+
+
+@dataclass(frozen=True)
+class Pack:
+    """One convolution's weights as uploaded: ``host`` (float32: kernel, padding, bias), where the bias starts
+    (``bias_at``, bytes) and the kernel's dims (K, C, R, S) as the IR holds them."""
+
+    host: np.ndarray
+    bias_at: int
+    dims: tuple[int, ...]
+
+
+def kernel_array(params: Params, layout: str, ours: bool) -> np.ndarray:
+    """The kernel as float32 in the order its strides promise (see the module); ``ours``: our depthwise kernel."""
+    w = params["weight"].astype(np.float32)
+    if ours:
+        return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0) if layout == "nhwc" else w[:, 0])
+    return np.ascontiguousarray(w.transpose(0, 2, 3, 1) if layout == "nhwc" else w)
+
+
+def pack(params: Params, layout: str, ours: bool) -> Pack:
+    """The pack of one convolution's ``weight`` and ``bias`` (see the module)."""
+    kernel = kernel_array(params, layout, ours)
+    bias = params["bias"].astype(np.float32)
+    at = align(kernel.nbytes, ARENA_ALIGNMENT)
+    host = np.zeros((at + bias.nbytes) // 4, np.float32)
+    host[:kernel.size] = kernel.ravel()
+    host[at // 4:] = bias
+    return Pack(host, at, tuple(params["weight"].shape))
+
+
+def lay_out(packs: Sequence[Pack]) -> tuple[np.ndarray, list[int], int]:
+    """``packs`` end to end, each from a multiple of `ARENA_ALIGNMENT`: the host buffer (at least that many bytes),
+    each pack's byte offset in it, and the bytes they take."""
+    offsets, end = [], 0
+    for p in packs:
+        offsets.append(end)
+        end = align(end + p.host.nbytes, ARENA_ALIGNMENT)
+    host = np.zeros(max(end, ARENA_ALIGNMENT) // 4, np.float32)
+    for offset, p in zip(offsets, packs, strict=True):
+        host[offset // 4:offset // 4 + p.host.size] = p.host
+    return host, offsets, end
+
+
+def kernel_strides(dims: tuple[int, ...], layout: str) -> tuple[int, ...]:
+    """Element strides of a (K, C, R, S) kernel as `kernel_array` lays it out (for cuDNN)."""
+    k, c, r, s = dims
+    return (c * r * s, 1, s * c, c) if layout == "nhwc" else (c * r * s, r * s, s, 1)
+
+
+def depthwise_strides(dims: tuple[int, ...], layout: str) -> tuple[int, int, int]:
+    """Element strides (c, r, s) of a depthwise kernel of dims (C, 1, R, S) as `kernel_array` lays it out for ours."""
+    c, _, r, s = dims
+    return (1, s * c, c) if layout == "nhwc" else (r * s, s, 1)
