@@ -91,6 +91,9 @@ def interrupted_run(tmp_path_factory):
     deadline = time.monotonic() + 240
     while len(list(records.rglob("*.json"))) < 4 and first.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
+    log.close()
+    assert first.poll() is None, "the first run ended before it could be killed:\n" + (
+        tmp_path / "first.log").read_text()[-3000:]
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
     finished = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.json")}
