@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,8 +28,10 @@ from ios_core.engine import (
     unplanned_bytes,
     verify,
 )
+from ios_core.engine.lower import conv_params
 from ios_core.engine.memory import assign_offsets
-from ios_core.engine.program import Buffer
+from ios_core.engine.packing import depthwise_strides, kernel_strides, lay_out, pack
+from ios_core.engine.program import Buffer, WeightKey, starts_aligned
 from ios_core.ir import Activation, Conv, GraphBuilder, concat
 from ios_core.reference import KERNELS, gather, run_graph
 from ios_core.weights import make_input, make_weights
@@ -50,6 +55,103 @@ def test_import_touches_no_gpu_library():
             "print(any(m.split('.')[0] in ('pycuda', 'cudnn', 'torch', 'pynvml') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ios_core"
+GPU_LIBRARIES = ("pycuda", "cudnn", "cuda")
+
+
+def package_modules() -> dict[str, Path]:
+    """Every module of the package by dotted name (a package by its own name)."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return modules
+
+
+def imports(path: Path, modules: Iterable[str]) -> set[str]:
+    """What ``path`` imports anywhere -- inside functions too, not under ``if TYPE_CHECKING``: ``from a import b``
+    is module ``a.b`` where that is one of ``modules``, else ``a``."""
+    tree, modules = ast.parse(path.read_text()), set(modules)
+    hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
+        node.test) for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in hidden:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
+                      for a in node.names}
+    return found
+
+
+def test_the_package_has_no_import_cycle():
+    modules = package_modules()
+    graph = {name: imports(path, modules) & set(modules) - {name} for name, path in modules.items()}
+    state: dict[str, str] = {}
+
+    def visit(module: str, path: tuple[str, ...]) -> None:
+        state[module] = "open"
+        for other in sorted(graph[module]):
+            if state.get(other) == "open":
+                raise AssertionError("import cycle: " + " -> ".join((*path[path.index(other):], other)))
+            if other not in state:
+                visit(other, (*path, other))
+        state[module] = "done"
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module, (module,))
+
+
+def test_only_the_gpu_half_imports_the_gpu_libraries():
+    for path in PACKAGE.rglob("*.py"):
+        if "engine/gpu" in path.as_posix():
+            continue
+        used = {m for m in imports(path, ()) if m.split(".")[0] in GPU_LIBRARIES}
+        assert not used, f"{path.relative_to(PACKAGE)} imports {used}"
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+def test_a_pack_holds_the_kernel_in_the_order_its_strides_say_then_the_bias(layout):
+    graph, weights = network("nasnet")
+    for node in [n for n in graph.operators if isinstance(n.op, Conv)][:40]:
+        key = WeightKey((node.name,))
+        params = conv_params(graph, weights, key)
+        ours = node.op.groups > 1 and node.op.groups == params["weight"].shape[0]
+        packed = pack(params, layout, ours)
+        w = params["weight"].astype(np.float32)
+        if ours:
+            c, _, r, s = packed.dims
+            strides = depthwise_strides(packed.dims, layout)
+            read = np.lib.stride_tricks.as_strided(packed.host, (c, r, s), tuple(4 * x for x in strides))
+            np.testing.assert_array_equal(read, w[:, 0])
+        else:
+            strides = kernel_strides(packed.dims, layout)
+            read = np.lib.stride_tricks.as_strided(packed.host, packed.dims, tuple(4 * x for x in strides))
+            np.testing.assert_array_equal(read, w)
+        assert packed.bias_at % 256 == 0 and packed.bias_at >= w.nbytes
+        np.testing.assert_array_equal(packed.host[packed.bias_at // 4:], params["bias"].astype(np.float32))
+
+
+def test_packs_are_laid_out_end_to_end_on_256_bytes():
+    graph, weights = network("demo")
+    packs = [pack(conv_params(graph, weights, WeightKey((n.name,))), "nhwc", False) for n in graph.operators
+             if isinstance(n.op, Conv)]
+    host, offsets, used = lay_out(packs)
+    assert all(o % 256 == 0 for o in offsets) and used % 256 == 0 and host.nbytes == max(used, 256)
+    for p, o, end in zip(packs, offsets, [*offsets[1:], used], strict=True):
+        assert o + p.host.nbytes <= end
+        np.testing.assert_array_equal(host[o // 4:o // 4 + p.host.size], p.host)
+    assert lay_out([])[0].nbytes == 256 and lay_out([])[2] == 0
+
+
+def test_one_alignment_rule_for_convolution_operands():
+    assert starts_aligned(4, 1, 4) and not starts_aligned(3, 1, 4)  # NHWC: 16 and 12 bytes into a pixel
+    assert starts_aligned(4, 9, 4) and not starts_aligned(1, 9, 4)  # NCHW 3x3 planes: 144 and 36 bytes
 
 
 @pytest.mark.parametrize("reverse", [False, True])
