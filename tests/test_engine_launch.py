@@ -188,7 +188,7 @@ def test_replays_need_a_mark_between_every_two_samples(gpu):
 def test_the_environment_names_what_measurements_are_keyed_by(gpu, monkeypatch):
     from ios_core import gpu as nvml
 
-    monkeypatch.setattr(nvml, "describe", lambda index=0: {"available": False, "reason": "no NVML here"})
+    monkeypatch.setattr(nvml, "device_info", lambda index=0: {"available": False, "reason": "no NVML here"})
     found = engine.environment()
     assert {key: found[key] for key in ENVIRONMENT_KEYS} == {"name": "unknown", "driver": "unknown", "cuda": "unknown",
                                                               "cudnn": "9.19.0"}

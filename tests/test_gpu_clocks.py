@@ -14,7 +14,7 @@ def no_nvml():
 def test_readings_say_when_there_is_no_gpu(monkeypatch):
     monkeypatch.setattr(gpu, "_nvml", no_nvml)
     assert gpu.clocks() == {"available": False, "reason": "ImportError: No module named 'pynvml'"}
-    assert gpu.describe()["available"] is False
+    assert gpu.device_info()["available"] is False
 
 
 def test_throttle_reasons_are_named():

@@ -72,13 +72,13 @@ def test_misspelt_key_is_rejected():
 
 
 def test_real_device_without_gpu_is_an_error(schedule_file, monkeypatch):
-    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": False, "reason": "no NVML"})
+    monkeypatch.setattr(gpu, "device_info", lambda index=0: {"available": False, "reason": "no NVML"})
     with pytest.raises(MeasureError, match="none is usable here"):
         run(config("device=h100", f"schedule={schedule_file}"))
 
 
 def test_another_gpu_than_the_device_is_not_available(schedule_file, monkeypatch):
-    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
+    monkeypatch.setattr(gpu, "device_info", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
     record = run(config("device=h200", f"schedule={schedule_file}"))
     assert not record.available and "needs a GPU matching device=h200" in record.tags["reason"]
 
@@ -111,7 +111,7 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
 
     calls = {}
     monkeypatch.setattr(engine, "PlanOptions", lambda autotune: {"autotune": autotune})
-    monkeypatch.setattr(gpu, "describe", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
+    monkeypatch.setattr(gpu, "device_info", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
     monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)) and FakePlan())
     monkeypatch.setattr(engine, "latency",
                         lambda plan, timing: calls.setdefault("timing", timing) and FakeMeasurement())

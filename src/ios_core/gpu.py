@@ -1,8 +1,8 @@
 """The GPU as a measuring instrument: what it is, and its clocks and throttle reasons, read through NVML.
 
-Every measurement carries `describe()` and a `clocks()` reading taken before and after it. What a
+Every measurement carries `device_info()` and a `clocks()` reading taken before and after it. What a
 measurement is valid for -- the GPU and its software, `ENVIRONMENT_KEYS` -- is read by the engine
-(`ios_core.engine.environment`, which adds the cuDNN version to `describe()`); a stage profile and an
+(`ios_core.engine.environment`, which adds the cuDNN version to `device_info()`); a stage profile and an
 autotuning winner are keyed by those keys (`environment_inputs`). NVML
 (``nvidia-ml-py``, module ``pynvml``) is imported when a function is called, never at import;
 without it, or without a GPU, readings say so instead of failing.
@@ -48,7 +48,7 @@ def throttle_reasons(mask: int) -> list[str]:
     return [name for bit, name in _THROTTLE_REASONS.items() if mask & bit]
 
 
-def describe(index: int = 0) -> dict[str, Any]:
+def device_info(index: int = 0) -> dict[str, Any]:
     """The GPU's name, driver and CUDA versions, memory and clock limits; ``{"available": False}`` without one."""
     try:
         nvml = _nvml()
@@ -132,7 +132,7 @@ def locked_clocks(enabled: bool = False, sm_mhz: int | None = None, index: int =
     if not enabled:
         yield {"locked": False, "clocks": clocks(index)}
         return
-    target = sm_mhz or describe(index).get("max_sm_mhz")
+    target = sm_mhz or device_info(index).get("max_sm_mhz")
     if not target:
         raise RuntimeError("cannot lock clocks: the GPU's maximum SM clock is unknown")
 

@@ -110,7 +110,7 @@ def gpu_mismatch(device: DeviceProfile) -> str | None:
     """Why this machine's GPU cannot stand for ``device`` (None when it can), from NVML only."""
     from ios_core import gpu
 
-    info = gpu.describe()
+    info = gpu.device_info()
     if not info.get("available"):
         raise MeasureError(f"device={device.name} is a real GPU, but none is usable here ({info.get('reason')}); "
                            "use a simulated device or mode=simulated")

@@ -21,13 +21,13 @@ def cudnn_version() -> str:
 
 
 def environment() -> dict[str, Any]:
-    """NVML's description of the GPU (`ios_core.gpu.describe`), the CUDA driver API's version and cuDNN's.
+    """NVML's description of the GPU (`ios_core.gpu.device_info`), the CUDA driver API's version and cuDNN's.
 
     The `ios_core.gpu.ENVIRONMENT_KEYS` -- what a stage profile and an autotuning winner are valid for: the
     GPU's ``name``, ``driver``, ``cuda`` (the CUDA version of the driver) and ``cudnn`` -- are always there,
     ``"unknown"`` where NVML cannot say.
     """
-    info = gpu.describe()
+    info = gpu.device_info()
     return {**info, "name": info.get("name", "unknown"), "driver": info.get("driver", "unknown"),
             "cuda": info.get("cuda_driver", "unknown"), "cudnn": cudnn_version(),
             "cuda_driver_api": drv.get_driver_version()}
