@@ -64,7 +64,7 @@ class LaunchContext:
     program: Program
     precision: str
     own_depthwise: bool  # depthwise convolutions on our kernel, not cuDNN (`ios_core.engine.PlanOptions`)
-    device: device.DeviceContext
+    multiprocessors: int  # of the GPU: how our kernels' launches are shaped
     kernels: device.Kernels
     library: ConvLibrary
     streams: tuple[drv.Stream, ...]
@@ -217,7 +217,7 @@ def _depthwise(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     # The one dispatch point: a fast NHWC kernel where the geometry allows (channels innermost, 3/5/7 kernel,
     # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
     # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
-    launch = depthwise.launch(call, context.device.multiprocessors)
+    launch = depthwise.launch(call, context.multiprocessors)
     return _chosen(context, k, "depthwise", context.kernels.depthwise, launch)
 
 
@@ -252,7 +252,7 @@ def _pool(context: LaunchContext, task: PoolTask, k: int) -> TaskLaunch:
     call = pooling.PoolCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys), task.pool)
     # As for depthwise convolutions: a fast NHWC kernel where channels are innermost and offsets fit 32 bits
     # (float4 where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
-    launch = pooling.launch(call, context.device.multiprocessors)
+    launch = pooling.launch(call, context.multiprocessors)
     return _chosen(context, k, "pool", context.kernels.pool, launch)
 
 

@@ -55,8 +55,8 @@ class Plan:
         for handle, stream in zip(handles, streams, strict=True):
             cudnn.set_stream(handle, stream.handle)
         self.weights, at, weight_bytes = upload_weights(graph, program, weights, options.own_depthwise)
-        self.context = LaunchContext(program, precision, options.own_depthwise, current, kernels, library, streams,
-                                     handles, int(self.arena), at)
+        self.context = LaunchContext(program, precision, options.own_depthwise, current.multiprocessors, kernels,
+                                     library, streams, handles, int(self.arena), at)
         self.randomize()  # convolutions are autotuned on the plan's own buffers: random, never zeros
         prepared = prepare_program(self.context)
         sizes = workspace_sizes(prepared, len(streams))

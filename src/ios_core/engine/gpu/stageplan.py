@@ -170,8 +170,8 @@ class StagePlan:
         arena = pool.lend_arena(program.arena_bytes)
         streams, handles = pool.lend_streams(program.streams)
         weights = {t.weights: store.get(t) for t in program.tasks if isinstance(t, ConvTask)}
-        self.context = LaunchContext(program, precision, options.own_depthwise, pool.context, pool.kernels, library,
-                                     tuple(streams), tuple(handles), int(arena), weights)
+        self.context = LaunchContext(program, precision, options.own_depthwise, pool.context.multiprocessors,
+                                     pool.kernels, library, tuple(streams), tuple(handles), int(arena), weights)
         prepared = prepare_program(self.context)
         workspaces = pool.lend_workspaces(workspace_sizes(prepared, len(streams)))
         width = max((len(stage) for stage in program.stages), default=1)
