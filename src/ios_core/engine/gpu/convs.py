@@ -28,7 +28,12 @@ import pycuda.driver as drv
 
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.environment import environment
+from ios_core.engine.gpu.timing import Replays
 from ios_core.engine.tunecache import CANDIDATE_REPLAYS, CANDIDATE_RUNS, WORKSPACE_LIMIT, TuneCache
+from ios_core.timing import Timing
+
+CANDIDATE_TIMING = Timing(warmup=1, number=CANDIDATE_REPLAYS * CANDIDATE_RUNS, repeat=1)
+"""How a candidate engine is timed: `CANDIDATE_RUNS` runs captured in a graph, replayed `CANDIDATE_REPLAYS` times."""
 
 _ACT_BUILDERS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
 
@@ -189,13 +194,9 @@ class ConvLibrary:
                         conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace)
 
                 captured = device.CapturedGraph(self.stream, enqueue)
-                captured.launch()  # warm-up: first launch uploads the graph
-                start.record(self.stream)
-                for _ in range(CANDIDATE_REPLAYS):
-                    captured.launch()
-                end.record(self.stream)
-                end.synchronize()
-                times[index] = start.time_till(end) / (CANDIDATE_REPLAYS * CANDIDATE_RUNS)
+                # one warm-up launch (it uploads the graph), then one sample of every replay
+                replays = Replays(captured.launch, self.stream, CANDIDATE_TIMING, (start, end), copies=CANDIDATE_RUNS)
+                times[index] = replays.samples()[0]
                 captured.close()
             except Exception:  # noqa: BLE001 -- a candidate that fails to build, capture or run is skipped
                 self.stream.synchronize()

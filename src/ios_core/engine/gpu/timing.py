@@ -5,7 +5,8 @@
 they are done -- so the host may build the next stage meanwhile (`ios_core.engine.gpu.stageplan`).
 `time_replays` waits for each sample before enqueuing the next (a plan, a kernel in a benchmark), and
 `latency` times a whole plan's CUDA-graph replays that way; every `Measurement` carries the GPU, driver,
-cuDNN version, batch, precision and the clocks NVML read before and after.
+cuDNN version, batch, precision and the clocks NVML read before and after. Autotuning times each cuDNN
+candidate with `Replays` too (`ios_core.engine.gpu.convs`).
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pycuda.driver as drv
 
 from ios_core import gpu
 from ios_core.engine.gpu.environment import environment
-from ios_core.engine.gpu.plan import Plan
 from ios_core.timing import Timing
+
+if TYPE_CHECKING:  # a plan is timed here, and its convolutions' candidates are timed by this module
+    from ios_core.engine.gpu.plan import Plan
 
 
 class Replays:
