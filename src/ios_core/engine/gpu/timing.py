@@ -23,7 +23,7 @@ from ios_core import gpu
 from ios_core.engine.gpu.environment import environment
 from ios_core.timing import Timing
 
-if TYPE_CHECKING:  # a plan is timed here, and its convolutions' candidates are timed by this module
+if TYPE_CHECKING:  # for the annotation only: a plan's convolutions (convs) are themselves timed here
     from ios_core.engine.gpu.plan import Plan
 
 
