@@ -6,14 +6,12 @@ checked for the reasons they give. ``-m gpu`` runs the PyTorch variants on the l
 
 import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 
 from ios_core import models
-from ios_core.baseline import register_configs, run, summary
+from ios_core.baseline import run, summary
 from ios_core.baselines import (
     ALIASES,
     FRAMEWORKS,
@@ -27,11 +25,11 @@ from ios_core.baselines import (
 )
 from ios_core.baselines.frameworks import UnknownFrameworkError
 from ios_core.baselines.sweep import sweep, table
+from ios_core.config import compose
 from ios_core.onnx_io import Network, run_network, save_onnx
 from ios_core.timing import Timing
 from ios_core.tracking import read
 
-CONF = Path(__file__).parents[1] / "conf"
 FAST = Timing(warmup=1, number=2, repeat=3)
 PAPER = {"torch_eager", "torch_cudagraph", "torch_compile", "torch_compile_freeze", "onnxruntime_cuda", "tensorrt",
          "tvm_cudnn", "taso", "tensorflow", "tensorflow_xla"}
@@ -128,9 +126,7 @@ def test_an_onnx_file_is_a_model(tmp_path, demo):
 
 
 def compose_baseline(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("baseline", overrides=list(overrides))
+    return compose("baseline", overrides)
 
 
 def test_the_entry_point_prints_and_writes_a_record(tmp_path, capsys):

@@ -13,10 +13,9 @@ import subprocess
 import sys
 
 import pytest
-from hydra import compose, initialize_config_dir
 
 from ios_core import engine, models
-from ios_core.config import register_configs
+from ios_core.config import compose
 from ios_core.cost import CachedCost, CostSpec, CostUnavailableError, DeviceProfile, SimulatedCost, build_cost
 from ios_core.cost import factory as cost_factory
 from ios_core.cost.bound import critical_path
@@ -24,7 +23,7 @@ from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
 from ios_core.engine import ConvTask, PlanOptions
 from ios_core.engine import profile as engine_profile
 from ios_core.engine.profile import ProfileError, SerialBackend, StageProfiler
-from ios_core.optimize import CONF_DIR, run
+from ios_core.optimize import run
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Group, Stage, greedy, sequential
 from ios_core.timing import Timing, TimingError
@@ -218,11 +217,9 @@ def test_without_the_engine_libraries_the_measured_cost_is_a_clear_error(monkeyp
 def test_the_cli_with_a_warm_cache_profiles_nothing(monkeypatch, tmp_path, capsys):
     backend = FakeBackend()
     fake_gpu(monkeypatch, backend)
-    register_configs()
     overrides = ["progress=false", "model=demo", "cost=measured", "device=h100", f"cost.cache={tmp_path / 'c.jsonl'}",
                  "cost.tune_cache=tune.json", f"output={tmp_path / 's.json'}"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose("optimize", overrides)
     first = run(cfg)
     calls = backend.calls
     second = run(cfg)
@@ -232,10 +229,8 @@ def test_the_cli_with_a_warm_cache_profiles_nothing(monkeypatch, tmp_path, capsy
 
 
 def test_the_measured_config_composes_with_ios_timing():
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=["cost=measured", "device=h200"])
-        other = compose("config", overrides=["cost=measured", "cost.timing.number=3", "cost.timing.warmup=1"])
+    cfg = compose("optimize", ["cost=measured", "device=h200"])
+    other = compose("optimize", ["cost=measured", "cost.timing.number=3", "cost.timing.warmup=1"])
     assert (cfg.cost.timing, cfg.cost.autotune) == ({"warmup": 2, "number": 6, "repeat": 6}, True)
     assert cfg.cost.tune_cache == ".tunecache/tune_h200.json"
     assert other.cost.timing == {"warmup": 1, "number": 3, "repeat": 6}
@@ -244,12 +239,10 @@ def test_the_measured_config_composes_with_ios_timing():
 def test_the_cli_times_stages_as_configured(monkeypatch, tmp_path):
     backend = FakeBackend()
     fake_gpu(monkeypatch, backend)
-    register_configs()
     overrides = ["progress=false", "model=demo", "cost=measured", "device=h100", f"cost.cache={tmp_path / 'c.jsonl'}",
                  "cost.tune_cache=tune.json", f"output={tmp_path / 's.json'}", "cost.timing.warmup=1",
                  "cost.timing.number=3", "cost.timing.repeat=5", "tracking.mlflow=false"]
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        run(compose("config", overrides=overrides))
+    run(compose("optimize", overrides))
     assert backend.timings and set(backend.timings) == {Timing(warmup=1, number=3, repeat=5)}
 
 

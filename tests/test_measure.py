@@ -5,21 +5,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ios_core import gpu, models
+from ios_core.config import compose
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, schedule_latency
-from ios_core.measure import CONF_DIR, MeasureError, register_configs, run
+from ios_core.measure import MeasureError, run
 from ios_core.schedule import greedy, save
 from ios_core.timing import Timing
 from ios_core.tracking import read
 
 
 def config(*overrides):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("measure", overrides=["tracking.mlflow=false", *overrides])
+    return compose("measure", ["tracking.mlflow=false", *overrides])
 
 
 @pytest.fixture

@@ -7,14 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from ios_core import models
-from ios_core.config import ConfigError, device_profile, register_configs
+from ios_core.config import CONF_DIR, ConfigError, compose, device_profile
 from ios_core.cost import CostUnavailableError, SimulatedCost, TableCost
 from ios_core.cost import factory as cost_factory
-from ios_core.optimize import CONF_DIR, run
+from ios_core.optimize import run
 from ios_core.precision import PRECISIONS
 from ios_core.reference import run_graph, run_schedule
 from ios_core.schedule import load
@@ -26,9 +25,7 @@ GROUPS = {group: sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
 
 
 def config(*overrides: str):
-    register_configs()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose("config", overrides=["progress=false", "tracking.mlflow=false", *overrides])
+    return compose("optimize", ["progress=false", "tracking.mlflow=false", *overrides])
 
 
 def test_the_defaults_and_the_default_output_path():

@@ -157,13 +157,9 @@ def test_each_gpu_job_gets_its_own_gpu(tmp_path):
 @pytest.mark.parametrize("experiment", FIGURES)
 def test_experiment_configs_compose_and_match_the_workflow(experiment):
     """Each conf/experiment/<name>.yaml composes for ios_core.optimize, and sweeps the models the workflow runs."""
-    from hydra import compose, initialize_config_dir
+    from ios_core.config import compose
 
-    from ios_core.config import register_configs
-
-    register_configs()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"+experiment={experiment}"], return_hydra_config=True)
+    cfg = compose("optimize", [f"+experiment={experiment}"], return_hydra_config=True)
     workflow = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["experiments"][experiment]
     sweep = cfg.hydra.sweeper.params
     models = sweep["model"].split(",") if "model" in sweep else [cfg.model.name]

@@ -11,24 +11,13 @@ still succeeds: absence is a result.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ios_core.baselines import Measurement, get, load_network, measure
-from ios_core.config import (
-    CONF_DIR,
-    ConfigError,
-    DeviceConfig,
-    ModelConfig,
-    Precision,
-    TimingConfig,
-    check_keys,
-)
-from ios_core.errors import reported, run_command
+from ios_core.config import ConfigError, hydra_command
+from ios_core.errors import run_command
 from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, stringify, tracked
 
@@ -51,29 +40,6 @@ def tags_of(m: Measurement) -> dict[str, Any]:
     return tags
 
 
-@dataclass
-class BaselineConfig:
-    """Everything ``python -m ios_core.baseline`` reads; defaults in ``conf/baseline.yaml``."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
-    framework: str = "torch_eager"
-    batch: int = 1
-    seed: int = 0
-    precision: Precision = Precision["fp32"]
-    timing: TimingConfig = field(default_factory=TimingConfig)
-    check: bool = True
-    options: dict[str, Any] = field(default_factory=dict)
-    out: str | None = None
-    json: bool = False
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
-
-def register_configs() -> None:
-    """Store the schema as ``baseline_schema`` (the first entry of ``conf/baseline.yaml``'s defaults)."""
-    ConfigStore.instance().store(name="baseline_schema", node=BaselineConfig)
-
-
 def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
     """Measure ``cfg.framework`` on ``cfg.model`` at ``cfg.batch``; write and log the record; print the result.
 
@@ -83,7 +49,6 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
         For an unknown framework or config key, a batch below 1, or a model that cannot be built.
     """
     cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
-    check_keys(cfg, BaselineConfig)
     if cfg.batch < 1:
         raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
     framework = get(cfg.framework)
@@ -116,12 +81,8 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
     return m
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="baseline")
-def main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
+main = hydra_command(run, "baseline")
 
 
 if __name__ == "__main__":
-    register_configs()
     run_command(main)

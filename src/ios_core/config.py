@@ -1,33 +1,37 @@
-"""The structured config of ``python -m ios_core.optimize``: one dataclass per config group, typed.
+"""The configs of the commands ``optimize``, ``measure`` and ``baseline``: one typed schema each, in one place.
 
-Hydra merges ``conf/config.yaml`` and the chosen group files (``model/``, ``device/``, ``cost/``,
-``optimizer/``) into `OptimizeConfig`, so a misspelt key or a value of the wrong type is rejected
-with the key's name before anything runs. `register_configs` puts the schema in Hydra's
-ConfigStore; it is called by the entry point (and by tests), never at import.
+Hydra merges ``conf/<command>.yaml`` (installed with the package) and the chosen group files (``model/``,
+``device/``, ``cost/``, ``optimizer/``) into the command's schema (`SCHEMAS`), so a misspelt key or a value of the
+wrong type is rejected with the key's name before anything runs. `hydra_command` makes each command;
+`register_configs` puts the schemas in Hydra's ConfigStore when a command runs (and `compose` for tests), never at
+import.
 """
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, make_dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, get_type_hints
 
+import hydra
+from hydra import initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from ios_core import models
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.factory import CostSpec
-from ios_core.errors import UserError
+from ios_core.errors import UserError, reported
 from ios_core.ir import Graph
 from ios_core.precision import PRECISIONS
 from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig
 
-CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""The Hydra config tree of every entry point (``conf/`` of this checkout)."""
+CONF_DIR = str(Path(__file__).resolve().parent / "conf")
+"""The Hydra config tree of every entry point, installed with the package (``ios_core/conf/``)."""
 
 
 def device_profile(name: str) -> DeviceProfile:
@@ -127,7 +131,7 @@ CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",), n
 
 @dataclass
 class OptimizeConfig:
-    """Everything ``python -m ios_core.optimize`` reads; see ``conf/config.yaml`` for the defaults chosen."""
+    """Everything ``python -m ios_core.optimize`` reads; see ``conf/optimize.yaml`` for the defaults chosen."""
 
     model: ModelConfig = field(default_factory=ModelConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
@@ -143,7 +147,82 @@ class OptimizeConfig:
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
+class Mode(StrEnum):
+    auto = "auto"
+    simulated = "simulated"
+    engine = "engine"
+
+
+@dataclass
+class MeasureConfig:
+    """Everything ``python -m ios_core.measure`` reads; defaults in ``conf/measure.yaml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
+    batch: int = 1
+    precision: Precision = Precision["fp32"]
+    schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
+    mode: Mode = Mode.auto
+    autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    unavailable: str | None = None  # record "not available" with this reason instead of measuring
+    schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device
+    # of a schedule that does not exist (with `unavailable`), so the record still says what it stands for
+    out: str | None = None  # the record file
+    tags: dict[str, str] = field(default_factory=dict)  # extra record tags, e.g. experiment=schedules
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+@dataclass
+class BaselineConfig:
+    """Everything ``python -m ios_core.baseline`` reads; defaults in ``conf/baseline.yaml``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
+    framework: str = "torch_eager"
+    batch: int = 1
+    seed: int = 0
+    precision: Precision = Precision["fp32"]
+    timing: TimingConfig = field(default_factory=TimingConfig)
+    check: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+    out: str | None = None
+    json: bool = False
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+
+
+SCHEMAS: dict[str, type] = {"optimize": OptimizeConfig, "measure": MeasureConfig, "baseline": BaselineConfig}
+"""Each command's config (``conf/<name>.yaml``) and its schema, stored as ``<name>_schema`` (the first entry of the
+file's defaults list)."""
+
+
 def register_configs() -> None:
-    """Store the schema as ``optimize_schema`` (the first entry of ``conf/config.yaml``'s defaults)."""
+    """Put every schema in Hydra's ConfigStore (the commands do it before composing; never at import)."""
     store = ConfigStore.instance()
-    store.store(name="optimize_schema", node=OptimizeConfig)
+    for name, schema in SCHEMAS.items():
+        store.store(name=f"{name}_schema", node=schema)
+
+
+def compose(name: str, overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
+    """The config command ``name`` would run with ``overrides`` (its command-line arguments), outside a command."""
+    register_configs()
+    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+        return hydra.compose(name, overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+
+def hydra_command(run: Callable[[DictConfig], object], name: str) -> Callable[[], None]:
+    """The command behind ``python -m ios_core.<name>``: compose ``conf/<name>.yaml`` with the command line, check
+    it against its schema, and call ``run(cfg)``, a user error reported in one line (`ios_core.errors`)."""
+
+    @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=name)
+    def task(cfg: DictConfig) -> None:
+        with reported():
+            check_keys(cfg, SCHEMAS[name])
+            run(cfg)
+
+    def command() -> None:
+        register_configs()
+        task()
+
+    return command

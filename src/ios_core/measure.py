@@ -20,26 +20,14 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import hydra
-from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
-from ios_core.config import (
-    CONF_DIR,
-    ConfigError,
-    DeviceConfig,
-    ModelConfig,
-    Precision,
-    TimingConfig,
-    build_model,
-    check_keys,
-)
+from ios_core.config import ConfigError, Mode, build_model, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
-from ios_core.errors import reported, run_command
+from ios_core.errors import run_command
 from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
 from ios_core.timing import Timing
@@ -47,32 +35,6 @@ from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
-
-
-class Mode(StrEnum):
-    auto = "auto"
-    simulated = "simulated"
-    engine = "engine"
-
-
-@dataclass
-class MeasureConfig:
-    """Everything ``python -m ios_core.measure`` reads; defaults in ``conf/measure.yaml``."""
-
-    model: ModelConfig = field(default_factory=ModelConfig)
-    device: DeviceConfig = field(default_factory=DeviceConfig)  # type: ignore[valid-type]
-    batch: int = 1
-    precision: Precision = Precision["fp32"]
-    schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
-    mode: Mode = Mode.auto
-    autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
-    timing: TimingConfig = field(default_factory=TimingConfig)
-    unavailable: str | None = None  # record "not available" with this reason instead of measuring
-    schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device
-    # of a schedule that does not exist (with `unavailable`), so the record still says what it stands for
-    out: str | None = None  # the record file
-    tags: dict[str, str] = field(default_factory=dict)  # extra record tags, e.g. experiment=schedules
-    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 class MeasureError(ConfigError):
@@ -170,7 +132,6 @@ def _why_not(cfg: DictConfig, device: DeviceProfile, source: str) -> str | None:
 
 def run(cfg: DictConfig) -> Record:
     """Measure ``cfg.schedule`` as ``cfg`` says; write and log the record; print one line."""
-    check_keys(cfg, MeasureConfig)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
     if cfg.mode == Mode.engine and not device.real:
         raise MeasureError(f"mode=engine runs the schedule on a GPU; device={device.name} is a simulated profile "
@@ -216,17 +177,8 @@ def summary(record: Record) -> str:
     return f"{head}: {record.latest('median_ms'):.4f} ms ({record.tags['source']}, median of {len(samples)})"
 
 
-def register_configs() -> None:
-    """Store the schema as ``measure_schema`` (the first entry of ``conf/measure.yaml``'s defaults)."""
-    ConfigStore.instance().store(name="measure_schema", node=MeasureConfig)
-
-
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="measure")
-def main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
+main = hydra_command(run, "measure")
 
 
 if __name__ == "__main__":
-    register_configs()
     run_command(main)

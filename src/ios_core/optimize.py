@@ -12,13 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import hydra
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ios_core.config import CONF_DIR, ConfigError, OptimizeConfig, build_model, check_keys, register_configs
+from ios_core.config import ConfigError, build_model, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost
-from ios_core.errors import reported, run_command
+from ios_core.errors import run_command
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
 from ios_core.timing import Timing
@@ -44,7 +43,6 @@ def run(cfg: DictConfig) -> Outcome:
         For a bad, unknown or missing key or value in the config, an unknown model or a cost that cannot be built
         here (`ios_core.errors`).
     """
-    check_keys(cfg, OptimizeConfig)
     try:
         options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
     except ValueError as error:
@@ -96,17 +94,8 @@ def _summary(schedule: Schedule, result: SearchResult, path: Path) -> str:
     )
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    with reported():
-        run(cfg)
-
-
-def cli() -> None:
-    """The command: the schema must be in Hydra's ConfigStore before `main` composes the config."""
-    register_configs()
-    run_command(main)
+main = hydra_command(run, "optimize")
 
 
 if __name__ == "__main__":
-    cli()
+    run_command(main)

@@ -9,7 +9,7 @@ PYTHON = sys.executable
 shell.prefix("export PYTHONPATH=" + os.path.join(workflow.basedir, "src") + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
 DEVICE = config["device"]
-_device_file = os.path.join(workflow.basedir, "conf", "device", f"{DEVICE}.yaml")
+_device_file = os.path.join(workflow.basedir, "src", "ios_core", "conf", "device", f"{DEVICE}.yaml")
 if not os.path.exists(_device_file):
     raise ValueError(f"device={DEVICE!r}: no device profile {_device_file}")
 with open(_device_file) as _f:
