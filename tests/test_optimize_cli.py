@@ -146,3 +146,14 @@ def test_every_precision_is_accepted_in_its_documented_spelling_and_named_in_the
     cfg = config(f"precision={precision}")
     assert str(cfg.precision) == precision
     assert cfg.output == f"schedules/demo_b1_both_h100_{precision}_simulated.json"
+
+
+def test_every_config_file_is_installed_with_the_package():
+    """A non-editable install finds its configs: every file under the config tree is named by the package data."""
+    import fnmatch
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["ios_core"]
+    package = Path(CONF_DIR).parent
+    files = [p.relative_to(package).as_posix() for p in Path(CONF_DIR).rglob("*") if p.is_file()]
+    assert files and [f for f in files if not any(fnmatch.fnmatch(f, p) for p in patterns)] == []
