@@ -36,6 +36,10 @@ from ios_core.tracking.record import Record, RecordError, from_document, json_er
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "ios-core"
 RECORD_ID_TAG = "ios.record_id"
+# MLflow 3's UI opens an experiment on the page of its kind; without this tag it infers GenAI and opens on an
+# overview of traces, which ios-core has none of. "custom_model_development" is its kind for model training: the
+# runs table (the value is the UI's, MLflow's Python API has no constant for it).
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 # MLflow's limits for one log_batch call.
 MAX_METRICS, MAX_PARAMS, MAX_TAGS = 1000, 100, 100
 MAX_PARAM_LENGTH = 6000
@@ -93,6 +97,8 @@ def check_reachable(uri: str) -> None:
 def open_store(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> Store:
     """Connect to the tracking store (creating a sqlite file and the experiment when missing).
 
+    The experiment is tagged `EXPERIMENT_KIND` (model training), so that MLflow's UI opens it on its runs table.
+
     Raises
     ------
     UserError
@@ -108,7 +114,13 @@ def open_store(uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT) -> 
     try:
         client = MlflowClient(tracking_uri=uri)
         found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found else client.create_experiment(experiment, artifact_root(uri))
+        if found is None:
+            experiment_id = client.create_experiment(experiment, artifact_root(uri),
+                                                     tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND})
+        else:
+            experiment_id = found.experiment_id
+            if EXPERIMENT_KIND_TAG not in found.tags:  # a store made before the tag; a kind someone chose is kept
+                client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
     except (MlflowException, SQLAlchemyError) as error:
         why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserError(f"tracking store {uri} cannot be opened: {why}") from error
@@ -120,12 +132,26 @@ def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
         yield items[i : i + size]
 
 
+def filter_tags(record: Record) -> dict[str, str]:
+    """The tags a user filters and groups the runs table by, where the record's own tags lack them.
+
+    ``cost_kind`` is the kind of cost that searched the schedule (an ``optimize`` record tags it, a ``measure``
+    record has it as param ``cost``); ``schedule_type`` is what the latency is of: ``opt`` (sequential, greedy,
+    merge, parallel, both) or a baseline's framework. A value a record does not have is left out, never empty.
+    Beside them every run carries tag ``source`` and the params ``model``, ``batch``, ``precision``, ``device``
+    (and ``opt``, ``r``, ``s`` where a schedule was searched) from its entry point.
+    """
+    derived = {"cost_kind": record.params.get("cost"),
+               "schedule_type": record.params.get("opt") or record.params.get("framework")}
+    return {key: value for key, value in derived.items() if value}
+
+
 def log_record(store: Store, record: Record, base: Path | None = None) -> str:
     """Log ``record`` as one new run, in batches of MLflow's limits; returns the run id."""
     from mlflow.entities import Metric, Param, RunTag
 
     client = store.client
-    tags = {**record.tags, RECORD_ID_TAG: record.id, "ios.kind": record.kind}
+    tags = {**filter_tags(record), **record.tags, RECORD_ID_TAG: record.id, "ios.kind": record.kind}
     run = client.create_run(store.experiment_id, start_time=record.start_time, tags=tags, run_name=record.name)
     run_id = run.info.run_id
     params = [Param(k, v[:MAX_PARAM_LENGTH]) for k, v in record.params.items()]
