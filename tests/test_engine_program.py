@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
-from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -55,64 +52,6 @@ def test_import_touches_no_gpu_library():
             "print(any(m.split('.')[0] in ('pycuda', 'cudnn', 'torch', 'pynvml') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
-
-
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ios_core"
-GPU_LIBRARIES = ("pycuda", "cudnn", "cuda")
-
-
-def package_modules() -> dict[str, Path]:
-    """Every module of the package by dotted name (a package by its own name)."""
-    modules = {}
-    for path in PACKAGE.rglob("*.py"):
-        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-        modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-def imports(path: Path, modules: Iterable[str]) -> set[str]:
-    """What ``path`` imports anywhere -- inside functions too, not under ``if TYPE_CHECKING``: ``from a import b``
-    is module ``a.b`` where that is one of ``modules``, else ``a``."""
-    tree, modules = ast.parse(path.read_text()), set(modules)
-    hidden = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(
-        node.test) for n in ast.walk(node)}
-    found = set()
-    for node in ast.walk(tree):
-        if id(node) in hidden:
-            continue
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.level == 0:
-            found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in modules else node.module
-                      for a in node.names}
-    return found
-
-
-def test_the_package_has_no_import_cycle():
-    modules = package_modules()
-    graph = {name: imports(path, modules) & set(modules) - {name} for name, path in modules.items()}
-    state: dict[str, str] = {}
-
-    def visit(module: str, path: tuple[str, ...]) -> None:
-        state[module] = "open"
-        for other in sorted(graph[module]):
-            if state.get(other) == "open":
-                raise AssertionError("import cycle: " + " -> ".join((*path[path.index(other):], other)))
-            if other not in state:
-                visit(other, (*path, other))
-        state[module] = "done"
-
-    for module in sorted(graph):
-        if module not in state:
-            visit(module, (module,))
-
-
-def test_only_the_gpu_half_imports_the_gpu_libraries():
-    for path in PACKAGE.rglob("*.py"):
-        if "engine/gpu" in path.as_posix():
-            continue
-        used = {m for m in imports(path, ()) if m.split(".")[0] in GPU_LIBRARIES}
-        assert not used, f"{path.relative_to(PACKAGE)} imports {used}"
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
