@@ -23,9 +23,8 @@ import pytest
 
 from ios_core import measure, optimize
 from ios_core.config import compose
-from ios_core.tracking.store import DEFAULT_EXPERIMENT, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG
-
-pytestmark = pytest.mark.slow
+from ios_core.tracking import Record
+from ios_core.tracking.store import DEFAULT_EXPERIMENT, EXPERIMENT_KIND, EXPERIMENT_KIND_TAG, filter_tags, open_store
 
 OPTS = ("sequential", "greedy", "both")
 START_DEADLINE_S = 90.0  # MLflow's import alone takes 10 s or more on 2 busy cores
@@ -117,6 +116,26 @@ def experiment(url: str) -> dict:
     return call(url, f"experiments/get-by-name?experiment_name={DEFAULT_EXPERIMENT}")["experiment"]
 
 
+def test_an_experiment_made_before_the_kind_tag_gets_it_and_a_kind_someone_chose_is_kept(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path}/old.db"
+    client = MlflowClient(uri)
+    client.create_experiment("old")
+    client.create_experiment("chosen", tags={EXPERIMENT_KIND_TAG: "genai_development"})
+    for name, kind in (("old", EXPERIMENT_KIND), ("chosen", "genai_development"), ("new", EXPERIMENT_KIND)):
+        open_store(uri, name)
+        assert client.get_experiment_by_name(name).tags[EXPERIMENT_KIND_TAG] == kind
+
+
+def test_a_baseline_is_filtered_by_its_framework_and_has_no_cost_kind():
+    baseline = Record("baseline/torch_eager/demo/b1", "baseline", {"framework": "torch_eager", "model": "demo"})
+    assert filter_tags(baseline) == {"schedule_type": "torch_eager"}
+    measured = Record("measure/demo/b1/both", "measure", {"opt": "both", "cost": "measured", "r": "3"})
+    assert filter_tags(measured) == {"cost_kind": "measured", "schedule_type": "both"}
+
+
+@pytest.mark.slow
 def test_the_server_lists_every_run_with_its_metrics_and_the_keys_users_filter_by(server):
     found = experiment(server)
     assert {t["key"]: t["value"] for t in found["tags"]}[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
@@ -141,6 +160,7 @@ def test_the_server_lists_every_run_with_its_metrics_and_the_keys_users_filter_b
     assert len(both) == 2  # the search and its measurement
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (shutil.which("chromium") and shutil.which("chromedriver")),
                     reason="no chromium and chromedriver here: install Debian's chromium and chromium-driver (the "
                            "README's test command does so where it runs as root with apt)")
