@@ -219,7 +219,7 @@ def test_a_gpu_campaign_splits_into_measure_and_baseline_records_that_figures_re
 
     campaign = Path(__file__).parent.parent / "results" / "h100" / "campaign" / "ios_inception_squeezenet_call1.json"
     records = from_campaign(campaign)
-    assert len(records) == 2 * 5 + 2 * 4 and {r.kind for r in records} == {"measure", "baseline"}
+    assert len(records) == 2 * 5 + 2 * 4 + 1 and {r.kind for r in records} == {"measure", "baseline", "optimize"}
     both = next(r for r in records if r.name == "measure/inception_v3/b1/both")
     assert both.tags["source"] == "measured" and both.params["device"] == "h100"
     assert both.params["device_name"] == "NVIDIA H100 80GB HBM3" and both.params["sm_mhz"] == "1980"

@@ -31,6 +31,7 @@ IOS_OPTS = ("merge", "parallel", "both")
 SEARCH_METRICS = {
     "search_s": "search_time_s",
     "dp_states": "dp_states",
+    "transitions": "transitions",
     "distinct_stages": "stages_costed",
     "stages_profiled": "stages_profiled",
     "profiling_s": "profiling_time_s",
@@ -83,8 +84,13 @@ def records_of(path: str | os.PathLike, schedules: str | os.PathLike | None = No
                           f"bench/ ({type(error).__name__}: {error})") from error
 
 
-# The engine modes of bench/engine_vs_torch.py as schedules (the others are variants of Sequential's plan).
+# The engine modes of bench/engine_vs_torch.py as schedules and plan variants (what differs from the default plan).
 ENGINE_OPTS = {"engine": "sequential", "engine_greedy": "greedy", "engine_ios": "both"}
+ENGINE_VARIANTS = {"engine_nchw": "nchw", "engine_copy_concat": "copy_concat", "engine_heuristic": "heuristic",
+                   "engine_cudnn_depthwise": "cudnn_depthwise"}
+# What a results file says of a plan built and checked, kept as metrics of its record.
+PLAN_METRICS = ("build_s", "arena_bytes", "weight_bytes", "graph_nodes", "streams", "tuned_conv_ms",
+                "heuristic_conv_ms", "setup_s", "error_vs_torch_eager", "rel_error_vs_sequential")
 # Its PyTorch modes as the baseline frameworks they are.
 TORCH_FRAMEWORKS = {"torch_eager": "torch_eager", "torch_graph": "torch_cudagraph", "torch_compile": "torch_compile",
                     "torch_compile_freeze": "torch_compile_freeze"}
@@ -100,7 +106,7 @@ def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
     records = []
     for row in rows:
         mode, model, batch = row["mode"], row["model"], row["batch"]
-        if "ms" not in row or (mode not in ENGINE_OPTS and mode not in TORCH_FRAMEWORKS):
+        if "ms" not in row or not (mode in ENGINE_OPTS or mode in ENGINE_VARIANTS or mode in TORCH_FRAMEWORKS):
             continue
         identity = f"engine-{content}-{model}-b{batch}-{mode}"
         if mode in TORCH_FRAMEWORKS:
@@ -110,19 +116,32 @@ def from_engine_vs_torch(path: str | os.PathLike) -> list[Record]:
                            "versions": {"torch": data["torch"]},  # its error is against PyTorch eager, not float64
                            "timestamp": datetime.fromtimestamp(end / 1000, UTC).isoformat(timespec="seconds")}
             records.append(_baseline(model, measurement, timing, end, identity, "engine_vs_torch"))
+            _add_plan(records[-1], row, end)
             continue
-        opt, rounds = ENGINE_OPTS[mode], [{"samples": row["samples"], "clocks_after": row.get("clocks_after") or {}}]
+        opt, variant = ENGINE_OPTS.get(mode, "sequential"), ENGINE_VARIANTS.get(mode)
+        rounds = [{"samples": row["samples"], "clocks_after": row.get("clocks_after") or {}}]
         params = _measured_params(model, batch, opt, environment, rounds, timing)
         if opt == "both":
             schedule = args["ios_schedule"].format(model=model, batch=batch)
             meta = json.loads(Path(schedule).read_text())["meta"]
             params.update(stringify({"r": meta["r"], "s": meta["s"], "schedule_batch": meta["batch"],
                                      "schedule": schedule}))
-        record = Record(f"measure/{model}/b{batch}/{opt}", "measure", params, _measured_tags("engine_vs_torch"),
-                        start_time=end, end_time=end, status="FINISHED", id=identity)
+        if variant:
+            params.update(variant=variant, layout=str(row.get("layout", "")))
+        record = Record(f"measure/{model}/b{batch}/{opt}{f'+{variant}' if variant else ''}", "measure", params,
+                        _measured_tags("engine_vs_torch"), start_time=end, end_time=end, status="FINISHED",
+                        id=identity)
         _add_latencies(record, rounds, row["ms"], end)
+        _add_plan(record, row, end)
         records.append(record)
     return records
+
+
+def _add_plan(record: Record, row: dict[str, Any], end: int) -> None:
+    """The plan's numbers a results row holds (build time, arena, CUDA-graph nodes, errors), one metric each."""
+    for key in PLAN_METRICS:
+        if isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool):
+            record.metrics[key] = [Point(float(row[key]), 0, end)]
 
 
 def from_cross_device(path: str | os.PathLike) -> list[Record]:
@@ -141,6 +160,7 @@ def from_cross_device(path: str | os.PathLike) -> list[Record]:
                         _measured_tags("cross_device"),
                         start_time=end, end_time=end, status="FINISHED", id=f"cross-{content}-{label}")
         _add_latencies(record, run["rounds"], run["ms"], end)
+        _add_plan(record, run, end)
         records.append(record)
     return records
 
@@ -161,11 +181,32 @@ def from_campaign(path: str | os.PathLike, schedules: str | os.PathLike | None =
         bundle = json.loads(Path(schedules).read_text())
         for record in measured:
             _add_timeline(record, bundle, profile, models[record.params["model"]]["cost_space"])
+    checked = [_cli_check(data, (end, content))] if "cost_evaluations" in data.get("cli_check", {}) else []
     return measured + [
         _baseline(model, measurement, args, end, f"campaign-{content}-{model}-{measurement['framework']}", "campaign")
         for model, result in models.items()
         for measurement in result.get("frameworks", {}).values()
-    ]
+    ] + checked
+
+
+def _cli_check(data: dict[str, Any], stamp: tuple[int, str]) -> Record:
+    """The campaign's check of ``python -m ios_core.optimize`` on its warm stage cache, as an ``optimize`` record: how
+    long the command took, how many stages it profiled, and whether it wrote the campaign's schedule."""
+    end, content = stamp
+    check, args = data["cli_check"], data["args"]
+    words = dict(word.split("=", 1) for word in check["command"].split() if "=" in word)
+    model, batch = words["model"], int(words["batch"])
+    params = stringify({"model": model, "batch": batch, "device": words["device"], "precision": "fp32",
+                        "opt": words["opt"], "r": args["r"], "s": args["s"], "cost": words["cost"],
+                        "command": "python " + check["command"]})
+    tags = {**_measured_tags("campaign"), "cost_kind": words["cost"], "warm_cache": "true",
+            "same_schedule_as_campaign": str(check["same_schedule_as_campaign"]).lower()}
+    record = Record(f"optimize/{model}/b{batch}/{words['opt']}/warm_cache", "optimize", params, tags,
+                    start_time=end - int(1000 * check["seconds"]), end_time=end,
+                    status="FINISHED" if check["returncode"] == 0 else "FAILED", id=f"campaign-{content}-cli-check")
+    record.metrics["search_time_s"] = [Point(float(check["seconds"]), 0, end)]
+    record.metrics["cost_evaluations"] = [Point(float(check["cost_evaluations"]), 0, end)]
+    return record
 
 
 def _add_timeline(record: Record, bundle: dict[str, Any], profile: str | os.PathLike, space: str) -> None:
@@ -232,7 +273,9 @@ def _record(
         id=f"campaign-{content}-{model}-{opt}",
     )
     _add_latencies(record, rounds, summary["ms"], end)
+    _add_plan(record, result["end_to_end"][opt], end)
     record.metrics["predicted_latency_ms"] = [Point(summary["predicted_ms"], 0, end)]
+    record.metrics["critical_path_ms"] = [Point(result["critical_path"]["ms"], 0, end)]
     for key, metric in SEARCH_METRICS.items():
         if isinstance(search.get(key), int | float):
             record.metrics[metric] = [Point(float(search[key]), 0, end)]
