@@ -87,8 +87,6 @@ FILES = {
     "dangling.onnx": conv_onnx(3, dangling=True),
     "table.json": "[1, 2, 3]\n",
     "corrupt.db": os.urandom(4096),
-    "campaign.txt": "not json\n",
-    "campaign.json": json.dumps({"models": 3}),
     "record.json": '{"format": "ios-core/record", "version": 1, "na',
     "a_file": "",
 }
@@ -170,11 +168,6 @@ CASES = {
     "baseline misspelt key": Case("ios_core.baseline", ("+framwork=x", "tracking.mlflow=false"), "framwork"),
     # tracking and figures
     "ingest a missing path": Case("ios_core.tracking", ("ingest", "nowhere"), "nowhere"),
-    "split a missing file": Case("ios_core.tracking", ("split", "nowhere.json", "--out", "recs"), "nowhere.json"),
-    "split a file that is not JSON": Case("ios_core.tracking", ("split", "campaign.txt", "--out", "recs"),
-                                          "campaign.txt"),
-    "split JSON of the wrong shape": Case("ios_core.tracking", ("split", "campaign.json", "--out", "recs"),
-                                          "campaign.json"),
     "figure of a missing record": Case("ios_core.figures", ("schedules", "missing.json", "--out", "fig"),
                                        "missing.json"),
     "figure option it does not take": Case("ios_core.figures", ("specialization", "record.json", "--out", "fig",
@@ -218,7 +211,8 @@ def test_a_user_error_is_one_line_and_exit_status_2(name, outcomes):
 def test_a_bug_keeps_its_traceback(tmp_path):
     script = ("import sys\nimport ios_core.optimize as o\n"
               "o.search = lambda *args, **kwargs: 1 / 0  # a bug of ours, not the user's\n"
-              "sys.argv = ['optimize', 'progress=false', 'tracking.mlflow=false']\no.cli()\n")
+              "sys.argv = ['optimize', 'progress=false', 'tracking.mlflow=false']\n"
+              "from ios_core.errors import run_command\nrun_command(o.main)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1 and "Traceback" in done.stderr and "ZeroDivisionError" in done.stderr
 
