@@ -195,6 +195,15 @@ def fake_gpu(monkeypatch, backend: FakeBackend) -> None:
     monkeypatch.setattr(engine, "gpu_profiler", profiler)
 
 
+def test_a_gpu_whose_environment_cannot_be_read_gets_no_disk_cache(monkeypatch, tmp_path):
+    fake_gpu(monkeypatch, FakeBackend())
+    monkeypatch.setattr(engine, "environment", lambda: {**ENVIRONMENT, "name": "unknown", "driver": "unknown"})
+    spec = CostSpec(kind="measured", cache=str(tmp_path / "c.jsonl"))
+    with pytest.raises(CostUnavailableError, match="name, driver cannot be read"):
+        build_cost(spec, DeviceProfile(name="h100", real=True))
+    assert build_cost(CostSpec(kind="measured"), DeviceProfile(name="h100", real=True)).kind == "measured"
+
+
 def test_the_factory_builds_the_measured_cost_with_its_settings(monkeypatch):
     backend = FakeBackend()
     fake_gpu(monkeypatch, backend)

@@ -80,12 +80,19 @@ def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
 
         settings = MeasureSettings(precision=spec.precision, timing=spec.timing, autotune=spec.autotune,
                                    tune_cache=spec.tune_cache)
-        return MeasuredCost(settings)
+        cost = MeasuredCost(settings)
     except ImportError as error:
         raise CostUnavailableError(
             f"cost=measured needs the GPU engine's libraries (PyCUDA, the cuDNN frontend), which are missing "
             f"here ({error}); use cost=simulated"
         ) from None
+    unread = [key for key, value in cost.environment.items() if value == "unknown"]
+    if spec.cache and unread:  # a cache keyed without them could mix this GPU's numbers with another's
+        raise CostUnavailableError(
+            f"cost.cache={spec.cache}: this GPU's {', '.join(unread)} cannot be read (is nvidia-ml-py installed?), "
+            "so its measurements cannot be keyed; run without cost.cache"
+        )
+    return cost
 
 
 COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "measured": _measured}
