@@ -1,5 +1,7 @@
 """Figures: every experiment's figure from records, with its source in the title, n/a shown, numbers in a CSV."""
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -177,3 +179,39 @@ def test_a_malformed_record_is_a_user_error_naming_it(tmp_path, content, why):
     with pytest.raises(UserError, match=f"^{malformed}: {why}"):
         make("schedules", [write(measure("demo", "both"), tmp_path / "good.json"), malformed], tmp_path / "fig" / "s")
     assert not (tmp_path / "fig").exists()
+
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+MODELS = ("inception_v3", "nasnet", "randwire", "squeezenet")
+
+
+def campaign(gpu: str, *names: str) -> list[Path]:
+    return sorted(path for name in names for path in (RESULTS / gpu / "ios_campaign").glob(name))
+
+
+# The README's GPU figures (results/figures/<gpu>/campaign/, results/figures/campaign/) and the committed records
+# each is drawn from (README.md, "Results, measured", says how).
+COMMITTED = {
+    **{f"{gpu}/campaign/schedules": ("schedules", lambda gpu=gpu: campaign(gpu, *(f"{m}_b1_{o}.json" for m in MODELS
+                                                                              for o in OPTS)))
+       for gpu in ("h100", "h200")},
+    **{f"{gpu}/campaign/frameworks": ("frameworks", lambda gpu=gpu: campaign(gpu, "*_b1_both.json", "torch_*.json"))
+       for gpu in ("h100", "h200")},
+    "h100/campaign/utilization": ("utilization", lambda: campaign("h100", "inception_v3_b1_sequential.json",
+                                                                  "inception_v3_b1_both.json")),
+    "h100/campaign/batch_sizes": ("batch_sizes", lambda: sorted((RESULTS / "h100" / "engine_vs_torch").glob("*.json"))),
+    "campaign/specialization_devices": ("specialization", lambda: campaign("h100", "*_on_*.json")
+                                        + campaign("h200", "*_on_*.json")),
+}
+
+
+@pytest.mark.parametrize("figure", sorted(COMMITTED))
+def test_the_committed_gpu_figures_are_what_the_committed_records_give(tmp_path, figure):
+    name, records = COMMITTED[figure]
+    make(name, records(), tmp_path / "figure")
+    drawn = pd.read_csv(tmp_path / "figure.csv")
+    committed = pd.read_csv(RESULTS / "figures" / f"{figure}.csv")
+    key = [c for c in ("model", "batch", "system", "schedule", "schedule_device", "device", "stage") if c in drawn]
+    pd.testing.assert_frame_equal(drawn.sort_values(key, ignore_index=True),
+                                  committed.sort_values(key, ignore_index=True))
+

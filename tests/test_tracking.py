@@ -1,14 +1,15 @@
 """Tracking: records as files, closed FINISHED or FAILED, logged into MLflow in batches, ingested idempotently."""
 
+import ast
 import json
 import os
 import random
 import shutil
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -212,88 +213,6 @@ def test_a_searched_schedule_is_ingested_with_every_stage_it_costed(tmp_path, st
     assert first.logged == (str(path),) and ingest([path], store_uri, "test-schedule").skipped == (str(path),)
 
 
-def test_a_gpu_campaign_splits_into_measure_and_baseline_records_that_figures_read(tmp_path):
-    from ios_core.figures import make
-    from ios_core.tracking.__main__ import main as tracking_main
-    from ios_core.tracking.campaign import from_campaign
-
-    campaign = Path(__file__).parent.parent / "results" / "h100" / "campaign" / "ios_inception_squeezenet_call1.json"
-    records = from_campaign(campaign)
-    assert len(records) == 2 * 5 + 2 * 4 + 1 and {r.kind for r in records} == {"measure", "baseline", "optimize"}
-    both = next(r for r in records if r.name == "measure/inception_v3/b1/both")
-    assert both.tags["source"] == "measured" and both.params["device"] == "h100"
-    assert both.params["device_name"] == "NVIDIA H100 80GB HBM3" and both.params["sm_mhz"] == "1980"
-    assert len(both.values("latency_ms")) == 21 and both.latest("dp_states") == 1206
-    freeze = next(r for r in records if r.name == "baseline/torch_compile_freeze/inception_v3/b1")
-    assert freeze.tags["available"] == "true" and 0.9 < freeze.latest("median_ms") < 1.0
-    assert [r.id for r in from_campaign(campaign)] == [r.id for r in records]  # splitting twice changes nothing
-    assert tracking_main(["split", str(campaign), "--out", str(tmp_path)]) == 0
-    make("schedules", sorted(tmp_path.glob("*.json")), tmp_path / "schedules")
-    assert "IOS-Both,both,3.0,8.0,0.55" in (tmp_path / "schedules.csv").read_text()
-    make("frameworks", sorted([*tmp_path.glob("*_both.json"), *tmp_path.glob("torch_*.json")]), tmp_path / "frameworks")
-    assert (tmp_path / "frameworks.png").exists()
-
-
-def test_cross_device_runs_become_the_device_panel_of_experiment_4(tmp_path):
-    from ios_core.figures import make
-    from ios_core.tracking.__main__ import main as tracking_main
-    from ios_core.tracking.campaign import from_cross_device, records_of
-
-    results = Path(__file__).parent.parent / "results"
-    for device in ("h100", "h200"):
-        path = results / device / "campaign" / "cross_device_inception_v3.json"
-        records = from_cross_device(path)
-        assert sorted(r.params["schedule_device"] for r in records) == ["h100", "h200"]  # Sequential left out
-        assert {r.params["device"] for r in records} == {device} and all(r.kind == "measure" for r in records)
-        assert all(len(r.values("latency_ms")) == 21 and 0.5 < r.latest("median_ms") < 0.6 for r in records)
-        assert [r.id for r in records_of(path)] == [r.id for r in records]  # split tells the two files apart
-        assert tracking_main(["split", str(path), "--out", str(tmp_path)]) == 0
-    make("specialization", sorted(tmp_path.glob("*_on_*.json")), tmp_path / "specialization")
-    table = pd.read_csv(tmp_path / "specialization.csv")
-    assert sorted(zip(table["schedule_device"], table["device"], strict=True)) == [
-        ("h100", "h100"), ("h100", "h200"), ("h200", "h100"), ("h200", "h200")]
-
-
-def test_an_engine_against_pytorch_run_becomes_experiment_6(tmp_path, monkeypatch):
-    from ios_core.figures import make
-    from ios_core.tracking.campaign import from_engine_vs_torch, records_of
-
-    root = Path(__file__).parent.parent
-    monkeypatch.chdir(root)  # the file names its schedules as bench/ ran it: from the repository's root
-    path = root / "results" / "engine_vs_torch_batches_h100.json"
-    records = from_engine_vs_torch(path)
-    kinds = sorted((r.kind, r.params.get("opt") or r.params.get("framework")) for r in records)
-    assert kinds == sorted([("measure", "sequential"), ("measure", "both"), ("baseline", "torch_compile")] * 5)
-    both = next(r for r in records if r.params.get("opt") == "both" and r.params["batch"] == "128")
-    assert both.params["r"] == "3" and both.params["schedule_batch"] == "128" and both.params["device"] == "h100"
-    assert 10 < both.latest("median_ms") < 12 and len(both.values("latency_ms")) == 7
-    assert [r.id for r in records_of(path)] == [r.id for r in records]
-    for record in records:
-        write(record, tmp_path / f"{record.id}.json")
-    make("batch_sizes", sorted(tmp_path.glob("*.json")), tmp_path / "batch_sizes")
-    table = pd.read_csv(tmp_path / "batch_sizes.csv")
-    assert set(table["system"]) == {"Sequential", "IOS (ours)", "torch.compile"} and len(table) == 15
-
-
-def test_a_campaign_with_its_schedules_and_profile_gives_stage_timelines(tmp_path):
-    from ios_core.figures import make
-    from ios_core.tracking.campaign import from_campaign
-
-    folder = Path(__file__).parent.parent / "results" / "h100" / "campaign"
-    records = from_campaign(folder / "ios_inception_squeezenet_call1.json",
-                            folder / "schedules_inception_squeezenet_call1.json",
-                            folder / "stage_costs_inception_squeezenet_call1.jsonl")
-    both = next(r for r in records if r.name == "measure/inception_v3/b1/both")
-    stages = both.values("stage_latency_ms")
-    assert len(stages) == 45 and sum(stages) == pytest.approx(both.latest("predicted_latency_ms"))
-    assert len(both.values("stage_utilization_pct")) == 45 and max(both.values("stage_utilization_pct")) < 100
-    sequential = next(r for r in records if r.name == "measure/inception_v3/b1/sequential")
-    for record in (sequential, both):
-        write(record, tmp_path / f"{record.params['opt']}.json")
-    make("utilization", sorted(tmp_path.glob("*.json")), tmp_path / "utilization")
-    assert "IOS-Both" in (tmp_path / "utilization.csv").read_text()
-
-
 def finished_run(folder: Path) -> Path:
     """What a workflow leaves: a measure record, a searched schedule, and a summary that is no record."""
     with recording("m", "measure", {"model": "demo"}, {"source": "simulated"}, folder / "measure" / "m.json") as m:
@@ -383,16 +302,75 @@ def test_an_ingest_that_cannot_start_is_one_line_naming_why(tmp_path, one_line_e
     assert (tmp_path / "corrupt.db").read_bytes() == noise
 
 
-@pytest.mark.parametrize(("name", "content"), [
-    ("missing.json", None),
-    ("torn.json", '{"models": {'),
-    ("list.json", "[1, 2]"),
-    ("number.json", "5"),
-    ("campaign.json", '{"models": {"inception_v3": {"batch": 1}}, "environment": {}, "args": {}}'),
-    ("engine.json", '{"environment": {}, "args": {}, "rows": [{"mode": "engine"}]}'),
-])
-def test_split_of_a_malformed_file_is_one_line_naming_it(tmp_path, one_line_error, name, content):
-    if content is not None:
-        (tmp_path / name).write_text(content)
-    one_line_error("ios_core.tracking", "split", name, "--out", "records", naming=name)
-    assert not (tmp_path / "records").exists()
+SRC = Path(__file__).resolve().parents[1] / "src"
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+# Entry points besides the modules that run as scripts: the baselines' and figures' packages (each has a
+# __main__) and config (the entry points' Hydra schemas).
+ENTRY_PACKAGES = ("ios_core.baselines", "ios_core.figures", "ios_core.config")
+
+
+def module_name(path: Path) -> str:
+    return ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
+
+
+def package_of(path: Path) -> str:
+    """The package relative imports in a source file start from."""
+    return module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+
+
+def imports(text: str, package: str) -> Iterator[tuple[int, str]]:
+    """Every module a source text imports, with the line: at module level, inside functions, relative ones resolved
+    (from ``package``), and ``from package import module`` as the module; ``importlib.import_module("...")`` too."""
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.Import):
+            yield from ((node.lineno, alias.name) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
+            base = ".".join([*parts, node.module] if node.module else parts)
+            yield node.lineno, base
+            yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
+            yield node.lineno, str(node.args[0].value)
+
+
+def forbidden(name: str, entries: set[str]) -> bool:
+    return name.endswith(".__main__") or any(name == e or name.startswith(f"{e}.") for e in entries)
+
+
+def entry_points() -> set[str]:
+    """The modules a user runs (``if __name__ == "__main__"``), and `ENTRY_PACKAGES`."""
+    scripts = {module_name(path) for path in (SRC / "ios_core").rglob("*.py")
+               if '__name__ == "__main__"' in path.read_text()}
+    return scripts | set(ENTRY_PACKAGES)
+
+
+def test_tracking_imports_no_entry_point():
+    """Tracking reads and logs records; the commands that write them depend on it, never the other way round."""
+    entries = entry_points()
+    assert {"ios_core.optimize", "ios_core.measure", "ios_core.baseline", "ios_core.tracking.__main__"} <= entries
+    found = [f"{path.relative_to(SRC)}:{line} imports {name}"
+             for path in sorted((SRC / "ios_core" / "tracking").rglob("*.py"))
+             for line, name in imports(path.read_text(), package_of(path)) if forbidden(name, entries)]
+    assert found == []
+
+
+def test_the_import_check_sees_imports_inside_functions_relative_and_dynamic_ones():
+    text = ("import json\n\n\ndef f():\n    from ios_core import measure\n    from .. import figures\n"
+            "    from ..baselines.timing import time_cuda_events\n    import ios_core.config\n"
+            "    importlib.import_module('ios_core.optimize')\n    from .__main__ import main\n")
+    found = {name for _, name in imports(text, "ios_core.tracking") if forbidden(name, entry_points())}
+    assert found >= {"ios_core.measure", "ios_core.figures", "ios_core.baselines.timing", "ios_core.config",
+                     "ios_core.optimize", "ios_core.tracking.__main__"}
+
+
+def test_every_committed_gpu_result_is_a_record_and_each_is_there_once():
+    """What bench/ measured on the lent GPUs and the README and figures use is records, nothing else."""
+    folders = [p for gpu in ("h100", "h200") for p in sorted((RESULTS / gpu).iterdir())
+               if p.is_dir() and p.name.startswith(("ios_campaign", "engine_"))]
+    records = [tracking.read(path) for folder in folders for path in sorted(folder.glob("*.json"))]
+    assert len(folders) >= 9 and len(records) > 200
+    assert len({r.id for r in records}) == len(records)
+    assert {r.kind for r in records} == {"measure", "baseline", "optimize"}
+    assert all(r.status == "FINISHED" and r.tags["source"] == "measured" for r in records)
+
