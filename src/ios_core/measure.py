@@ -32,6 +32,7 @@ from ios_core.ir import Graph
 from ios_core.schedule import Schedule, load
 from ios_core.timing import Timing
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
+from ios_core.tracking.adapters import search_metrics
 
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
@@ -90,12 +91,7 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, dev
     plan = engine.build_plan(graph, schedule, batch, str(cfg.precision),
                              options=engine.PlanOptions(autotune=cfg.autotune))
     m = engine.latency(plan, timing)
-    before, after = m.clocks_before, m.clocks_after
-    params = {"device_name": m.device.get("name"), "gpu_name": m.device.get("name"), "driver": m.device.get("driver"),
-              "cudnn": m.device.get("cudnn"), "layout": m.layout, "sm_mhz_before": before.get("sm_mhz"),
-              "sm_mhz_after": after.get("sm_mhz"), "mem_mhz": before.get("mem_mhz"),
-              "throttle": ",".join(after.get("throttle", [])), "warmup": m.timing.warmup,
-              "number": m.timing.number, "repeat": m.timing.repeat, "utilization_metric": MEASURED_UTILIZATION_METRIC}
+    params = {**engine_params(m), "utilization_metric": MEASURED_UTILIZATION_METRIC}
     plan.close()
     precision = str(cfg.precision)
     alone = build_cost(CostSpec(kind="measured", precision=precision, timing=timing, autotune=cfg.autotune), device)
@@ -104,22 +100,35 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, dev
                                                                           precision))
 
 
-def _params(cfg: DictConfig, schedule: Schedule | None, source: str) -> dict[str, Any]:
+def engine_params(m: Any) -> dict[str, Any]:
+    """The params a record keeps of an engine measurement (`ios_core.engine.latency`'s): the GPU, its driver,
+    cuDNN and clocks, the plan's layout, and the timing."""
+    before, after = m.clocks_before, m.clocks_after
+    return {"device_name": m.device.get("name"), "gpu_name": m.device.get("name"), "driver": m.device.get("driver"),
+            "cudnn": m.device.get("cudnn"), "layout": m.layout, "sm_mhz_before": before.get("sm_mhz"),
+            "sm_mhz_after": after.get("sm_mhz"), "mem_mhz": before.get("mem_mhz"),
+            "throttle": ",".join(after.get("throttle", [])), "warmup": m.timing.warmup,
+            "number": m.timing.number, "repeat": m.timing.repeat}
+
+
+def schedule_params(schedule: Schedule | None) -> dict[str, Any]:
+    """The params a record keeps of the schedule it timed: its kind, pruning and cost, and the batch and device it
+    was searched for."""
     meta = dict(schedule.meta) if schedule else {}
+    return {"opt": meta.get("opt"), "r": meta.get("r"), "s": meta.get("s"), "cost": meta.get("cost"),
+            "schedule_batch": meta.get("batch"), "schedule_device": meta.get("device")}
+
+
+def _params(cfg: DictConfig, schedule: Schedule | None, source: str) -> dict[str, Any]:
     return {"model": cfg.model.name, "batch": cfg.batch, "device": cfg.device.name, "precision": str(cfg.precision),
-            "opt": meta.get("opt"), "r": meta.get("r"), "s": meta.get("s"), "cost": meta.get("cost"),
-            "schedule": cfg.schedule, "schedule_batch": meta.get("batch"), "schedule_device": meta.get("device"),
-            "variant": "autotune" if cfg.autotune else "", "mode": source}
+            **schedule_params(schedule), "schedule": cfg.schedule, "variant": "autotune" if cfg.autotune else "",
+            "mode": source}
 
 
 def _search_metrics(record: Record, schedule: Schedule) -> None:
     """The search behind the schedule, so that one run holds the whole story of its number."""
-    for metric, keys in (("search_time_s", ("search_seconds",)), ("dp_states", ("dp_states", "states")),
-                         ("stages_costed", ("distinct_stages", "stages")), ("predicted_latency_ms", ("latency_ms",)),
-                         ("cost_evaluations", ("cost_evaluations",))):
-        value = next((schedule.meta[k] for k in keys if isinstance(schedule.meta.get(k), int | float)), None)
-        if value is not None:
-            record.log_metric(metric, value)
+    for metric, value in search_metrics(schedule.meta).items():
+        record.log_metric(metric, value)
 
 
 def _why_not(cfg: DictConfig, device: DeviceProfile, source: str) -> str | None:

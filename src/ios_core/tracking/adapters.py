@@ -16,17 +16,32 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ios_core.schedule import ScheduleError, from_json
 from ios_core.tracking.record import Point, Record, RecordError, stringify
 
 STAGE_LOG_SUFFIX = ".stages.jsonl"
+# The one table from a schedule's meta (the search behind it) to metric names, for every record that tells of a
+# search: ``optimize`` records here, ``measure`` records of the schedule (``ios_core.measure``). Where two keys name
+# one metric (older schedules wrote ``states`` and ``stages``), the first present wins.
 META_METRICS = {"search_seconds": "search_time_s", "dp_states": "dp_states", "states": "dp_states",
                 "distinct_stages": "stages_costed", "stages": "stages_costed", "transitions": "transitions",
                 "parts": "parts", "latency_ms": "predicted_latency_ms", "cost_seconds": "cost_time_s",
                 "cost_evaluations": "cost_evaluations", "cost_cache_hits": "cost_cache_hits"}
 META_PARAMS = ("model", "batch", "device", "precision", "opt", "r", "s", "max_part_size", "cost")
+
+
+def search_metrics(meta: Mapping[str, Any]) -> dict[str, float]:
+    """The statistics of the search a schedule's ``meta`` tells of, by metric name (see `META_METRICS`)."""
+    found: dict[str, float] = {}
+    for key, metric in META_METRICS.items():
+        value = meta.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool) and metric not in found:
+            found[metric] = float(value)
+    return found
 
 
 def stage_log(schedule_path: str | os.PathLike) -> Path:
@@ -54,9 +69,8 @@ def from_schedule(path: str | os.PathLike) -> Record:
     name = f"optimize/{meta.get('model', schedule.graph)}/b{meta.get('batch', '?')}/{meta.get('opt', '?')}"
     digest = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
     record = Record(name, "optimize", params, tags, start_time=start, end_time=end, status="FINISHED", id=digest)
-    for key, metric in META_METRICS.items():
-        if isinstance(meta.get(key), int | float) and metric not in record.metrics:
-            record.metrics[metric] = [Point(float(meta[key]), 0, end)]
+    for metric, value in search_metrics(meta).items():
+        record.metrics[metric] = [Point(value, 0, end)]
     record.artifacts.append(str(path))
     _add_stage_log(record, stage_log(path), end)
     return record
