@@ -1,13 +1,11 @@
 """Tracking: records as files, closed FINISHED or FAILED, logged into MLflow in batches, ingested idempotently."""
 
-import ast
 import json
 import os
 import random
 import shutil
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -302,66 +300,7 @@ def test_an_ingest_that_cannot_start_is_one_line_naming_why(tmp_path, one_line_e
     assert (tmp_path / "corrupt.db").read_bytes() == noise
 
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-# Entry points besides the modules that run as scripts: the baselines' and figures' packages (each has a
-# __main__) and config (the entry points' Hydra schemas).
-ENTRY_PACKAGES = ("ios_core.baselines", "ios_core.figures", "ios_core.config")
-
-
-def module_name(path: Path) -> str:
-    return ".".join(path.relative_to(SRC).with_suffix("").parts).removesuffix(".__init__")
-
-
-def package_of(path: Path) -> str:
-    """The package relative imports in a source file start from."""
-    return module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
-
-
-def imports(text: str, package: str) -> Iterator[tuple[int, str]]:
-    """Every module a source text imports, with the line: at module level, inside functions, relative ones resolved
-    (from ``package``), and ``from package import module`` as the module; ``importlib.import_module("...")`` too."""
-    for node in ast.walk(ast.parse(text)):
-        if isinstance(node, ast.Import):
-            yield from ((node.lineno, alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")[: len(package.split(".")) - node.level + 1] if node.level else []
-            base = ".".join([*parts, node.module] if node.module else parts)
-            yield node.lineno, base
-            yield from ((node.lineno, f"{base}.{alias.name}") for alias in node.names)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)):
-            yield node.lineno, str(node.args[0].value)
-
-
-def forbidden(name: str, entries: set[str]) -> bool:
-    return name.endswith(".__main__") or any(name == e or name.startswith(f"{e}.") for e in entries)
-
-
-def entry_points() -> set[str]:
-    """The modules a user runs (``if __name__ == "__main__"``), and `ENTRY_PACKAGES`."""
-    scripts = {module_name(path) for path in (SRC / "ios_core").rglob("*.py")
-               if '__name__ == "__main__"' in path.read_text()}
-    return scripts | set(ENTRY_PACKAGES)
-
-
-def test_tracking_imports_no_entry_point():
-    """Tracking reads and logs records; the commands that write them depend on it, never the other way round."""
-    entries = entry_points()
-    assert {"ios_core.optimize", "ios_core.measure", "ios_core.baseline", "ios_core.tracking.__main__"} <= entries
-    found = [f"{path.relative_to(SRC)}:{line} imports {name}"
-             for path in sorted((SRC / "ios_core" / "tracking").rglob("*.py"))
-             for line, name in imports(path.read_text(), package_of(path)) if forbidden(name, entries)]
-    assert found == []
-
-
-def test_the_import_check_sees_imports_inside_functions_relative_and_dynamic_ones():
-    text = ("import json\n\n\ndef f():\n    from ios_core import measure\n    from .. import figures\n"
-            "    from ..baselines.timing import time_cuda_events\n    import ios_core.config\n"
-            "    importlib.import_module('ios_core.optimize')\n    from .__main__ import main\n")
-    found = {name for _, name in imports(text, "ios_core.tracking") if forbidden(name, entry_points())}
-    assert found >= {"ios_core.measure", "ios_core.figures", "ios_core.baselines.timing", "ios_core.config",
-                     "ios_core.optimize", "ios_core.tracking.__main__"}
 
 
 def test_every_committed_gpu_result_is_a_record_and_each_is_there_once():
