@@ -5,7 +5,8 @@ inputs sit in the GPU's L2 (50 MB on an H100, more than Inception V3's largest s
 schedule, a stage's weights were last touched one whole network ago. This script times every stage of
 some schedules both ways -- back to back (``warm``, as the profiler does) and after writing a buffer
 larger than the L2 (``cold``: events around the stage only, not the write) -- and each whole schedule
-end to end, side by side on one GPU, then prints how far each sum is from the end-to-end latency.
+end to end, side by side on one GPU (`side_by_side`), then prints how far each sum is from the end-to-end
+latency. A diagnostic of the measured cost, not an experiment: it writes one JSON document of its own.
 
 ``--prefixes`` also times, the way the profiler times one stage (warm, ``number`` runs chained in one
 graph), every prefix of each schedule -- its first k stages as one program -- so that the difference of
@@ -107,10 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    sys.path.insert(0, str(Path(__file__).parent))
-    from ios_campaign import GpuHarness
+    from side_by_side import side_by_side
 
-    from ios_core.engine import PlanOptions
+    from ios_core.engine import PlanOptions, environment
     from ios_core.engine.gpu.stageplan import GpuBackend
     from ios_core.engine.profile import StageProfiler
     from ios_core.timing import Timing
@@ -120,12 +120,12 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.schedule:
         label, _, path = item.partition("=")
         schedules[label] = load(path, graph)
-    harness = GpuHarness(argparse.Namespace(tune_cache=args.tune_cache, e2e_warmup=10, e2e_number=20,
-                                            e2e_repeat=7, rounds=3))
-    end_to_end = harness.end_to_end(graph, schedules, args.batch)
     options = PlanOptions(tune_cache=args.tune_cache)
+    timed = side_by_side(graph, schedules, args.batch, Timing(warmup=10, number=20, repeat=7), 3, options)
+    end_to_end = {label: {"ms": statistics.median(m.ms for m in one.rounds), **one.plan}
+                  for label, one in timed.items()}
     profiler = StageProfiler(graph, args.batch, GpuBackend(graph, "fp32", None, options), Timing(), options)
-    result = {"environment": harness.describe(), "model": args.model, "batch": args.batch, "repeat": args.repeat,
+    result = {"environment": environment(), "model": args.model, "batch": args.batch, "repeat": args.repeat,
               "flush_bytes": FLUSH_BYTES, "schedules": {}}
     print(f"{args.model} batch {args.batch} on {result['environment']['name']}, ms")
     print(f"{'schedule':12s} {'stages':>6s} {'end to end':>10s} {'warm sum':>9s} {'cold sum':>9s} "
