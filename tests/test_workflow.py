@@ -8,6 +8,7 @@ and leave every record in the MLflow store exactly once.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -61,6 +62,40 @@ def test_gpu_configuration_dry_run_declares_gpus(tmp_path):
     assert "gpu=1" in done.stdout and "ios_core.experiments with-gpu" in done.stdout
     assert "cost=measured" in done.stdout
     assert "needs a GPU matching device=h200" in done.stdout  # the other device's cells are recorded as not available
+
+
+def test_the_gpu_campaign_is_a_configuration_of_the_workflow(tmp_path):
+    """README's `snakemake --cores 1 all --configfile config/campaign.yaml --config device=h200`: merged over
+    config/config.yaml (as the Snakefile loads it, given here since the run is elsewhere), it plans the paper's four
+    models searched with the measured cost at r=3, s=8, run and timed as the campaign timed them, and the PyTorch
+    baselines beside them, for experiments 1, 2, 3 and 6 only."""
+    done = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(ROOT / "config" / "config.yaml"),
+                     str(ROOT / "config" / "campaign.yaml"), "--config", "device=h200")
+    assert done.returncode == 0, done.stderr + done.stdout
+    commands = [line for line in done.stdout.splitlines() if " -m ios_core." in line]
+    searches = {word_pair(c, "model", "opt") for c in commands if "ios_core.optimize" in c and " batch=1 " in c}
+    models = ("inception_v3", "randwire", "nasnet", "squeezenet")
+    assert searches == {(m, o) for m in models for o in ("sequential", "greedy", "merge", "parallel", "both")}
+    for line in (c for c in commands if "ios_core.optimize" in c):
+        assert " cost=measured " in line and " device=h200 " in line and " r=1 " not in line
+        assert " r=3 s=8 " in line or " opt=sequential " in line or " opt=greedy " in line
+    measured = [c for c in commands if "ios_core.measure " in c]
+    baselines = {(*word_pair(c, "framework", "batch"), word_pair(c, "model", "device")[0])
+                 for c in commands if "ios_core.baseline " in c}
+    assert len(measured) == 4 * 5 + 4 * 2  # experiment 1, and Sequential and IOS-Both at batch 16..128
+    assert all("timing.warmup=10 timing.number=20 timing.repeat=7" in c and "autotune=true" in c for c in measured)
+    frameworks = ("torch_eager", "torch_cudagraph", "torch_compile", "torch_compile_freeze")
+    assert baselines == {(f, "1", m) for f in frameworks for m in models} | {
+        ("torch_compile", str(b), "inception_v3") for b in (16, 32, 64, 128)}
+    figures = set(re.findall(r"^rule figure_(\w+):", done.stdout, re.MULTILINE))
+    assert figures == {"schedules", "frameworks", "utilization", "batch_sizes"}
+    assert all("results/campaign/h200/fp32/" in c for c in commands)
+
+
+def word_pair(command: str, first: str, second: str) -> tuple[str, str]:
+    """The values of two ``key=value`` words of a command line."""
+    words = dict(word.split("=", 1) for word in command.split() if "=" in word and not word.startswith("-"))
+    return words[first], words[second]
 
 
 def test_misspelt_config_key_is_rejected(tmp_path):
