@@ -49,7 +49,7 @@ def test_a_shipped_profile_reproduces_its_schedule(device, model, opt):
     assert found.latency_ms == pytest.approx(shipped.meta["latency_ms"])
 
 
-# Where the shipped profiles were measured (the GPU, driver and cuDNN of their campaigns' records, results/h*/ios_campaign/).
+# Where the shipped profiles were measured (GPU, driver, cuDNN of their campaigns' records, results/h*/ios_campaign/).
 ENVIRONMENTS = {device: {"name": name, "driver": "580.159.04", "cuda": "13.0", "cudnn": "9.19.0"}
                 for device, name in (("h100", "NVIDIA H100 80GB HBM3"), ("h200", "NVIDIA H200"))}
 
