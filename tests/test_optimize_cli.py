@@ -66,10 +66,11 @@ def test_run_writes_a_valid_schedule_with_its_provenance_that_computes_the_graph
     assert meta["latency_ms"] == pytest.approx(outcome.result.latency_ms)
     for key in ("search_seconds", "dp_states", "distinct_stages", "precision", "cost_evaluations"):
         assert key in meta
+    assert 0 < meta["critical_path_ms"] <= meta["latency_ms"]  # no schedule beats the longest dependency chain
     weights, x = make_weights(graph), make_input(graph, 2)
     np.testing.assert_allclose(run_schedule(graph, schedule, x, weights), run_graph(graph, x, weights), rtol=1e-12)
     printed = capsys.readouterr().out
-    assert "predicted" in printed and "(simulated)" in printed and str(out) in printed
+    assert "predicted" in printed and "(simulated; critical-path bound" in printed and str(out) in printed
 
 
 def test_run_rejects_a_bad_value_an_unknown_model_and_an_unavailable_cost(tmp_path, monkeypatch):
