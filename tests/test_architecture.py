@@ -17,7 +17,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "ios_core"
 GPU_LIBRARIES = ("pycuda", "cudnn", "cuda")
 ENTRY_POINTS = ("ios_core.config", "ios_core.optimize", "ios_core.measure", "ios_core.baseline",
-                "ios_core.experiments", "ios_core.baselines.__main__", "ios_core.tracking.__main__",
+                "ios_core.gpu_lock", "ios_core.baselines.__main__", "ios_core.tracking.__main__",
                 "ios_core.figures.__main__")
 
 

@@ -59,7 +59,7 @@ def test_gpu_configuration_dry_run_declares_gpus(tmp_path):
     """With device=h100 the same DAG is measured: every GPU job declares gpu=1 and runs under the GPU lock."""
     done = snakemake(tmp_path, "-n", "-p", "all", "--config", "device=h100", config=demo_config(tmp_path))
     assert done.returncode == 0, done.stderr + done.stdout
-    assert "gpu=1" in done.stdout and "ios_core.experiments with-gpu" in done.stdout
+    assert "gpu=1" in done.stdout and "ios_core.gpu_lock" in done.stdout
     assert "cost=measured" in done.stdout
     assert "needs a GPU matching device=h200" in done.stdout  # the other device's cells are recorded as not available
 
@@ -178,7 +178,7 @@ def _loadable(path):
 
 
 def test_each_gpu_job_gets_its_own_gpu(tmp_path):
-    from ios_core.experiments import claim_gpu
+    from ios_core.gpu_lock import claim_gpu
 
     first, fd1 = claim_gpu(["0", "1"], tmp_path)
     second, fd2 = claim_gpu(["0", "1"], tmp_path)

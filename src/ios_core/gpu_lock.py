@@ -1,6 +1,6 @@
-"""Helpers the experiment workflow calls around the entry points.
+"""A GPU of its own for each job of the workflow.
 
-``python -m ios_core.experiments with-gpu -- CMD ...`` runs CMD on a GPU of its own: it takes an
+``python -m ios_core.gpu_lock -- CMD ...`` runs CMD on a GPU of its own: it takes an
 exclusive lock on one of the visible GPUs (``CUDA_VISIBLE_DEVICES`` when set, as SLURM does, else
 every GPU ``nvidia-smi -L`` lists), sets ``CUDA_VISIBLE_DEVICES`` to it and becomes CMD (exec),
 still holding the lock, which the kernel releases when CMD ends, however it ends. So
@@ -58,24 +58,22 @@ def with_gpu(command: list[str]) -> None:
     """Become ``command`` with one locked GPU visible (see the module docstring); never returns."""
     gpus = visible_gpus()
     if not gpus:
-        print("with-gpu: no GPU visible; running without one", file=sys.stderr)
+        print("gpu_lock: no GPU visible; running without one", file=sys.stderr)
         os.execvp(command[0], command)
     gpu, fd = claim_gpu(gpus)
     os.set_inheritable(fd, True)  # the lock lives as long as the command does
     os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    print(f"with-gpu: CUDA_VISIBLE_DEVICES={gpu}", file=sys.stderr)
+    print(f"gpu_lock: CUDA_VISIBLE_DEVICES={gpu}", file=sys.stderr)
     os.execvp(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ios_core.experiments", description=__doc__.splitlines()[0])
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("with-gpu", help="run a command on a GPU of its own")
-    run.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command and its arguments")
+    parser = argparse.ArgumentParser(prog="python -m ios_core.gpu_lock", description=__doc__.splitlines()[0])
+    parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the command and its arguments")
     args = parser.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        parser.error("with-gpu needs a command after --")
+        parser.error("needs a command after --")
     with_gpu(cmd)
     return 0  # not reached: with_gpu execs
 

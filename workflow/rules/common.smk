@@ -20,7 +20,7 @@ ROOT = f"{config['results']}/{DEVICE}/{PRECISION}"
 FIGURES = f"{config['results']}/figures/{DEVICE}/{PRECISION}"
 GPU = 1 if REAL else 0
 # On a GPU, every job that touches it runs through a lock that gives it a GPU of its own.
-ON_GPU = f"{PYTHON} -m ios_core.experiments with-gpu -- " if REAL else ""
+ON_GPU = f"{PYTHON} -m ios_core.gpu_lock -- " if REAL else ""
 SEARCH_COST = config["cost"] if config["cost"] != "auto" else ("measured" if REAL else "simulated")
 if SEARCH_COST == "measured" and not REAL:
     raise ValueError(f"cost=measured needs a GPU device; device={DEVICE} is simulated")
