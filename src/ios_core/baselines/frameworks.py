@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from ios_core.baselines import (
+    hidet_adapter,
+    jax_adapter,
     onnxruntime_adapter,
     taso_adapter,
     tensorflow_adapter,
@@ -29,6 +31,8 @@ FRAMEWORKS: dict[str, Framework] = {
         tvm_adapter.FRAMEWORK,
         taso_adapter.FRAMEWORK,
         *tensorflow_adapter.FRAMEWORKS,
+        jax_adapter.FRAMEWORK,
+        hidet_adapter.FRAMEWORK,
     )
 }
 

@@ -2,8 +2,9 @@
 
 After ``warmup`` calls, each of ``repeat`` samples is the mean of ``number`` calls between two
 CUDA events recorded on the stream the framework runs on; the latency is the median sample.
-Frameworks without a stream we can record on (a CPU build) are timed by the wall clock around
-synchronous calls, and say so in ``clock``.
+Frameworks without a stream we can record on (a CPU build, TensorFlow, JAX) are timed by the wall
+clock around synchronous calls, or until the last output is ready for an asynchronous one (JAX),
+and say so in ``clock``.
 """
 
 from __future__ import annotations
@@ -38,15 +39,22 @@ def time_cuda_events(call: Callable[[], Any], timing: Timing, torch: Any, stream
     return samples
 
 
-def time_wall_clock(call: Callable[[], Any], timing: Timing) -> list[float]:
-    """Milliseconds per ``call()`` by `time.perf_counter`, for synchronous calls (CPU frameworks)."""
+def time_wall_clock(call: Callable[[], Any], timing: Timing, wait: Callable[[Any], Any] | None = None) -> list[float]:
+    """Milliseconds per ``call()`` by `time.perf_counter`, for synchronous calls (CPU frameworks).
+
+    An asynchronous framework passes ``wait``, which blocks until the output it is given is computed
+    (JAX's ``block_until_ready``): a sample's ``number`` calls are then dispatched back to back and
+    the clock stops once the last output is ready, as the CUDA events of `time_cuda_events` would.
+    """
+    wait = wait or (lambda out: out)
     for _ in range(timing.warmup):
-        call()
+        wait(call())
     samples = []
     for _ in range(timing.repeat):
         start = time.perf_counter()
         for _ in range(timing.number):
-            call()
+            out = call()
+        wait(out)
         samples.append((time.perf_counter() - start) * 1000 / timing.number)
     return samples
 

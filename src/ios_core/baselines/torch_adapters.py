@@ -111,9 +111,13 @@ def cuda_graph_replay(torch: Any, module: Any, batch: Any) -> Callable[[], Any]:
     return replay
 
 
-def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]],
-                                                           Run]:
-    """A runner of ``torch.compile(module, mode=mode)``, with Inductor freezing on or off."""
+def compiled_runner(mode: str | None, freezing: bool, backend: str = "inductor") -> Callable[
+        [Network, np.ndarray, Timing, str, Mapping[str, Any]], Run]:
+    """A runner of ``torch.compile(module, mode=mode, backend=backend)``, with Inductor freezing on or off.
+
+    Another ``backend`` (``hidet``) is a name registered with TorchDynamo by its package; ``mode`` is
+    Inductor's and stays None for it.
+    """
 
     def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
         started = time.perf_counter()
@@ -124,11 +128,11 @@ def compiled_runner(mode: str, freezing: bool) -> Callable[[Network, np.ndarray,
         previous = inductor.freezing
         inductor.freezing = freezing  # read at compile time, which happens on the first calls below
         try:
-            compiled = torch.compile(module, mode=mode, dynamic=False)
+            compiled = torch.compile(module, mode=mode, backend=backend, dynamic=False)
             with torch.inference_mode():
                 for _ in range(int(options.get("compile_calls", 3))):  # compile, then record its CUDA graphs
                     compiled(batch)
-            details = {"mode": mode, "freezing": freezing}
+            details = {"backend": backend, "mode": mode, "freezing": freezing}
             return _finish(torch, lambda: compiled(batch), timing, started, details)
         finally:
             inductor.freezing = previous

@@ -1,0 +1,97 @@
+"""The XLA baseline on JAX's CPU backend: `jax_module` against the float64 reference, and the adapter.
+
+JAX (CPU) is not a project dependency: these tests run where ``pip install jax`` was done. hidet's
+check is tested here too: it is never installed in CI, and says so.
+"""
+
+import importlib.util
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from ios_core import models
+from ios_core.baselines import get, hidet_adapter, jax_module, measure
+from ios_core.baselines.core import versions
+from ios_core.baselines.jax_adapter import CUDA_PLUGINS
+from ios_core.baselines.jax_module import UntranslatableOpError, jax_forward, jax_params
+from ios_core.ir import Activation, Conv, GraphBuilder, Pool, concat
+from ios_core.onnx_io import Network
+from ios_core.reference import relative_error, run_graph
+from ios_core.timing import Timing
+from ios_core.weights import make_input
+
+
+def error_against_reference(network: Network, batch: int) -> float:
+    """The relative error of the jitted JAX function (HIGHEST precision, NHWC) against the float64 reference."""
+    jax = pytest.importorskip("jax")
+    x = make_input(network.graph, batch, 0)
+    forward = jax.jit(jax_forward(network.graph, jax.lax.Precision.HIGHEST))
+    out = np.asarray(forward(jax_params(network.weights), x.transpose(0, 2, 3, 1).astype(np.float32)))
+    return relative_error(out.transpose(0, 3, 1, 2), run_graph(network.graph, x, network.weights))
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("model", ["demo", "squeezenet", "inception_v3"])
+def test_the_jax_function_equals_the_reference(model, batch):
+    assert error_against_reference(Network.of(models.get(model)), batch) < 1e-5
+
+
+def every_operator() -> Network:
+    """Each operator kind and form the models do not all show: dilation, groups, padded pools at odd sizes."""
+    b = GraphBuilder("every", 6, 9, 9)
+    x = b.input
+    grouped = b.node(Conv(6, (3, 3), (2, 2), (2, 2), (2, 2), 3, "sigmoid"), x)
+    depthwise = b.conv(x, 6, 3, stride=2, padding=1, groups=6, act="tanh")
+    avg = b.pool(b.mul(grouped, depthwise), "avg", 3, stride=2, padding=1)
+    maximum = b.pool(concat([grouped[:3], depthwise[3:]]), "max", 3, stride=2, padding=1)
+    chain = b.sequential(x, Conv(4, (1, 1), act="relu"), Pool("max", (2, 2), (2, 2)), Activation("sigmoid"))
+    block = b.end_block(b.add(avg + maximum, b.activation(b.conv(chain, 6, 2, act="none"), "relu")))
+    b.end_block(concat([b.pool(block, "global_avg"), b.pool(block, "global_max")]))
+    return Network.of(b.build())
+
+
+def test_every_operator_form_equals_the_reference():
+    assert error_against_reference(every_operator(), 2) < 1e-5
+
+
+def test_an_operator_without_translation_is_named(monkeypatch):
+    builder = GraphBuilder("odd", 3, 8, 8)
+    builder.end_block(builder.activation(builder.conv(builder.input, 4, 3, padding=1), "tanh", name="squash"))
+    monkeypatch.delitem(jax_module.SINGLE, Activation)  # as an operator kind added to the IR but not here
+    with pytest.raises(UntranslatableOpError, match="node 'squash': no JAX translation of Activation"):
+        jax_module.jax_forward(builder.build())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed here")
+@pytest.mark.skipif(bool(set(versions(*CUDA_PLUGINS)) & set(CUDA_PLUGINS)), reason="jax has a CUDA plugin here")
+def test_a_cpu_only_jax_is_unavailable_with_the_reason():
+    ok, reason = get("xla").available()
+    assert not ok and reason == (f"jax {versions('jax')['jax']} has no CUDA backend here (cpu only): "
+                                 "no jax-cuda13-plugin or jax-cuda12-plugin; pip install 'jax[cuda13]'")
+
+
+@pytest.mark.parametrize(("precision", "conv_precision"), [("fp32", "DEFAULT"), ("fp32-strict", "HIGHEST")])
+def test_the_adapter_measures_the_demo_on_the_cpu_backend(precision, conv_precision):
+    pytest.importorskip("jax")
+    framework = replace(get("xla"), available=lambda: (True, ""))  # the CPU backend, as allow_cpu asks
+    m = measure(framework, Network.of(models.get("demo")), 2, Timing(warmup=1, number=2, repeat=3),
+                precision=precision, options={"allow_cpu": True})
+    assert m.status == "measured", m.reason
+    assert m.clock == "wall-clock" and len(m.latencies_ms) == 3 and m.rel_error < 1e-5  # no TF32 on a CPU
+    assert m.details["conv_precision"] == conv_precision and m.device == "cpu" and "jax" in m.versions
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hidet") is not None, reason="hidet is installed here")
+def test_hidet_says_why_it_is_absent():
+    ok, reason = get("hidet").available()
+    assert not ok and reason == ("hidet not installed (pip install hidet: needs torch>=2.3, cuda-python and "
+                                 "hip-python-fork)")
+
+
+def test_hidet_finds_nvcc_where_hidet_looks(monkeypatch, tmp_path):
+    monkeypatch.setattr(hidet_adapter.shutil, "which", lambda name: None)
+    monkeypatch.setattr(hidet_adapter, "NVCC_DIRS", (str(tmp_path),))
+    assert hidet_adapter.nvcc() is None
+    (tmp_path / "nvcc").touch()
+    assert hidet_adapter.nvcc() == str(tmp_path / "nvcc")
