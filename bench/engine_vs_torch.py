@@ -9,6 +9,8 @@ For each model and batch size (TF32 allowed everywhere, as PyTorch does by defau
 - ``engine_greedy``: the engine on IOS's greedy schedule (for reference);
 - ``engine_ios``: the engine on an optimized schedule per model and batch, read from ``--ios-schedule``
   (a path with ``{model}`` and ``{batch}``, e.g. the workflow's IOS-Both schedules);
+- ``engine_ios_exact``: the same with exact dependencies between groups instead of stage barriers
+  (``PlanOptions(barrier="exact")``), to time beside ``engine_ios``;
 - ``torch_eager``: the `torch_module` of the same graph, channels-last, ``cudnn.benchmark`` on;
 - ``torch_graph``: that module captured once into a ``torch.cuda.CUDAGraph`` and replayed;
 - ``torch_compile``: ``torch.compile(mode="reduce-overhead")``;
@@ -66,6 +68,7 @@ ENGINE_MODES = {  # mode: (schedule, PlanOptions fields)
     "engine_cudnn_depthwise": ("sequential", {"own_depthwise": False}),
     "engine_greedy": ("greedy", {}),
     "engine_ios": ("ios", {}),
+    "engine_ios_exact": ("ios", {"barrier": "exact"}),
 }
 # The PyTorch modes as the baseline frameworks they are (`ios_core.baselines`).
 TORCH_FRAMEWORKS = {"torch_eager": "torch_eager", "torch_graph": "torch_cudagraph", "torch_compile": "torch_compile",
@@ -233,7 +236,9 @@ def record_of(run_: Run, mode: str, result: Mode, args) -> Record:
     """A mode's record: ``measure`` for the engine, ``baseline`` for PyTorch, with the plan's numbers as metrics."""
     metrics = {k: float(v) for k, v in result.row.items() if k in PLAN_METRICS}
     if mode in ENGINE_MODES:
-        return measure_record(run_, result.schedule, result.path, [result.measured], result.options, metrics)
+        record = measure_record(run_, result.schedule, result.path, [result.measured], result.options, metrics)
+        record.params.update(stringify({"barrier": result.options.barrier}))
+        return record
     timed = result.measured
     measurement = Measurement(TORCH_FRAMEWORKS[mode], run_.model, run_.batch, "measured", True,
                               device=environment()["name"], latencies_ms=list(timed["samples"]),

@@ -164,6 +164,7 @@ class MeasureConfig:
     schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
     mode: Mode = Mode.auto
     autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
+    barrier: str = "stage"  # engine only: "stage" barriers or "exact" dependencies between groups (PlanOptions)
     timing: TimingConfig = field(default_factory=TimingConfig)
     unavailable: str | None = None  # record "not available" with this reason instead of measuring
     schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device

@@ -2,11 +2,11 @@
 
 Two halves, one per folder. This package is the half that runs anywhere and imports nothing beyond
 numpy: `lower` makes a `Program` (buffers in one arena, channel-slice views, tasks per stream; `placement`
-and `memory` decide where values live), `simulate` runs it with numpy, `packing` lays out weights,
-`depthwise` and `pooling` choose our kernels' launches, `profile` is the CPU half of stage profiling and
-`tunecache` keeps autotuning winners. The GPU half, ``ios_core.engine.gpu``, imports PyCUDA and the cuDNN
-frontend; the four functions below import it only when called, so ``import ios_core.engine`` works
-anywhere and touches no GPU:
+and `memory` decide where values live), `dependencies` finds which earlier groups each group must follow,
+`simulate` runs it with numpy, `packing` lays out weights, `depthwise` and `pooling` choose our kernels'
+launches, `profile` is the CPU half of stage profiling and `tunecache` keeps autotuning winners. The GPU
+half, ``ios_core.engine.gpu``, imports PyCUDA and the cuDNN frontend; the four functions below import it
+only when called, so ``import ios_core.engine`` works anywhere and touches no GPU:
 
     plan = build_plan(graph, schedule, batch, "fp32", weights, PlanOptions())  # or "fp32-strict"
     y = plan(x)                    # upload, one CUDA-graph replay, download (plan(x, graph_mode=False): eager)

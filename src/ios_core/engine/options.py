@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from ios_core.schedule import Schedule
 
+BARRIERS = ("stage", "exact")
+
 
 @dataclass(frozen=True)
 class PlanOptions:
@@ -29,6 +31,12 @@ class PlanOptions:
         Producers write straight into their slice of a concatenation (identity) that reads them whole.
     own_depthwise
         Depthwise convolutions on our kernel (with the activation before them folded in), not cuDNN.
+    barrier
+        How a plan orders groups of different stages: ``"stage"``, every group after the whole previous stage (a
+        fork and a join per stage), or ``"exact"``, each group only after the earlier groups whose memory it
+        conflicts with (`ios_core.engine.dependencies`). ``"stage"`` stays the default until the GPU has timed
+        ``"exact"`` against it (``bench/engine_vs_torch.py --modes engine_ios,engine_ios_exact``), not run yet.
+        Stage plans (profiling a stage alone) always use stage barriers: one stage has nothing to relax.
     """
 
     layout: str = "nhwc"
@@ -38,3 +46,8 @@ class PlanOptions:
     schedule: Schedule | None = None
     concat_in_place: bool = True
     own_depthwise: bool = True
+    barrier: str = "stage"
+
+    def __post_init__(self) -> None:
+        if self.barrier not in BARRIERS:
+            raise ValueError(f"unknown barrier {self.barrier!r}; expected one of {BARRIERS}")

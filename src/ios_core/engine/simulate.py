@@ -3,16 +3,18 @@
 Every view is an ``as_strided`` window of one flat arena laid out exactly as on the GPU, and the
 arena starts as NaN, so a task that reads memory nothing wrote, or a buffer reused too early,
 shows up as a wrong or NaN output when compared with `ios_core.reference`. Streams of a stage run
-one after another, in either order (``reverse``), since on the GPU nothing orders them.
+one after another, in either order (``reverse``), since on the GPU nothing orders them; or the groups run
+in any ``order`` that keeps their `ios_core.engine.dependencies`, as exact barriers let the GPU run them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from ios_core.engine.dependencies import Group
 from ios_core.engine.lower import conv_params
 from ios_core.engine.program import ConvTask, PointwiseTask, PoolTask, Program, Task, View
 from ios_core.ir import Graph
@@ -54,6 +56,7 @@ def simulate(
     weights: dict[str, Params],
     inputs: Mapping[str, np.ndarray],
     reverse: bool = False,
+    order: Sequence[Group] | None = None,
 ) -> dict[str, np.ndarray]:
     """The program's outputs (NCHW, float64) for the given values of its inputs.
 
@@ -67,12 +70,16 @@ def simulate(
         An NCHW array for every name in ``program.inputs``.
     reverse
         Run the streams of each stage last to first.
+    order
+        Every group ``(stage, stream)`` once, in the order to run them (``reverse`` is then unused).
     """
     arena = _Arena(program)
     for name in program.inputs:
         arena[program.values[name]][...] = inputs[name]
-    for stage in program.stages:
-        for stream in (reversed(stage) if reverse else stage):
-            for task in stream:
-                _run_task(arena, task, graph, weights)
+    if order is None:
+        order = [(s, k) for s, stage in enumerate(program.stages)
+                 for k in (reversed(range(len(stage))) if reverse else range(len(stage)))]
+    for s, k in order:
+        for task in program.stages[s][k]:
+            _run_task(arena, task, graph, weights)
     return {name: arena[program.values[name]].copy() for name in program.outputs}

@@ -10,7 +10,9 @@ graph it executes. Launchers write nowhere else: a plan sums their findings (`la
 `Launches.enqueue` runs the program with the fewest events: a stage of one group runs on stream 0; a
 stage of ``n > 1`` groups forks from stream 0 (one event, waited on by streams ``1..n-1``) and joins back
 (one event per side stream, waited on by stream 0) -- so stream 0 always holds the order, a captured
-graph starts and ends on it, and no device-wide synchronization is ever used.
+graph starts and ends on it, and no device-wide synchronization is ever used. `ExactLaunches.enqueue` keeps the
+same streams but replaces the stage barriers by the waits of `ios_core.engine.dependencies.waits`: each group waits
+only for the earlier groups it conflicts with, and stream 0 joins every side stream at the end.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import pycuda.driver as drv
 
 from ios_core.engine import depthwise, pooling
+from ios_core.engine.dependencies import Group, Waits
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers
 from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides
@@ -105,6 +108,9 @@ class PlanStats:
 Prepared = list[list[list[TaskLaunch]]]
 """A program's task launches by stage, stream and task."""
 
+Bound = tuple[tuple[tuple[Callable[[], None], ...], ...], ...]
+"""A program's task calls bound to their streams' workspaces, by stage, stream and task (`bind`)."""
+
 
 def prepare(context: LaunchContext, task: Task, k: int) -> TaskLaunch:
     """The launch of ``task`` on stream ``k``; an error names the task and its node."""
@@ -152,7 +158,7 @@ class Launches:
     """A program's launches by stage and stream, bound to their workspaces, and the events that fork and join each
     stage of several streams (``forks[s]``; ``joins[s][k]`` for side stream ``k >= 1``)."""
 
-    stages: tuple[tuple[tuple[Callable[[], None], ...], ...], ...]
+    stages: Bound
     streams: tuple[drv.Stream, ...]
     forks: tuple[drv.Event | None, ...]
     joins: tuple[tuple[drv.Event, ...], ...]
@@ -174,7 +180,43 @@ class Launches:
                     s0.wait_for_event(self.joins[s][k])
 
 
-def bind(prepared: Prepared, workspaces: Sequence[int]) -> tuple[tuple[tuple[Callable[[], None], ...], ...], ...]:
+@dataclass(frozen=True)
+class ExactLaunches:
+    """A program's launches by stage and stream (as `Launches.stages`) ordered by exact dependencies: ``waits``
+    (`ios_core.engine.dependencies.waits`), an event per group some wait needs (``events``), and ``start``."""
+
+    stages: Bound
+    streams: tuple[drv.Stream, ...]
+    waits: Waits
+    events: Mapping[Group, drv.Event]
+    start: drv.Event  # recorded on stream 0 first: each side stream waits for it before its first group
+
+    def enqueue(self) -> None:
+        """Launch the whole program on the streams (eagerly, or into a capture), each group after what it waits for.
+
+        A side stream's first wait is on ``start``, which brings it into a capture and orders it after whatever
+        stream 0 ran before (the previous run's reads of memory it writes); the final waits leave stream 0 after
+        every group, so the output is complete when stream 0 is.
+        """
+        s0, joined = self.streams[0], {0}
+        self.start.record(s0)
+        for s, stage in enumerate(self.stages):
+            for k, launches in enumerate(stage):
+                stream = self.streams[k]
+                if k not in joined:
+                    stream.wait_for_event(self.start)
+                    joined.add(k)
+                for group in self.waits.before[(s, k)]:
+                    stream.wait_for_event(self.events[group])
+                for launch in launches:
+                    launch()
+                if (s, k) in self.events:
+                    self.events[(s, k)].record(stream)
+        for group in self.waits.end:
+            s0.wait_for_event(self.events[group])
+
+
+def bind(prepared: Prepared, workspaces: Sequence[int]) -> Bound:
     """Each task's call with its stream's workspace address, by stage, stream and task (as `Launches.stages`)."""
     return tuple(tuple(tuple(partial(launch.call, workspaces[k]) for launch in launches)
                        for k, launches in enumerate(stage)) for stage in prepared)

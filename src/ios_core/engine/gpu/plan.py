@@ -18,9 +18,12 @@ import cudnn
 import numpy as np
 import pycuda.driver as drv
 
+from ios_core.engine.dependencies import waits
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import conv_library
 from ios_core.engine.gpu.launch import (
+    Bound,
+    ExactLaunches,
     LaunchContext,
     Launches,
     WeightAddress,
@@ -61,10 +64,8 @@ class Plan:
         prepared = prepare_program(self.context)
         sizes = workspace_sizes(prepared, len(streams))
         self.workspaces = [drv.mem_alloc(size) if size else None for size in sizes]
-        # events only where a stage has several streams: a fork, and a join per side stream
-        forks = tuple(device.new_event() if len(stage) > 1 else None for stage in program.stages)
-        joins = tuple(tuple(device.new_event() for _ in stage) if len(stage) > 1 else () for stage in program.stages)
-        self.launches = Launches(bind(prepared, [device.address(w) for w in self.workspaces]), streams, forks, joins)
+        self.launches = _launches(program, bind(prepared, [device.address(w) for w in self.workspaces]), streams,
+                                  options.barrier)
         self.stats = replace(launch_stats(prepared, len(library.graphs)), arena_bytes=program.arena_bytes,
                              weight_bytes=weight_bytes, workspace_bytes=sum(sizes))
         self.captured: device.CapturedGraph | None = None
@@ -149,6 +150,19 @@ class Plan:
             self.enqueue()
         self.synchronize()
         return self.read(self.graph.output)
+
+
+def _launches(program: Program, stages: Bound, streams: tuple[drv.Stream, ...],
+              barrier: str) -> Launches | ExactLaunches:
+    """The bound launches ordered by stage barriers or by exact dependencies (`PlanOptions.barrier`)."""
+    if barrier == "exact":
+        order = waits(program)
+        events = {group: device.new_event() for group in sorted(order.recorded)}
+        return ExactLaunches(stages, streams, order, events, device.new_event())
+    # events only where a stage has several streams: a fork, and a join per side stream
+    forks = tuple(device.new_event() if len(stage) > 1 else None for stage in program.stages)
+    joins = tuple(tuple(device.new_event() for _ in stage) if len(stage) > 1 else () for stage in program.stages)
+    return Launches(stages, streams, forks, joins)
 
 
 def upload_weights(graph: Graph, program: Program, weights: dict[str, Params],
