@@ -139,6 +139,15 @@ def test_any_order_that_keeps_the_dependencies_computes_the_same_outputs(data, g
     np.testing.assert_array_equal(relaxed, staged)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_demo_with_merges_computes_the_same_in_any_dependency_order(seed):
+    graph, weights = network("demo")
+    program, x = lower(graph, SCHEDULES["merged_greedy"](graph), 2), make_input(graph, 2)
+    staged = simulate(program, graph, weights, {"input": x})[graph.output]
+    relaxed = simulate(program, graph, weights, {"input": x}, order=any_order(program, seed))[graph.output]
+    np.testing.assert_array_equal(relaxed, staged)
+
+
 def test_the_barrier_option_is_checked():
     with pytest.raises(ValueError, match="barrier"):
         PlanOptions(barrier="none")
