@@ -108,7 +108,7 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
             return 0.01
 
     calls = {}
-    monkeypatch.setattr(engine, "PlanOptions", lambda autotune: {"autotune": autotune})
+    monkeypatch.setattr(engine, "PlanOptions", lambda autotune, barrier: {"autotune": autotune, "barrier": barrier})
     monkeypatch.setattr(gpu, "device_info", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
     monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)) and FakePlan())
     monkeypatch.setattr(engine, "latency",
@@ -116,7 +116,7 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
     monkeypatch.setattr(measure_module, "build_cost",
                         lambda spec, device: calls.setdefault("cost", spec) and StageAlone())
     record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
-    assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True}})  # the engine's fp32 allows TF32
+    assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True, "barrier": "stage"}})  # fp32 allows TF32
     assert calls["closed"] and calls["cost"].kind == "measured" and calls["cost"].autotune
     assert calls["timing"] == calls["cost"].timing == Timing()  # conf/measure.yaml: IOS's 2, 6, 6
     stages = len(record.values("stage_latency_ms"))

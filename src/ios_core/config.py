@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from ios_core import models
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.factory import CostSpec
+from ios_core.engine.options import BARRIERS
 from ios_core.errors import UserError, reported
 from ios_core.ir import Graph
 from ios_core.precision import PRECISIONS
@@ -55,6 +56,8 @@ class Opt(StrEnum):
 # command-line value against member names, and the documented spelling must be the one it accepts.
 Precision = StrEnum("Precision", {precision: precision for precision in PRECISIONS})
 Precision.__doc__ = """The precisions of `ios_core.precision.PRECISIONS`, as a config type."""
+Barrier = StrEnum("Barrier", {barrier: barrier for barrier in BARRIERS})
+Barrier.__doc__ = """How the groups of consecutive stages wait for each other (`ios_core.engine.options.BARRIERS`)."""
 
 
 class ConfigError(UserError, ValueError):
@@ -164,7 +167,7 @@ class MeasureConfig:
     schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
     mode: Mode = Mode.auto
     autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
-    barrier: str = "stage"  # engine only: "stage" barriers or "exact" dependencies between groups (PlanOptions)
+    barrier: Barrier = Barrier["stage"]  # engine only: "stage" barriers or "exact" dependencies between groups
     timing: TimingConfig = field(default_factory=TimingConfig)
     unavailable: str | None = None  # record "not available" with this reason instead of measuring
     schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device

@@ -88,9 +88,8 @@ def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, dev
     from ios_core import engine
 
     timing = Timing(**OmegaConf.to_container(cfg.timing))
-    barrier = {} if cfg.barrier == "stage" else {"barrier": cfg.barrier}  # the default: PlanOptions' own
     plan = engine.build_plan(graph, schedule, batch, str(cfg.precision),
-                             options=engine.PlanOptions(autotune=cfg.autotune, **barrier))
+                             options=engine.PlanOptions(autotune=cfg.autotune, barrier=str(cfg.barrier)))
     m = engine.latency(plan, timing)
     params = {**engine_params(m), "barrier": cfg.barrier, "utilization_metric": MEASURED_UTILIZATION_METRIC}
     plan.close()
