@@ -215,3 +215,10 @@ def test_the_committed_gpu_figures_are_what_the_committed_records_give(tmp_path,
     pd.testing.assert_frame_equal(drawn.sort_values(key, ignore_index=True),
                                   committed.sort_values(key, ignore_index=True))
 
+
+
+def test_every_framework_has_a_label_in_the_figures():
+    from ios_core.baselines import FRAMEWORKS
+    from ios_core.figures.latency import FRAMEWORK_LABELS
+
+    assert set(FRAMEWORKS) - set(FRAMEWORK_LABELS) == set()

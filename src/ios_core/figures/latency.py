@@ -25,7 +25,7 @@ FRAMEWORK_LABELS = {
     "torch_compile_freeze": "torch.compile (frozen)", "torch_compile_max_autotune": "torch.compile (max-autotune)",
     "tensorrt": "TensorRT", "tvm_cudnn": "TVM-cuDNN", "taso": "TASO", "tensorflow": "TensorFlow",
     "tensorflow_xla": "TensorFlow (XLA)", "onnxruntime_cuda": "ONNX Runtime (CUDA)",
-    "onnxruntime_cpu": "ONNX Runtime (CPU)",
+    "onnxruntime_cpu": "ONNX Runtime (CPU)", "xla": "XLA (JAX)", "hidet": "hidet",
 }
 FRAMEWORK_LABELS |= {alias: FRAMEWORK_LABELS[name] for alias, name in ALIASES.items()}
 IOS = "IOS (ours)"
