@@ -13,28 +13,26 @@ them as arguments, not as constants folded into the program. JAX is imported whe
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Op, Pool, Sequential, Value
+from ios_core.baselines.channels_last import ArrayOps, check_translatable, run_graph
+from ios_core.ir import Conv, Graph, Pool
 from ios_core.weights import Params
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
-class UntranslatableOpError(TypeError):
-    """An operator `jax_forward` has no translation for; the message names the node and its type."""
-
-
-def _conv(jax: Any, op: Conv, x: Any, p: dict[str, Any], precision: Any) -> Any:
+def _conv(jax: Any, precision: Any, op: Conv, x: Any, p: Params) -> Any:
     (ph, pw) = op.padding
     out = jax.lax.conv_general_dilated(x, p["weight"], op.stride, ((ph, ph), (pw, pw)), rhs_dilation=op.dilation,
                                        dimension_numbers=NHWC, feature_group_count=op.groups, precision=precision)
-    return ACTIVATIONS[op.act](jax, out + p["bias"])
+    return out + p["bias"]
 
 
-def _pool(jax: Any, op: Pool, x: Any, p: dict[str, Any], precision: Any) -> Any:
+def _pool(jax: Any, op: Pool, x: Any) -> Any:
     if op.kind == "global_avg":
         return x.mean(axis=(1, 2), keepdims=True)
     if op.kind == "global_max":
@@ -48,54 +46,12 @@ def _pool(jax: Any, op: Pool, x: Any, p: dict[str, Any], precision: Any) -> Any:
     return sums / lax.reduce_window(ones, 0.0, lax.add, window, strides, pads)
 
 
-def _sequential(jax: Any, op: Sequential, x: Any, p: dict[str, Any], precision: Any) -> Any:
-    for i, inner in enumerate(op.ops):
-        prefix = f"{i}."
-        x = SINGLE[type(inner)](jax, inner, x, {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)},
-                                precision)
-    return x
-
-
-ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
-    "none": lambda jax, x: x,
-    "relu": lambda jax, x: jax.nn.relu(x),
-    "sigmoid": lambda jax, x: jax.nn.sigmoid(x),
-    "tanh": lambda jax, x: jax.numpy.tanh(x),
-}
-
-SINGLE: dict[type, Callable[[Any, Any, Any, dict[str, Any], Any], Any]] = {
-    Conv: _conv,
-    Pool: _pool,
-    Identity: lambda jax, op, x, p, precision: x,
-    Activation: lambda jax, op, x, p, precision: ACTIVATIONS[op.kind](jax, x),
-    Sequential: _sequential,
-}
-
-
-def _value(jax: Any, value: Value, env: dict[str, Any], graph: Graph) -> Any:
-    terms = []
-    for term in value.terms:
-        parts = [env[s.node] if (s.begin, s.end) == (0, graph.shapes[s.node].channels)
-                 else env[s.node][..., s.begin:s.end] for s in term]
-        terms.append(parts[0] if len(parts) == 1 else jax.numpy.concatenate(parts, axis=-1))
-    return sum(terms[1:], terms[0])
-
-
-def _elementwise(op: Elementwise, operands: list[Any]) -> Any:
-    out = operands[0]
-    for x in operands[1:]:
-        out = out + x if op.kind == "add" else out * x
-    return out
-
-
-def _check_translatable(graph: Graph) -> None:
-    """Raise `UntranslatableOpError` for the first node (or node of a `Sequential`) with no translation."""
-    for node in graph.operators:
-        ops: tuple[Op, ...] = node.op.ops if isinstance(node.op, Sequential) else (node.op,)
-        for op in ops:
-            if not isinstance(op, Elementwise) and type(op) not in SINGLE:
-                raise UntranslatableOpError(f"jax_module cannot translate node {node.name!r}: "
-                                            f"no JAX translation of {type(op).__name__}")
+def array_ops(jax: Any, precision: Any) -> ArrayOps:
+    """JAX's operators for the channels-last walk, every convolution at ``precision``."""
+    return ArrayOps(conv=partial(_conv, jax, precision), pool=partial(_pool, jax),
+                    activations={"none": lambda x: x, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid,
+                                 "tanh": jax.numpy.tanh},
+                    concat=lambda parts: jax.numpy.concatenate(parts, axis=-1))
 
 
 def jax_forward(graph: Graph, precision: Any = None) -> Callable[[dict[str, dict[str, Any]], Any], Any]:
@@ -108,19 +64,12 @@ def jax_forward(graph: Graph, precision: Any = None) -> Callable[[dict[str, dict
     precision
         ``jax.lax.Precision`` of every convolution: ``DEFAULT`` lets XLA use TF32 on the GPU, ``HIGHEST`` does not.
     """
-    _check_translatable(graph)
+    check_translatable(graph)
 
     def forward(params: dict[str, dict[str, Any]], x: Any) -> Any:
         import jax
 
-        env = {graph.input.name: x}
-        for node in graph.operators:
-            operands = [_value(jax, v, env, graph) for v in node.inputs]
-            if isinstance(node.op, Elementwise):
-                env[node.name] = _elementwise(node.op, operands)
-            else:
-                env[node.name] = SINGLE[type(node.op)](jax, node.op, operands[0], params.get(node.name, {}), precision)
-        return env[graph.output]
+        return run_graph(graph, array_ops(jax, precision), x, params)
 
     return forward
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 from typing import Any
 
 import numpy as np
 
+from ios_core.baselines.channels_last import ArrayOps, check_translatable, run_graph
 from ios_core.baselines.core import Framework, Run, module_available, versions
 from ios_core.baselines.timing import time_wall_clock
-from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Pool, Sequential, Value
+from ios_core.ir import Conv, Pool
 from ios_core.onnx_io import Network
 from ios_core.timing import Timing
 from ios_core.weights import Params
@@ -53,10 +55,10 @@ def _conv(tf: Any, op: Conv, x: Any, p: Params) -> Any:
         xs, ws = tf.split(x, op.groups, axis=-1), np.split(w, op.groups, axis=-1)
         out = tf.concat([tf.nn.conv2d(xg, wg, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
                          for xg, wg in zip(xs, ws, strict=True)], axis=-1)
-    return ACTIVATIONS[op.act](tf, out + np.asarray(p["bias"], dtype=np.float32))
+    return out + np.asarray(p["bias"], dtype=np.float32)
 
 
-def _pool(tf: Any, op: Pool, x: Any, p: Params) -> Any:
+def _pool(tf: Any, op: Pool, x: Any) -> Any:
     if op.kind.startswith("global"):
         reduce = tf.reduce_mean if op.kind == "global_avg" else tf.reduce_max
         return reduce(x, axis=(1, 2), keepdims=True)
@@ -69,61 +71,23 @@ def _pool(tf: Any, op: Pool, x: Any, p: Params) -> Any:
     return sums / tf.nn.avg_pool2d(ones, window, stride, "VALID")  # the share of real inputs: padding excluded
 
 
-def _sequential(tf: Any, op: Sequential, x: Any, p: Params) -> Any:
-    for i, inner in enumerate(op.ops):
-        prefix = f"{i}."
-        x = SINGLE[type(inner)](tf, inner, x, {k[len(prefix):]: v for k, v in p.items() if k.startswith(prefix)})
-    return x
-
-
-ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
-    "none": lambda tf, x: x,
-    "relu": lambda tf, x: tf.nn.relu(x),
-    "sigmoid": lambda tf, x: tf.sigmoid(x),
-    "tanh": lambda tf, x: tf.tanh(x),
-}
-
-SINGLE: dict[type, Callable[[Any, Any, Any, Params], Any]] = {
-    Conv: _conv,
-    Pool: _pool,
-    Identity: lambda tf, op, x, p: tf.identity(x),
-    Activation: lambda tf, op, x, p: ACTIVATIONS[op.kind](tf, x),
-    Sequential: _sequential,
-}
-
-
-def _value(tf: Any, value: Value, env: dict[str, Any], graph: Graph) -> Any:
-    terms = []
-    for term in value.terms:
-        parts = [env[s.node] if (s.begin, s.end) == (0, graph.shapes[s.node].channels)
-                 else env[s.node][..., s.begin:s.end] for s in term]
-        terms.append(parts[0] if len(parts) == 1 else tf.concat(parts, axis=-1))
-    return terms[0] if len(terms) == 1 else tf.add_n(terms)
+def array_ops(tf: Any) -> ArrayOps:
+    """TensorFlow's operators for the channels-last walk."""
+    return ArrayOps(conv=partial(_conv, tf), pool=partial(_pool, tf),
+                    activations={"none": lambda x: x, "relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh},
+                    concat=lambda parts: tf.concat(parts, axis=-1))
 
 
 def tf_forward(tf: Any, network: Network) -> Callable[[Any], Any]:
     """The network as a Python function of an NCHW tensor, to be wrapped in ``tf.function``."""
-    graph = network.graph
+    check_translatable(network.graph)
+    ops = array_ops(tf)
 
     def forward(x: Any) -> Any:
-        env = {graph.input.name: tf.transpose(x, (0, 2, 3, 1))}
-        for node in graph.operators:
-            operands = [_value(tf, v, env, graph) for v in node.inputs]
-            params = network.weights.get(node.name, {})
-            if isinstance(node.op, Elementwise):
-                env[node.name] = tf.add_n(operands) if node.op.kind == "add" else _product(tf, operands)
-            else:
-                env[node.name] = SINGLE[type(node.op)](tf, node.op, operands[0], params)
-        return tf.transpose(env[graph.output], (0, 3, 1, 2))
+        y = run_graph(network.graph, ops, tf.transpose(x, (0, 2, 3, 1)), network.weights)
+        return tf.transpose(y, (0, 3, 1, 2))
 
     return forward
-
-
-def _product(tf: Any, xs: list[Any]) -> Any:
-    out = xs[0]
-    for x in xs[1:]:
-        out = tf.multiply(out, x)
-    return out
 
 
 def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]], Run]:
