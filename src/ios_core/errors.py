@@ -14,6 +14,7 @@ on stderr and exit status 2. Anything else is a bug in our code and keeps its tr
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -34,6 +35,16 @@ FOREIGN_USER_ERRORS: tuple[type[BaseException], ...] = (HydraException, MissingM
                                                         OSError)
 """Errors raised by the libraries beneath us that are the user's to fix (a misspelt override, a value of the wrong
 type, a missing mandatory value, a path that cannot be read or written)."""
+
+
+def warn(message: str) -> None:
+    """Say on stderr, in one line, that something went wrong and the run goes on (a cache skipped or unwritten)."""
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def json_error(error: json.JSONDecodeError) -> str:
+    """Why a file's text is not JSON, in a few words: a file cut short is the usual cause."""
+    return f"not JSON, torn or truncated? ({error.msg} at line {error.lineno}, column {error.colno})"
 
 
 _DETAIL = ("full_key:", "object_type=", "reference_type=", "Config search path", "Set the environment variable")

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ios_core.errors import UserError
+from ios_core.errors import UserError, json_error
 from ios_core.files import write_atomic
 from ios_core.ir import Conv, Graph
 
@@ -203,7 +203,7 @@ def from_json(text: str) -> Schedule:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise ScheduleError(f"not JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        raise ScheduleError(json_error(error)) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
         found = (data.get("format"), data.get("version")) if isinstance(data, dict) else (type(data).__name__, None)
         raise ScheduleError(f"not an {FORMAT} v{VERSION} file (format={found[0]!r}, version={found[1]!r})")

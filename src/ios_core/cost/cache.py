@@ -30,7 +30,6 @@ import fcntl
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,15 +37,11 @@ from pathlib import Path
 
 from ios_core.cost.key import KeysByGraph, digest
 from ios_core.cost.protocol import StageCost, stage_latencies
+from ios_core.errors import warn
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
 
 TAIL_CHUNK = 1 << 16  # bytes read at a time, backwards, to find the end of the last whole line
-
-
-def warn(message: str) -> None:
-    """Say on stderr, in one line, that something went wrong and the run goes on (a cache skipped or unwritten)."""
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def is_latency(value: object) -> bool:

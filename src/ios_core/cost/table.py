@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ios_core.cost.cache import is_latency, load_entries
 from ios_core.cost.key import KeysByGraph, content_space, digest
-from ios_core.errors import UserError
+from ios_core.errors import UserError, json_error
 from ios_core.files import write_atomic
 from ios_core.ir import Graph
 from ios_core.schedule import Stage
@@ -69,8 +69,10 @@ class TableCost:
         """
         try:
             data = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise TableError(f"cost table {path}: not JSON ({error})") from None
+        except UnicodeDecodeError:
+            raise TableError(f"cost table {path}: not a text file (invalid UTF-8)") from None
+        except json.JSONDecodeError as error:
+            raise TableError(f"cost table {path}: {json_error(error)}") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
             raise TableError(f"cost table {path}: not an {FORMAT} v{VERSION} file")
         costs = data.get("costs")

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ios_core.cost.cache import is_latency, warn
+from ios_core.cost.cache import is_latency
 from ios_core.cost.key import content_space
-from ios_core.errors import UserError
+from ios_core.errors import UserError, warn
 from ios_core.files import write_atomic
 from ios_core.gpu import environment_inputs
 

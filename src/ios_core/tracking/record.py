@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ios_core.errors import UserError
+from ios_core.errors import UserError, json_error
 from ios_core.files import write_atomic
 
 FORMAT = "ios-core/record"
@@ -35,11 +35,6 @@ SOURCES = ("simulated", "measured")
 
 class RecordError(UserError, ValueError):
     """A file is not a record of this format, or a record breaks an invariant; the message names the file."""
-
-
-def json_error(error: json.JSONDecodeError) -> str:
-    """Why a text is not JSON, in a few words: a record or schedule cut short is the usual cause."""
-    return f"not JSON, torn or truncated? ({error.msg} at line {error.lineno}, column {error.colno})"
 
 
 def now_ms() -> int:

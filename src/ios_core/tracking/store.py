@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ios_core.errors import UserError
+from ios_core.errors import UserError, json_error
 from ios_core.schedule import FORMAT as SCHEDULE_FORMAT
 from ios_core.tracking.adapters import from_schedule
 from ios_core.tracking.record import FORMAT as RECORD_FORMAT
-from ios_core.tracking.record import Record, RecordError, from_document, json_error
+from ios_core.tracking.record import Record, RecordError, from_document
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "ios-core"
