@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ios_core.baselines import Measurement, get, load_network, measure
-from ios_core.config import ConfigError, hydra_command
+from ios_core.config import check_batch, hydra_command
 from ios_core.errors import run_command
 from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, stringify, tracked
@@ -49,8 +49,7 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
         For an unknown framework or config key, a batch below 1, or a model that cannot be built.
     """
     cfg = OmegaConf.create(cfg) if not isinstance(cfg, DictConfig) else cfg
-    if cfg.batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
+    check_batch(cfg.batch)
     framework = get(cfg.framework)
     model = cfg.model.get("path") or cfg.model.name
     timing, precision = Timing(**OmegaConf.to_container(cfg.timing)), str(cfg.precision)

@@ -64,6 +64,12 @@ class ConfigError(UserError, ValueError):
     """A config value or key a command cannot use; the message names the key."""
 
 
+def check_batch(batch: int) -> None:
+    """Every command's ``batch`` is a number of samples: `ConfigError` below 1."""
+    if batch < 1:
+        raise ConfigError(f"batch must be >= 1, got {batch}")
+
+
 def check_keys(cfg: DictConfig, schema: type) -> None:
     """Reject every key of ``cfg`` that ``schema`` does not have (Hydra lets ``+key=value`` add any key).
 
@@ -193,7 +199,6 @@ class BaselineConfig:
     out: str | None = None
     json: bool = False
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
-
 
 
 SCHEMAS: dict[str, type] = {"optimize": OptimizeConfig, "measure": MeasureConfig, "baseline": BaselineConfig}

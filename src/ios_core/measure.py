@@ -25,7 +25,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ios_core.config import ConfigError, Mode, build_model, hydra_command
+from ios_core.config import ConfigError, Mode, build_model, check_batch, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.errors import run_command
 from ios_core.ir import Graph
@@ -147,8 +147,7 @@ def run(cfg: DictConfig) -> Record:
                            "(use a real device such as device=h100, or mode=simulated)")
     use_engine = cfg.mode == Mode.engine or (cfg.mode == Mode.auto and device.real)
     source = "measured" if use_engine else "simulated"
-    if cfg.batch < 1:
-        raise MeasureError(f"batch must be >= 1, got {cfg.batch}")
+    check_batch(cfg.batch)
     reason = _why_not(cfg, device, source)
     graph = build_model(cfg.model)
     if reason is None and not cfg.schedule:

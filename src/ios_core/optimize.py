@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ios_core.config import ConfigError, build_model, hydra_command
+from ios_core.config import ConfigError, build_model, check_batch, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost
 from ios_core.cost.bound import critical_path
 from ios_core.errors import run_command
@@ -48,8 +48,7 @@ def run(cfg: DictConfig) -> Outcome:
         options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
     except ValueError as error:
         raise ConfigError(str(error)) from None
-    if cfg.batch < 1:
-        raise ConfigError(f"batch must be >= 1, got {cfg.batch}")
+    check_batch(cfg.batch)
     graph = build_model(cfg.model)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
     c = cfg.cost
