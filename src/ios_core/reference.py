@@ -7,37 +7,92 @@ free each value once its last reader has run. Kernels are looked up by operator 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Node, Pool, Sequential, Value
+from ios_core.ir import (
+    Activation,
+    ChannelShuffle,
+    Clip,
+    Conv,
+    Elementwise,
+    Graph,
+    Identity,
+    LayerNorm,
+    Node,
+    Pad,
+    Pads,
+    Pool,
+    Sequential,
+    Softmax,
+    Value,
+    window_out,
+)
 from ios_core.schedule import Group, Schedule, merged_conv
 from ios_core.weights import Params, merged_weights
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _hardsigmoid(x: np.ndarray) -> np.ndarray:
+    return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
 
 ACTIVATION_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "none": lambda x: x,
     "relu": lambda x: np.maximum(x, 0.0),
-    "sigmoid": lambda x: 1.0 / (1.0 + np.exp(-x)),
+    "sigmoid": _sigmoid,
     "tanh": np.tanh,
+    "relu6": lambda x: np.clip(x, 0.0, 6.0),
+    "hardsigmoid": _hardsigmoid,
+    "hardswish": lambda x: x * _hardsigmoid(x),
+    "silu": lambda x: x * _sigmoid(x),
+    "gelu": lambda x: 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))),
+    "gelu_tanh": lambda x: 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3))),
 }
 
 
-def _windows(x: np.ndarray, kernel, stride, padding, dilation=(1, 1), fill=0.0) -> np.ndarray:
-    """A view (N, C, OH, OW, KH, KW) of every window of ``x``, padded with ``fill``."""
-    (ph, pw), (dh, dw) = padding, dilation
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=fill)
-    span = ((kernel[0] - 1) * dh + 1, (kernel[1] - 1) * dw + 1)
-    return sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], ::dh, ::dw]
+def pad2d(x: np.ndarray, pads: Pads, fill: float = 0.0) -> np.ndarray:
+    """``x`` padded with ``fill`` by ``pads`` (top, left, bottom, right); a negative amount crops that side."""
+    top, left, bottom, right = pads
+    h, w = x.shape[2:]
+    x = x[:, :, max(0, -top) : h - max(0, -bottom), max(0, -left) : w - max(0, -right)]
+    grow = ((0, 0), (0, 0), (max(0, top), max(0, bottom)), (max(0, left), max(0, right)))
+    return np.pad(x, grow, constant_values=fill)
+
+
+def _windows(x: np.ndarray, kernel, stride, begin, out, dilation=(1, 1), fill=0.0) -> np.ndarray:
+    """A view (N, C, OH, OW, KH, KW) of the ``out`` windows of ``x`` padded by ``begin`` on top and left.
+
+    The bottom and right are padded with ``fill`` (or cropped) to exactly what the last window reaches,
+    so the caller's output size -- the IR's, with its end padding and ``ceil_mode`` -- decides.
+    """
+    span = [(k - 1) * d + 1 for k, d in zip(kernel, dilation, strict=True)]
+    end = [(o - 1) * s + k - n - b for o, s, k, n, b in zip(out, stride, span, x.shape[2:], begin, strict=True)]
+    x = pad2d(x, (begin[0], begin[1], end[0], end[1]), fill)
+    return sliding_window_view(x, span, axis=(2, 3))[:, :, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+
+
+def _out_size(op: Conv | Pool, x: np.ndarray, dilation=(1, 1), ceil_mode: bool = False) -> tuple[int, int]:
+    top, left, bottom, right = op.pads
+    return (
+        window_out(x.shape[2], op.kernel[0], op.stride[0], (top, bottom), dilation[0], ceil_mode),
+        window_out(x.shape[3], op.kernel[1], op.stride[1], (left, right), dilation[1], ceil_mode),
+    )
 
 
 def _depthwise(x: np.ndarray, w: np.ndarray, op: Conv) -> np.ndarray:
     """One filter per channel, summed over kernel taps: KH*KW whole-tensor products, not a window copy."""
-    (ph, pw), (sh, sw), (dh, dw) = op.padding, op.stride, op.dilation
-    x = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
-    oh = (x.shape[2] - dh * (w.shape[1] - 1) - 1) // sh + 1
-    ow = (x.shape[3] - dw * (w.shape[2] - 1) - 1) // sw + 1
+    (sh, sw), (dh, dw) = op.stride, op.dilation
+    oh, ow = _out_size(op, x, op.dilation)
+    x = pad2d(x, op.pads)
     out = np.zeros((x.shape[0], x.shape[1], oh, ow))
     for i, j in np.ndindex(w.shape[1:]):
         tap = x[:, :, i * dh : i * dh + sh * (oh - 1) + 1 : sh, j * dw : j * dw + sw * (ow - 1) + 1 : sw]
@@ -51,7 +106,8 @@ def conv2d(op: Conv, xs: list[np.ndarray], p: Params) -> np.ndarray:
     if g == x.shape[1] == w.shape[0] > 1:
         out = _depthwise(x, w[:, 0], op)
     else:  # one tensor contraction per group over every window (a view: no copy until tensordot's)
-        windows = _windows(x, op.kernel, op.stride, op.padding, op.dilation)
+        out_size = _out_size(op, x, op.dilation)
+        windows = _windows(x, op.kernel, op.stride, op.padding, out_size, op.dilation)
         cin, cout = x.shape[1] // g, w.shape[0] // g
         out = np.concatenate(
             [
@@ -71,20 +127,42 @@ def pool2d(op: Pool, xs: list[np.ndarray], p: Params) -> np.ndarray:
         return x.mean(axis=(2, 3), keepdims=True)
     if op.kind == "global_max":
         return x.max(axis=(2, 3), keepdims=True)
+    out = _out_size(op, x, ceil_mode=op.ceil_mode)
     if op.kind == "max":
-        return _windows(x, op.kernel, op.stride, op.padding, fill=-np.inf).max(axis=(4, 5))
-    sums = _windows(x, op.kernel, op.stride, op.padding).sum(axis=(4, 5))
+        return _windows(x, op.kernel, op.stride, op.padding, out, fill=-np.inf).max(axis=(4, 5))
+    sums = _windows(x, op.kernel, op.stride, op.padding, out).sum(axis=(4, 5))
     ones = np.ones((1, 1, *x.shape[2:]))
-    counts = _windows(ones, op.kernel, op.stride, op.padding).sum(axis=(4, 5))  # padding excluded
-    return sums / counts
+    if op.count_include_pad:  # cells of the padded input count, what ceil_mode reaches beyond it does not
+        counts = _windows(pad2d(ones, op.pads, 1.0), op.kernel, op.stride, (0, 0), out)
+    else:
+        counts = _windows(ones, op.kernel, op.stride, op.padding, out)
+    return sums / counts.sum(axis=(4, 5))
 
 
 def elementwise(op: Elementwise, xs: list[np.ndarray], p: Params) -> np.ndarray:
     combine = np.add if op.kind == "add" else np.multiply
     out = xs[0]
     for x in xs[1:]:
-        out = combine(out, x)
+        out = combine(out, x)  # a C x 1 x 1 operand broadcasts over H and W
     return out
+
+
+def channel_shuffle(op: ChannelShuffle, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    (x,) = xs
+    n, c, h, w = x.shape
+    return x.reshape(n, op.groups, c // op.groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+
+def layer_norm(op: LayerNorm, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    (x,) = xs
+    centered = x - x.mean(axis=1, keepdims=True)
+    variance = (centered**2).mean(axis=1, keepdims=True)  # biased, as ONNX and PyTorch
+    return centered / np.sqrt(variance + op.eps) * p["weight"][:, None, None] + p["bias"][:, None, None]
+
+
+def softmax(op: Softmax, xs: list[np.ndarray], p: Params) -> np.ndarray:
+    exp = np.exp(xs[0] - xs[0].max(axis=1, keepdims=True))  # shifted by the maximum: never overflows
+    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def sequential(op: Sequential, xs: list[np.ndarray], p: Params) -> np.ndarray:
@@ -102,6 +180,11 @@ KERNELS: dict[type, Callable[[object, list[np.ndarray], Params], np.ndarray]] = 
     Identity: lambda op, xs, p: xs[0],
     Elementwise: elementwise,
     Activation: lambda op, xs, p: ACTIVATION_FUNCTIONS[op.kind](xs[0]),
+    Pad: lambda op, xs, p: pad2d(xs[0], op.pads, op.value),
+    Clip: lambda op, xs, p: np.clip(xs[0], op.low, op.high),
+    ChannelShuffle: channel_shuffle,
+    LayerNorm: layer_norm,
+    Softmax: softmax,
     Sequential: sequential,
 }
 

@@ -10,8 +10,8 @@ Rules (`validate` checks each and names the operator and the rule broken):
 2. an operator runs after everything it reads: in an earlier stage, or earlier in its own chain;
 3. the groups of a stage are independent: no operator reads the output of another group of its stage;
 4. a merge is legal (`merge_error`): at least two convolutions, the same operand, stride and
-   dilation, ``groups=1``, the same activation, and paddings that give equal output shapes once
-   every kernel is zero-padded, centered, to the largest.
+   dilation, ``groups=1``, the same activation, and equal pads (top, left, bottom, right) once every
+   kernel is zero-padded, centered, to the largest (`merged_pads`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from typing import Any
 
 from ios_core.errors import UserError, json_error
 from ios_core.files import write_atomic
-from ios_core.ir import Conv, Graph
+from ios_core.ir import Conv, Graph, Pads
 
 FORMAT = "ios-core/schedule"
 VERSION = 1
@@ -76,12 +76,16 @@ class Schedule:
         return "\n".join(lines)
 
 
-def merged_padding(conv: Conv, kernel: tuple[int, int]) -> tuple[int, int]:
-    """The padding that keeps ``conv``'s output when its kernel is zero-padded, centered, to ``kernel``."""
-    return tuple(
-        p + d * (k_big - k) // 2
-        for p, d, k, k_big in zip(conv.padding, conv.dilation, conv.kernel, kernel, strict=True)
-    )
+def merged_pads(conv: Conv, kernel: tuple[int, int]) -> Pads:
+    """The pads (top, left, bottom, right) that keep ``conv``'s output when its kernel is zero-padded to ``kernel``.
+
+    The kernel gains ``(k_big - k) // 2`` zero rows (columns) on top (left) and the rest at the bottom (right),
+    so the input needs that many more dilated cells of padding on each side.
+    """
+    grow = [d * (k_big - k) for d, k, k_big in zip(conv.dilation, conv.kernel, kernel, strict=True)]
+    before = [d * ((k_big - k) // 2) for d, k, k_big in zip(conv.dilation, conv.kernel, kernel, strict=True)]
+    top, left, bottom, right = conv.pads
+    return (top + before[0], left + before[1], bottom + grow[0] - before[0], right + grow[1] - before[1])
 
 
 def merged_conv(convs: Iterable[Conv]) -> Conv:
@@ -89,14 +93,16 @@ def merged_conv(convs: Iterable[Conv]) -> Conv:
     convs = list(convs)
     kernel = (max(c.kernel[0] for c in convs), max(c.kernel[1] for c in convs))
     first = convs[0]
+    top, left, bottom, right = merged_pads(first, kernel)
     return Conv(
         sum(c.out_channels for c in convs),
         kernel,
         first.stride,
-        merged_padding(first, kernel),
+        (top, left),
         first.dilation,
         1,
         first.act,
+        None if (top, left) == (bottom, right) else (bottom, right),
     )
 
 
@@ -118,8 +124,8 @@ def merge_error(graph: Graph, ops: tuple[str, ...]) -> str | None:
         for attribute in ("stride", "dilation", "act"):
             if getattr(node.op, attribute) != getattr(first.op, attribute):
                 return f"{node.name!r} and {first.name!r} differ in {attribute}"
-        if merged_padding(node.op, kernel) != merged_padding(first.op, kernel):
-            return f"{node.name!r} and {first.name!r} give different output shapes once padded to kernel {kernel}"
+        if merged_pads(node.op, kernel) != merged_pads(first.op, kernel):
+            return f"{node.name!r} and {first.name!r} give different outputs once padded to kernel {kernel}"
     return None
 
 

@@ -2,9 +2,10 @@
 
 Each node's weights come from a generator seeded by ``(seed, crc32(node name))``, so they do not
 depend on the order nodes are built in, and He-scaled (std = sqrt(2 / fan_in)) so activations keep
-their magnitude through deep networks instead of vanishing or overflowing. A node whose operand sums
-``t`` terms (RandWire nodes sum up to a dozen) has its first weight scaled by ``1 / sqrt(t)`` too,
-standing in for the batch norm the paper networks have there.
+their magnitude through deep networks instead of vanishing or overflowing; a per-channel scale
+(LayerNorm's ``weight``) is drawn near 1 instead. A node whose operand sums ``t`` terms (RandWire
+nodes sum up to a dozen) has its first weight scaled by ``1 / sqrt(t)`` too, standing in for the
+batch norm the paper networks have there.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ def make_weights(graph: Graph, seed: int = 0) -> dict[str, Params]:
 def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
     if name.endswith("bias"):
         return rng.normal(0.0, 0.05, shape)
+    if len(shape) == 1:  # a per-channel scale (LayerNorm's): near 1, as trained ones start
+        return rng.normal(1.0, 0.1, shape)
     fan_in = int(np.prod(shape[1:]))
     return rng.normal(0.0, np.sqrt(2.0 / fan_in), shape)
 
