@@ -90,6 +90,40 @@ def test_merged_convolutions_equal_unmerged_ones():
     )
 
 
+def test_merged_asymmetric_convolutions_equal_unmerged_ones():
+    """An even kernel pads one side more ("same" padding as TensorFlow writes it): 4x4, 3x3, 2x2, 1x1 merge."""
+    b = GraphBuilder("m", 5, 8, 7)
+    x = b.input
+    outs = [
+        b.node(Conv(3, (4, 4), padding=(1, 1), padding_end=(2, 2)), x),
+        b.conv(x, 2, 3, padding=1, act="none"),
+        b.node(Conv(4, (2, 2), padding=(0, 0), padding_end=(1, 1)), x),
+        b.conv(x, 2, 1, act="none"),
+    ]
+    b.end_block(concat(outs))
+    graph = b.build()
+    names = tuple(f"conv{i}" for i in range(1, 5))
+    assert S.merge_error(graph, names) is None
+    assert S.merged_conv([graph[n].op for n in names]).pads == (1, 1, 2, 2)
+    merged = Schedule(graph.name, (Stage((Group(names, merge=True),)), Stage((Group(("identity1",)),))))
+    weights, inputs = make_weights(graph), make_input(graph, batch=2)
+    np.testing.assert_allclose(
+        run_schedule(graph, merged, inputs, weights), run_graph(graph, inputs, weights), rtol=0, atol=1e-12
+    )
+
+
+def test_convolutions_whose_padded_kernels_disagree_do_not_merge():
+    """Three 5x5 outputs of a 6x6 input; a 2x2 kernel centered in 3x3 reads one more row below, not above."""
+    b = GraphBuilder("m", 4, 6, 6)
+    x = b.input
+    below = b.node(Conv(2, (3, 3), padding_end=(1, 1)), x)
+    above = b.node(Conv(2, (3, 3), padding=(1, 1), padding_end=(0, 0)), x)
+    b.end_block(concat([b.conv(x, 2, 2, act="none"), below, above]))
+    graph = b.build()
+    assert S.merge_error(graph, ("conv3", "conv1")) is None
+    assert "different outputs once padded" in S.merge_error(graph, ("conv3", "conv2"))
+
+
 def test_a_failing_kernel_names_its_node():
     graph = models.get("demo")
     weights = make_weights(graph)
