@@ -1,10 +1,12 @@
 """Lowering: a graph and some of its stages become a `Program` for one batch size and layout.
 
 Every node becomes at most a few tasks on its group's stream: a convolution one `ConvTask`, a
-pooling one `PoolTask`, the rest `PointwiseTask`s. An operand that is a view (one term, lying
-contiguously in one buffer, see `placement`) is read in place; any other operand -- a sum of
-terms, or a concatenation whose slices live apart -- is first gathered, segment by segment, into
-a scratch buffer live for that stage. A convolution whose input or output view would start off a
+pooling one `PoolTask`, a channel shuffle one `ShuffleTask`, a pad (or crop) one `PadTask`, a layer
+norm or softmax over channels one `NormTask`, the rest -- activations, clips, sums, products, copies --
+`PointwiseTask`s. A ``C x 1 x 1`` operand of an element-wise node is read as it is, broadcast by the
+task. An operand that is a view (one term, lying contiguously in one buffer, see `placement`) is
+read in place; any other operand -- a sum of terms, or a concatenation whose slices live apart --
+is first gathered, segment by segment, into a scratch buffer live for that stage. A convolution whose input or output view would start off a
 16-byte boundary (cuDNN's alignment) reads or writes through an aligned scratch copy instead.
 
 Scratch buffers live one stage, so streams of a stage never share one. `lower` works for a whole
@@ -25,9 +27,12 @@ from ios_core.engine.program import (
     LAYOUTS,
     Buffer,
     ConvTask,
+    NormTask,
+    PadTask,
     PointwiseTask,
     PoolTask,
     Program,
+    ShuffleTask,
     Task,
     View,
     WeightKey,
@@ -38,15 +43,20 @@ from ios_core.engine.program import (
 )
 from ios_core.ir import (
     Activation,
+    ChannelShuffle,
+    Clip,
     Conv,
     Elementwise,
     Graph,
     Identity,
+    LayerNorm,
     Node,
     Op,
+    Pad,
     Pool,
     Sequential,
     Shape,
+    Softmax,
     Value,
     rules_of,
 )
@@ -176,12 +186,8 @@ class _Lowering:
         """One single-operand operator on views (a node's own op, or one inside a `Sequential`)."""
         if isinstance(op, Conv):
             self.conv(node, x, y, op, key)
-        elif isinstance(op, Pool):
-            self.emit(PoolTask(node, x, y, op))
-        elif isinstance(op, Activation):
-            self.emit(PointwiseTask(node, y, x, act=op.kind))
-        elif isinstance(op, Identity):
-            self.emit(PointwiseTask(node, y, x))
+        elif type(op) in _VIEW_TASKS:
+            self.emit(_VIEW_TASKS[type(op)](node, x, y, op, key))
         else:
             raise LoweringError(f"{rules_of(op).name} cannot run on a single view")
 
@@ -206,6 +212,21 @@ class _Lowering:
             _NODE_LOWERING[type(node.op)](self, node)
         except Exception as error:
             raise LoweringError(f"while lowering {node}: {error}") from error
+
+
+_VIEW_TASKS: dict[type, Callable[[str, View, View, Op, WeightKey], Task]] = {
+    Pool: lambda node, x, y, op, key: PoolTask(node, x, y, op),
+    Activation: lambda node, x, y, op, key: PointwiseTask(node, y, x, act=op.kind),
+    Identity: lambda node, x, y, op, key: PointwiseTask(node, y, x),
+    Clip: lambda node, x, y, op, key: PointwiseTask(node, y, x, low=op.low, high=op.high),
+    Pad: lambda node, x, y, op, key: PadTask(node, x, y, op.pads, op.value),
+    # a shuffle of one group, or of groups of one channel, is the identity permutation: a copy
+    ChannelShuffle: lambda node, x, y, op, key: (ShuffleTask(node, x, y, op.groups) if 1 < op.groups < x.channels
+                                                 else PointwiseTask(node, y, x)),
+    LayerNorm: lambda node, x, y, op, key: NormTask(node, x, y, op, key),
+    Softmax: lambda node, x, y, op, key: NormTask(node, x, y, op),
+}
+"""The task of each single-operand operator other than a convolution, from its node, views, op and weight key."""
 
 
 def _single(lowering: _Lowering, node: Node) -> None:
@@ -264,6 +285,11 @@ def _sequential(lowering: _Lowering, node: Node) -> None:
 _NODE_LOWERING: dict[type, Callable[[_Lowering, Node], None]] = {
     Conv: _single,
     Pool: _single,
+    Clip: _single,
+    Pad: _single,
+    ChannelShuffle: _single,
+    LayerNorm: _single,
+    Softmax: _single,
     Activation: _activation,
     Identity: _identity,
     Elementwise: _elementwise,

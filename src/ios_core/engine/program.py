@@ -9,7 +9,9 @@ Invariants (checked by `verify`):
   buffer, for every sample and pixel, so it is a strided window whatever the layout;
 - buffers whose stage intervals ``[first, last]`` meet never share arena bytes;
 - within a stage, no stream writes channels of a buffer that another stream reads or writes
-  (the groups of a stage run concurrently, and nothing orders them).
+  (the groups of a stage run concurrently, and nothing orders them);
+- an element-wise operand has its output's height and width, or is 1 x 1: one value per channel,
+  broadcast over the output's pixels (a squeeze-and-excitation scale).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import combinations
+from math import inf
 from typing import Literal
 
-from ios_core.ir import Conv, Pool
+from ios_core.ir import Conv, LayerNorm, Pads, Pool, Softmax
 
 Layout = Literal["nchw", "nhwc"]
 LAYOUTS: tuple[str, ...] = ("nhwc", "nchw")
@@ -123,14 +126,19 @@ class PoolTask:
 
 
 POINTWISE_OPS = {"none": 0, "add": 1, "mul": 2}  # the op codes of cuda/pointwise.cu
-ACTIVATIONS = {"none": 0, "relu": 1, "sigmoid": 2, "tanh": 3}  # enum Activation of cuda/activation.cuh
+ACTIVATIONS = {  # enum Activation of cuda/activation.cuh
+    "none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hardsigmoid": 5, "hardswish": 6, "silu": 7,
+    "gelu": 8, "gelu_tanh": 9,
+}
 
 
 @dataclass(frozen=True)
 class PointwiseTask:
-    """``y = act(a op b)`` element by element (``op="none"``: ``y = act(a)``, a copy when act is none too).
+    """``y = min(max(act(a op b), low), high)`` element by element (``op="none"``: ``y = act(a)``, a copy when act
+    is none and the bounds infinite).
 
-    ``y`` may be ``a`` itself (accumulation in place): each element is read before it is written.
+    ``y`` may be ``a`` itself (accumulation in place): each element is read before it is written. An operand of
+    1 x 1 pixels under a larger ``y`` is broadcast over its pixels.
     """
 
     node: str
@@ -139,16 +147,75 @@ class PointwiseTask:
     b: View | None = None
     op: str = "none"
     act: str = "none"
+    low: float = -inf
+    high: float = inf
 
     def reads(self) -> tuple[View, ...]:
         return (self.a,) if self.b is None else (self.a, self.b)
 
     def __str__(self) -> str:
         expr = str(self.a) if self.b is None else f"{self.a} {'+' if self.op == 'add' else '*'} {self.b}"
-        return f"{self.y} = {expr if self.act == 'none' else f'{self.act}({expr})'}"
+        expr = expr if self.act == "none" else f"{self.act}({expr})"
+        if (self.low, self.high) != (-inf, inf):
+            expr = f"clip({expr}, {self.low}, {self.high})"
+        return f"{self.y} = {expr}"
 
 
-Task = ConvTask | PoolTask | PointwiseTask
+@dataclass(frozen=True)
+class ShuffleTask:
+    """``y`` = ``x`` with its channels permuted: channel ``i * groups + j`` of y is channel ``j * (C / groups) + i``
+    of x. One strided copy (our pointwise kernel over (n, i, j, pixel)); y never overlaps x."""
+
+    node: str
+    x: View
+    y: View
+    groups: int
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    def __str__(self) -> str:
+        return f"{self.y} = shuffle g{self.groups} {self.x}"
+
+
+@dataclass(frozen=True)
+class PadTask:
+    """``y`` = ``x`` padded by ``pads`` (top, left, bottom, right) with ``value``, cropped where a pad is negative:
+    one kernel writes every element of y, the fill and the copy."""
+
+    node: str
+    x: View
+    y: View
+    pads: Pads
+    value: float = 0.0
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    def __str__(self) -> str:
+        return f"{self.y} = pad {' '.join(map(str, self.pads))} ({self.value}) {self.x}"
+
+
+@dataclass(frozen=True)
+class NormTask:
+    """``y = op(x)`` for an operator over each pixel's channels: a `LayerNorm` (scaled and shifted by the weights of
+    ``weights``) or a `Softmax` (``weights`` None). Our kernel, a warp or a thread per pixel."""
+
+    node: str
+    x: View
+    y: View
+    op: LayerNorm | Softmax
+    weights: WeightKey | None = None
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    def __str__(self) -> str:
+        name = "layer_norm" if isinstance(self.op, LayerNorm) else "softmax"
+        return f"{self.y} = {name}{'' if self.weights is None else f'[{self.weights}]'} {self.x}"
+
+
+Task = ConvTask | PoolTask | PointwiseTask | ShuffleTask | PadTask | NormTask
 
 
 @dataclass(frozen=True)
@@ -181,6 +248,15 @@ class Program:
     @property
     def tasks(self) -> tuple[Task, ...]:
         return tuple(t for stage in self.stages for stream in stage for t in stream)
+
+    def weighted(self) -> dict[WeightKey, ConvTask | NormTask]:
+        """Every weight key the tasks use, with the first task that uses it (what decides how it is packed)."""
+        found: dict[WeightKey, ConvTask | NormTask] = {}
+        for task in self.tasks:
+            key = getattr(task, "weights", None)
+            if key is not None:
+                found.setdefault(key, task)
+        return found
 
     def buffer_bytes(self, index: int) -> int:
         return self.buffers[index].elements(self.batch) * self.itemsize
@@ -235,11 +311,22 @@ def verify(program: Program) -> None:
             buf = program.buffers[view.buffer]
             if view.channels < 1 or view.channel < 0 or view.channel + view.channels > buf.channels:
                 raise ProgramError(f"task {task} ({task.node}): view {view} outside {buf.name} of {buf.channels}")
+        if isinstance(task, PointwiseTask):
+            _verify_broadcast(program, task)
     _verify_arena(program)
     for s, stage in enumerate(program.stages):
         for (k1, one), (k2, other) in combinations(enumerate(stage), 2):
             if clash := _clash(one, other):
                 raise ProgramError(f"stage {s}: streams {k1} and {k2} race on {clash}")
+
+
+def _verify_broadcast(program: Program, task: PointwiseTask) -> None:
+    y = program.buffers[task.y.buffer]
+    for view in task.reads():
+        buf = program.buffers[view.buffer]
+        if view.channels != task.y.channels or (buf.height, buf.width) not in ((y.height, y.width), (1, 1)):
+            raise ProgramError(f"task {task} ({task.node}): operand {view} of {buf.name} ({buf.channels}x{buf.height}"
+                               f"x{buf.width}) is neither {task.y.channels} channels of {y.height}x{y.width} nor 1x1")
 
 
 def _verify_arena(program: Program) -> None:

@@ -16,8 +16,18 @@ from numpy.lib.stride_tricks import as_strided
 
 from ios_core.engine.dependencies import Group
 from ios_core.engine.lower import conv_params
-from ios_core.engine.program import ConvTask, PointwiseTask, PoolTask, Program, Task, View
-from ios_core.ir import Graph
+from ios_core.engine.program import (
+    ConvTask,
+    NormTask,
+    PadTask,
+    PointwiseTask,
+    PoolTask,
+    Program,
+    ShuffleTask,
+    Task,
+    View,
+)
+from ios_core.ir import Graph, LayerNorm
 from ios_core.reference import ACTIVATION_FUNCTIONS, conv2d, pool2d
 from ios_core.weights import Params
 
@@ -35,19 +45,70 @@ class _Arena:
         return as_strided(self.memory[offset:], dims, tuple(s * item for s in strides), writeable=True)
 
 
+Runner = Callable[[_Arena, Task, Graph, dict[str, Params]], np.ndarray]
+
+
+def _conv(arena: _Arena, task: ConvTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    x = ACTIVATION_FUNCTIONS[task.pre_act](arena[task.x].copy())
+    return conv2d(task.conv, [x], conv_params(graph, weights, task.weights))
+
+
+def _pool(arena: _Arena, task: PoolTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    return pool2d(task.pool, [arena[task.x].copy()], {})
+
+
+def _pointwise(arena: _Arena, task: PointwiseTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    a = arena[task.a].copy()
+    if task.b is not None:
+        a = _COMBINE[task.op](a, arena[task.b])  # numpy broadcasts a 1 x 1 operand as the kernel's zero strides do
+    # maximum and minimum keep NaN, as the kernel does: reads of unwritten memory still show
+    return np.minimum(np.maximum(ACTIVATION_FUNCTIONS[task.act](a), task.low), task.high)
+
+
+def _shuffle(arena: _Arena, task: ShuffleTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    x = arena[task.x]
+    n, c, h, w = x.shape
+    return x.reshape(n, task.groups, c // task.groups, h, w).transpose(0, 2, 1, 3, 4).reshape(n, c, h, w)
+
+
+def _pad(arena: _Arena, task: PadTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    """What the pad kernel writes: ``value`` everywhere, then the part of ``x`` that lands inside ``y``."""
+    x, top, left = arena[task.x], task.pads[0], task.pads[1]
+    out = np.full(arena[task.y].shape, task.value)
+    h0, w0 = max(top, 0), max(left, 0)  # where x's first kept row and column land in y
+    i0, j0 = max(-top, 0), max(-left, 0)  # x's first kept row and column
+    rows, cols = min(x.shape[2] - i0, out.shape[2] - h0), min(x.shape[3] - j0, out.shape[3] - w0)
+    out[:, :, h0:h0 + rows, w0:w0 + cols] = x[:, :, i0:i0 + rows, j0:j0 + cols]
+    return out
+
+
+def _norm(arena: _Arena, task: NormTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    x = arena[task.x].copy()
+    if isinstance(task.op, LayerNorm):
+        p = conv_params(graph, weights, task.weights)
+        centered = x - x.mean(axis=1, keepdims=True)
+        scaled = centered / np.sqrt((centered * centered).mean(axis=1, keepdims=True) + task.op.eps)
+        return scaled * p["weight"][None, :, None, None] + p["bias"][None, :, None, None]
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+_RUNNERS: dict[type, Runner] = {
+    ConvTask: _conv,
+    PoolTask: _pool,
+    PointwiseTask: _pointwise,
+    ShuffleTask: _shuffle,
+    PadTask: _pad,
+    NormTask: _norm,
+}
+"""What each type of task computes, from the arena as it is before the task runs (every read is a copy or done
+before ``y`` is written)."""
+
+
 def _run_task(arena: _Arena, task: Task, graph: Graph, weights: dict[str, Params]) -> None:
-    if isinstance(task, ConvTask):
-        x = ACTIVATION_FUNCTIONS[task.pre_act](arena[task.x].copy())
-        arena[task.y][...] = conv2d(task.conv, [x], conv_params(graph, weights, task.weights))
-    elif isinstance(task, PoolTask):
-        arena[task.y][...] = pool2d(task.pool, [arena[task.x].copy()], {})
-    elif isinstance(task, PointwiseTask):
-        a = arena[task.a].copy()
-        if task.b is not None:
-            a = _COMBINE[task.op](a, arena[task.b])
-        arena[task.y][...] = ACTIVATION_FUNCTIONS[task.act](a)
-    else:
+    if type(task) not in _RUNNERS:
         raise TypeError(f"unknown task {task!r}")
+    arena[task.y][...] = _RUNNERS[type(task)](arena, task, graph, weights)
 
 
 def simulate(
