@@ -4,6 +4,8 @@ The disk cache is a JSON-lines file. Each line is one entry::
 
     {"space": "simulated/h100/fp32/<inputs digest>", "key": "<stage digest>", "ms": 0.0123}
 
+and, where a cost spread over several GPUs measured the stage, ``"by"``: the device that did.
+
 ``key`` is the digest of the stage's canonical key (`ios_core.cost.key`): what the stage computes,
 batch size included. ``space`` (`ios_core.cost.key.content_space`) is everything else the number
 depends on: a few readable names, then a digest of *all* the cost's inputs -- for ``simulated``
@@ -183,11 +185,14 @@ class CachedCost:
             start = time.perf_counter()
             answers = stage_latencies(self.inner, graph, [stage for stage, _ in missing.values()], batch)
             self.stats.cost_seconds += time.perf_counter() - start
-            for (text, (_, name)), ms in zip(missing.items(), answers, strict=True):
+            # A cost spread over several GPUs says which one measured each stage (`ios_core.cost.spread`).
+            devices = getattr(self.inner, "last_devices", None) or [None] * len(answers)
+            for (text, (_, name)), ms, device in zip(missing.items(), answers, devices, strict=True):
                 ms = self._known[text] = float(ms)
                 # A failed stage (inf) is remembered for this run only: the next one tries it again.
                 if self._writable and is_latency(ms):
-                    self._pending.append(json.dumps({"space": self.space, "key": name, "ms": ms}) + "\n")
+                    entry = {"space": self.space, "key": name, "ms": ms} | ({"by": device} if device else {})
+                    self._pending.append(json.dumps(entry) + "\n")
             if len(self._pending) >= self.flush_every:
                 self.flush()
         return [self._known[text] for text in texts]
