@@ -14,6 +14,7 @@ stage is timed.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import traceback
@@ -154,10 +155,8 @@ class SpreadCost:
     def close(self) -> None:
         """Stop the workers (each finishes the request it is on); the cost cannot be used afterwards."""
         for connection in self._connections:
-            try:
+            with contextlib.suppress(BrokenPipeError, OSError):  # that worker is gone already
                 connection.send(None)
-            except (BrokenPipeError, OSError):
-                pass  # that worker is gone already
             connection.close()
         for process in self._processes:
             process.join(timeout=30)
