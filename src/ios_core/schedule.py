@@ -125,7 +125,8 @@ def merge_error(graph: Graph, ops: tuple[str, ...]) -> str | None:
             if getattr(node.op, attribute) != getattr(first.op, attribute):
                 return f"{node.name!r} and {first.name!r} differ in {attribute}"
         if merged_pads(node.op, kernel) != merged_pads(first.op, kernel):
-            return f"{node.name!r} and {first.name!r} give different outputs once padded to kernel {kernel}"
+            padded = f"once padded to kernel {kernel}"
+            return f"{node.name!r} and {first.name!r} give different output shapes or windows {padded}"
     return None
 
 
