@@ -4,10 +4,11 @@ import numpy as np
 import onnx
 import pytest
 from hypothesis import given, settings
-from onnx_random import random_onnx, run_ort
-from random_graphs import random_graphs
+from onnx_random import run_ort
+from random_graphs import every_op_graph, random_graphs
 
 from ios_core import models
+from ios_core.ir import GraphBuilder, LayerNorm, Softmax
 from ios_core.onnx_io import Network, load_onnx, run_network, save_onnx, to_onnx
 from ios_core.reference import relative_error
 from ios_core.weights import make_input
@@ -44,9 +45,11 @@ def test_paper_models_export(name):
 
 def in_float32(network: Network) -> Network:
     """The network with its weights rounded to float32, as the exported file holds them."""
-    rounded = {name: {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
-               for name, params in network.weights.items()}
-    return Network(network.graph, rounded, network.head)
+    rounded = {
+        name: {k: v.astype(np.float32).astype(np.float64) for k, v in params.items()}
+        for name, params in network.weights.items()
+    }
+    return Network(network.graph, rounded)
 
 
 @given(random_graphs(max_ops=12, blocks=3))
@@ -66,12 +69,40 @@ def test_demo_round_trip_keeps_the_operators():
     assert back.graph.shapes[back.graph.output] == network.graph.shapes[network.graph.output]
 
 
-def test_an_imported_head_is_exported_and_can_be_left_out():
-    network = load_onnx(random_onnx(7, stages=2, head=True))
-    x = np.random.default_rng(0).standard_normal((3, 3, 10, 10))
-    assert relative_error(run_ort(to_onnx(network), x)[0], run_network(network, x)) < TOLERANCE
-    body = to_onnx(network, include_head=False)
-    assert relative_error(run_ort(body, x)[0], run_network(network, x, head=False)) < TOLERANCE
+def test_every_operator_exports():
+    model = check_export(Network.of(every_op_graph()))
+    ops = {node.op_type for node in model.graph.node}
+    expected = {"Pad", "Clip", "HardSwish", "HardSigmoid", "Erf", "Tanh", "LayerNormalization", "Softmax", "Transpose"}
+    assert expected <= ops
+    pools = {n.op_type: {a.name: a.i for a in n.attribute} for n in model.graph.node if "Pool" in n.op_type}
+    assert pools["MaxPool"]["ceil_mode"] == 1 and pools["AveragePool"]["count_include_pad"] == 1
+
+
+@given(random_graphs(max_ops=12, blocks=2, zoo=True))
+@settings(max_examples=15, deadline=None)
+def test_random_graphs_of_zoo_operators_export(graph):
+    check_export(Network.of(graph, seed=4))
+
+
+def test_an_output_shape_ends_the_model_with_a_reshape():
+    graph = every_op_graph()
+    network = Network.of(graph)
+    flat = Network(graph, network.weights, output_shape=(5,))
+    model = to_onnx(flat, batch=3)
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [3, 5]
+    x = make_input(graph, 3)
+    got = run_ort(model, x)[0]
+    assert got.shape == (3, 5)
+    assert relative_error(got, run_network(flat, x)) < TOLERANCE
+    assert relative_error(got, run_network(network, x).reshape(3, 5)) < TOLERANCE
+
+
+@pytest.mark.parametrize(("opset", "op"), [(12, Softmax()), (16, LayerNorm())])
+def test_an_operator_newer_than_the_opset_is_refused_by_name(opset, op):
+    b = GraphBuilder("new", 4, 3, 3)
+    b.end_block(b.node(op, b.input, name="late"))
+    with pytest.raises(ValueError, match=f"{type(op).__name__} node 'late' needs opset"):
+        to_onnx(Network.of(b.build()), opset=opset)
 
 
 def test_fixed_batch_and_file(tmp_path):

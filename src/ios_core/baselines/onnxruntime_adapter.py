@@ -51,7 +51,7 @@ def _session(network: Network, batch: int, providers: list[Any], threads: int | 
     options.log_severity_level = 3
     if threads:
         options.intra_op_num_threads = threads
-    model = to_onnx(network, batch=batch, include_head=False)
+    model = to_onnx(network, batch=batch)
     return ort.InferenceSession(model.SerializeToString(), options, providers=providers)
 
 

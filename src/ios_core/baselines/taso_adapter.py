@@ -36,7 +36,7 @@ def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        path = save_onnx(network, Path(tmp) / f"{network.name}.onnx", batch=len(x), include_head=False, opset=11)
+        path = save_onnx(network, Path(tmp) / f"{network.name}.onnx", batch=len(x), opset=11)
         graph = taso.load_onnx(str(path))
     optimized = taso.optimize(graph, alpha=float(options.get("alpha", 1.05)), budget=int(options.get("budget", 1000)))
     for _ in range(timing.warmup):

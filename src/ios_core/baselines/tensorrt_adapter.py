@@ -63,7 +63,7 @@ def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options
 
     started = time.perf_counter()
     aux_streams = int(options.get("aux_streams", 7))
-    model = to_onnx(network, batch=len(x), include_head=False)
+    model = to_onnx(network, batch=len(x))
     engine = build_engine(trt, model.SerializeToString(), precision, aux_streams,
                           float(options.get("workspace_gib", 4)))
     context = engine.create_execution_context()

@@ -73,7 +73,7 @@ def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options
     import tvm
 
     started = time.perf_counter()
-    model = to_onnx(network, batch=len(x), include_head=False)
+    model = to_onnx(network, batch=len(x))
     device = tvm.cuda(0)
     has_relay = module_available("tvm.relay", "TVM < 0.20")[0]
     module, entry = (_relay if has_relay else _relax)(tvm, model, x.shape, device)
