@@ -17,6 +17,8 @@ rule baseline:
         precision=PRECISION,
     resources:
         **gpu_resources("rdev"),
+        runtime=30 if REAL else 10,
+        mem_mb=16000 if REAL else 2000,
     shell:
         "{params.run} framework={wildcards.framework} model={wildcards.model}"
         " batch={wildcards.batch} device={params.device} precision={params.precision} {params.timing}"

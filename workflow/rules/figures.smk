@@ -12,6 +12,9 @@ for _name in EXPERIMENTS:
             **figure_rule_outputs(_name),
         log:
             f"{ROOT}/logs/figures/{_name}.log",
+        resources:
+            runtime=10,
+            mem_mb=2000,
         params:
             run=f"{PYTHON} -m ios_core.figures",
             name=_name,

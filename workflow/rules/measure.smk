@@ -21,6 +21,8 @@ rule measure:
         f" timing.repeat={config['timing']['repeat']}",
     resources:
         **gpu_resources("rdev"),
+        runtime=30 if REAL else 10,
+        mem_mb=16000 if REAL else 2000,
     shell:
         "{params.run} model={wildcards.model} batch={wildcards.run_batch}"
         " device={wildcards.rdev} precision={params.precision} {params.schedule} {params.autotune} {params.timing}"

@@ -21,6 +21,8 @@ rule optimize:
         fresh=lambda wc, output: "" if REAL else f"rm -f {stage_log(output[0])}; ",
     resources:
         **gpu_resources("odev"),
+        runtime=60 if REAL else 30,  # minutes: a measured batch-128 search profiles thousands of stages
+        mem_mb=16000 if REAL else 2000,  # CUDA, cuDNN and PyTorch on a GPU; numpy alone when simulated
     shell:
         "{params.fresh}"
         "{params.run} model={wildcards.model} batch={wildcards.batch} device={wildcards.odev}"

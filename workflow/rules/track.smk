@@ -11,6 +11,9 @@ rule track:
         f"{ROOT}/mlflow.json",
     log:
         f"{ROOT}/logs/track.log",
+    resources:
+        runtime=20,  # minutes: a campaign's store takes every record once
+        mem_mb=2000,
     params:
         run=f"{PYTHON} -m ios_core.tracking",
         results=ROOT,
