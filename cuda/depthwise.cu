@@ -6,7 +6,7 @@
 // it pads the activated tensor. The host (ios_core.engine.depthwise) picks one of two families:
 //
 // depthwise_nhwc_k<K>_s<S>_v<V>_t<T>: the fast path, for NHWC views (channel stride 1), a square
-//   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act and act none or relu, and
+//   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act none or relu, any act, and
 //   tensors whose every element offset fits in 32 bits. A thread computes T consecutive outputs along W
 //   for V consecutive channels (V = 4: float4 loads and stores, when the host has checked that C,
 //   the pixel strides and the base pointers are 16-byte aligned). Threads are numbered channel
@@ -139,7 +139,8 @@ __device__ __forceinline__ void depthwise_nhwc(
     for (int t = 0; t < T; ++t) {
         if (ow0 + t >= OW) break;
 #pragma unroll
-        for (int e = 0; e < V; ++e) acc[t][e] = at_least(acc[t][e], act_low);
+        for (int e = 0; e < V; ++e)  // relu by one FMNMX; the zoo's other activations by the shared function
+            acc[t][e] = act <= ACT_RELU ? at_least(acc[t][e], act_low) : activate(act, acc[t][e]);
         store_vector<V>(out + (ow0 + t) * yw, acc[t]);
     }
 }

@@ -1,17 +1,19 @@
-// Element-wise kernels of the ios-core engine: y = act(a op b) over strided 4-D views.
+// Element-wise kernels of the ios-core engine: y = clip(act(a op b), low, high) over strided 4-D views.
 //
-// Every tensor is a channel-slice view of the arena with its own element strides, passed in
-// iteration order (the host orders the four dimensions so that the last is y's fastest), so one
-// kernel serves copies, gathers into concatenations, sums of terms, products and activations,
-// in NCHW and NHWC alike. y may be a itself (accumulation in place): each thread reads its
-// element of a before it writes the same element of y, so no pointer is __restrict__.
+// Every tensor is a view of the arena with its own element strides, passed in iteration order (the
+// host orders the four dimensions so that the last is y's fastest), so one kernel serves copies,
+// gathers into concatenations, sums of terms, products, activations and clips, in NCHW and NHWC
+// alike. A stride of 0 broadcasts an operand (a C x 1 x 1 scale over H and W), and the four
+// dimensions need not be N, C, H, W: a channel shuffle is a copy over (n, i, j, pixel) with permuted
+// strides. y may be a itself (accumulation in place): each thread reads its element of a before it
+// writes the same element of y, so no pointer is __restrict__.
 
 #include "activation.cuh"
 
 enum PointwiseOp { OP_NONE = 0, OP_ADD = 1, OP_MUL = 2 };
 
 extern "C" __global__ void pointwise_f32(
-    int op, int act, unsigned int total, unsigned int d1, unsigned int d2, unsigned int d3,
+    int op, int act, float low, float high, unsigned int total, unsigned int d1, unsigned int d2, unsigned int d3,
     float* y, long long y0, long long y1, long long y2, long long y3,
     const float* a, long long a0, long long a1, long long a2, long long a3,
     const float* b, long long b0, long long b1, long long b2, long long b3)
@@ -26,7 +28,7 @@ extern "C" __global__ void pointwise_f32(
             float w = b[i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3];
             v = op == OP_ADD ? v + w : v * w;
         }
-        y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = activate(act, v);
+        y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = clamp_keep_nan(activate(act, v), low, high);
     }
 }
 

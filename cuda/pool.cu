@@ -1,5 +1,10 @@
-// Pooling kernels of the ios-core engine: max or average (padding excluded) over strided 4-D views.
+// Pooling kernels of the ios-core engine: max or average over strided 4-D views.
 // Global pooling is the window H x W at stride 1 without padding. Max propagates NaN, as numpy does.
+// Padding is (ph, pw) at the top and left, (eh, ew) at the bottom and right. An average divides by the
+// window's cells inside the input, or with count_pad by its cells inside the padded input (PyTorch's
+// count_include_pad), never counting what ceil_mode adds past the end padding: the host's output size
+// says whether a last, partial window exists (ceil_mode), and every window starts inside the input or
+// its top/left padding, so it holds at least one input cell.
 // The host (ios_core.engine.pooling) picks one of two families:
 //
 // pool_nhwc_<max|avg>_v<V>: the fast path, for views with channels innermost (NHWC, channel stride
@@ -19,17 +24,21 @@
 #include "indexing.cuh"
 #include "nhwc.cuh"
 
-// The input range [lo, hi) that output o's window covers along one axis, the padding cut off.
-__device__ __forceinline__ void window_range(int o, int stride, int pad, int k, int size, int& lo, int& hi) {
+// The input range [lo, hi) that output o's window covers along one axis, the padding cut off; the
+// return value is how many of its cells lie inside the padded input (begin padding `pad`, end `pad_end`).
+__device__ __forceinline__ int window_range(int o, int stride, int pad, int pad_end, int k, int size, int& lo,
+                                            int& hi) {
     lo = o * stride - pad;
+    const int padded = min(lo + k, size + pad_end) - lo;
     hi = min(lo + k, size);
     lo = max(lo, 0);
+    return padded;
 }
 
-// The max or the average of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
+// The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
 template <int V, class Stride>
 __device__ __forceinline__ void reduce_window(bool is_max, const float* __restrict__ x, Stride xh, Stride xw,
-                                              int h0, int h1, int w0, int w1, float (&acc)[V])
+                                              int h0, int h1, int w0, int w1, float count, float (&acc)[V])
 {
 #pragma unroll
     for (int e = 0; e < V; ++e) acc[e] = is_max ? -INFINITY : 0.0f;
@@ -43,7 +52,6 @@ __device__ __forceinline__ void reduce_window(bool is_max, const float* __restri
         }
     }
     if (!is_max) {
-        const float count = (float)((h1 - h0) * (w1 - w0));
 #pragma unroll
         for (int e = 0; e < V; ++e) acc[e] /= count;
     }
@@ -51,7 +59,7 @@ __device__ __forceinline__ void reduce_window(bool is_max, const float* __restri
 
 extern "C" __global__ void pool2d_f32(
     int is_max, int N, int C, int H, int W, int OH, int OW,
-    int kh, int kw, int sh, int sw, int ph, int pw, int c_inner,
+    int kh, int kw, int sh, int sw, int ph, int pw, int eh, int ew, int count_pad, int c_inner,
     const float* __restrict__ x, long long xn, long long xc, long long xh, long long xw,
     float* __restrict__ y, long long yn, long long yc, long long yh, long long yw)
 {
@@ -60,10 +68,11 @@ extern "C" __global__ void pool2d_f32(
         unsigned int c, oh, ow, n;
         decode_output_index(i, C, OH, OW, c_inner, n, c, oh, ow);
         int h0, h1, w0, w1;
-        window_range((int)oh, sh, ph, kh, H, h0, h1);
-        window_range((int)ow, sw, pw, kw, W, w0, w1);
+        const int rows = window_range((int)oh, sh, ph, eh, kh, H, h0, h1);
+        const int columns = window_range((int)ow, sw, pw, ew, kw, W, w0, w1);
+        const float count = (float)(count_pad ? rows * columns : (h1 - h0) * (w1 - w0));
         float acc[1];
-        reduce_window<1, long long>(is_max, x + n * xn + c * xc, xh, xw, h0, h1, w0, w1, acc);
+        reduce_window<1, long long>(is_max, x + n * xn + c * xc, xh, xw, h0, h1, w0, w1, count, acc);
         y[n * yn + c * yc + oh * yh + ow * yw] = acc[0];
     }
 }
@@ -73,7 +82,7 @@ extern "C" __global__ void pool2d_f32(
 template <bool MAX, int V>
 __device__ __forceinline__ void pool_nhwc(
     unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
-    unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic, unsigned int columns_shift,
+    int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic, unsigned int columns_shift,
     unsigned int rows_magic, unsigned int rows_shift,
     const float* __restrict__ x, int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)
 {
@@ -84,10 +93,11 @@ __device__ __forceinline__ void pool_nhwc(
     const unsigned int n = divide(p, rows_magic, rows_shift);
     const int c = (int)(i - q * (unsigned int)(C / V)) * V, ow = (int)(q - p * OW), oh = (int)(p - n * OH);
     int h0, h1, w0, w1;
-    window_range(oh, sh, ph, kh, H, h0, h1);
-    window_range(ow, sw, pw, kw, W, w0, w1);
+    const int rows = window_range(oh, sh, ph, eh, kh, H, h0, h1);
+    const int columns = window_range(ow, sw, pw, ew, kw, W, w0, w1);
+    const float count = (float)(count_pad ? rows * columns : (h1 - h0) * (w1 - w0));
     float acc[V];
-    reduce_window<V, int>(MAX, x + (int)n * xn + c, xh, xw, h0, h1, w0, w1, acc);
+    reduce_window<V, int>(MAX, x + (int)n * xn + c, xh, xw, h0, h1, w0, w1, count, acc);
     store_vector<V>(y + (int)n * yn + oh * yh + ow * yw + c, acc);
 }
 
@@ -96,12 +106,13 @@ __device__ __forceinline__ void pool_nhwc(
 #define POOL_NHWC(KIND, MAX, V)                                                                                      \
     extern "C" __global__ void __launch_bounds__(128) pool_nhwc_##KIND##_v##V(                                     \
         unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,    \
-        unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic,                        \
-        unsigned int columns_shift, unsigned int rows_magic, unsigned int rows_shift, const float* __restrict__ x,  \
-        int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)                                     \
+        int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift,                     \
+        unsigned int columns_magic, unsigned int columns_shift, unsigned int rows_magic, unsigned int rows_shift,   \
+        const float* __restrict__ x, int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)        \
     {                                                                                                              \
-        pool_nhwc<MAX, V>(items, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, vectors_magic, vectors_shift,            \
-                          columns_magic, columns_shift, rows_magic, rows_shift, x, xn, xh, xw, y, yn, yh, yw);     \
+        pool_nhwc<MAX, V>(items, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, eh, ew, count_pad, vectors_magic,        \
+                          vectors_shift, columns_magic, columns_shift, rows_magic, rows_shift, x, xn, xh, xw, y,   \
+                          yn, yh, yw);                                                                             \
     }
 
 POOL_NHWC(max, true, 4)

@@ -191,7 +191,8 @@ class FakeGpu:
         kernels = device.Kernels(pointwise=Kernel(recorder, "pointwise_f32"),
                                  pool={name: Kernel(recorder, name) for name in pooling.KERNELS},
                                  depthwise={name: Kernel(recorder, name) for name in depthwise.KERNELS},
-                                 fill=Kernel(recorder, "fill_random_f32"))
+                                 fill=Kernel(recorder, "fill_random_f32"), pad=Kernel(recorder, "pad_f32"),
+                                 norm=Kernel(recorder, "norm_f32"))
         device.device_context = lambda ordinal=0: current
         device.kernels = lambda kernel_dir=None: kernels
         device.CapturedGraph = lambda stream, enqueue, copies=1: Captured(recorder, stream, enqueue, copies)

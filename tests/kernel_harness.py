@@ -64,16 +64,20 @@ def kernel_params(source: Path, marker: str) -> list[tuple[str, str, str]]:
     found = []
     for param in (" ".join(p.split()) for p in params.split(",")):
         kind, name = param.rsplit(" ", 1)
-        letter = "P" if "*" in kind else "I" if kind.startswith("unsigned") else "q" if "long long" in kind else "i"
+        letter = ("P" if "*" in kind else "I" if kind.startswith("unsigned") else "q" if "long long" in kind
+                  else "f" if kind.endswith("float") else "i")
         found.append((letter, name.lstrip("*"), param))
     return found
 
 
 def assert_fits(launch: Launch, signature: str) -> None:
-    """Every argument an int within the range of its PyCUDA signature letter."""
+    """Every argument an int within the range of its PyCUDA signature letter, or a float for ``f``."""
     bounds = {"i": (-(2**31), 2**31), "I": (0, 2**32), "q": (-(2**63), 2**63), "P": (0, 2**64)}
     for arg, letter in zip(launch.args, signature, strict=True):
-        assert isinstance(arg, int) and bounds[letter][0] <= arg < bounds[letter][1]
+        if letter == "f":
+            assert isinstance(arg, float)
+        else:
+            assert isinstance(arg, int) and bounds[letter][0] <= arg < bounds[letter][1]
 
 
 def assert_close(out: np.ndarray, ref: np.ndarray) -> None:
@@ -90,6 +94,7 @@ HOST_SHIM = r"""
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 using std::max;
 using std::min;
 struct Dim3 { unsigned int x, y, z; };
@@ -102,6 +107,8 @@ struct float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
+// Threads run one after another here, so lanes cannot exchange values: a launch that shuffles cannot run.
+inline float __shfl_xor_sync(unsigned int, float, int) { std::abort(); }
 #include "{source}"
 template <class... P, class... A>
 void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
@@ -115,7 +122,7 @@ void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int rev
     }
 }
 """
-CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p}
+CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p, "f": ctypes.c_float}
 
 
 def build_for_host(source: Path, markers: dict[str, str], folder: Path) -> ctypes.CDLL:

@@ -42,18 +42,19 @@ from ios_core.engine import depthwise as dw
 from ios_core.engine import lower
 from ios_core.engine.depthwise import DepthwiseCall, Operand
 from ios_core.ir import Activation, Conv, Graph, GraphBuilder, concat
+from ios_core.ir.ops import Shape, rules_of
 from ios_core.reference import ACTIVATION_FUNCTIONS, conv2d
 
 SOURCE = KERNEL_DIR / "depthwise.cu"
 WEIGHTS = 0x7E00_0000_0000
+ZOO_ACTIVATIONS = ("relu6", "hardsigmoid", "hardswish", "silu", "gelu", "gelu_tanh", "sigmoid", "tanh")
 
 # ---- CPU: views and calls as the launcher builds them ------------------------------------------
 
 
 def output_dims(conv: Conv, x: tuple[int, int, int, int]) -> tuple[int, int, int, int]:
     n, c, h, w = x
-    (kh, kw), (sh, sw), (ph, pw), (dh, dw_) = conv.kernel, conv.stride, conv.padding, conv.dilation
-    return n, c, (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1, (w + 2 * pw - dw_ * (kw - 1) - 1) // sw + 1
+    return n, *rules_of(conv).shape(conv, (Shape(c, h, w),))
 
 
 def depthwise_conv(c: int, kernel: int | tuple[int, int] = 3, stride: int = 1, padding: int | None = None,
@@ -159,7 +160,7 @@ def test_nhwc_3_5_7_strides_1_2_take_a_fast_kernel(most_work, kernel, stride):
     (depthwise_conv(8, 3, 3), nhwc((1, 8, 9, 9)), "relu", "stride"),
     (Conv(8, (3, 3), (1, 2), (1, 1), groups=8), nhwc((1, 8, 9, 9)), "relu", "stride"),
     (depthwise_conv(8), nhwc((1, 8, 9, 9)), "sigmoid", "activation"),
-    (depthwise_conv(8, act="tanh"), nhwc((1, 8, 9, 9)), "none", "activation"),
+    (depthwise_conv(8, act="tanh"), nhwc((1, 8, 9, 9)), "tanh", "activation"),
     (depthwise_conv(8), nhwc((2**16, 8, 64, 64)), "relu", "32 bits"),
     (depthwise_conv(8), nhwc((2, 8, 64, 64), channels=2**20), "relu", "32 bits"),
 ])
@@ -324,7 +325,12 @@ HOST_CASES = {
     "y-slice-vector": HostCase(8, (9, 11), depthwise_conv(8, 7, 1), y_slice=(4, 16)),
     "dilation2-generic": HostCase(8, (11, 11), depthwise_conv(8, 3, 1, padding=2, dilation=2)),
     "k3x5-generic": HostCase(8, (11, 11), Conv(8, (3, 5), (1, 1), (1, 2), groups=8)),
-    "sigmoid-generic": HostCase(8, (9, 9), depthwise_conv(8, 3, act="sigmoid")),
+    "k3s2-same-padding-vector": HostCase(8, (10, 9), Conv(8, (3, 3), (2, 2), (0, 0), padding_end=(1, 1), groups=8)),
+    "k5s2-asymmetric-nchw-generic": HostCase(
+        6, (11, 10), Conv(6, (5, 5), (2, 2), (1, 2), padding_end=(2, 1), groups=6), layout="nchw"
+    ),
+    "sigmoid-generic": HostCase(8, (9, 9), depthwise_conv(8, 3), "sigmoid"),
+    **{f"k3s2-{act}": HostCase(8, (9, 9), depthwise_conv(8, 3, 2, act=act)) for act in ZOO_ACTIVATIONS},
     "nchw-generic": HostCase(8, (13, 11), depthwise_conv(8, 5, 2), layout="nchw", x_slice=(2, 12)),
 }
 
@@ -433,7 +439,9 @@ GPU_CASES = {  # name: (channels, (H, W), conv, pre_act, batch, layout, expected
     "dilation2-generic": (8, (11, 11), depthwise_conv(8, 3, 1, padding=2, dilation=2), "relu", 2, "nhwc",
                           dw.GENERIC),
     "k3x5-generic": (8, (11, 11), Conv(8, (3, 5), (1, 1), (1, 2), groups=8), "relu", 2, "nhwc", dw.GENERIC),
-    "sigmoid-generic": (8, (9, 9), depthwise_conv(8, 3, act="sigmoid"), "relu", 2, "nhwc", dw.GENERIC),
+    "sigmoid-generic": (8, (9, 9), depthwise_conv(8, 3), "sigmoid", 2, "nhwc", dw.GENERIC),
+    **{f"k3s1-{act}-vector": (8, (9, 9), depthwise_conv(8, 3, act=act), "relu", 2, "nhwc", "depthwise_nhwc_k3_s1_v4_t4")
+       for act in ZOO_ACTIVATIONS},
     "nchw-generic": (8, (13, 11), depthwise_conv(8, 5, 2), "relu", 2, "nchw", dw.GENERIC),
 }
 

@@ -105,18 +105,20 @@ def test_source_compiles_without_warnings_to_every_kernel_of_the_table(tmp_path)
 @pytest.mark.parametrize(
     ("pool", "dims", "kernel", "window"),
     [
-        (square("max", 3, 2), (2, 64, 147, 147), "pool_nhwc_max_v4", (3, 3, 2, 2, 0, 0)),
-        (square("avg", 3, 1, 1), (2, 192, 35, 35), "pool_nhwc_avg_v4", (3, 3, 1, 1, 1, 1)),
-        (Pool("avg", (3, 2), (2, 1), (1, 0)), (1, 8, 9, 7), "pool_nhwc_avg_v4", (3, 2, 2, 1, 1, 0)),
-        (Pool("global_avg"), (2, 2048, 8, 8), "pool_nhwc_avg_v4", (8, 8, 1, 1, 0, 0)),
-        (Pool("global_max"), (1, 16, 5, 7), "pool_nhwc_max_v4", (5, 7, 1, 1, 0, 0)),
+        (square("max", 3, 2), (2, 64, 147, 147), "pool_nhwc_max_v4", (3, 3, 2, 2, 0, 0, 0, 0, 0)),
+        (square("avg", 3, 1, 1), (2, 192, 35, 35), "pool_nhwc_avg_v4", (3, 3, 1, 1, 1, 1, 1, 1, 0)),
+        (Pool("avg", (3, 2), (2, 1), (1, 0)), (1, 8, 9, 7), "pool_nhwc_avg_v4", (3, 2, 2, 1, 1, 0, 1, 0, 0)),
+        (Pool("global_avg"), (2, 2048, 8, 8), "pool_nhwc_avg_v4", (8, 8, 1, 1, 0, 0, 0, 0, 0)),
+        (Pool("global_max"), (1, 16, 5, 7), "pool_nhwc_max_v4", (5, 7, 1, 1, 0, 0, 0, 0, 0)),
+        (Pool("avg", (3, 3), (2, 2), (1, 0), (0, 2), True, True), (1, 8, 9, 9), "pool_nhwc_avg_v4",
+         (3, 3, 2, 2, 1, 0, 0, 2, 1)),
     ],
 )
 def test_nhwc_pools_take_a_fast_kernel(most_work, pool, dims, kernel, window):
     call = nhwc_call(pool, nhwc(dims))
     assert pl.fast_path_refusal(call) is None and pl.vectorizable(call)
     launch = pl.launch(call, H100_SMS)
-    assert launch.kernel == kernel and launch.args[6:12] == window
+    assert launch.kernel == kernel and launch.args[6:15] == window
     assert launch.block == (pl.FAST_BLOCK, 1, 1)
 
 
@@ -127,7 +129,7 @@ def test_nchw_takes_the_generic_kernel(pool):
     assert "NCHW" in pl.fast_path_refusal(call)
     launch = pl.launch(call, H100_SMS)
     assert launch.kernel == pl.GENERIC and launch.args[0] == int(pool.kind.endswith("max"))
-    assert launch.args[13] == (pool.kind == "global_avg")  # c_inner; a 1 x 1 NCHW output has channel stride 1
+    assert launch.args[16] == (pool.kind == "global_avg")  # c_inner; a 1 x 1 NCHW output has channel stride 1
     assert launch.grid[0] <= H100_SMS * pl.GENERIC_BLOCKS_PER_SM and launch.block == (pl.GENERIC_BLOCK, 1, 1)
 
 
@@ -139,7 +141,7 @@ def test_offsets_beyond_32_bits_take_the_generic_kernel(x):
     call = nhwc_call(square("max", 3, 2), x)
     assert "32 bits" in pl.fast_path_refusal(call)
     launch = pl.launch(call, H100_SMS)
-    assert launch.kernel == pl.GENERIC and launch.args[13] == 1  # c_inner: NHWC order coalesces
+    assert launch.kernel == pl.GENERIC and launch.args[16] == 1  # c_inner: NHWC order coalesces
 
 
 def test_generic_kernel_refuses_more_outputs_than_its_index_holds():
@@ -302,6 +304,19 @@ HOST_CASES = {
     "max-nchw-generic": HostCase(square("max", 3, 2, 1), 8, (11, 10), pl.GENERIC, layout="nchw", x_slice=(2, 12)),
     "avg-nchw-generic": HostCase(square("avg", 3, 1, 1), 5, (7, 9), pl.GENERIC, layout="nchw", y_slice=(1, 8)),
     "global-avg-nchw-generic": HostCase(Pool("global_avg"), 6, (6, 5), pl.GENERIC, layout="nchw"),
+    "max-ceil-vector": HostCase(Pool("max", (3, 3), (2, 2), ceil_mode=True), 8, (10, 8), "pool_nhwc_max_v4"),
+    "avg-ceil-count-pad-scalar": HostCase(
+        Pool("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True, count_include_pad=True), 5, (10, 9), "pool_nhwc_avg_v1"
+    ),
+    "avg-asymmetric-count-pad-vector": HostCase(
+        Pool("avg", (3, 3), (2, 2), (0, 1), (1, 0), count_include_pad=True), 8, (9, 10), "pool_nhwc_avg_v4"
+    ),
+    "avg-ceil-nchw-generic": HostCase(
+        Pool("avg", (2, 3), (2, 2), (0, 1), ceil_mode=True), 6, (7, 8), pl.GENERIC, layout="nchw"
+    ),
+    "avg-count-pad-nchw-generic": HostCase(
+        Pool("avg", (3, 3), (1, 2), (1, 0), (2, 2), count_include_pad=True), 4, (6, 7), pl.GENERIC, layout="nchw"
+    ),
 }
 
 

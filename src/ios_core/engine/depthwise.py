@@ -3,7 +3,7 @@
 Two families (the file's header says how each works):
 
 - ``depthwise_nhwc_k<K>_s<S>_v<V>_t<T>``, the fast path: channels innermost in x and y, a square
-  3, 5 or 7 kernel, equal strides 1 or 2, no dilation, pre_act and act none or relu, and every
+  3, 5 or 7 kernel, equal strides 1 or 2, no dilation, pre_act none or relu (any act), and every
   element offset of x and y within 32 bits. A thread computes T outputs along W for V channels;
   V = 4 (float4) needs C, the pixel strides and all four base addresses 16-byte aligned.
 - ``depthwise_f32``, the generic fallback for everything else (NCHW, dilation, other kernels).
@@ -25,7 +25,7 @@ GENERIC_SIGNATURE = "i" * 17 + "Pqqqq" + "PiiiP" + "Pqqqq"
 FAST_SIGNATURE = "I" + "i" * 9 + "I" * 6 + "Piii" + "PP" + "Piii"
 FAST_KERNEL_SIZES = (3, 5, 7)
 FAST_STRIDES = (1, 2)
-FAST_ACTIVATIONS = ("none", "relu")
+FAST_PRE_ACTIVATIONS = ("none", "relu")  # applied to every loaded value by one max; the output's act may be any
 VECTOR_SHAPES = ((4, 4), (4, 2), (4, 1), (1, 1))  # (channels, outputs) per thread, most work first
 SCALAR_SHAPES = ((1, 4), (1, 2), (1, 1))
 FAST_SHAPES = tuple(dict.fromkeys(VECTOR_SHAPES + SCALAR_SHAPES))  # each instantiated once
@@ -111,7 +111,7 @@ def fast_path_refusal(call: DepthwiseCall) -> str | None:
         (conv.kernel[0] == conv.kernel[1] in FAST_KERNEL_SIZES, f"kernel {conv.kernel} is not 3x3, 5x5 or 7x7"),
         (conv.stride[0] == conv.stride[1] in FAST_STRIDES, f"stride {conv.stride} is not 1 or 2 both ways"),
         (conv.dilation == (1, 1), f"dilation {conv.dilation}"),
-        (call.pre_act in FAST_ACTIVATIONS and conv.act in FAST_ACTIVATIONS, "an activation other than relu"),
+        (call.pre_act in FAST_PRE_ACTIVATIONS, "an input activation other than relu"),
         (call.weight_strides == (1, conv.kernel[1] * c, c), "weights are not R x S x C"),
         (max(call.x.extent(), call.y.extent(), n * oh * ow * c) <= INT32_MAX, "offsets beyond 32 bits"),
     )

@@ -6,8 +6,9 @@ norm or softmax over channels one `NormTask`, the rest -- activations, clips, su
 `PointwiseTask`s. A ``C x 1 x 1`` operand of an element-wise node is read as it is, broadcast by the
 task. An operand that is a view (one term, lying contiguously in one buffer, see `placement`) is
 read in place; any other operand -- a sum of terms, or a concatenation whose slices live apart --
-is first gathered, segment by segment, into a scratch buffer live for that stage. A convolution whose input or output view would start off a
-16-byte boundary (cuDNN's alignment) reads or writes through an aligned scratch copy instead.
+is first gathered, segment by segment, into a scratch buffer live for that stage. A convolution
+whose input or output view would start off a 16-byte boundary (cuDNN's alignment) reads or writes
+through an aligned scratch copy instead.
 
 Scratch buffers live one stage, so streams of a stage never share one. `lower` works for a whole
 schedule and for a few stages alone (what the measured cost times): nodes the stages read but do

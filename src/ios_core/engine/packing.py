@@ -1,6 +1,7 @@
 """How a convolution's weights lie in GPU memory: its kernel in the order the launch's strides promise, then its bias.
 
-A *pack* is one convolution's kernel (float32), zeros up to the next `ARENA_ALIGNMENT` bytes, and its bias.
+A *pack* is one convolution's kernel (float32), zeros up to the next `ARENA_ALIGNMENT` bytes, and its bias; a
+LayerNorm's pack is its per-channel weight the same way (one dimension: nothing to reorder), then its bias.
 The kernel is KRSC in NHWC and KCRS in NCHW (`kernel_strides`); our depthwise kernel reads C x R x S
 weights, stored R x S x C in NHWC, where neighbouring threads take neighbouring channels, so that a
 warp's loads are contiguous (`depthwise_strides`). A whole plan lays its packs end to end in one buffer
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ios_core.engine.memory import align
-from ios_core.engine.program import ARENA_ALIGNMENT
+from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, NormTask
 from ios_core.weights import Params
 
 
@@ -32,9 +33,16 @@ class Pack:
 def kernel_array(params: Params, layout: str, ours: bool) -> np.ndarray:
     """The kernel as float32 in the order its strides promise (see the module); ``ours``: our depthwise kernel."""
     w = params["weight"].astype(np.float32)
+    if w.ndim == 1:
+        return w
     if ours:
         return np.ascontiguousarray(w[:, 0].transpose(1, 2, 0) if layout == "nhwc" else w[:, 0])
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1) if layout == "nhwc" else w)
+
+
+def ours(task: ConvTask | NormTask, own_depthwise: bool) -> bool:
+    """Whether ``task``'s weights are read by our depthwise kernel (in its own order) when ``own_depthwise``."""
+    return isinstance(task, ConvTask) and task.depthwise and own_depthwise
 
 
 def pack(params: Params, layout: str, ours: bool) -> Pack:

@@ -21,8 +21,8 @@ from ios_core.engine.depthwise import INT32_MAX, Launch, Operand, divider
 from ios_core.ir import Pool
 
 GENERIC = "pool2d_f32"
-GENERIC_SIGNATURE = "i" * 14 + "Pqqqq" * 2
-FAST_SIGNATURE = "I" + "i" * 11 + "I" * 6 + "Piii" * 2
+GENERIC_SIGNATURE = "i" * 17 + "Pqqqq" * 2
+FAST_SIGNATURE = "I" + "i" * 14 + "I" * 6 + "Piii" * 2
 FAST_KINDS = ("max", "avg")
 FAST_VECTORS = (4, 1)  # channels per thread, most work first
 FAST_BLOCK = 128
@@ -54,11 +54,13 @@ class PoolCall:
         """``max`` or ``avg``: a global pool is the same reduction over the whole image."""
         return self.pool.kind.removeprefix("global_")
 
-    def window(self) -> tuple[int, int, int, int, int, int]:
-        """``(kh, kw, sh, sw, ph, pw)``: kernel, stride and padding; a global pool's window is the whole input."""
+    def window(self) -> tuple[int, ...]:
+        """``(kh, kw, sh, sw, ph, pw, eh, ew, count_pad)``: kernel, stride, top/left and bottom/right padding, and
+        whether an average counts padding cells; a global pool's window is the whole input."""
         if self.pool.kind.startswith("global"):
-            return (*self.x.dims[2:], 1, 1, 0, 0)
-        return (*self.pool.kernel, *self.pool.stride, *self.pool.padding)
+            return (*self.x.dims[2:], 1, 1, 0, 0, 0, 0, 0)
+        top, left, bottom, right = self.pool.pads
+        return (*self.pool.kernel, *self.pool.stride, top, left, bottom, right, int(self.pool.count_include_pad))
 
 
 def fast_path_refusal(call: PoolCall) -> str | None:

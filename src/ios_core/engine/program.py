@@ -126,6 +126,7 @@ class PoolTask:
 
 
 POINTWISE_OPS = {"none": 0, "add": 1, "mul": 2}  # the op codes of cuda/pointwise.cu
+POINTWISE_SIGNATURE = "iiffIIII" + "Pqqqq" * 3  # of its pointwise_f32, for PyCUDA's prepare
 ACTIVATIONS = {  # enum Activation of cuda/activation.cuh
     "none": 0, "relu": 1, "sigmoid": 2, "tanh": 3, "relu6": 4, "hardsigmoid": 5, "hardswish": 6, "silu": 7,
     "gelu": 8, "gelu_tanh": 9,

@@ -7,7 +7,8 @@ differ only in the pointers they execute with. Every tensor's strides are set ex
 
 Bias and activation are fused into the graph (conv -> bias -> act) when some engine supports
 it; otherwise the graph is the convolution alone and the caller applies bias and activation
-with our pointwise kernel (``ConvGraph.fused`` says which).
+with our pointwise kernel (``ConvGraph.fused`` says which). An activation cuDNN has no node for
+(`CUDNN_ACTIVATIONS`) is never in a geometry: the caller applies it after the fused bias.
 
 Engine choice: ``autotune=False`` takes cuDNN's heuristic (mode A, then fallback) first plan
 that builds; ``autotune=True`` builds every candidate, times each inside a captured CUDA graph,
@@ -20,8 +21,10 @@ builds the winner. One `ConvLibrary` per autotuning setting and tune cache serve
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import cache
+from typing import Any
 
 import cudnn
 import pycuda.driver as drv
@@ -35,7 +38,27 @@ from ios_core.timing import Timing
 CANDIDATE_TIMING = Timing(warmup=1, number=CANDIDATE_REPLAYS * CANDIDATE_RUNS, repeat=1)
 """How a candidate engine is timed: `CANDIDATE_RUNS` runs captured in a graph, replayed `CANDIDATE_REPLAYS` times."""
 
-_ACT_BUILDERS = {"relu": "relu", "sigmoid": "sigmoid", "tanh": "tanh"}
+CUDNN_ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
+    "relu": lambda g, y: g.relu(input=y, name="act"),
+    "relu6": lambda g, y: g.relu(input=y, lower_clip=0.0, upper_clip=6.0, name="act"),
+    "sigmoid": lambda g, y: g.sigmoid(input=y, name="act"),
+    "tanh": lambda g, y: g.tanh(input=y, name="act"),
+    "silu": lambda g, y: g.swish(input=y, name="act"),  # SWISH_FWD, beta 1
+    "gelu": lambda g, y: g.gelu(input=y, name="act"),  # GELU_FWD: the erf form
+    "gelu_tanh": lambda g, y: g.gelu_approx_tanh(input=y, name="act"),
+}
+"""The activations a convolution's cuDNN graph applies after its bias, by the pointwise node that computes each.
+
+The one table of that choice: ``hardsigmoid`` and ``hardswish`` are missing because cuDNN has no mode for them and
+spelling them as a chain (scale by 1/6, add 1/2, clip, multiply) needs scalar operands passed by value, which
+runtime-fusion engines do not reliably take; the launcher runs them with our pointwise kernel, in place, right
+after the convolution's fused bias (`fused_activation`).
+"""
+
+
+def fused_activation(act: str) -> str:
+    """The activation the convolution's cuDNN graph applies: ``act`` when the graph can, else none."""
+    return act if act in CUDNN_ACTIVATIONS else "none"
 
 
 @dataclass(frozen=True)
@@ -53,6 +76,7 @@ class Geometry:
     dilation: tuple[int, int]
     act: str
     precision: str
+    padding_end: tuple[int, int] | None = None  # bottom and right, when they differ from ``padding``
 
     @property
     def bias_strides(self) -> tuple[int, ...]:
@@ -60,7 +84,10 @@ class Geometry:
         return (k, 1, k, k) if self.y_strides[1] == 1 else (k, 1, 1, 1)
 
     def key(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        fields = asdict(self)
+        if self.padding_end is None:  # a symmetric convolution keeps the key it had before asymmetric padding
+            del fields["padding_end"]
+        return json.dumps(fields, sort_keys=True)
 
 
 @dataclass
@@ -87,8 +114,12 @@ def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tup
     g = cudnn.pygraph(io_data_type=f32, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
     X = g.tensor(name="X", dim=list(geometry.x_dims), stride=list(geometry.x_strides), data_type=f32)
     W = g.tensor(name="W", dim=list(geometry.w_dims), stride=list(geometry.w_strides), data_type=f32)
-    y = g.conv_fprop(image=X, weight=W, padding=list(geometry.padding), stride=list(geometry.stride),
-                     dilation=list(geometry.dilation), compute_data_type=f32, name="conv")
+    if geometry.padding_end is None:
+        pads = {"padding": list(geometry.padding)}
+    else:
+        pads = {"pre_padding": list(geometry.padding), "post_padding": list(geometry.padding_end)}
+    y = g.conv_fprop(image=X, weight=W, **pads, stride=list(geometry.stride), dilation=list(geometry.dilation),
+                     compute_data_type=f32, name="conv")
     y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
     B = None
     if fused:
@@ -96,7 +127,7 @@ def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tup
         y = g.bias(input=y, bias=B, name="bias")
         y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
         if geometry.act != "none":
-            y = getattr(g, _ACT_BUILDERS[geometry.act])(input=y, name="act")
+            y = CUDNN_ACTIVATIONS[geometry.act](g, y)
             y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
     y.set_output(True)
     g.validate()

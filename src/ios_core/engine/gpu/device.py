@@ -18,7 +18,8 @@ import pycuda.driver as drv
 from cuda.bindings import driver as cu
 from pycuda.compiler import SourceModule
 
-from ios_core.engine import depthwise, pooling
+from ios_core.engine import channelwise, depthwise, pooling
+from ios_core.engine.program import POINTWISE_SIGNATURE
 
 NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
 BLOCK = 256  # threads per block of our grid-stride kernels (pointwise, fill)
@@ -143,6 +144,8 @@ class Kernels:
     pool: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     depthwise: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     fill: drv.Function
+    pad: drv.Function
+    norm: drv.Function  # LayerNorm and softmax over channels
 
 
 def default_kernel_dir() -> Path:
@@ -152,14 +155,15 @@ def default_kernel_dir() -> Path:
 
 @cache
 def kernels(kernel_dir: str | None = None) -> Kernels:
-    """Compile ``pointwise.cu``, ``pool.cu`` and ``depthwise.cu`` once per process for the running GPU."""
+    """Compile our kernel files (``pointwise.cu``, ``pool.cu``, ``depthwise.cu``, ``pad.cu``, ``norm.cu``) once per
+    process for the running GPU."""
     folder = Path(kernel_dir) if kernel_dir else default_kernel_dir()
     arch = device_context().arch
 
     modules = {  # functions keep their module alive
         file: SourceModule((folder / file).read_text(), arch=arch, no_extern_c=True, options=["-O3"],
                            include_dirs=[str(folder)])
-        for file in ("pointwise.cu", "pool.cu", "depthwise.cu")
+        for file in ("pointwise.cu", "pool.cu", "depthwise.cu", "pad.cu", "norm.cu")
     }
 
     def load(file: str, name: str, signature: str) -> drv.Function:
@@ -168,10 +172,12 @@ def kernels(kernel_dir: str | None = None) -> Kernels:
         return function
 
     return Kernels(
-        pointwise=load("pointwise.cu", "pointwise_f32", "iiIIII" + "Pqqqq" * 3),
+        pointwise=load("pointwise.cu", "pointwise_f32", POINTWISE_SIGNATURE),
         pool={name: load("pool.cu", name, signature) for name, signature in pooling.KERNELS.items()},
         depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
+        pad=load("pad.cu", channelwise.PAD, channelwise.PAD_SIGNATURE),
+        norm=load("norm.cu", channelwise.NORM, channelwise.NORM_SIGNATURE),
     )
 
 

@@ -24,18 +24,21 @@ from functools import partial
 import numpy as np
 import pycuda.driver as drv
 
-from ios_core.engine import depthwise, pooling
+from ios_core.engine import channelwise, depthwise, pooling
 from ios_core.engine.dependencies import Group, Waits
 from ios_core.engine.gpu import device
-from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers
+from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers, fused_activation
 from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides
 from ios_core.engine.program import (
     ACTIVATIONS,
     POINTWISE_OPS,
     ConvTask,
+    NormTask,
+    PadTask,
     PointwiseTask,
     PoolTask,
     Program,
+    ShuffleTask,
     Task,
     View,
     WeightKey,
@@ -222,15 +225,24 @@ def bind(prepared: Prepared, workspaces: Sequence[int]) -> Bound:
                        for k, launches in enumerate(stage)) for stage in prepared)
 
 
+def broadcast(operand: Pointer, dims: tuple[int, ...]) -> Pointer:
+    """``operand`` read over ``dims``: a dimension of size 1 where ``dims`` is larger gets stride 0 (a C x 1 x 1
+    operand broadcast over H and W)."""
+    address, own, strides = operand
+    return address, dims, tuple(0 if d == 1 and full > 1 else s for d, full, s in zip(own, dims, strides, strict=True))
+
+
 def pointwise_call(context: LaunchContext, k: int, y: Pointer, a: Pointer, b: Pointer | None, op: str,
-                   act: str) -> Callable[[], None]:
-    """A prepared launch of ``y = act(a op b)`` on stream ``k`` (our pointwise kernel)."""
-    (yp, dims, ys), (ap, _, as_) = y, a
-    bp, bs = (b[0], b[2]) if b is not None else (ap, as_)
+                   act: str, bounds: tuple[float, float] = (-np.inf, np.inf)) -> Callable[[], None]:
+    """A prepared launch of ``y = clip(act(a op b), *bounds)`` on stream ``k`` (our pointwise kernel); an operand of
+    size 1 in a dimension where y is larger is broadcast along it."""
+    yp, dims, ys = y
+    ap, _, as_ = broadcast(a, dims)
+    bp, _, bs = broadcast(b, dims) if b is not None else (ap, dims, as_)
     order = sorted(range(4), key=lambda d: -ys[d])  # y's fastest dimension last
     total = int(np.prod(dims))
-    args = (POINTWISE_OPS[op], ACTIVATIONS[act], total, dims[order[1]], dims[order[2]], dims[order[3]],
-            yp, *(ys[d] for d in order), ap, *(as_[d] for d in order), bp, *(bs[d] for d in order))
+    args = (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, dims[order[1]], dims[order[2]],
+            dims[order[3]], yp, *(ys[d] for d in order), ap, *(as_[d] for d in order), bp, *(bs[d] for d in order))
     grid, block = device.grid(total), (device.BLOCK, 1, 1)
     stream, fn = context.streams[k], context.kernels.pointwise
     return lambda: fn.prepared_async_call(grid, block, stream, *args)
@@ -238,8 +250,37 @@ def pointwise_call(context: LaunchContext, k: int, y: Pointer, a: Pointer, b: Po
 
 def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunch:
     b = context.pointer(task.b) if task.b is not None else None
-    call = pointwise_call(context, k, context.pointer(task.y), context.pointer(task.a), b, task.op, task.act)
+    call = pointwise_call(context, k, context.pointer(task.y), context.pointer(task.a), b, task.op, task.act,
+                          (task.low, task.high))
     return TaskLaunch(lambda _workspace: call(), ("pointwise",))
+
+
+def _operand(context: LaunchContext, view: View) -> depthwise.Operand:
+    return depthwise.Operand(*context.pointer(view))
+
+
+def _shuffle(context: LaunchContext, task: ShuffleTask, k: int) -> TaskLaunch:
+    # a copy over (n, i, j, pixel) whose strides permute the channels (engine.channelwise): one launch, no gather
+    y, x = channelwise.shuffle_views(_operand(context, task.x), _operand(context, task.y), task.groups)
+    call = pointwise_call(context, k, (y.address, y.dims, y.strides), (x.address, x.dims, x.strides), None, "none",
+                          "none")
+    return TaskLaunch(lambda _workspace: call(), ("pointwise", "shuffle"))
+
+
+def _pad(context: LaunchContext, task: PadTask, k: int) -> TaskLaunch:
+    launch = channelwise.pad_launch(_operand(context, task.x), _operand(context, task.y), task.pads, task.value,
+                                    context.multiprocessors)
+    return _chosen(context, k, "pad", {channelwise.PAD: context.kernels.pad}, launch)
+
+
+def _norm(context: LaunchContext, task: NormTask, k: int) -> TaskLaunch:
+    weights = (0, 0)
+    if task.weights is not None:
+        address = context.weights[task.weights]
+        weights = (address.weight, address.bias)
+    launch = channelwise.norm_launch(_operand(context, task.x), _operand(context, task.y), task.op, weights,
+                                     context.multiprocessors)
+    return _chosen(context, k, "norm", {channelwise.NORM: context.kernels.norm}, launch)
 
 
 def _chosen(context: LaunchContext, k: int, family: str, functions: Mapping[str, drv.Function],
@@ -271,22 +312,26 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     (xp, x_dims, x_strides), (yp, y_dims, y_strides) = context.pointer(task.x), context.pointer(task.y)
     weights, conv = context.weights[task.weights], task.conv
     w_dims = tuple(weights.dims)
+    top, left, bottom, right = conv.pads
     geometry = Geometry(x_dims, x_strides, w_dims, kernel_strides(w_dims, context.program.layout), y_dims, y_strides,
-                        conv.padding, conv.stride, conv.dilation, conv.act, context.precision)
+                        (top, left), conv.stride, conv.dilation, fused_activation(conv.act), context.precision,
+                        None if (bottom, right) == (top, left) else (bottom, right))
     wp, bp = weights.weight, weights.bias
     graph = context.library.get(geometry, TuningBuffers(xp, wp, bp, yp))
     handle = context.handles[k]
-    bias_act = None
+    y = (yp, y_dims, y_strides)
+    after = None
     if not graph.fused:  # bias and activation by our pointwise kernel, after the convolution
-        bias = (bp, y_dims, (0, 1, 0, 0))
-        bias_act = pointwise_call(context, k, (yp, y_dims, y_strides), (yp, y_dims, y_strides), bias, "add", conv.act)
+        after = pointwise_call(context, k, y, y, (bp, y_dims, (0, 1, 0, 0)), "add", conv.act)
+    elif geometry.act != conv.act:  # an activation cuDNN has no node for, in place after the fused bias
+        after = pointwise_call(context, k, y, y, None, "none", conv.act)
 
     def call(workspace: int) -> None:
         graph.execute(handle, xp, wp, bp, yp, workspace)
-        if bias_act is not None:
-            bias_act()
+        if after is not None:
+            after()
 
-    return TaskLaunch(call, () if graph.fused else ("pointwise",), graph)
+    return TaskLaunch(call, () if after is None else ("pointwise",), graph)
 
 
 def _pool(context: LaunchContext, task: PoolTask, k: int) -> TaskLaunch:
@@ -302,4 +347,7 @@ _LAUNCHERS: dict[type, Callable[[LaunchContext, Task, int], TaskLaunch]] = {
     ConvTask: _conv,
     PoolTask: _pool,
     PointwiseTask: _pointwise,
+    ShuffleTask: _shuffle,
+    PadTask: _pad,
+    NormTask: _norm,
 }

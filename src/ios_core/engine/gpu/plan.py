@@ -34,8 +34,8 @@ from ios_core.engine.gpu.launch import (
 )
 from ios_core.engine.lower import conv_params, lower
 from ios_core.engine.options import PlanOptions
-from ios_core.engine.packing import lay_out, pack
-from ios_core.engine.program import ConvTask, Program, WeightKey
+from ios_core.engine.packing import lay_out, ours, pack
+from ios_core.engine.program import Program, WeightKey
 from ios_core.ir import Graph
 from ios_core.precision import check_precision
 from ios_core.schedule import Schedule, Stage
@@ -167,10 +167,10 @@ def _launches(program: Program, stages: Bound, streams: tuple[drv.Stream, ...],
 
 def upload_weights(graph: Graph, program: Program, weights: dict[str, Params],
                    own_depthwise: bool) -> tuple[drv.DeviceAllocation, dict[WeightKey, WeightAddress], int]:
-    """Every convolution's pack in one GPU buffer: the buffer, each weight key's addresses, and the bytes used."""
-    tasks = {t.weights: t for t in program.tasks if isinstance(t, ConvTask)}
-    packs = [pack(conv_params(graph, weights, key), program.layout, t.depthwise and own_depthwise)
-             for key, t in tasks.items()]
+    """Every convolution's (and LayerNorm's) pack in one GPU buffer: the buffer, each weight key's addresses, and the
+    bytes used."""
+    tasks = program.weighted()
+    packs = [pack(conv_params(graph, weights, key), program.layout, ours(t, own_depthwise)) for key, t in tasks.items()]
     host, offsets, used = lay_out(packs)
     memory = drv.to_device(host)
     at = {key: WeightAddress.of(p, int(memory) + offset) for key, p, offset in zip(tasks, packs, offsets, strict=True)}

@@ -49,9 +49,9 @@ from ios_core.engine.gpu.timing import Replays
 from ios_core.engine.lower import conv_params
 from ios_core.engine.memory import align
 from ios_core.engine.options import PlanOptions
-from ios_core.engine.packing import pack
+from ios_core.engine.packing import ours, pack
 from ios_core.engine.profile import StageProfiler
-from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, Program, WeightKey
+from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, NormTask, Program, WeightKey
 from ios_core.ir import Graph
 from ios_core.timing import Timing
 from ios_core.weights import Params, make_weights
@@ -145,12 +145,12 @@ class WeightStore:
         self.at: dict[WeightKey, WeightAddress] = {}
         self._memory: list[drv.DeviceAllocation] = []
 
-    def get(self, task: ConvTask) -> WeightAddress:
-        """Where the weights of a convolution task are."""
+    def get(self, task: ConvTask | NormTask) -> WeightAddress:
+        """Where the weights of a convolution (or LayerNorm) task are."""
         found = self.at.get(task.weights)
         if found is None:
             packed = pack(conv_params(self.graph, self.params, task.weights), self.layout,
-                          task.depthwise and self.own_depthwise)
+                          ours(task, self.own_depthwise))
             memory = drv.to_device(packed.host)
             self._memory.append(memory)
             found = self.at[task.weights] = WeightAddress.of(packed, int(memory))
@@ -169,7 +169,7 @@ class StagePlan:
         library = conv_library(options.autotune, options.tune_cache)
         arena = pool.lend_arena(program.arena_bytes)
         streams, handles = pool.lend_streams(program.streams)
-        weights = {t.weights: store.get(t) for t in program.tasks if isinstance(t, ConvTask)}
+        weights = {key: store.get(t) for key, t in program.weighted().items()}
         self.context = LaunchContext(program, precision, options.own_depthwise, pool.context.multiprocessors,
                                      pool.kernels, library, tuple(streams), tuple(handles), int(arena), weights)
         prepared = prepare_program(self.context)

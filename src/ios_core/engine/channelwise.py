@@ -1,0 +1,82 @@
+"""How our kernels run the zoo's data-movement and per-pixel operators, and with what launch: plain Python.
+
+- A pad (or crop) is ``pad_f32`` of ``cuda/pad.cu``: one thread per output element writes the fill or the copy.
+- A LayerNorm or softmax over channels is ``norm_f32`` of ``cuda/norm.cu``: a warp per pixel where channels are
+  contiguous (NHWC, or a 1 x 1 image: a classifier's), else a thread per pixel (NCHW, where neighbouring threads
+  then read neighbouring pixels).
+- A channel shuffle is our pointwise copy over views re-read as (n, i, j, pixel) (`shuffle_views`): a permutation
+  of channels by strides alone, one launch.
+
+As for `ios_core.engine.depthwise` and `ios_core.engine.pooling`, the launch is chosen on the host once per task
+when the plan is built, apart from `ios_core.engine.gpu.launch`, so that it is tested without a GPU.
+"""
+
+from __future__ import annotations
+
+from ios_core.engine.depthwise import INT32_MAX, Launch, Operand
+from ios_core.ir import LayerNorm, Pads, Softmax
+
+PAD = "pad_f32"
+PAD_SIGNATURE = "i" * 8 + "f" + "i" + "Pqqqq" * 2
+NORM = "norm_f32"
+NORM_SIGNATURE = "iiIiii" + "f" + "Pqqqq" + "PP" + "Pqqqq"
+NORM_KINDS = {LayerNorm: 0, Softmax: 1}  # enum NormKind of cuda/norm.cu
+BLOCK = 256  # a multiple of the warp: a pixel's lanes never straddle two blocks
+BLOCKS_PER_SM = 16  # the grid-stride loops cover the rest
+WARP = 32
+
+
+def _grid(threads: int, sms: int) -> tuple[int, int]:
+    return min(-(-threads // BLOCK), sms * BLOCKS_PER_SM), 1
+
+
+def _outputs(y: Operand, kernel: str) -> int:
+    total = y.dims[0] * y.dims[1] * y.dims[2] * y.dims[3]
+    if total > INT32_MAX:
+        raise ValueError(f"{total} outputs overflow {kernel}'s 32-bit index")
+    return total
+
+
+def pad_launch(x: Operand, y: Operand, pads: Pads, value: float, sms: int) -> Launch:
+    """``pad_f32`` writing every element of ``y``: x shifted by the top and left pads, ``value`` elsewhere."""
+    (n, c, h, w), (_, _, oh, ow) = x.dims, y.dims
+    total = _outputs(y, PAD)
+    c_inner = int(y.strides[1] == 1)  # threads walk channels fastest: coalesced in NHWC
+    args = (n, c, oh, ow, pads[0], pads[1], h, w, float(value), c_inner, x.address, *x.strides, y.address,
+            *y.strides)
+    return Launch(PAD, _grid(total, sms), (BLOCK, 1, 1), args)
+
+
+def norm_lanes(x: Operand, y: Operand) -> int:
+    """Threads per pixel: a warp where both views hold each pixel's channels contiguously, else one."""
+    return WARP if x.strides[1] == 1 and y.strides[1] == 1 else 1
+
+
+def norm_launch(x: Operand, y: Operand, op: LayerNorm | Softmax, weights: tuple[int, int], sms: int) -> Launch:
+    """``norm_f32`` for ``op`` over each pixel's channels; ``weights`` are the LayerNorm's weight and bias addresses
+    (zeros for a softmax, which reads none)."""
+    n, c, h, w = x.dims
+    pixels, lanes = n * h * w, norm_lanes(x, y)
+    _outputs(y, NORM)
+    eps = float(op.eps) if isinstance(op, LayerNorm) else 0.0
+    args = (NORM_KINDS[type(op)], lanes, pixels, c, h, w, eps, x.address, *x.strides, *weights, y.address,
+            *y.strides)
+    return Launch(NORM, _grid(pixels * lanes, sms), (BLOCK, 1, 1), args)
+
+
+def shuffle_views(x: Operand, y: Operand, groups: int) -> tuple[Operand, Operand]:
+    """``(y, x)`` as 4-D views over (n, i, j, pixel) with ``y[n, i, j, p]`` = channel ``i * groups + j`` of y and
+    ``x[n, i, j, p]`` = channel ``j * (C / groups) + i`` of x: a copy between them is the shuffle.
+
+    H and W merge into one pixel index because every view's row stride is its width times its column stride
+    (a channel slice of a dense NHWC or NCHW buffer).
+    """
+    n, c, h, w = x.dims
+    per_group = c // groups
+    for view in (x, y):
+        if view.strides[2] != w * view.strides[3]:
+            raise ValueError(f"rows of {view} are not contiguous runs of pixels")
+    dims = (n, per_group, groups, h * w)
+    y_view = Operand(y.address, dims, (y.strides[0], groups * y.strides[1], y.strides[1], y.strides[3]))
+    x_view = Operand(x.address, dims, (x.strides[0], x.strides[1], per_group * x.strides[1], x.strides[3]))
+    return y_view, x_view
