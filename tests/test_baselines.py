@@ -9,6 +9,7 @@ import json
 
 import numpy as np
 import pytest
+from random_graphs import every_op_graph
 
 from ios_core import models
 from ios_core.baseline import run, summary
@@ -27,12 +28,24 @@ from ios_core.baselines.frameworks import UnknownFrameworkError
 from ios_core.baselines.sweep import sweep, table
 from ios_core.config import compose
 from ios_core.onnx_io import Network, run_network, save_onnx
+from ios_core.reference import relative_error
 from ios_core.timing import Timing
 from ios_core.tracking import read
+from ios_core.weights import make_input
 
 FAST = Timing(warmup=1, number=2, repeat=3)
-PAPER = {"torch_eager", "torch_cudagraph", "torch_compile", "torch_compile_freeze", "onnxruntime_cuda", "tensorrt",
-         "tvm_cudnn", "taso", "tensorflow", "tensorflow_xla"}
+PAPER = {
+    "torch_eager",
+    "torch_cudagraph",
+    "torch_compile",
+    "torch_compile_freeze",
+    "onnxruntime_cuda",
+    "tensorrt",
+    "tvm_cudnn",
+    "taso",
+    "tensorflow",
+    "tensorflow_xla",
+}
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +98,12 @@ def test_an_unavailable_framework_is_recorded_with_its_reason(demo):
     absent = Framework("absent", "-", "cuda", lambda: (False, "absent not installed"), never_runs)
     m = measure(absent, demo, 1, FAST)
     assert (m.status, m.available, m.reason, m.median_ms, m.latencies_ms) == (
-        "unavailable", False, "absent not installed", None, [])
+        "unavailable",
+        False,
+        "absent not installed",
+        None,
+        [],
+    )
     assert summary(m) == "absent demo batch 1: unavailable -- absent not installed"
 
 
@@ -125,14 +143,33 @@ def test_an_onnx_file_is_a_model(tmp_path, demo):
     assert measure(get("onnxruntime_cpu"), network, 2, FAST).rel_error < 1e-5
 
 
+def test_onnxruntime_cpu_runs_every_operator():
+    assert measure(get("onnxruntime_cpu"), Network.of(every_op_graph()), 2, FAST).rel_error < 1e-5
+
+
+@pytest.mark.parametrize("graph", [every_op_graph(), models.get("demo")], ids=["every_op", "demo"])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["nchw", "nhwc"])
+def test_the_torch_module_equals_the_reference_in_float64(graph, channels_last):
+    torch = pytest.importorskip("torch")
+    from ios_core.baselines.torch_module import torch_module
+
+    network = Network.of(graph, seed=2)
+    x = make_input(graph, 2)
+    module, batch = torch_module(graph, network.weights, torch.float64), torch.from_numpy(x)
+    if channels_last:
+        module, batch = module.to(memory_format=torch.channels_last), batch.to(memory_format=torch.channels_last)
+    assert relative_error(module(batch).detach().numpy(), run_network(network, x)) < 1e-12
+
+
 def compose_baseline(*overrides):
     return compose("baseline", overrides)
 
 
 def test_the_entry_point_prints_and_writes_a_record(tmp_path, capsys):
     out = tmp_path / "record.json"
-    cfg = compose_baseline("framework=onnxruntime_cpu", "model=demo", "batch=2", "tracking.mlflow=false",
-                           f"out={out}", "timing.repeat=4")
+    cfg = compose_baseline(
+        "framework=onnxruntime_cpu", "model=demo", "batch=2", "tracking.mlflow=false", f"out={out}", "timing.repeat=4"
+    )
     m = run(cfg)
     assert capsys.readouterr().out.startswith("onnxruntime_cpu demo batch 2: ")
     record = read(out)
@@ -148,8 +185,15 @@ def test_the_entry_point_records_absence(tmp_path):
     run(compose_baseline("framework=taso", "model=demo", "tracking.mlflow=false", f"out={out}"))
     tags = read(out).tags
     assert tags["available"] == "false" and tags["status"] == "unavailable" and "taso" in tags["reason"]
-    simulated = run(compose_baseline("framework=onnxruntime_cpu", "model=demo", "device=sim", "tracking.mlflow=false",
-                                     f"out={tmp_path / 'sim.json'}"))
+    simulated = run(
+        compose_baseline(
+            "framework=onnxruntime_cpu",
+            "model=demo",
+            "device=sim",
+            "tracking.mlflow=false",
+            f"out={tmp_path / 'sim.json'}",
+        )
+    )
     assert simulated.status == "unavailable" and "simulated" in simulated.reason
 
 
@@ -163,7 +207,11 @@ def test_the_sweep_records_every_framework_at_every_batch():
     seen = []
     results = sweep("demo", ["onnxruntime_cpu", "tensorrt"], [1, 2], FAST, progress=seen.append)
     assert [(m.framework, m.batch) for m in results] == [
-        ("onnxruntime_cpu", 1), ("onnxruntime_cpu", 2), ("tensorrt", 1), ("tensorrt", 2)]
+        ("onnxruntime_cpu", 1),
+        ("onnxruntime_cpu", 2),
+        ("tensorrt", 1),
+        ("tensorrt", 2),
+    ]
     assert seen == results
     lines = table(results).splitlines()
     assert lines[0].split() == ["framework", "b1", "b2"]

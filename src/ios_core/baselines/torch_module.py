@@ -4,22 +4,57 @@
 statement per operator, so PyTorch eager pays no interpreter of ours and ``torch.compile`` sees
 an ordinary module. Slices become ``x[:, a:b]``, concatenations ``torch.cat(..., 1)``, sums ``+``;
 each convolution is an ``nn.Conv2d`` holding the node's weights (float64 in, ``dtype`` out) and
-its activation a separate call, as PyTorch users write it. Average pooling excludes padding,
-as the IR says. PyTorch is imported when the function is called.
+its activation a separate call, as PyTorch users write it; LayerNorm over channels an ``nn.LayerNorm``
+between two permutes. Pooling is PyTorch's (the IR's ``ceil_mode`` and ``count_include_pad`` are its);
+asymmetric pads become an ``F.pad`` first (-inf for max pooling, an average divided by a constant
+buffer of counts). PyTorch is imported when the function is called.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 from typing import Any
 
-from ios_core.ir import Activation, Conv, Elementwise, Graph, Identity, Op, Pool, Sequential, Value
+from ios_core.ir import (
+    Activation,
+    ChannelShuffle,
+    Clip,
+    Conv,
+    Elementwise,
+    Graph,
+    Identity,
+    LayerNorm,
+    Op,
+    Pad,
+    Pads,
+    Pool,
+    Sequential,
+    Shape,
+    Softmax,
+    Value,
+    rules_of,
+    window_out,
+)
 from ios_core.weights import Params
 
 
 def _name(text: str) -> str:
     return re.sub(r"\W", "_", text)
+
+
+def _exact_pads(op: Pool, shape: Shape) -> Pads:
+    """``op``'s pads with the bottom and right set to what its last window reaches (cropping if less)."""
+    top, left, bottom, right = op.pads
+    oh = window_out(shape.height, op.kernel[0], op.stride[0], (top, bottom), ceil_mode=op.ceil_mode)
+    ow = window_out(shape.width, op.kernel[1], op.stride[1], (left, right), ceil_mode=op.ceil_mode)
+    return (
+        top,
+        left,
+        (oh - 1) * op.stride[0] + op.kernel[0] - shape.height - top,
+        (ow - 1) * op.stride[1] + op.kernel[1] - shape.width - left,
+    )
 
 
 class _Writer:
@@ -53,31 +88,110 @@ class _Writer:
         return out
 
     def activation(self, kind: str, x: Any) -> Any:
-        functions = {"relu": self.torch.relu, "sigmoid": self.torch.sigmoid, "tanh": self.torch.tanh}
-        return x if kind == "none" else self.call(functions[kind], x)
+        functional = self.torch.nn.functional
+        functions = {
+            "relu": (self.torch.relu, {}),
+            "sigmoid": (self.torch.sigmoid, {}),
+            "tanh": (self.torch.tanh, {}),
+            "relu6": (functional.relu6, {}),
+            "hardsigmoid": (functional.hardsigmoid, {}),
+            "hardswish": (functional.hardswish, {}),
+            "silu": (functional.silu, {}),
+            "gelu": (functional.gelu, {}),
+            "gelu_tanh": (functional.gelu, {"approximate": "tanh"}),
+        }
+        if kind == "none":
+            return x
+        function, options = functions[kind]
+        return self.call(function, x, **options)
 
-    def apply(self, op: Op, x: Any, module_name: str, params: Params, in_channels: int) -> Any:
-        """One single-operand operator on fx value ``x``."""
+    def module(self, name: str, module: Any, params: Params) -> str:
+        """Register ``module`` under ``name`` in the writer's dtype, holding ``params`` (float64 arrays)."""
+        module = module.to(self.dtype)  # before the copy: a float64 module keeps float64 weights
+        with self.torch.no_grad():
+            for key, array in params.items():
+                getattr(module, key).copy_(self.torch.from_numpy(array))
+        self.root.add_module(name, module)
+        return name
+
+    def pad(self, x: Any, pads: Pads, value: float = 0.0) -> Any:
+        """``F.pad`` by (top, left, bottom, right); a negative amount crops."""
+        top, left, bottom, right = pads
+        return self.call(self.torch.nn.functional.pad, x, (left, right, top, bottom), value=value)
+
+    def pool(self, op: Pool, x: Any, shape: Shape, name: str) -> Any:
+        functional = self.torch.nn.functional
+        if op.kind.startswith("global"):
+            reduce = functional.adaptive_avg_pool2d if op.kind == "global_avg" else functional.adaptive_max_pool2d
+            return self.call(reduce, x, 1)
+        top, left, bottom, right = op.pads
+        if (top, left) == (bottom, right) and 2 * max(top, left) <= min(op.kernel):  # PyTorch's own padding
+            if op.kind == "max":
+                return self.call(functional.max_pool2d, x, op.kernel, op.stride, op.padding, ceil_mode=op.ceil_mode)
+            return self.call(
+                functional.avg_pool2d,
+                x,
+                op.kernel,
+                op.stride,
+                op.padding,
+                ceil_mode=op.ceil_mode,
+                count_include_pad=op.count_include_pad,
+            )
+        # Padded by hand to exactly the cells the IR's windows reach, then pooled without padding or ceil_mode.
+        exact = _exact_pads(op, shape)
+        if op.kind == "max":
+            return self.call(functional.max_pool2d, self.pad(x, exact, -math.inf), op.kernel, op.stride)
+        sums = self.call(functional.avg_pool2d, self.pad(x, exact), op.kernel, op.stride, divisor_override=1)
+        ones = self.torch.ones(1, 1, shape.height, shape.width, dtype=self.dtype)
+        if op.count_include_pad:  # the padded input's cells count, what the windows reach beyond it does not
+            reach = (0, 0, exact[2] - bottom, exact[3] - right)
+            mask = functional.pad(
+                functional.pad(ones, (left, right, top, bottom), value=1.0), (0, reach[3], 0, reach[2])
+            )
+        else:
+            mask = functional.pad(ones, (exact[1], exact[3], exact[0], exact[2]))
+        self.root.register_buffer(
+            f"{name}_counts", functional.avg_pool2d(mask, op.kernel, op.stride, divisor_override=1)
+        )
+        return self.call(operator.truediv, sums, self.fx.get_attr(f"{name}_counts"))
+
+    def apply(self, op: Op, x: Any, module_name: str, params: Params, shape: Shape) -> Any:
+        """One single-operand operator on fx value ``x`` of per-sample ``shape``."""
         torch, functional = self.torch, self.torch.nn.functional
         if isinstance(op, Conv):
-            conv = torch.nn.Conv2d(in_channels, op.out_channels, op.kernel, op.stride, op.padding, op.dilation,
-                                   op.groups, bias=True)
-            with torch.no_grad():
-                conv.weight.copy_(torch.from_numpy(params["weight"]))
-                conv.bias.copy_(torch.from_numpy(params["bias"]))
-            self.root.add_module(module_name, conv.to(self.dtype))
-            return self.activation(op.act, self.fx.call_module(module_name, (x,)))
+            top, left, bottom, right = op.pads
+            symmetric = (top, left) == (bottom, right)
+            conv = torch.nn.Conv2d(
+                shape.channels,
+                op.out_channels,
+                op.kernel,
+                op.stride,
+                op.padding if symmetric else 0,
+                op.dilation,
+                op.groups,
+                bias=True,
+            )
+            out = self.fx.call_module(
+                self.module(module_name, conv, params), (x if symmetric else self.pad(x, op.pads),)
+            )
+            return self.activation(op.act, out)
         if isinstance(op, Pool):
-            pools = {
-                "max": lambda: self.call(functional.max_pool2d, x, op.kernel, op.stride, op.padding),
-                "avg": lambda: self.call(functional.avg_pool2d, x, op.kernel, op.stride, op.padding,
-                                         count_include_pad=False),
-                "global_avg": lambda: self.call(functional.adaptive_avg_pool2d, x, 1),
-                "global_max": lambda: self.call(functional.adaptive_max_pool2d, x, 1),
-            }
-            return pools[op.kind]()
+            return self.pool(op, x, shape, module_name)
         if isinstance(op, Activation):
             return self.activation(op.kind, x)
+        if isinstance(op, Pad):
+            return self.pad(x, op.pads, op.value)
+        if isinstance(op, Clip):
+            return self.call(torch.clamp, x, op.low, op.high)
+        if isinstance(op, ChannelShuffle):
+            return self.call(functional.channel_shuffle, x, op.groups)
+        if isinstance(op, LayerNorm):  # over channels: NHWC for nn.LayerNorm, a view of a channels-last batch
+            norm = torch.nn.LayerNorm(shape.channels, op.eps)
+            last = self.fx.call_method("permute", (x, 0, 2, 3, 1))
+            out = self.fx.call_module(self.module(module_name, norm, params), (last,))
+            return self.fx.call_method("permute", (out, 0, 3, 1, 2))
+        if isinstance(op, Softmax):
+            return self.call(torch.softmax, x, 1)
         if isinstance(op, Identity):
             return x
         raise TypeError(f"{type(op).__name__} does not take one operand")
@@ -91,14 +205,14 @@ class _Writer:
             for value in node.inputs[1:]:
                 out = self.call(combine, out, self.value(value))
         elif isinstance(op, Sequential):
-            out, channels = self.value(node.inputs[0]), node.inputs[0].channels
+            out, shape = self.value(node.inputs[0]), self.ir.operand_shapes(node)[0]
             for i, inner in enumerate(op.ops):
                 prefix = f"{i}."
-                inner_params = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
-                out = self.apply(inner, out, _name(f"{name}_{i}"), inner_params, channels)
-                channels = inner.out_channels if isinstance(inner, Conv) else channels
+                inner_params = {k[len(prefix) :]: v for k, v in params.items() if k.startswith(prefix)}
+                out = self.apply(inner, out, _name(f"{name}_{i}"), inner_params, shape)
+                shape = rules_of(inner).shape(inner, (shape,))
         else:
-            out = self.apply(op, self.value(node.inputs[0]), _name(name), params, node.inputs[0].channels)
+            out = self.apply(op, self.value(node.inputs[0]), _name(name), params, self.ir.operand_shapes(node)[0])
         self.env[name] = out
 
 
