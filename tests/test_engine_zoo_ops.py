@@ -3,11 +3,41 @@ equals the reference (float64, <= 1e-9), under the sequential and the greedy sch
 
 from __future__ import annotations
 
+import ctypes
+import shutil
+import subprocess
+from collections import Counter
+
+import numpy as np
 import pytest
+from fake_gpu import REGION, FakeGpu
+from kernel_harness import (
+    H100_SMS,
+    KERNEL_DIR,
+    aligned,
+    assert_fits,
+    build_for_host,
+    guards_intact,
+    host_view,
+    kernel_params,
+    nchw,
+    nhwc,
+    run_threads,
+)
 
 from ios_core import schedule as S
-from ios_core.engine import lower, simulate
-from ios_core.engine.program import NormTask, PadTask, PointwiseTask, ShuffleTask
+from ios_core.engine import PlanOptions, depthwise, lower, pooling, simulate
+from ios_core.engine import channelwise as cw
+from ios_core.engine.depthwise import Launch, Operand
+from ios_core.engine.program import (
+    ACTIVATIONS,
+    POINTWISE_OPS,
+    POINTWISE_SIGNATURE,
+    NormTask,
+    PadTask,
+    PointwiseTask,
+    ShuffleTask,
+)
 from ios_core.ir import (
     Activation,
     ChannelShuffle,
@@ -21,7 +51,7 @@ from ios_core.ir import (
     Softmax,
     concat,
 )
-from ios_core.reference import relative_error, run_graph
+from ios_core.reference import ACTIVATION_FUNCTIONS, KERNELS, relative_error, run_graph
 from ios_core.weights import make_input, make_weights
 
 NEW_ACTIVATIONS = ("relu6", "hardsigmoid", "hardswish", "silu", "gelu", "gelu_tanh")
@@ -208,3 +238,213 @@ def test_clip_and_shuffle_print_on_one_line():
     text = str(lower(graph, S.sequential(graph), 1, "nchw"))
     assert "clip(" in text and "pad 1 0 2 3 (-0.5)" in text
     assert "shuffle g2" in str(lower(shuffles(), S.sequential(shuffles()), 1, "nhwc"))
+
+
+# ---- CPU: our kernels for these operators, compiled for the host and run thread by thread --------
+
+SOURCES = {"pointwise_f32": "pointwise.cu", cw.PAD: "pad.cu", cw.NORM: "norm.cu"}
+SIGNATURES = {"pointwise_f32": POINTWISE_SIGNATURE, cw.PAD: cw.PAD_SIGNATURE, cw.NORM: cw.NORM_SIGNATURE}
+
+
+def test_signatures_match_the_sources():
+    for kernel, file in SOURCES.items():
+        letters = "".join(letter for letter, _, _ in kernel_params(KERNEL_DIR / file, f"{kernel}("))
+        assert letters == SIGNATURES[kernel], kernel
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not installed")
+@pytest.mark.parametrize("file", sorted(set(SOURCES.values())))
+def test_sources_compile_without_warnings(tmp_path, file):
+    out = subprocess.run(
+        ["nvcc", "-arch=sm_90", "-std=c++17", "-O3", "-I", str(KERNEL_DIR), "-cubin", "-o", str(tmp_path / "k.cubin"),
+         str(KERNEL_DIR / file)],
+        capture_output=True, text=True, check=True,
+    ).stderr  # fmt: skip
+    assert "warning" not in out.lower()
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory) -> dict[str, ctypes.CDLL]:
+    """Each kernel's source built for the CPU (`kernel_harness.build_for_host`), by kernel name."""
+    return {
+        kernel: build_for_host(KERNEL_DIR / file, {kernel: f"{kernel}("}, tmp_path_factory.mktemp(kernel))
+        for kernel, file in SOURCES.items()
+    }
+
+
+def placed(x: np.ndarray, layout: str, first: int = 0, total: int = 0) -> tuple[np.ndarray, Operand]:
+    """A NaN-filled buffer of ``total`` channels (x's own when 0) holding NCHW ``x`` from channel ``first``."""
+    n, c, h, w = x.shape
+    total = total or c
+    buffer = aligned((n, h, w, total) if layout == "nhwc" else (n, total, h, w))
+    view = host_view(buffer, layout, first, c)
+    channels = buffer[..., first : first + c] if layout == "nhwc" else buffer[:, first : first + c]
+    channels[...] = x.transpose(0, 2, 3, 1) if layout == "nhwc" else x
+    return buffer, view
+
+
+def empty(dims: tuple[int, int, int, int], layout: str, first: int = 0, total: int = 0) -> tuple[np.ndarray, Operand]:
+    return placed(np.full(dims, np.nan, np.float32), layout, first, total)
+
+
+def read(buffer: np.ndarray, layout: str, first: int, c: int) -> np.ndarray:
+    """Channels ``[first, first + c)`` as NCHW; nothing else of the buffer written, nothing outside it."""
+    nchw = buffer.transpose(0, 3, 1, 2) if layout == "nhwc" else buffer
+    assert np.isnan(nchw[:, :first]).all() and np.isnan(nchw[:, first + c :]).all(), "written outside the view"
+    assert guards_intact(buffer), "written outside the buffer"
+    return nchw[:, first : first + c]
+
+
+def pointwise(lib: dict, args: tuple, total: int, reverse: bool) -> None:
+    run_threads(lib["pointwise_f32"], Launch("pointwise_f32", (-(-total // 64), 1), (64, 1, 1), args),
+                POINTWISE_SIGNATURE, reverse)
+
+
+RNG = np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_pointwise_broadcasts_and_clips_on_the_host(host, layout, reverse):
+    x = RNG.standard_normal((2, 6, 5, 4)).astype(np.float32)
+    scale = RNG.standard_normal((2, 6, 1, 1)).astype(np.float32)
+    xb, xv = placed(x, layout, 2, 10)
+    sb, sv = placed(scale, layout, 1, 7)
+    yb, yv = empty(x.shape, layout, 3, 12)
+    args = cw.pointwise_args(yv, sv, xv, "mul", "hardswish", (-0.25, 0.5))
+    pointwise(host, args, x.size, reverse)
+    expected = np.clip(ACTIVATION_FUNCTIONS["hardswish"]((scale * x).astype(np.float64)), -0.25, 0.5)
+    np.testing.assert_allclose(read(yb, layout, 3, 6), expected, rtol=1e-6, atol=1e-6)
+    assert read(sb, layout, 1, 6).shape == scale.shape and read(xb, layout, 2, 6).shape == x.shape
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize(("channels", "groups"), [(12, 2), (12, 3), (8, 4), (6, 6)])
+def test_a_shuffle_is_one_strided_copy_on_the_host(host, layout, channels, groups):
+    x = RNG.standard_normal((2, channels, 3, 5)).astype(np.float32)
+    xb, xv = placed(x, layout, 4, channels + 8)
+    yb, yv = empty(x.shape, layout, 1, channels + 3)
+    y_view, x_view = cw.shuffle_views(xv, yv, groups)
+    pointwise(host, cw.pointwise_args(y_view, x_view, None, "none", "none"), x.size, False)
+    expected = KERNELS[ChannelShuffle](ChannelShuffle(groups), [x], {})
+    np.testing.assert_array_equal(read(yb, layout, 1, channels), expected)
+
+
+PAD_CASES = [((1, 0, 2, 3), -0.5), ((-1, -2, 0, -1), 0.0), ((2, -1, -3, 1), 1.5), ((0, 0, 0, 0), 0.0)]
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize(("pads", "value"), PAD_CASES)
+def test_pad_on_the_host_equals_reference(host, layout, pads, value):
+    x = RNG.standard_normal((2, 5, 6, 7)).astype(np.float32)
+    op = Pad(pads, value)
+    expected = KERNELS[Pad](op, [x.astype(np.float64)], {})
+    xb, xv = placed(x, layout, 3, 9)
+    yb, yv = empty(expected.shape, layout, 2, 8)
+    launch = cw.pad_launch(xv, yv, pads, value, H100_SMS)
+    assert_fits(launch, cw.PAD_SIGNATURE)
+    for reverse in (False, True):
+        run_threads(host[cw.PAD], launch, cw.PAD_SIGNATURE, reverse)
+        np.testing.assert_array_equal(read(yb, layout, 2, 5), expected.astype(np.float32))
+
+
+@pytest.mark.parametrize("op", [LayerNorm(1e-6), Softmax()], ids=["layer_norm", "softmax"])
+@pytest.mark.parametrize(("first", "total"), [(0, 0), (3, 40)])
+def test_norms_on_the_host_equal_reference(host, op, first, total):
+    """A thread per pixel (NCHW); a warp per pixel needs a GPU's shuffles (``test_engine_zoo_ops_gpu.py``)."""
+    x = (3 * RNG.standard_normal((2, 24, 5, 3)) + 1).astype(np.float32)
+    params = {"weight": RNG.standard_normal(24), "bias": RNG.standard_normal(24)}
+    expected = KERNELS[type(op)](op, [x.astype(np.float64)], params if isinstance(op, LayerNorm) else {})
+    weights = [aligned((24,)) for _ in range(2)]
+    for array, name in zip(weights, ("weight", "bias"), strict=True):
+        array[...] = params[name]
+    xb, xv = placed(x, "nchw", first, total)
+    yb, yv = empty(x.shape, "nchw", first, total)
+    addresses = (weights[0].ctypes.data, weights[1].ctypes.data) if isinstance(op, LayerNorm) else (0, 0)
+    launch = cw.norm_launch(xv, yv, op, addresses, H100_SMS)
+    assert launch.args[1] == 1 and launch.block[0] % 32 == 0
+    assert_fits(launch, cw.NORM_SIGNATURE)
+    run_threads(host[cw.NORM], launch, cw.NORM_SIGNATURE)
+    np.testing.assert_allclose(read(yb, "nchw", first, 24), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("x", "lanes"), [
+    (nhwc((1, 96, 56, 56)), 32),  # ConvNeXt's LayerNorm: channels contiguous
+    (nchw((1, 1000, 1, 1)), 32),  # a classifier's softmax: a 1 x 1 image holds its channels contiguously
+    (nchw((2, 96, 7, 7)), 1),
+])  # fmt: skip
+def test_a_warp_takes_a_pixel_where_its_channels_are_contiguous(x, lanes):
+    launch = cw.norm_launch(x, x, Softmax(), (0, 0), H100_SMS)
+    n, _, h, w = x.dims
+    assert launch.args[:3] == (1, lanes, n * h * w)
+    assert launch.grid[0] <= H100_SMS * cw.BLOCKS_PER_SM and launch.grid[0] * launch.block[0] >= min(
+        n * h * w * lanes, H100_SMS * cw.BLOCKS_PER_SM * cw.BLOCK)
+
+
+# ---- the GPU half on a fake GPU (`fake_gpu`): what a plan of these operators launches -------------
+
+
+@pytest.fixture
+def gpu():
+    fake = FakeGpu()
+    yield fake
+    fake.close()
+
+
+def signatures() -> dict[str, str]:
+    return {**SIGNATURES, **pooling.KERNELS, **depthwise.KERNELS}
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_a_plan_launches_every_task_inside_its_memory_with_arguments_that_fit(gpu, name, layout):
+    graph = GRAPHS[name]()
+    options = PlanOptions(layout=layout, autotune=False)
+    plan = gpu.engine["plan"].build_plan(graph, S.greedy(graph), 2, "fp32", None, options)
+    start = len(gpu.recorder.calls)
+    plan.enqueue()
+    calls = [call for call in gpu.recorder.calls[start:] if call[0] == "kernel"]
+    owned = {gpu.recorder.where(int(m))[0]: m.size for m in (plan.arena, plan.weights, *plan.workspaces) if m}
+    for call in calls:
+        assert_fits(Launch(call[1], call[2], call[3], call[5]), signatures()[call[1]])
+        for address in (a for a in call[5] if isinstance(a, int) and a >= REGION):
+            index, offset = gpu.recorder.where(address)
+            assert index in owned and offset < owned[index], call
+    launched = Counter(call[1] for call in calls)
+    tasks = Counter(type(t) for t in plan.program.tasks)
+    assert launched[cw.PAD] == tasks[PadTask] and launched[cw.NORM] == tasks[NormTask]
+    assert plan.stats.kernels.get("shuffle", 0) == tasks[ShuffleTask]
+    plan.close()
+
+
+@pytest.mark.parametrize("act", NEW_ACTIVATIONS)
+def test_an_activation_cudnn_cannot_fuse_runs_in_place_after_the_fused_bias(gpu, act):
+    b = GraphBuilder("one_conv", 8, 6, 6)
+    b.end_block(b.conv(b.input, 16, 3, padding=1, act=act))
+    graph = b.build()
+    plan = gpu.engine["plan"].build_plan(graph, S.sequential(graph), 1, "fp32", None, PlanOptions(autotune=False))
+    start = len(gpu.recorder.calls)
+    plan.enqueue()
+    calls = [call for call in gpu.recorder.calls[start:] if call[0] in ("kernel", "cudnn")]
+    (geometry,) = plan.context.library.graphs
+    fused = plan.context.library.graphs[geometry].fused
+    assert geometry.act == (act if act not in ("hardsigmoid", "hardswish") else "none")
+    if fused and geometry.act == act:
+        assert [c[0] for c in calls] == ["cudnn"]
+    else:  # bias and activation, or the activation alone, by our pointwise kernel, in place
+        assert [c[0] for c in calls] == ["cudnn", "kernel"] and calls[1][1] == "pointwise_f32"
+        args = calls[1][5]
+        assert args[1] == ACTIVATIONS[act] and args[0] == POINTWISE_OPS["none" if fused else "add"]
+    plan.close()
+
+
+def test_asymmetric_padding_reaches_cudnn_as_pre_and_post_padding(gpu):
+    graph = padded_convs()
+    plan = gpu.engine["plan"].build_plan(graph, S.sequential(graph), 1, "fp32", None,
+                                         PlanOptions(autotune=False, own_depthwise=False))
+    pads = {(g.padding, g.padding_end) for g in plan.context.library.graphs}
+    assert pads == {((0, 0), (1, 1)), ((1, 0), (0, 1)), ((1, 1), (2, 2)), ((0, 2), (2, 2))}
+    symmetric = [g for g in plan.context.library.graphs if g.padding_end is None]
+    assert all("padding_end" not in g.key() for g in symmetric)
+    plan.close()

@@ -5,7 +5,8 @@
   contiguous (NHWC, or a 1 x 1 image: a classifier's), else a thread per pixel (NCHW, where neighbouring threads
   then read neighbouring pixels).
 - A channel shuffle is our pointwise copy over views re-read as (n, i, j, pixel) (`shuffle_views`): a permutation
-  of channels by strides alone, one launch.
+  of channels by strides alone, one launch. The pointwise kernel's arguments (`pointwise_args`) broadcast an
+  operand of size 1 where the output is larger by a stride of 0: a C x 1 x 1 scale multiplies in one launch.
 
 As for `ios_core.engine.depthwise` and `ios_core.engine.pooling`, the launch is chosen on the host once per task
 when the plan is built, apart from `ios_core.engine.gpu.launch`, so that it is tested without a GPU.
@@ -13,7 +14,10 @@ when the plan is built, apart from `ios_core.engine.gpu.launch`, so that it is t
 
 from __future__ import annotations
 
+from math import inf, prod
+
 from ios_core.engine.depthwise import INT32_MAX, Launch, Operand
+from ios_core.engine.program import ACTIVATIONS, POINTWISE_OPS
 from ios_core.ir import LayerNorm, Pads, Softmax
 
 PAD = "pad_f32"
@@ -24,6 +28,27 @@ NORM_KINDS = {LayerNorm: 0, Softmax: 1}  # enum NormKind of cuda/norm.cu
 BLOCK = 256  # a multiple of the warp: a pixel's lanes never straddle two blocks
 BLOCKS_PER_SM = 16  # the grid-stride loops cover the rest
 WARP = 32
+
+
+def broadcast(operand: Operand, dims: tuple[int, int, int, int]) -> Operand:
+    """``operand`` read over ``dims``: a dimension of size 1 where ``dims`` is larger gets stride 0."""
+    strides = tuple(0 if d == 1 and full > 1 else s for d, full, s in zip(operand.dims, dims, operand.strides,
+                                                                          strict=True))
+    return Operand(operand.address, dims, strides)
+
+
+def pointwise_args(y: Operand, a: Operand, b: Operand | None, op: str, act: str,
+                   bounds: tuple[float, float] = (-inf, inf)) -> tuple:
+    """The arguments of ``pointwise_f32`` for ``y = clip(act(a op b), *bounds)``: the four dimensions ordered by
+    y's strides, fastest last, and the operands broadcast to y's dims."""
+    a = broadcast(a, y.dims)
+    b = a if b is None else broadcast(b, y.dims)
+    order = sorted(range(4), key=lambda d: -y.strides[d])
+    total = prod(y.dims)
+    if total >= 2**32:
+        raise ValueError(f"{total} outputs overflow pointwise_f32's 32-bit index")
+    return (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, *(y.dims[d] for d in order[1:]),
+            *(v for view in (y, a, b) for v in (view.address, *(view.strides[d] for d in order))))
 
 
 def _grid(threads: int, sms: int) -> tuple[int, int]:

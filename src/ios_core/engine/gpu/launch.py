@@ -30,8 +30,6 @@ from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers, fused_activation
 from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides
 from ios_core.engine.program import (
-    ACTIVATIONS,
-    POINTWISE_OPS,
     ConvTask,
     NormTask,
     PadTask,
@@ -225,25 +223,13 @@ def bind(prepared: Prepared, workspaces: Sequence[int]) -> Bound:
                        for k, launches in enumerate(stage)) for stage in prepared)
 
 
-def broadcast(operand: Pointer, dims: tuple[int, ...]) -> Pointer:
-    """``operand`` read over ``dims``: a dimension of size 1 where ``dims`` is larger gets stride 0 (a C x 1 x 1
-    operand broadcast over H and W)."""
-    address, own, strides = operand
-    return address, dims, tuple(0 if d == 1 and full > 1 else s for d, full, s in zip(own, dims, strides, strict=True))
-
-
 def pointwise_call(context: LaunchContext, k: int, y: Pointer, a: Pointer, b: Pointer | None, op: str,
                    act: str, bounds: tuple[float, float] = (-np.inf, np.inf)) -> Callable[[], None]:
     """A prepared launch of ``y = clip(act(a op b), *bounds)`` on stream ``k`` (our pointwise kernel); an operand of
-    size 1 in a dimension where y is larger is broadcast along it."""
-    yp, dims, ys = y
-    ap, _, as_ = broadcast(a, dims)
-    bp, _, bs = broadcast(b, dims) if b is not None else (ap, dims, as_)
-    order = sorted(range(4), key=lambda d: -ys[d])  # y's fastest dimension last
-    total = int(np.prod(dims))
-    args = (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, dims[order[1]], dims[order[2]],
-            dims[order[3]], yp, *(ys[d] for d in order), ap, *(as_[d] for d in order), bp, *(bs[d] for d in order))
-    grid, block = device.grid(total), (device.BLOCK, 1, 1)
+    size 1 in a dimension where y is larger is broadcast along it (`ios_core.engine.channelwise.pointwise_args`)."""
+    operand = depthwise.Operand
+    args = channelwise.pointwise_args(operand(*y), operand(*a), None if b is None else operand(*b), op, act, bounds)
+    grid, block = device.grid(int(np.prod(y[1]))), (device.BLOCK, 1, 1)
     stream, fn = context.streams[k], context.kernels.pointwise
     return lambda: fn.prepared_async_call(grid, block, stream, *args)
 
