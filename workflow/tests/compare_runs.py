@@ -11,12 +11,12 @@ import sqlite3
 import sys
 from pathlib import Path
 
-RECORD_KEYS = ("name", "kind", "status", "params", "tags")  # what a record says apart from its id and clock
+RECORD_KEYS = ("name", "kind", "status")  # what a record says apart from its id, times, params, tags and metrics
 
 
 def wall_clock(name):
-    """Whether a metric, CSV column or schedule meta key is a wall-clock time (``search_time_s``, ``cost_seconds``)."""
-    return name.endswith(("time_s", "_seconds"))
+    """Whether a metric, tag, CSV column or meta key is a wall-clock time (``search_time_s``, ``timestamp``)."""
+    return name == "timestamp" or name.endswith(("time_s", "_seconds"))
 
 
 def files(root):
@@ -29,10 +29,11 @@ def csv_rows(path):
 
 
 def record_content(path):
-    """A record's name, status, params, tags and metric values, without ids, timestamps and wall-clock metrics."""
+    """A record's name, status, params, tags and metric values, without its id and wall-clock times."""
     record = json.loads(path.read_text())
+    kept = {key: {k: v for k, v in record.get(key, {}).items() if not wall_clock(k)} for key in ("params", "tags")}
     metrics = {k: m["values"] for k, m in record.get("metrics", {}).items() if not wall_clock(k)}
-    return {**{k: record.get(k) for k in RECORD_KEYS}, "metrics": metrics}
+    return {**{k: record.get(k) for k in RECORD_KEYS}, **kept, "metrics": metrics}
 
 
 def schedule_content(path):

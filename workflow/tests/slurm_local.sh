@@ -11,6 +11,7 @@
 # script's children and are stopped by their own PIDs on exit, so nothing of an existing SLURM or munge installation
 # is touched (other ports, another socket). No accounting database: the status command is squeue.
 set -euo pipefail
+set -m # job control: each background process its own process group, Ctrl-C not ignored (the Ctrl-C check below)
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 PYTHON=${PYTHON:-python3}
@@ -124,9 +125,9 @@ fi
 echo "slurm_local.sh: one-node cluster up ($NODE_LINE) after $(($(date +%s) - started)) s"
 
 # --- the demo workflow, through SLURM and locally ------------------------------------------------------------------
-run_demo() { # run_demo <name> <snakemake options...>: the demo configuration, its own results and MLflow store
-  local dir=$TMP/$1
-  shift
+snake() { # snake <name> <target> <snakemake options...>: the demo in $TMP/<name>, its own MLflow store and log
+  local dir=$TMP/$1 target=$2
+  shift 2
   mkdir -p "$dir"
   "$PYTHON" - "$REPO/config/demo.yaml" "$dir" > "$dir.yaml" << 'EOF'
 import sys
@@ -137,22 +138,64 @@ config = yaml.safe_load(open(sys.argv[1]))
 config.update(results="results", tracking={"uri": f"sqlite:///{sys.argv[2]}/mlflow.db", "experiment": "ios-core"})
 print(yaml.safe_dump(config))
 EOF
-  local begin=$(date +%s)
-  PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m snakemake all -s "$REPO/Snakefile" -d "$dir" \
-    --configfile "$dir.yaml" "$@" > "$dir.log" 2>&1 || {
-    echo "slurm_local.sh: the $(basename "$dir") run failed; the end of its log ($dir.log):" >&2
-    tail -40 "$dir.log" >&2
-    return 1
-  }
-  echo "slurm_local.sh: the $(basename "$dir") run took $(($(date +%s) - begin)) s"
+  PYTHONPATH="$REPO/src${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m snakemake "$target" -s "$REPO/Snakefile" -d "$dir" \
+    --configfile "$dir.yaml" "$@" > "$dir.log" 2>&1
 }
-# squeue: this cluster has no accounting database (see workflow/README.md, "On a SLURM cluster"); the first status
-# check after 5 s rather than 40, since these jobs take seconds.
-run_demo slurm --profile "$REPO/workflow/profiles/slurm" --slurm-status-command squeue \
-  --slurm-init-seconds-before-status-checks 5
-jobs=$(grep -c "^Submitted job .* with external jobid" "$TMP/slurm.log" || true)
-run_demo local --cores 2
-
-# --- compare ---------------------------------------------------------------------------------------------------------
+fail() { # fail <message> <log>: say what went wrong, show the end of the log, stop
+  echo "slurm_local.sh: $1; the end of $2:" >&2
+  tail -40 "$2" >&2
+  exit 1
+}
+# The route workflow/README.md gives: the profile, the partition from sbatch's own variable; squeue for the status,
+# as this cluster has no accounting database; the first status check after 2 s rather than 40 (jobs take seconds).
+SLURM=(--profile "$REPO/workflow/profiles/slurm" --slurm-status-command squeue
+  --slurm-init-seconds-before-status-checks 2)
+begin=$(date +%s)
+SBATCH_PARTITION=debug snake slurm all "${SLURM[@]}" --verbose || fail "the SLURM run failed" "$TMP/slurm.log"
+jobs=$(grep -c "^sbatch call:" "$TMP/slurm.log" || true)
+echo "slurm_local.sh: the SLURM run took $(($(date +%s) - begin)) s ($jobs sbatch calls)"
+# Every job asked for the partition, a time limit and memory: the profile's and the rules' resources reached sbatch.
+complete=$(grep "^sbatch call:" "$TMP/slurm.log" | grep -- " -p debug " | grep -- " -t [0-9]" | grep -c -- " --mem [0-9]")
+((jobs > 0 && jobs == complete)) || fail "$((jobs - complete)) of $jobs sbatch calls lack -p, -t or --mem" "$TMP/slurm.log"
+begin=$(date +%s)
+snake local all --cores "$(nproc)" || fail "the local run failed" "$TMP/local.log"
+echo "slurm_local.sh: the local run took $(($(date +%s) - begin)) s"
 "$PYTHON" "$REPO/workflow/tests/compare_runs.py" "$TMP/slurm" "$TMP/local"
-echo "slurm_local.sh: $jobs SLURM jobs; outputs identical to the local run; $(($(date +%s) - started)) s in all"
+
+# --- a job asking for more memory than the node has: refused at once, with sbatch's message -----------------------
+# Given on the command line, --default-resources replaces the profile's block, and the rule's own runtime stays.
+memory=$(sed -n 's/.*RealMemory=\([0-9]*\).*/\1/p' <<< "$NODE_LINE")
+begin=$(date +%s)
+snake oversized results/sim/fp32/schedules/h100/demo/b1/sequential.json "${SLURM[@]}" --verbose \
+  --default-resources slurm_partition=debug --set-resources "optimize:mem_mb=$((2 * memory))" &
+run=$!
+for _ in $(seq 120); do
+  kill -0 "$run" 2> /dev/null || break
+  sleep 1
+done
+if kill -0 "$run" 2> /dev/null; then
+  kill -INT -- "-$run"
+  wait "$run"
+  fail "a job asking for $((2 * memory)) MB was still waiting after 120 s" "$TMP/oversized.log"
+fi
+wait "$run" && fail "a job asking for $((2 * memory)) MB ran on a node of $memory MB" "$TMP/oversized.log"
+grep -q "Memory specification can not be satisfied" "$TMP/oversized.log" \
+  || fail "a job asking for too much memory did not fail with sbatch's message" "$TMP/oversized.log"
+grep "^sbatch call:" "$TMP/oversized.log" | grep -q -- " -t 30 " \
+  || fail "--default-resources on the command line dropped the rule's runtime" "$TMP/oversized.log"
+echo "slurm_local.sh: a job asking for $((2 * memory)) MB failed after $(($(date +%s) - begin)) s with sbatch's message"
+
+# --- Ctrl-C cancels the jobs a run submitted ------------------------------------------------------------------------
+snake interrupted all "${SLURM[@]}" &
+run=$!
+for _ in $(seq 60); do
+  [[ -n $(squeue -h -o %i) ]] && break
+  sleep 1
+done
+[[ -n $(squeue -h -o %i) ]] || fail "the run to interrupt submitted no job in 60 s" "$TMP/interrupted.log"
+kill -INT -- "-$run" # Ctrl-C reaches the whole foreground process group: here the job's own
+wait "$run" || true
+left=$(squeue -h -o %i | wc -l)
+((left == 0)) || fail "$left jobs still queued or running after Ctrl-C" "$TMP/interrupted.log"
+echo "slurm_local.sh: Ctrl-C cancelled every job its run had submitted"
+echo "slurm_local.sh: passed in $(($(date +%s) - started)) s"
