@@ -12,6 +12,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from ios_core import engine, models
@@ -27,6 +28,7 @@ from ios_core.optimize import run
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import Group, Stage, greedy, sequential
 from ios_core.timing import Timing, TimingError
+from ios_core.weights import make_weights
 
 ENVIRONMENT = {"name": "NVIDIA H100 80GB HBM3", "driver": "580.159.04", "cuda": "13.0", "cudnn": "9.19.0"}
 
@@ -183,13 +185,16 @@ def test_other_timing_does_not_reuse_the_cache(monkeypatch, tmp_path):
     assert cost.stats.misses == 0  # a measurement reads the GPU, not the simulated profile's numbers
 
 
-def fake_gpu(monkeypatch, backend: FakeBackend) -> None:
-    """Make ``cost=measured`` buildable here: a GPU 'present', its environment, and the fake backend."""
+def fake_gpu(monkeypatch, backend: FakeBackend, weights_given: list | None = None) -> None:
+    """Make ``cost=measured`` buildable here: a GPU 'present', its environment, and the fake backend; the weights
+    each profiler is made with go to ``weights_given``."""
     monkeypatch.setattr(cost_factory, "gpu_present", lambda: True)
     monkeypatch.setattr(engine, "environment", lambda: dict(ENVIRONMENT))
 
     def profiler(graph, batch, precision="fp32", weights=None, options=None, timing=None):
         assert precision == "fp32" and options.autotune and options.tune_cache == "tune.json"
+        if weights_given is not None:
+            weights_given.append(weights)
         return StageProfiler(graph, batch, backend, timing, options)
 
     monkeypatch.setattr(engine, "gpu_profiler", profiler)
@@ -235,6 +240,27 @@ def test_the_cli_with_a_warm_cache_profiles_nothing(monkeypatch, tmp_path, capsy
     assert first.schedule.meta["cost_evaluations"] > 0 and calls > 0
     assert second.schedule.meta["cost_evaluations"] == 0 and backend.calls == calls
     assert second.schedule == first.schedule and second.schedule.meta["latency_label"] == "measured"
+
+
+def test_an_onnx_network_is_profiled_with_its_own_weights_and_shares_its_twin_s_measurements(monkeypatch, tmp_path):
+    """The file's weights reach the profiler; they are no part of the cache space (latencies do not depend on
+    values), so the same network with other weights finds every stage measured already."""
+    from ios_core.onnx_io import Network, load_onnx, save_onnx
+
+    given, demo = [], models.get("demo")
+    for seed in (7, 8):
+        save_onnx(Network(demo, make_weights(demo, seed)), tmp_path / f"demo{seed}.onnx")
+    fake_gpu(monkeypatch, FakeBackend(), given)
+    common = ["progress=false", "cost=measured", "device=h100", f"cost.cache={tmp_path / 'c.jsonl'}",
+              "cost.tune_cache=tune.json", "tracking.mlflow=false", "model=onnx"]
+    first = run(compose("optimize", [*common, f"model.path={tmp_path / 'demo7.onnx'}", f"output={tmp_path}/a.json"]))
+    (weights,) = given
+    expected = load_onnx(tmp_path / "demo7.onnx").weights
+    assert first.schedule.meta["cost_evaluations"] > 0 and weights.keys() == expected.keys()
+    assert all(np.array_equal(weights[n][k], expected[n][k]) for n in expected for k in expected[n])
+    twin = run(compose("optimize", [*common, f"model.path={tmp_path / 'demo8.onnx'}", f"output={tmp_path}/b.json"]))
+    assert twin.schedule.meta["cost_evaluations"] == 0 and len(given) == 1  # no profiler was even made
+    assert twin.result.latency_ms == first.result.latency_ms
 
 
 def test_the_measured_config_composes_with_ios_timing():

@@ -4,16 +4,19 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
 from ios_core import gpu, models
 from ios_core.config import compose
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, schedule_latency
-from ios_core.measure import MeasureError, run
+from ios_core.measure import MeasureError, OutputError, run
+from ios_core.reference import run_graph
 from ios_core.schedule import greedy, save
 from ios_core.timing import Timing
 from ios_core.tracking import read
+from ios_core.weights import make_weights
 
 
 def config(*overrides):
@@ -91,40 +94,100 @@ class FakeMeasurement:
     clocks_after: dict = field(default_factory=lambda: {"sm_mhz": 1980, "throttle": []})
 
 
-def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
-    """The engine is called only for a real device, with the precision and autotuning asked for; then each
-    stage is timed alone by the measured stage cost, with the same autotuning."""
+class FakePlan:
+    """A plan that computes what the float64 reference does (or ``wrong`` times it) and records its closing."""
+
+    def __init__(self, graph, weights, calls, wrong=1.0):
+        self.graph, self.weights, self.calls, self.wrong = graph, weights, calls, wrong
+
+    def __call__(self, x):
+        return self.wrong * run_graph(self.graph, x, self.weights)
+
+    def close(self):
+        self.calls["closed"] = True
+
+
+class StageAlone:
+    kind = "measured"
+
+    def stage_latency(self, graph, stage, batch):
+        return 0.01
+
+
+def fake_engine(monkeypatch, calls, wrong=1.0):
+    """The engine and the measured stage cost as fakes that record what they were given."""
     from ios_core import engine
     from ios_core import measure as measure_module
 
-    class FakePlan:
-        def close(self):
-            calls["closed"] = True
+    def build_plan(graph, schedule, batch, precision, weights, options):
+        calls["plan"] = (batch, precision, weights, options)
+        return FakePlan(graph, weights, calls, wrong)
 
-    class StageAlone:
-        kind = "measured"
-
-        def stage_latency(self, graph, stage, batch):
-            return 0.01
-
-    calls = {}
     monkeypatch.setattr(engine, "PlanOptions", lambda autotune, barrier: {"autotune": autotune, "barrier": barrier})
     monkeypatch.setattr(gpu, "device_info", lambda index=0: {"available": True, "name": "NVIDIA H100 80GB HBM3"})
-    monkeypatch.setattr(engine, "build_plan", lambda *a, **k: calls.setdefault("plan", (a[2:], k)) and FakePlan())
+    monkeypatch.setattr(engine, "build_plan", build_plan)
     monkeypatch.setattr(engine, "latency",
                         lambda plan, timing: calls.setdefault("timing", timing) and FakeMeasurement())
     monkeypatch.setattr(measure_module, "build_cost",
                         lambda spec, device: calls.setdefault("cost", spec) and StageAlone())
+
+
+def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
+    """The engine is called only for a real device, with the precision and autotuning asked for, on the model's
+    weights; its output is checked; then each stage is timed alone by the measured stage cost, with the same
+    autotuning and weights."""
+    calls = {}
+    fake_engine(monkeypatch, calls)
     record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
-    assert calls["plan"] == ((1, "fp32"), {"options": {"autotune": True, "barrier": "stage"}})  # fp32 allows TF32
+    batch, precision, weights, options = calls["plan"]
+    assert (batch, precision, options) == (1, "fp32", {"autotune": True, "barrier": "stage"})  # fp32 allows TF32
+    assert weights.keys() == make_weights(models.get("demo")).keys()  # a built-in model: its synthetic weights
     assert calls["closed"] and calls["cost"].kind == "measured" and calls["cost"].autotune
+    assert calls["cost"].weights is weights
     assert calls["timing"] == calls["cost"].timing == Timing()  # conf/measure.yaml: IOS's 2, 6, 6
     stages = len(record.values("stage_latency_ms"))
     assert stages > 1 and record.values("stage_latency_ms") == [0.01] * stages
     assert len(record.values("stage_utilization_pct")) == stages
     assert record.tags["source"] == "measured" and record.values("latency_ms") == [1.0, 1.2, 1.1]
-    assert record.latest("median_ms") == pytest.approx(1.1)
+    assert record.latest("median_ms") == pytest.approx(1.1) and record.latest("rel_error") == 0.0
     assert record.params["gpu_name"] == "NVIDIA H100 80GB HBM3" and record.params["variant"] == "autotune"
+
+
+def test_an_onnx_network_runs_on_the_engine_with_the_file_s_own_weights(tmp_path, monkeypatch):
+    """Not seed-0 synthetic weights: the plan and the stage cost get the file's, and the check is against them."""
+    from ios_core.onnx_io import Network, load_onnx, save_onnx
+
+    path, demo = tmp_path / "demo.onnx", models.get("demo")
+    save_onnx(Network(demo, make_weights(demo, seed=7)), path)
+    graph = load_onnx(path).graph
+    schedule = save(greedy(graph), tmp_path / "greedy.json")
+    calls = {}
+    fake_engine(monkeypatch, calls)
+    record = run(config("model=onnx", f"model.path={path}", "device=h100", f"schedule={schedule}"))
+    weights = calls["plan"][2]
+    expected = load_onnx(path).weights
+    assert weights.keys() == expected.keys() and calls["cost"].weights is weights
+    assert all(np.array_equal(weights[n][k], expected[n][k]) for n in expected for k in expected[n])
+    first = next(iter(expected))
+    assert not np.allclose(weights[first]["weight"], make_weights(graph)[first]["weight"])  # not seed 0's
+    assert record.latest("rel_error") == 0.0 and record.params["model"] == "onnx"
+
+
+def test_an_engine_that_computes_something_else_fails_the_run(schedule_file, monkeypatch, tmp_path):
+    calls, out = {}, tmp_path / "wrong.json"
+    fake_engine(monkeypatch, calls, wrong=1.5)
+    with pytest.raises(OutputError, match=r"relative L2 error 5\.00e-01 > 1e-02 \(fp32\)"):
+        run(config("device=h100", f"schedule={schedule_file}", f"out={out}"))
+    (failed,) = tmp_path.glob("wrong.*.failed.json")
+    assert not out.exists() and read(failed).status == "FAILED"
+    assert calls["closed"] and "cost" not in calls  # no stage was timed after it
+
+
+def test_the_check_can_be_left_out(schedule_file, monkeypatch):
+    calls = {}
+    fake_engine(monkeypatch, calls, wrong=1.5)
+    record = run(config("device=h100", "check=false", f"schedule={schedule_file}"))
+    assert record.available and record.latest("rel_error") is None
 
 
 def test_command_line(schedule_file, tmp_path):

@@ -105,12 +105,13 @@ class ModelConfig:
     path: str | None = None  # the .onnx file, for name=onnx
 
 
-def build_model(model: ModelConfig) -> Graph:
-    """The graph a model config names (``path`` goes to the ``onnx`` model as its file)."""
+def build_model(model: ModelConfig) -> tuple[Graph, models.Weights | None]:
+    """The graph a model config names and the weights it comes with (`ios_core.models.load`: a file's own for
+    ``onnx``, whose ``path`` is the file; None for a built-in model, run on its `make_weights`)."""
     kwargs = dict(OmegaConf.to_container(model.kwargs)) if OmegaConf.is_config(model.kwargs) else dict(model.kwargs)
     if model.path is not None:
         kwargs["path"] = model.path
-    return models.get(model.name, **kwargs)
+    return models.load(model.name, **kwargs)
 
 
 def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = (),
@@ -134,8 +135,10 @@ def _mutable_schema(name: str, frozen: type, leave_out: tuple[str, ...] = (),
 
 DeviceConfig = _mutable_schema("DeviceConfig", DeviceProfile)
 TimingConfig = _mutable_schema("TimingConfig", Timing)
-# Which `ios_core.cost` to build (`CostSpec`); its precision is the run's top-level ``precision``.
-CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision",), nested={"timing": TimingConfig})
+# Which `ios_core.cost` to build (`CostSpec`); its precision is the run's top-level ``precision``, its weights the
+# model's (`build_model`).
+CostConfig = _mutable_schema("CostConfig", CostSpec, leave_out=("precision", "weights"),
+                             nested={"timing": TimingConfig})
 
 
 @dataclass
@@ -174,6 +177,7 @@ class MeasureConfig:
     mode: Mode = Mode.auto
     autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
     barrier: Barrier = Barrier["stage"]  # engine only: "stage" barriers or "exact" dependencies between groups
+    check: bool = True  # engine only: the output against the float64 reference first (metric rel_error)
     timing: TimingConfig = field(default_factory=TimingConfig)
     unavailable: str | None = None  # record "not available" with this reason instead of measuring
     schedule_params: dict[str, str] = field(default_factory=dict)  # opt, r, s, schedule_batch, schedule_device

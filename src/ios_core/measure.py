@@ -8,7 +8,10 @@ How the number is obtained depends on the device (``mode=auto``):
 * a real device: the GPU engine (`ios_core.engine`, imported only then) times CUDA-graph replays,
   ``timing.repeat`` samples of ``timing.number`` replays after ``timing.warmup``, labelled
   ``source=measured`` with the GPU's name, driver, cuDNN version and clocks; per stage, the latency
-  of the stage timed alone (the ``measured`` stage cost) and the FLOP rate it achieves so.
+  of the stage timed alone (the ``measured`` stage cost) and the FLOP rate it achieves so. The engine
+  runs the network's own weights (a file's for ``model=onnx``, `ios_core.models.load`), and with
+  ``check=true`` its output is checked first against the float64 reference on the same weights and input:
+  the relative L2 error is the metric ``rel_error``, and one above the precision's `TOLERANCE` fails the run.
 
 Either way one `ios_core.tracking` record is written to ``out`` and logged to MLflow (unless
 ``tracking.mlflow=false``). A measurement that cannot be made here -- autotuning without a GPU, a
@@ -27,19 +30,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from ios_core.config import ConfigError, Mode, build_model, check_batch, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
-from ios_core.errors import run_command
+from ios_core.errors import UserError, run_command
 from ios_core.ir import Graph
+from ios_core.models import Weights
+from ios_core.reference import relative_error, run_graph
 from ios_core.schedule import Schedule, load
 from ios_core.timing import Timing
 from ios_core.tracking import Record, TrackingConfig, stringify, tracked
 from ios_core.tracking.adapters import search_metrics
+from ios_core.weights import make_input, make_weights
 
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
+TOLERANCE = {"fp32": 1e-2, "fp32-strict": 1e-4}
+"""The largest relative L2 error of an engine's output against a reference, by precision (TF32 rounds inputs to
+10 mantissa bits)."""
 
 
 class MeasureError(ConfigError):
     """A config value measure cannot use; the message names the key."""
+
+
+class OutputError(UserError):
+    """The engine computed something else than the network: the message gives the error and the tolerance."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +63,7 @@ class Measured:
     params: dict[str, Any]
     stage_ms: list[float] = field(default_factory=list)
     stage_utilization_pct: list[float] = field(default_factory=list)
+    rel_error: float | None = None  # the output's against the float64 reference, where it was checked
 
 
 def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfile, precision: str) -> Measured:
@@ -82,22 +96,44 @@ def gpu_mismatch(device: DeviceProfile) -> str | None:
     return None
 
 
-def on_engine(graph: Graph, schedule: Schedule, batch: int, cfg: DictConfig, device: DeviceProfile) -> Measured:
-    """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events); then each of
-    its stages alone, as the optimizer's measured cost does, for the stage timeline of experiment 3."""
+def on_engine(graph: Graph, weights: Weights | None, schedule: Schedule, batch: int, cfg: DictConfig,
+              device: DeviceProfile) -> Measured:
+    """Time the schedule on this machine's GPU with the engine (CUDA-graph replays, CUDA events), the network
+    run with ``weights`` (None: `make_weights`), its output checked first if ``cfg.check``; then each of its stages
+    alone, as the optimizer's measured cost does, for the stage timeline of experiment 3."""
     from ios_core import engine
 
-    timing = Timing(**OmegaConf.to_container(cfg.timing))
-    plan = engine.build_plan(graph, schedule, batch, str(cfg.precision),
+    timing, precision = Timing(**OmegaConf.to_container(cfg.timing)), str(cfg.precision)
+    weights = weights if weights is not None else make_weights(graph)
+    plan = engine.build_plan(graph, schedule, batch, precision, weights,
                              options=engine.PlanOptions(autotune=cfg.autotune, barrier=str(cfg.barrier)))
-    m = engine.latency(plan, timing)
+    try:
+        error = output_error(plan, graph, weights, batch) if cfg.check else None
+        m = engine.latency(plan, timing)
+    finally:
+        plan.close()
+    check_output(error, precision)  # before timing the stages: a wrong network's timeline is not worth having
     params = {**engine_params(m), "barrier": cfg.barrier, "utilization_metric": MEASURED_UTILIZATION_METRIC}
-    plan.close()
-    precision = str(cfg.precision)
-    alone = build_cost(CostSpec(kind="measured", precision=precision, timing=timing, autotune=cfg.autotune), device)
+    alone = build_cost(CostSpec(kind="measured", precision=precision, timing=timing, autotune=cfg.autotune,
+                                weights=weights), device)
     stage_ms = stage_latencies(alone, graph, schedule.stages, batch)
     return Measured(list(m.samples), params, stage_ms, stage_utilization(graph, schedule, batch, stage_ms, device,
-                                                                          precision))
+                                                                          precision), error)
+
+
+def output_error(run: Any, graph: Graph, weights: Weights, batch: int) -> float:
+    """The relative L2 error of ``run``'s output (a plan's: input batch -> output batch) on `make_input` against the
+    float64 reference's, on the first sample: samples are independent, so one checks them all, at a batch's
+    fraction of the reference's time."""
+    x = make_input(graph, batch)
+    return relative_error(run(x)[:1], run_graph(graph, x[:1], weights))
+
+
+def check_output(error: float | None, precision: str) -> None:
+    """`OutputError` if ``error`` is above the precision's `TOLERANCE` (None: not checked)."""
+    if error is not None and not error <= TOLERANCE[precision]:  # NaN fails too
+        raise OutputError(f"the engine's output differs from the float64 reference: relative L2 error {error:.2e} > "
+                          f"{TOLERANCE[precision]:.0e} ({precision})")
 
 
 def engine_params(m: Any) -> dict[str, Any]:
@@ -149,7 +185,7 @@ def run(cfg: DictConfig) -> Record:
     source = "measured" if use_engine else "simulated"
     check_batch(cfg.batch)
     reason = _why_not(cfg, device, source)
-    graph = build_model(cfg.model)
+    graph, weights = build_model(cfg.model)
     if reason is None and not cfg.schedule:
         raise MeasureError("schedule=<path of a schedule JSON> is required (python -m ios_core.optimize writes one)")
     schedule = None
@@ -165,8 +201,10 @@ def run(cfg: DictConfig) -> Record:
             if cfg.schedule:
                 record.artifacts.append(str(cfg.schedule))
         if reason is None:
-            measured = (on_engine(graph, schedule, cfg.batch, cfg, device) if use_engine else
+            measured = (on_engine(graph, weights, schedule, cfg.batch, cfg, device) if use_engine else
                         simulated(graph, schedule, cfg.batch, device, str(cfg.precision)))
+            if measured.rel_error is not None:
+                record.log_metric("rel_error", measured.rel_error)
             record.params.update(stringify(measured.params))
             record.log_series("latency_ms", measured.samples_ms)
             record.log_metric("median_ms", statistics.median(measured.samples_ms))

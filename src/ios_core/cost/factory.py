@@ -10,8 +10,8 @@ the whole device profile and spec (`fallback_space`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ios_core.cost.cache import CachedCost
@@ -22,6 +22,7 @@ from ios_core.cost.simulated import SimulatedCost
 from ios_core.cost.table import TableCost
 from ios_core.errors import UserError
 from ios_core.timing import Timing
+from ios_core.weights import Params
 
 
 class CostUnavailableError(UserError, RuntimeError):
@@ -31,8 +32,9 @@ class CostUnavailableError(UserError, RuntimeError):
 @dataclass(frozen=True)
 class CostSpec:
     """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file;
-    for ``measured``, how each stage is timed (``timing``) and whether convolution engines are autotuned
-    (``autotune``, remembered in ``tune_cache``)."""
+    for ``measured``, how each stage is timed (``timing``), whether convolution engines are autotuned
+    (``autotune``, remembered in ``tune_cache``) and the ``weights`` the stages run with: the network's own, by node
+    name (a file's, `ios_core.models.load`), or None for `ios_core.weights.make_weights` of the graph costed."""
 
     kind: str = "simulated"
     precision: str = "fp32"
@@ -41,11 +43,17 @@ class CostSpec:
     timing: Timing = Timing()
     autotune: bool = True
     tune_cache: str | None = None
+    weights: Mapping[str, Params] | None = None
 
 
 PATHS = ("cache", "table", "tune_cache")
 """The fields of a `CostSpec` that say where files are, not what the numbers are: no part of a cache space (a table
 is in it by content, `TableCost.space`)."""
+NOT_INPUTS = (*PATHS, "weights")
+"""The fields no cache space holds. Nor do the weights: a stage's latency does not depend on the values it computes
+with (cuDNN's convolutions and our kernels take no data-dependent path, and a stage timed alone reads random inputs
+anyway), so a network read from a file and its twin on synthetic weights share their measurements. What does depend
+on the weights -- an output checked against a reference -- is never cached."""
 
 CostBuilder = Callable[[CostSpec, DeviceProfile], StageCost]
 
@@ -80,7 +88,7 @@ def _measured(spec: CostSpec, device: DeviceProfile) -> StageCost:
 
         settings = MeasureSettings(precision=spec.precision, timing=spec.timing, autotune=spec.autotune,
                                    tune_cache=spec.tune_cache)
-        cost = MeasuredCost(settings)
+        cost = MeasuredCost(settings, weights=spec.weights)
     except ImportError as error:
         raise CostUnavailableError(
             f"cost=measured needs the GPU engine's libraries (PyCUDA, the cuDNN frontend), which are missing "
@@ -99,8 +107,9 @@ COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "meas
 
 
 def fallback_space(kind: str, spec: CostSpec, device: DeviceProfile) -> str:
-    """The space of a cost that names none: everything it was built from but where its files are."""
-    inputs = {"device": device.as_dict(), "spec": {k: v for k, v in asdict(spec).items() if k not in PATHS}}
+    """The space of a cost that names none: everything it was built from but where its files are and the weights."""
+    fields = asdict(replace(spec, weights=None))  # never deep-copy the arrays just to leave them out
+    inputs = {"device": device.as_dict(), "spec": {k: v for k, v in fields.items() if k not in NOT_INPUTS}}
     return content_space(inputs, kind, device.name, spec.precision)
 
 

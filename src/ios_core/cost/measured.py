@@ -29,6 +29,7 @@ from ios_core.ir import Graph
 from ios_core.precision import check_precision
 from ios_core.schedule import Stage
 from ios_core.timing import Timing
+from ios_core.weights import Params
 
 PROFILE_REVISION = 3
 """Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
@@ -83,13 +84,17 @@ class MeasuredCost:
     environment
         GPU name, driver, CUDA and cuDNN versions (`ios_core.gpu.ENVIRONMENT_KEYS`; `ios_core.engine.environment`
         by default).
+    weights
+        What the stages of the graph costed run with, by node name: a network's own (read from a file); None for
+        `ios_core.weights.make_weights` of the graph. No part of the ``space``: latencies do not depend on values
+        (`ios_core.cost.factory.NOT_INPUTS`).
     """
 
     kind = "measured"
 
     def __init__(self, settings: MeasureSettings, factory: ProfilerFactory | None = None,
-                 environment: Mapping[str, Any] | None = None) -> None:
-        self.settings = settings
+                 environment: Mapping[str, Any] | None = None, weights: Mapping[str, Params] | None = None) -> None:
+        self.settings, self.weights = settings, weights
         self.factory = factory or self._gpu_profiler
         if environment is None:
             from ios_core import engine
@@ -121,4 +126,4 @@ class MeasuredCost:
 
         s = self.settings
         options = engine.PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
-        return engine.gpu_profiler(graph, batch, precision=s.precision, options=options, timing=s.timing)
+        return engine.gpu_profiler(graph, batch, s.precision, self.weights, options, s.timing)

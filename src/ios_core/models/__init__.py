@@ -17,14 +17,17 @@ from ios_core.models.inception_v3 import inception_v3
 from ios_core.models.nasnet import nasnet
 from ios_core.models.randwire import randwire
 from ios_core.models.squeezenet import squeezenet
+from ios_core.weights import Params
+
+Weights = dict[str, Params]
 
 
 class ModelArgumentError(UserError):
     """A model was asked for with arguments it cannot use: the message names the model and the argument."""
 
 
-def onnx(path: str | None = None) -> Graph:
-    """A network read from an ``.onnx`` file (`ios_core.onnx_io`), its graph without the head.
+def onnx(path: str | None = None) -> tuple[Graph, Weights]:
+    """A network read from an ``.onnx`` file (`ios_core.onnx_io`): its graph and the file's own weights.
 
     A file that cannot be read or imported raises `ios_core.onnx_io.OnnxImportError`, naming the file
     or the node at fault.
@@ -33,11 +36,12 @@ def onnx(path: str | None = None) -> Graph:
 
     if not path:
         raise ModelArgumentError("model=onnx needs the file: model.path=<network.onnx>")
-    return load_onnx(path).graph
+    network = load_onnx(path)
+    return network.graph, network.weights
 
 
-# Networks read from a file rather than built here: not in `names()`, since they need a path.
-_LOADERS: dict[str, Callable[..., Graph]] = {"onnx": onnx}
+# Networks read from a file rather than built here, with the file's weights: not in `names()`, since they need a path.
+_LOADERS: dict[str, Callable[..., tuple[Graph, Weights]]] = {"onnx": onnx}
 
 _MODELS: dict[str, Callable[..., Graph]] = {
     "demo": demo,
@@ -58,7 +62,16 @@ def names() -> list[str]:
 
 
 def get(name: str, **kwargs: object) -> Graph:
-    """Build the model ``name``, a linted `Graph`.
+    """Build the model ``name``, a linted `Graph` (`load` without the weights; the arguments and errors are its)."""
+    return load(name, **kwargs)[0]
+
+
+def load(name: str, **kwargs: object) -> tuple[Graph, Weights | None]:
+    """Build or read the model ``name``: its linted `Graph` and the weights it comes with.
+
+    A network read from a file (``onnx``) comes with the file's weights, which every engine must run; a built-in
+    model with None: it runs on `ios_core.weights.make_weights` of its graph, what every engine takes when given
+    no weights.
 
     Parameters
     ----------
@@ -74,15 +87,17 @@ def get(name: str, **kwargs: object) -> Graph:
     ModelArgumentError
         For a keyword the model's function does not take, or a value not of its annotated type.
     """
-    build = _MODELS.get(name) or _LOADERS.get(name)
-    if build is None:
+    if name in _LOADERS:
+        _check_arguments(name, _LOADERS[name], kwargs)
+        return _LOADERS[name](**kwargs)
+    if name not in _MODELS:
         known = ", ".join(names() + sorted(_LOADERS))
         raise UnknownModelError(f"unknown model {name!r}; known models: {known}")
-    _check_arguments(name, build, kwargs)
-    return build(**kwargs)
+    _check_arguments(name, _MODELS[name], kwargs)
+    return _MODELS[name](**kwargs), None
 
 
-def _check_arguments(name: str, build: Callable[..., Graph], kwargs: dict[str, object]) -> None:
+def _check_arguments(name: str, build: Callable[..., object], kwargs: dict[str, object]) -> None:
     """Refuse a keyword ``build`` does not take, or a value not of its annotation (a config passes strings freely)."""
     taken = inspect.signature(build).parameters
     hints = get_type_hints(build)
@@ -110,4 +125,4 @@ def _type_name(annotation: Any) -> str:
     return " or ".join("None" if kind is type(None) else kind.__name__ for kind in _alternatives(annotation))
 
 
-__all__ = ["ModelArgumentError", "UnknownModelError", "get", "names"]
+__all__ = ["ModelArgumentError", "UnknownModelError", "get", "load", "names"]
