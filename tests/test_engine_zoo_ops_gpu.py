@@ -1,0 +1,109 @@
+"""The model zoo's operators on the real engine equal the numpy reference: every graph of `test_engine_zoo_ops`, and a
+few at the zoo's own sizes, in both layouts and both precisions (TF32: relative L2 <= 1e-2; fp32-strict: <= 1e-4).
+
+Run through the device tool (``pytest -m gpu tests/test_engine_zoo_ops_gpu.py``); without PyCUDA, the cuDNN frontend
+or a GPU every test here is skipped, saying which.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from gpu_guard import require_gpu
+from test_engine_zoo_ops import GRAPHS, NEW_ACTIVATIONS
+
+from ios_core import schedule as S
+from ios_core.ir import ChannelShuffle, Conv, Graph, GraphBuilder, LayerNorm, Pad, Pool, Softmax, concat
+
+pytestmark = pytest.mark.gpu
+require_gpu()
+
+from ios_core.engine import PlanOptions, build_plan  # noqa: E402 -- only once a GPU is known to be there
+from ios_core.reference import relative_error, run_graph  # noqa: E402
+from ios_core.weights import make_input, make_weights  # noqa: E402
+
+TOLERANCE = {"fp32-strict": 1e-4, "fp32": 1e-2}
+
+
+def convnext_block(channels: int = 96, size: int = 28) -> Graph:
+    """ConvNeXt's block at its own width: depthwise 7x7, LayerNorm over channels (a warp per pixel in NHWC), the
+    MLP as 1x1 convolutions with GELU, a residual sum; then a classifier head with a softmax over 1000 classes."""
+    b = GraphBuilder("convnext_block", channels, size, size)
+    x = b.node(Conv(channels, (7, 7), padding=(3, 3), groups=channels), b.input)
+    mlp = b.conv(b.conv(b.node(LayerNorm(1e-6), x), 4 * channels, 1, act="gelu"), channels, 1, act="none")
+    body = b.end_block(b.add(mlp, b.input))
+    pooled = b.node(LayerNorm(1e-6), b.pool(body, "global_avg"))
+    b.end_block(b.node(Softmax(), b.conv(pooled, 1000, 1, act="none")))
+    return b.build()
+
+
+def mobilenet_v3_block(channels: int = 72, size: int = 28) -> Graph:
+    """MobileNetV3's inverted residual with squeeze-excitation: hardswish, a depthwise 5x5 with TF-style "same"
+    padding, the SE scale (a C x 1 x 1 operand broadcast in one multiply), hardsigmoid, ReLU6, a clip."""
+    b = GraphBuilder("mobilenet_v3_block", 24, size, size)
+    expanded = b.conv(b.input, channels, 1, act="hardswish")
+    dw = b.node(Conv(channels, (5, 5), (2, 2), (1, 1), groups=channels, act="hardswish", padding_end=(2, 2)), expanded)
+    scale = b.conv(b.conv(b.pool(dw, "global_avg"), 24, 1, act="relu6"), channels, 1, act="hardsigmoid")
+    projected = b.conv(b.mul(dw, scale), 40, 1, act="none")
+    b.end_block(b.node(Pool("avg", (3, 3), (2, 2), (1, 1), ceil_mode=True, count_include_pad=True),
+                       b.node(Pad((0, 1, 1, 0), 0.5), b.activation(projected, "silu"))))
+    return b.build()
+
+
+def shufflenet_unit(channels: int = 116, size: int = 28) -> Graph:
+    """ShuffleNetV2's unit: split, one branch through 1x1 / depthwise / 1x1, concatenate, shuffle in two groups."""
+    b = GraphBuilder("shufflenet_unit", 2 * channels, size, size)
+    x = b.input
+    branch = b.conv(b.conv(b.conv(x[channels:], channels, 1), channels, 3, padding=1, groups=channels, act="none"),
+                    channels, 1)
+    b.end_block(b.node(ChannelShuffle(2), concat([b.identity(x[:channels]), branch])))
+    return b.build()
+
+
+ZOO_SIZED = {"convnext_block": convnext_block, "mobilenet_v3_block": mobilenet_v3_block,
+             "shufflenet_unit": shufflenet_unit}
+
+
+def check(graph: Graph, precision: str, options: PlanOptions, schedule: S.Schedule | None = None,
+          batch: int = 2) -> None:
+    weights, x = make_weights(graph), make_input(graph, batch)
+    ref = run_graph(graph, x, weights)
+    plan = build_plan(graph, schedule or S.greedy(graph), batch, precision, weights, options)
+    try:
+        eager = plan(x, graph_mode=False)
+        plan.poison()
+        replayed = plan(x, graph_mode=True)
+        assert np.isfinite(eager).all() and np.isfinite(replayed).all(), "a read of memory nothing wrote"
+        assert relative_error(eager, ref) <= TOLERANCE[precision]
+        assert relative_error(replayed, ref) <= TOLERANCE[precision]
+    finally:
+        plan.close()
+
+
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_each_zoo_operator_equals_reference(name, layout, precision):
+    check(GRAPHS[name](), precision, PlanOptions(layout=layout, autotune=False))
+
+
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_each_zoo_operator_on_cudnn_depthwise_and_exact_barriers_equals_reference(name):
+    check(GRAPHS[name](), "fp32-strict", PlanOptions(autotune=False, own_depthwise=False, barrier="exact"))
+
+
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("name", sorted(ZOO_SIZED))
+def test_zoo_blocks_at_their_own_sizes_equal_reference(name, layout, precision):
+    graph = ZOO_SIZED[name]()
+    check(graph, precision, PlanOptions(layout=layout, autotune=False), S.sequential(graph), batch=1)
+
+
+@pytest.mark.parametrize("act", NEW_ACTIVATIONS)
+def test_each_activation_fused_or_not_equals_reference(act):
+    b = GraphBuilder("one_conv", 32, 14, 14)
+    b.end_block(b.conv(b.conv(b.input, 64, 3, padding=1, act=act), 64, 3, padding=1, groups=64, act=act))
+    graph = b.build()
+    check(graph, "fp32-strict", PlanOptions(autotune=False), S.sequential(graph))
+    check(graph, "fp32", PlanOptions(autotune=True), S.sequential(graph))
