@@ -121,6 +121,32 @@ def conv2d(op: Conv, xs: list[np.ndarray], p: Params) -> np.ndarray:
     return ACTIVATION_FUNCTIONS[op.act](out + p["bias"][None, :, None, None])
 
 
+def reach_pads(op: Pool, height: int, width: int) -> Pads:
+    """``op``'s pads with the bottom and right set to what its last window reaches (negative: a crop).
+
+    Padded so, a ``height x width`` input gives ``op``'s output under unpadded floor-mode pooling: how a library
+    without asymmetric pads or ``ceil_mode`` runs it.
+    """
+    oh, ow = _out_size(op, np.empty((0, 0, height, width)), ceil_mode=op.ceil_mode)
+    bottom = (oh - 1) * op.stride[0] + op.kernel[0] - height - op.padding[0]
+    return (op.padding[0], op.padding[1], bottom, (ow - 1) * op.stride[1] + op.kernel[1] - width - op.padding[1])
+
+
+def pool_divisors(op: Pool, height: int, width: int) -> np.ndarray:
+    """The (OH, OW) cell counts an average pool divides its window sums by, for a ``height x width`` input.
+
+    Without ``count_include_pad`` the window's cells inside the input; with it, those inside the padded input
+    (what ``ceil_mode`` reaches beyond that never counts), as PyTorch does.
+    """
+    ones = np.ones((1, 1, height, width))
+    out = _out_size(op, ones, ceil_mode=op.ceil_mode)
+    if op.count_include_pad:
+        counts = _windows(pad2d(ones, op.pads, 1.0), op.kernel, op.stride, (0, 0), out)
+    else:
+        counts = _windows(ones, op.kernel, op.stride, op.padding, out)
+    return counts.sum(axis=(4, 5))[0, 0]
+
+
 def pool2d(op: Pool, xs: list[np.ndarray], p: Params) -> np.ndarray:
     (x,) = xs
     if op.kind == "global_avg":
@@ -131,12 +157,7 @@ def pool2d(op: Pool, xs: list[np.ndarray], p: Params) -> np.ndarray:
     if op.kind == "max":
         return _windows(x, op.kernel, op.stride, op.padding, out, fill=-np.inf).max(axis=(4, 5))
     sums = _windows(x, op.kernel, op.stride, op.padding, out).sum(axis=(4, 5))
-    ones = np.ones((1, 1, *x.shape[2:]))
-    if op.count_include_pad:  # cells of the padded input count, what ceil_mode reaches beyond it does not
-        counts = _windows(pad2d(ones, op.pads, 1.0), op.kernel, op.stride, (0, 0), out)
-    else:
-        counts = _windows(ones, op.kernel, op.stride, op.padding, out)
-    return sums / counts.sum(axis=(4, 5))
+    return sums / pool_divisors(op, *x.shape[2:])
 
 
 def elementwise(op: Elementwise, xs: list[np.ndarray], p: Params) -> np.ndarray:

@@ -7,7 +7,7 @@ each convolution is an ``nn.Conv2d`` holding the node's weights (float64 in, ``d
 its activation a separate call, as PyTorch users write it; LayerNorm over channels an ``nn.LayerNorm``
 between two permutes. Pooling is PyTorch's (the IR's ``ceil_mode`` and ``count_include_pad`` are its);
 asymmetric pads become an ``F.pad`` first (-inf for max pooling, an average divided by a constant
-buffer of counts). PyTorch is imported when the function is called.
+buffer of the reference's divisors). PyTorch is imported when the function is called.
 """
 
 from __future__ import annotations
@@ -35,26 +35,13 @@ from ios_core.ir import (
     Softmax,
     Value,
     rules_of,
-    window_out,
 )
+from ios_core.reference import pool_divisors, reach_pads
 from ios_core.weights import Params
 
 
 def _name(text: str) -> str:
     return re.sub(r"\W", "_", text)
-
-
-def _exact_pads(op: Pool, shape: Shape) -> Pads:
-    """``op``'s pads with the bottom and right set to what its last window reaches (cropping if less)."""
-    top, left, bottom, right = op.pads
-    oh = window_out(shape.height, op.kernel[0], op.stride[0], (top, bottom), ceil_mode=op.ceil_mode)
-    ow = window_out(shape.width, op.kernel[1], op.stride[1], (left, right), ceil_mode=op.ceil_mode)
-    return (
-        top,
-        left,
-        (oh - 1) * op.stride[0] + op.kernel[0] - shape.height - top,
-        (ow - 1) * op.stride[1] + op.kernel[1] - shape.width - left,
-    )
 
 
 class _Writer:
@@ -138,22 +125,13 @@ class _Writer:
                 count_include_pad=op.count_include_pad,
             )
         # Padded by hand to exactly the cells the IR's windows reach, then pooled without padding or ceil_mode.
-        exact = _exact_pads(op, shape)
+        padded = self.pad(x, reach_pads(op, shape.height, shape.width), -math.inf if op.kind == "max" else 0.0)
         if op.kind == "max":
-            return self.call(functional.max_pool2d, self.pad(x, exact, -math.inf), op.kernel, op.stride)
-        sums = self.call(functional.avg_pool2d, self.pad(x, exact), op.kernel, op.stride, divisor_override=1)
-        ones = self.torch.ones(1, 1, shape.height, shape.width, dtype=self.dtype)
-        if op.count_include_pad:  # the padded input's cells count, what the windows reach beyond it does not
-            reach = (0, 0, exact[2] - bottom, exact[3] - right)
-            mask = functional.pad(
-                functional.pad(ones, (left, right, top, bottom), value=1.0), (0, reach[3], 0, reach[2])
-            )
-        else:
-            mask = functional.pad(ones, (exact[1], exact[3], exact[0], exact[2]))
-        self.root.register_buffer(
-            f"{name}_counts", functional.avg_pool2d(mask, op.kernel, op.stride, divisor_override=1)
-        )
-        return self.call(operator.truediv, sums, self.fx.get_attr(f"{name}_counts"))
+            return self.call(functional.max_pool2d, padded, op.kernel, op.stride)
+        sums = self.call(functional.avg_pool2d, padded, op.kernel, op.stride, divisor_override=1)
+        divisors = self.torch.from_numpy(pool_divisors(op, shape.height, shape.width)).to(self.dtype)
+        self.root.register_buffer(f"{name}_divisors", divisors)
+        return self.call(operator.truediv, sums, self.fx.get_attr(f"{name}_divisors"))
 
     def apply(self, op: Op, x: Any, module_name: str, params: Params, shape: Shape) -> Any:
         """One single-operand operator on fx value ``x`` of per-sample ``shape``."""
