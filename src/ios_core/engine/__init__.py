@@ -3,10 +3,11 @@
 Two halves, one per folder. This package is the half that runs anywhere and imports nothing beyond
 numpy: `lower` makes a `Program` (buffers in one arena, channel-slice views, tasks per stream; `placement`
 and `memory` decide where values live), `dependencies` finds which earlier groups each group must follow,
-`simulate` runs it with numpy, `packing` lays out weights, `depthwise` and `pooling` choose our kernels'
-launches, `profile` is the CPU half of stage profiling and `tunecache` keeps autotuning winners. The GPU
-half, ``ios_core.engine.gpu``, imports PyCUDA and the cuDNN frontend; the four functions below import it
-only when called, so ``import ios_core.engine`` works anywhere and touches no GPU:
+`simulate` runs it with numpy, `packing` lays out weights, `depthwise`, `pooling` and `channelwise` (pads,
+norms over channels, shuffles, the pointwise kernel's arguments) choose our kernels' launches, `profile` is the
+CPU half of stage profiling and `tunecache` keeps autotuning winners. The GPU half, ``ios_core.engine.gpu``,
+imports PyCUDA and the cuDNN frontend; the four functions below import it only when called, so
+``import ios_core.engine`` works anywhere and touches no GPU:
 
     plan = build_plan(graph, schedule, batch, "fp32", weights, PlanOptions())  # or "fp32-strict"
     y = plan(x)                    # upload, one CUDA-graph replay, download (plan(x, graph_mode=False): eager)
@@ -29,10 +30,13 @@ from ios_core.engine.program import (
     LAYOUTS,
     Buffer,
     ConvTask,
+    NormTask,
+    PadTask,
     PointwiseTask,
     PoolTask,
     Program,
     ProgramError,
+    ShuffleTask,
     View,
     WeightKey,
     verify,
@@ -81,7 +85,8 @@ def environment() -> dict[str, Any]:
 
 
 __all__ = [
-    "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "LoweringError", "Placement", "PlanOptions", "PointwiseTask",
-    "PoolTask", "Program", "ProgramError", "View", "WeightKey", "build_plan", "conv_params", "environment",
-    "gpu_profiler", "latency", "lower", "place", "simulate", "unplanned_bytes", "verify",
+    "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "LoweringError", "NormTask", "PadTask", "Placement", "PlanOptions",
+    "PointwiseTask", "PoolTask", "Program", "ProgramError", "ShuffleTask", "View", "WeightKey", "build_plan",
+    "conv_params", "environment", "gpu_profiler", "latency", "lower", "place", "simulate", "unplanned_bytes",
+    "verify",
 ]
