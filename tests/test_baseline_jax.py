@@ -9,6 +9,8 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from random_graphs import every_op_graph, random_graphs
 
 from ios_core import models
 from ios_core.baselines import channels_last, get, hidet_adapter, jax_module, measure
@@ -54,6 +56,16 @@ def every_operator() -> Network:
 
 def test_every_operator_form_equals_the_reference():
     assert error_against_reference(every_operator(), 2) < 1e-5
+
+
+def test_every_zoo_operator_equals_the_reference():
+    assert error_against_reference(Network.of(every_op_graph(), seed=1), 2) < 1e-5
+
+
+@settings(max_examples=15, deadline=None)
+@given(random_graphs(max_ops=10, blocks=2, zoo=True))
+def test_random_graphs_of_zoo_operators_equal_the_reference(graph):
+    assert error_against_reference(Network.of(graph, seed=5), 2) < 1e-5
 
 
 def test_an_operator_without_translation_is_named(monkeypatch):

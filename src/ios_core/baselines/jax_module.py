@@ -3,11 +3,11 @@
 `jax_forward` writes the graph out as ``forward(params, x)`` on NHWC arrays (XLA's native layout
 on GPUs; one transpose of the input outside the timed call, as PyTorch's channels-last batch is):
 convolutions by ``lax.conv_general_dilated`` (grouped and depthwise ones by
-``feature_group_count``), pooling by ``lax.reduce_window`` with the IR's semantics -- symmetric
-padding, floor output size, max over ``-inf`` padding, average over the real inputs only (padding
-excluded, as `ios_core.reference.pool2d` counts) -- slices and concatenations on the channel axis,
-sums of terms. `jax_params` gives the weights as that pytree (HWIO float32), so ``jax.jit`` takes
-them as arguments, not as constants folded into the program. JAX is imported when these are called.
+``feature_group_count``, asymmetric pads as they are), pooling by ``lax.reduce_window`` over windows
+the walk has padded (max over ``-inf``, averages divided by the reference's divisors), LayerNorm by
+``jax.nn.standardize``, slices and concatenations on the channel axis, sums of terms. `jax_params` gives
+the weights as that pytree (HWIO float32), so ``jax.jit`` takes them as arguments, not as constants
+folded into the program. JAX is imported when these are called.
 """
 
 from __future__ import annotations
@@ -19,39 +19,54 @@ from typing import Any
 import numpy as np
 
 from ios_core.baselines.channels_last import ArrayOps, check_translatable, run_graph
-from ios_core.ir import Conv, Graph, Pool
+from ios_core.ir import Conv, Graph, Pads
 from ios_core.weights import Params
 
 NHWC = ("NHWC", "HWIO", "NHWC")
 
 
 def _conv(jax: Any, precision: Any, op: Conv, x: Any, p: Params) -> Any:
-    (ph, pw) = op.padding
-    out = jax.lax.conv_general_dilated(x, p["weight"], op.stride, ((ph, ph), (pw, pw)), rhs_dilation=op.dilation,
-                                       dimension_numbers=NHWC, feature_group_count=op.groups, precision=precision)
+    top, left, bottom, right = op.pads
+    out = jax.lax.conv_general_dilated(x, p["weight"], op.stride, ((top, bottom), (left, right)),
+                                       rhs_dilation=op.dilation, dimension_numbers=NHWC,
+                                       feature_group_count=op.groups, precision=precision)
     return out + p["bias"]
 
 
-def _pool(jax: Any, op: Pool, x: Any) -> Any:
-    if op.kind == "global_avg":
-        return x.mean(axis=(1, 2), keepdims=True)
-    if op.kind == "global_max":
-        return x.max(axis=(1, 2), keepdims=True)
-    (ph, pw), lax = op.padding, jax.lax
-    window, strides, pads = (1, *op.kernel, 1), (1, *op.stride, 1), ((0, 0), (ph, ph), (pw, pw), (0, 0))
-    if op.kind == "max":  # reduce_window pads with its initial value: -inf never wins
-        return lax.reduce_window(x, -np.inf, lax.max, window, strides, pads)
-    sums = lax.reduce_window(x, 0.0, lax.add, window, strides, pads)
-    ones = np.ones((1, *x.shape[1:3], 1), np.float32)  # a constant: XLA folds the counts at compile time
-    return sums / lax.reduce_window(ones, 0.0, lax.add, window, strides, pads)
+def _window(jax: Any, kind: str, x: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> Any:
+    lax = jax.lax
+    init, combine = (-np.inf, lax.max) if kind == "max" else (0.0, lax.add)
+    return lax.reduce_window(x, init, combine, (1, *kernel, 1), (1, *stride, 1), "VALID")
+
+
+def _pad(jax: Any, x: Any, pads: Pads, value: float) -> Any:
+    top, left, bottom, right = pads
+    return jax.numpy.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=value)
+
+
+def _shuffle(x: Any, groups: int) -> Any:
+    n, h, w, c = x.shape
+    return x.reshape(n, h, w, groups, c // groups).swapaxes(3, 4).reshape(n, h, w, c)
 
 
 def array_ops(jax: Any, precision: Any) -> ArrayOps:
-    """JAX's operators for the channels-last walk, every convolution at ``precision``."""
-    return ArrayOps(conv=partial(_conv, jax, precision), pool=partial(_pool, jax),
-                    activations={"none": lambda x: x, "relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid,
-                                 "tanh": jax.numpy.tanh},
-                    concat=lambda parts: jax.numpy.concatenate(parts, axis=-1))
+    """JAX's primitives for the channels-last walk, every convolution at ``precision``."""
+    jnp, nn = jax.numpy, jax.nn
+    return ArrayOps(
+        conv=partial(_conv, jax, precision),
+        window=partial(_window, jax),
+        spatial=lambda kind, x: getattr(x, kind)(axis=(1, 2), keepdims=True),
+        pad=partial(_pad, jax),
+        activations={"none": lambda x: x, "relu": nn.relu, "sigmoid": nn.sigmoid, "tanh": jnp.tanh,
+                     "relu6": nn.relu6, "hardsigmoid": nn.hard_sigmoid, "hardswish": nn.hard_swish,
+                     "silu": nn.silu, "gelu": partial(nn.gelu, approximate=False),
+                     "gelu_tanh": partial(nn.gelu, approximate=True)},
+        clip=jnp.clip,
+        shuffle=_shuffle,
+        standardize=lambda x, eps: nn.standardize(x, axis=-1, epsilon=eps),
+        softmax=partial(nn.softmax, axis=-1),
+        concat=partial(jnp.concatenate, axis=-1),
+    )
 
 
 def jax_forward(graph: Graph, precision: Any = None) -> Callable[[dict[str, dict[str, Any]], Any], Any]:
