@@ -220,14 +220,15 @@ def test_the_sweep_records_every_framework_at_every_batch():
         assert lines[3].startswith("  tensorrt: tensorrt not installed")
 
 
-def test_tensorflow_translation_matches_the_reference(demo):
+@pytest.mark.parametrize("graph", [models.get("demo"), every_op_graph()], ids=["demo", "every_op"])
+def test_tensorflow_translation_matches_the_reference(graph):
     tf = pytest.importorskip("tensorflow")
     from ios_core.baselines.tensorflow_adapter import tf_forward
 
-    x = np.random.default_rng(0).standard_normal((2, 3, 16, 16))
-    out = tf_forward(tf, demo)(tf.constant(x.astype(np.float32))).numpy()
-    expected = run_network(demo, x)
-    assert np.linalg.norm(out - expected) / np.linalg.norm(expected) < 1e-5
+    network = Network.of(graph, seed=1)
+    x = make_input(graph, 2)
+    out = tf_forward(tf, network)(tf.constant(x.astype(np.float32))).numpy()
+    assert relative_error(out, run_network(network, x)) < 1e-5
 
 
 @pytest.mark.gpu

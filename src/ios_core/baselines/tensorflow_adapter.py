@@ -1,9 +1,10 @@
 """TensorFlow baselines: the IR written as a ``tf.function`` (channels-last), with and without XLA.
 
-The graph is translated operator by operator (ONNX-to-TensorFlow converters are unmaintained):
-convolutions by ``tf.nn.conv2d`` / ``depthwise_conv2d`` with explicit padding, grouped ones per
-group; max pooling over ``-inf`` padding and average pooling that excludes padding, as the IR
-says; slices, concatenations and sums on the channel axis. Input and output stay NCHW (one
+The graph is translated operator by operator (ONNX-to-TensorFlow converters are unmaintained) by the
+channels-last walk: convolutions by ``tf.nn.conv2d`` / ``depthwise_conv2d`` with explicit (also
+asymmetric) padding, grouped ones per group; pooling over windows the walk has padded (max over
+``-inf``, averages divided by the reference's divisors); LayerNorm by ``tf.nn.moments``; slices,
+concatenations and sums on the channel axis. Input and output stay NCHW (one
 transpose each way), so outputs compare with the reference.
 
 - ``tensorflow``: ``tf.function`` graph mode (the IOS paper's TensorFlow baseline);
@@ -26,7 +27,7 @@ import numpy as np
 from ios_core.baselines.channels_last import ArrayOps, check_translatable, run_graph
 from ios_core.baselines.core import Framework, Run, module_available, versions
 from ios_core.baselines.timing import time_wall_clock
-from ios_core.ir import Conv, Pool
+from ios_core.ir import Conv
 from ios_core.onnx_io import Network
 from ios_core.timing import Timing
 from ios_core.weights import Params
@@ -44,8 +45,9 @@ def available() -> tuple[bool, str]:
 
 
 def _conv(tf: Any, op: Conv, x: Any, p: Params) -> Any:
-    (ph, pw), cin = op.padding, int(x.shape[-1])
-    padding = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
+    top, left, bottom, right = op.pads
+    cin = int(x.shape[-1])
+    padding = [[0, 0], [top, bottom], [left, right], [0, 0]]
     w = np.asarray(p["weight"], dtype=np.float32).transpose(2, 3, 1, 0)  # OIHW -> HWIO
     if op.groups == 1:
         out = tf.nn.conv2d(x, w, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
@@ -53,29 +55,61 @@ def _conv(tf: Any, op: Conv, x: Any, p: Params) -> Any:
         out = tf.nn.depthwise_conv2d(x, w.transpose(0, 1, 3, 2), (1, *op.stride, 1), padding, dilations=op.dilation)
     else:
         xs, ws = tf.split(x, op.groups, axis=-1), np.split(w, op.groups, axis=-1)
-        out = tf.concat([tf.nn.conv2d(xg, wg, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
-                         for xg, wg in zip(xs, ws, strict=True)], axis=-1)
+        out = tf.concat(
+            [
+                tf.nn.conv2d(xg, wg, (1, *op.stride, 1), padding, dilations=(1, *op.dilation, 1))
+                for xg, wg in zip(xs, ws, strict=True)
+            ],
+            axis=-1,
+        )
     return out + np.asarray(p["bias"], dtype=np.float32)
 
 
-def _pool(tf: Any, op: Pool, x: Any) -> Any:
-    if op.kind.startswith("global"):
-        reduce = tf.reduce_mean if op.kind == "global_avg" else tf.reduce_max
-        return reduce(x, axis=(1, 2), keepdims=True)
-    (ph, pw), window, stride = op.padding, op.kernel, op.stride
-    pads = [[0, 0], [ph, ph], [pw, pw], [0, 0]]
-    if op.kind == "max":
-        return tf.nn.max_pool2d(tf.pad(x, pads, constant_values=-np.inf), window, stride, "VALID")
-    sums = tf.nn.avg_pool2d(tf.pad(x, pads), window, stride, "VALID")
-    ones = tf.pad(tf.ones((1, *x.shape[1:3], 1), x.dtype), pads)
-    return sums / tf.nn.avg_pool2d(ones, window, stride, "VALID")  # the share of real inputs: padding excluded
+def _window(tf: Any, kind: str, x: Any, kernel: tuple[int, int], stride: tuple[int, int]) -> Any:
+    if kind == "max":
+        return tf.nn.max_pool2d(x, kernel, stride, "VALID")
+    return tf.nn.avg_pool2d(x, kernel, stride, "VALID") * float(kernel[0] * kernel[1])  # the window's sum
+
+
+def _shuffle(tf: Any, x: Any, groups: int) -> Any:
+    _, h, w, c = x.shape
+    grouped = tf.reshape(x, (-1, h, w, groups, c // groups))
+    return tf.reshape(tf.transpose(grouped, (0, 1, 2, 4, 3)), (-1, h, w, c))
+
+
+def _standardize(tf: Any, x: Any, eps: float) -> Any:
+    mean, variance = tf.nn.moments(x, axes=[-1], keepdims=True)  # biased variance
+    return (x - mean) * tf.math.rsqrt(variance + eps)
 
 
 def array_ops(tf: Any) -> ArrayOps:
-    """TensorFlow's operators for the channels-last walk."""
-    return ArrayOps(conv=partial(_conv, tf), pool=partial(_pool, tf),
-                    activations={"none": lambda x: x, "relu": tf.nn.relu, "sigmoid": tf.sigmoid, "tanh": tf.tanh},
-                    concat=lambda parts: tf.concat(parts, axis=-1))
+    """TensorFlow's primitives for the channels-last walk."""
+    nn = tf.nn
+    return ArrayOps(
+        conv=partial(_conv, tf),
+        window=partial(_window, tf),
+        spatial=lambda kind, x: (tf.reduce_mean if kind == "mean" else tf.reduce_max)(x, axis=(1, 2), keepdims=True),
+        pad=lambda x, pads, value: tf.pad(
+            x, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]], constant_values=value
+        ),
+        activations={
+            "none": lambda x: x,
+            "relu": nn.relu,
+            "sigmoid": tf.sigmoid,
+            "tanh": tf.tanh,
+            "relu6": nn.relu6,
+            "hardsigmoid": lambda x: tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0),
+            "hardswish": lambda x: x * tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0),
+            "silu": nn.silu,
+            "gelu": partial(nn.gelu, approximate=False),
+            "gelu_tanh": partial(nn.gelu, approximate=True),
+        },
+        clip=tf.clip_by_value,
+        shuffle=partial(_shuffle, tf),
+        standardize=partial(_standardize, tf),
+        softmax=partial(nn.softmax, axis=-1),
+        concat=lambda parts: tf.concat(parts, axis=-1),
+    )
 
 
 def tf_forward(tf: Any, network: Network) -> Callable[[Any], Any]:
@@ -120,6 +154,5 @@ def runner(xla: bool) -> Callable[[Network, np.ndarray, Timing, str, Mapping[str
 
 FRAMEWORKS = (
     Framework("tensorflow", "TensorFlow tf.function (graph mode), channels-last", "cuda", available, runner(False)),
-    Framework("tensorflow_xla", "TensorFlow tf.function with XLA (jit_compile=True)", "cuda", available,
-              runner(True)),
+    Framework("tensorflow_xla", "TensorFlow tf.function with XLA (jit_compile=True)", "cuda", available, runner(True)),
 )
