@@ -1,0 +1,567 @@
+"""The model zoo: 16 PyTorch CNNs through both ONNX exporters onto our engine, against the original PyTorch modules.
+
+For each network of `ZOO` (torchvision and timm, random initialization with randomized BatchNorm statistics, eval
+mode, at its full resolution) and each exporter of `EXPORTERS` (TorchScript at opset 17, dynamo at opset 18), in one
+process on one GPU:
+
+1. export the module to ONNX (or read ``<onnx-dir>/<model>.<exporter>.onnx`` where one is given) and import it
+   (`ios_core.onnx_io.load_onnx`): the whole network is the graph, with the file's weights;
+2. the reference output is ONNX Runtime's on the CPU, for one standard-normal input batch (seed 0);
+3. search IOS-Both with the measured stage cost (``opt=both r=3 s=8``), as ``python -m ios_core.optimize`` does
+   (`ios_core.optimize.search_graph`), the file's weights in every stage;
+4. time ``sequential`` and ``ios_both`` on the engine with the file's weights (CUDA-graph replays);
+
+then, once per network, the original module with the same weights (channels-last, ``cudnn.benchmark``):
+``torch_eager``; ``torch_cudagraph`` (captured once in a CUDA graph, replayed); ``torch_compile_freeze``:
+``torch.compile`` with Inductor freezing in ``--compile-mode`` (``default``: no autotuning, so the whole zoo fits a
+device call; max-autotune takes minutes a network), its compiled calls captured in one CUDA graph as our engine's
+are (a mode with its own CUDA graphs, ``reduce-overhead``, is timed as it is); compile time is left out.
+
+Every latency is the median over ``--repeat`` samples of the mean of ``--number`` calls after ``--warmup``, timed
+with CUDA events, in fp32 with TF32 allowed (PyTorch's default for cuDNN, the engine's ``fp32``); every output is
+checked against ONNX Runtime's (``rel_l2``; above `ios_core.measure.TOLERANCE` the row names it in ``error``).
+
+``--out`` (``results/h200/zoo.json``) holds the rows ``{model, exporter, batch, precision, mode, ms, error, ...}``
+(``exporter`` is null for the PyTorch modes, which export nothing), with the GPU, driver, cuDNN, torch version and
+clocks; it is rewritten after every row and read first, so a run killed by its time limit resumes where it stopped
+(rows already there are skipped; ``--retry-failed`` runs those without a number again). A network that fails to
+export, import or run gets rows with ``ms: null`` and ``error``, the one-line reason. Each measurement is also a
+record of the project's schema (`records`: ``measure`` for the engine, ``baseline`` for PyTorch) in
+``<out>.records/``, beside the IOS-Both schedules, the stage-cost cache and the autotuning cache.
+
+``--dry-run`` runs on a CPU: the simulated stage cost, the analytical model's latency (``source: simulated``), the
+float64 reference of the imported network against ONNX Runtime in ``rel_l2``, no engine and no PyTorch timing; it
+exports only where PyTorch is importable, else reads ``--onnx-dir``.
+
+Usage (device, one call of at most 10 minutes; repeat until every row is there)::
+
+    cp results/h200/zoo.json $OUT/zoo.json; cp -r results/h200/zoo.json.* $OUT/
+    python3 bench/zoo.py --device h200 --out $OUT/zoo.json --budget-s 480
+
+``--table`` prints the README's table (IOS-Both against Sequential and torch.compile + freezing) from ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from records import Run, baseline_record, measure_record
+
+from ios_core.baselines import Measurement
+from ios_core.config import compose, device_profile
+from ios_core.files import write_atomic
+from ios_core.measure import TOLERANCE, gpu_mismatch, simulated
+from ios_core.onnx_io import Network, load_onnx
+from ios_core.optimize import search_graph
+from ios_core.reference import relative_error, run_graph
+from ios_core.schedule import Schedule, sequential
+from ios_core.timing import Timing
+from ios_core.tracking import write
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a network comes from: ``torchvision.models.<name>(**kwargs)`` or ``timm.create_model(name)``, and the
+    resolution it is exported at."""
+
+    library: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    resolution: int = 224
+
+
+ZOO = {
+    "googlenet": Source("torchvision", {"aux_logits": False, "init_weights": True}),
+    "inception_v3": Source("torchvision", {"aux_logits": False, "init_weights": True}, 299),
+    "resnet50": Source("torchvision"),
+    "densenet121": Source("torchvision"),
+    "squeezenet1_1": Source("torchvision"),
+    "efficientnet_b0": Source("torchvision"),
+    "mobilenet_v2": Source("torchvision"),
+    "mobilenet_v3_small": Source("torchvision"),
+    "shufflenet_v2_x1_0": Source("torchvision"),
+    "regnet_y_400mf": Source("torchvision"),
+    "mnasnet1_0": Source("torchvision"),
+    "convnext_tiny": Source("torchvision"),
+    "dpn68": Source("timm"),
+    "inception_v4": Source("timm", resolution=299),
+    "nasnetalarge": Source("timm", resolution=331),
+    "pnasnet5large": Source("timm", resolution=331),
+}
+EXPORTERS = ("torchscript", "dynamo")
+ENGINE_MODES = ("sequential", "ios_both")
+TORCH_MODES = ("torch_eager", "torch_cudagraph", "torch_compile_freeze")
+MODES = (*ENGINE_MODES, *TORCH_MODES)
+SEARCH = ("opt=both", "r=3", "s=8")
+PRECISION = "fp32"  # TF32 allowed in convolutions and matmuls, on the engine and in PyTorch
+
+
+@dataclass
+class Bench:
+    """One run's settings and where everything goes (``out`` and the files beside it)."""
+
+    out: Path
+    device: str
+    batch: int
+    modes: tuple[str, ...]
+    timing: Timing
+    dry_run: bool = False
+    onnx_dir: Path | None = None
+    resolution: int | None = None
+    compile_mode: str = "default"
+    budget_s: float | None = None
+    retry_failed: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def beside(self) -> Path:
+        """The folder of what a run keeps beside its rows: records, schedules, caches."""
+        return self.out.with_name(self.out.name + ".records")
+
+    def over_budget(self) -> bool:
+        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
+
+
+class Rows:
+    """The rows of ``path``, read at the start and written again (atomically) after every new one."""
+
+    def __init__(self, path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.path = path
+        old = json.loads(path.read_text()) if path.exists() else {}
+        self.rows: list[dict[str, Any]] = old.get("rows", [])
+        # One machine per call (a resumed run may get another): each row names its call by index.
+        self.environments: list[dict[str, Any]] = [*old.get("environments", []), environment]
+        self.settings = settings
+
+    def done(self, model: str, exporter: str | None, mode: str, bench: Bench) -> bool:
+        return any(_key(row) == (model, exporter, bench.batch, PRECISION, mode, _source(bench)) and
+                   (row["ms"] is not None or not bench.retry_failed) for row in self.rows)
+
+    def add(self, row: dict[str, Any]) -> None:
+        row = {**row, "call": len(self.environments) - 1}
+        self.rows = [r for r in self.rows if _key(r) != _key(row)] + [row]
+        document = {"benchmark": "zoo", "environments": self.environments, "settings": self.settings,
+                    "rows": self.rows}
+        write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return row["model"], row["exporter"], row["batch"], row["precision"], row["mode"], row.get("source")
+
+
+def _source(bench: Bench) -> str:
+    return "simulated" if bench.dry_run else "measured"
+
+
+def row(bench: Bench, model: str, exporter: str | None, mode: str, ms: float | None = None,
+        error: str | None = None, **more: Any) -> dict[str, Any]:
+    """A row of the output; ``error`` is the one-line reason there is no number, or that the output is wrong."""
+    return {"model": model, "exporter": exporter, "batch": bench.batch, "precision": PRECISION, "mode": mode,
+            "ms": ms, "error": error, "source": _source(bench), **more}
+
+
+def one_line(error: BaseException) -> str:
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0] if first else ''}"[:500]
+
+
+def output_check(got: np.ndarray, expected: np.ndarray) -> tuple[float, str | None]:
+    """``(rel_l2, error)``: the relative L2 error against ONNX Runtime's output, and the error it is above the
+    precision's tolerance."""
+    rel = relative_error(np.asarray(got).reshape(expected.shape), expected)
+    if not rel <= TOLERANCE[PRECISION]:  # NaN fails too
+        return rel, f"output differs from ONNX Runtime's: rel L2 {rel:.2e} > {TOLERANCE[PRECISION]:.0e}"
+    return rel, None
+
+
+# ---- the networks: PyTorch (imported only here, so that a dry run needs none), ONNX files, ONNX Runtime ----
+
+
+def torch_importable() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def build_module(name: str, seed: int = 0) -> Any:
+    """The network, seeded, with randomized BatchNorm statistics (no pretrained weights), in eval mode."""
+    import torch
+
+    torch.manual_seed(seed)
+    source = ZOO[name]
+    if source.library == "torchvision":
+        import torchvision
+
+        model = getattr(torchvision.models, name)(weights=None, **source.kwargs)
+    else:
+        import timm
+
+        model = timm.create_model(name, pretrained=False, **source.kwargs)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0.0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def export(module: Any, x: np.ndarray, exporter: str, path: Path) -> Path:
+    """``module`` written to ``path`` by PyTorch's TorchScript (opset 17) or dynamo (opset 18) ONNX exporter."""
+    import torch
+
+    batch = torch.from_numpy(x)
+    if exporter == "torchscript":
+        torch.onnx.export(module, batch, str(path), opset_version=17, dynamo=False)
+    else:
+        torch.onnx.export(module, (batch,), str(path), opset_version=18, dynamo=True)
+    return path
+
+
+def onnx_runtime(path: Path, x: np.ndarray) -> np.ndarray:
+    """The file's output for ``x`` by ONNX Runtime on the CPU: the reference of every mode."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {session.get_inputs()[0].name: x})[0]
+
+
+def input_batch(name: str, bench: Bench) -> np.ndarray:
+    size = bench.resolution or ZOO[name].resolution
+    return np.random.default_rng(0).standard_normal((bench.batch, 3, size, size)).astype(np.float32)
+
+
+# ---- our engine: the search, then Sequential and IOS-Both ----
+
+
+def search(bench: Bench, name: str, exporter: str, network: Network, path: Path) -> Schedule:
+    """IOS-Both of the imported network, searched as ``python -m ios_core.optimize`` searches (``SEARCH``), with the
+    measured stage cost on a GPU (the simulated one in a dry run) and the file's weights."""
+    cost = ["cost=simulated"] if bench.dry_run else [
+        "cost=measured", f"cost.cache={bench.beside / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
+    output = bench.beside / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
+    cfg = compose("optimize", ["model=onnx", f"model.path={path}", f"device={bench.device}", f"batch={bench.batch}",
+                               f"precision={PRECISION}", *SEARCH, *cost, f"output={output}", "progress=false",
+                               "tracking.mlflow=false"])
+    return search_graph(cfg, network.graph, network.weights).schedule
+
+
+def tune_cache(bench: Bench) -> Path:
+    return bench.beside / f"tune_{bench.device}.json"
+
+
+def on_engine(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
+              expected: np.ndarray) -> tuple[dict[str, Any], Any]:
+    """The schedule run on the engine with the network's weights: its row's numbers and the engine's measurement."""
+    from ios_core.engine import PlanOptions, build_plan, latency
+
+    plan = build_plan(network.graph, schedule, bench.batch, PRECISION, network.weights,
+                      PlanOptions(tune_cache=str(tune_cache(bench))))
+    try:
+        rel, error = output_check(plan(x), expected)
+        m = latency(plan, bench.timing)
+    finally:
+        plan.close()
+    return {"ms": m.ms, "error": error, "rel_l2": rel, "sm_mhz_before": m.clocks_before.get("sm_mhz"),
+            "sm_mhz_after": m.clocks_after.get("sm_mhz")}, m
+
+
+def simulate(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
+             expected: np.ndarray) -> dict[str, Any]:
+    """A dry run's numbers: the analytical model's latency; the float64 reference's error against ONNX Runtime."""
+    profile = device_profile(bench.device)
+    ms = simulated(network.graph, schedule, bench.batch, profile, PRECISION).samples_ms[0]
+    rel, error = output_check(run_graph(network.graph, x.astype(np.float64), network.weights), expected)
+    return {"ms": ms, "error": error, "rel_l2": rel}
+
+
+def engine_rows(bench: Bench, rows: Rows, name: str, exporter: str, path: Path) -> None:
+    """Import, search and run one exported file in every engine mode still to do, against ONNX Runtime."""
+    x = input_batch(name, bench)
+    expected = reference(bench, name, path, x)
+    network = load_onnx(path, name=name)
+    todo = pending(bench, rows, name, exporter, ENGINE_MODES)
+    schedules = {"sequential": sequential(network.graph)}
+    if "ios_both" in todo:
+        schedules["ios_both"] = search(bench, name, exporter, network, path)
+    ops = len(network.graph.operators)
+    for mode in todo:
+        try:
+            if bench.dry_run:
+                numbers = simulate(bench, network, schedules[mode], x, expected)
+            else:
+                numbers, m = on_engine(bench, network, schedules[mode], x, expected)
+                record_engine(bench, (name, exporter, mode), schedules[mode], m, numbers)
+        except Exception as error:  # noqa: BLE001 -- one failing mode must not lose the others
+            numbers = {"error": one_line(error)}
+        rows.add(row(bench, name, exporter, mode, ops=ops, **numbers))
+
+
+def pending(bench: Bench, rows: Rows, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
+    """The ``modes`` asked for whose rows are still to do."""
+    return [m for m in modes if m in bench.modes and not rows.done(name, exporter, m, bench)]
+
+
+def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:
+    """ONNX Runtime's output for ``x`` on the file ``path``, kept beside the rows: every mode of the network, of
+    either exporter and of a later call, is checked against the same one."""
+    kept = bench.beside / f"{name}_b{bench.batch}_{x.shape[-1]}px_onnxruntime.npy"
+    if kept.exists():
+        return np.load(kept)
+    if path is None:
+        raise RuntimeError(f"no ONNX Runtime output of {name}: no exporter gave a file")
+    expected = onnx_runtime(path, x)
+    np.save(kept, expected)
+    return expected
+
+
+def record_engine(bench: Bench, what: tuple[str, str, str], schedule: Schedule, m: Any, numbers: dict) -> None:
+    """The ``measure`` record of an engine mode, as ``python -m ios_core.measure`` writes one."""
+    from ios_core.engine import PlanOptions
+
+    name, exporter, mode = what
+    run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "exporter": exporter, "mode": mode})
+    metrics = {"rel_l2_vs_onnxruntime": numbers["rel_l2"]}
+    record = measure_record(run, schedule, None, [m], PlanOptions(tune_cache=str(tune_cache(bench))), metrics)
+    write(record, bench.beside / f"{name}_{exporter}_b{bench.batch}_{mode}.json")
+
+
+# ---- the original PyTorch module ----
+
+
+def torch_rows(bench: Bench, rows: Rows, name: str, module: Any, expected: np.ndarray) -> None:
+    """The original module in every PyTorch mode still to do, each checked against ONNX Runtime's output."""
+    import torch
+
+    from ios_core.baselines.torch_adapters import set_precision
+
+    set_precision(torch, PRECISION)
+    torch.backends.cudnn.benchmark = True
+    model = module.cuda().to(memory_format=torch.channels_last)
+    static = torch.from_numpy(input_batch(name, bench)).cuda().contiguous(memory_format=torch.channels_last)
+    for mode in pending(bench, rows, name, None, TORCH_MODES):
+        try:
+            with torch.inference_mode(), torch_call(model, static, mode, bench.compile_mode) as (call, setup_s):
+                out = call().float().cpu().numpy()
+                numbers = time_torch(bench, call)
+            rel, error = output_check(out, expected)
+            numbers |= {"rel_l2": rel, "error": error, "setup_s": setup_s}
+            record_torch(bench, name, mode, numbers)
+        except Exception as error:  # noqa: BLE001 -- one failing mode must not lose the others
+            numbers = {"error": one_line(error)}
+        rows.add(row(bench, name, None, mode, **{k: v for k, v in numbers.items() if k != "samples"}))
+    del model, static
+    torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def torch_call(model: Any, static: Any, mode: str, compile_mode: str) -> Iterator[tuple[Callable[[], Any], float]]:
+    """The call a PyTorch mode times (warmed up, compiled and captured) and the seconds that took."""
+    import torch
+    import torch._inductor.config as inductor
+
+    from ios_core.baselines.torch_adapters import cuda_graph_replay
+
+    started, previous = time.perf_counter(), inductor.freezing
+    try:
+        if mode == "torch_eager":
+            call = lambda: model(static)  # noqa: E731
+        elif mode == "torch_cudagraph":
+            call = cuda_graph_replay(torch, model, static)
+        else:
+            torch._dynamo.reset()
+            inductor.freezing = True  # read when compiling, on the first calls
+            compiled = torch.compile(model, mode=None if compile_mode == "default" else compile_mode, dynamic=False)
+            for _ in range(3):
+                compiled(static)
+            graphs_of_its_own = compile_mode in ("reduce-overhead", "max-autotune")
+            call = (lambda: compiled(static)) if graphs_of_its_own else cuda_graph_replay(torch, compiled, static)
+        yield call, time.perf_counter() - started
+    finally:
+        inductor.freezing = previous
+
+
+def time_torch(bench: Bench, call: Callable[[], Any]) -> dict[str, Any]:
+    """``call`` timed as the engine is, with the clocks around it (`engine_vs_torch.time_calls`)."""
+    from engine_vs_torch import time_calls
+
+    timed = time_calls(call, bench.timing)
+    return {"ms": timed["ms"], "samples": timed["samples"], "sm_mhz_before": timed["clocks_before"].get("sm_mhz"),
+            "sm_mhz_after": timed["clocks_after"].get("sm_mhz")}
+
+
+def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) -> None:
+    """The ``baseline`` record of a PyTorch mode (tagged ``module: original``: not the module of our IR)."""
+    import torch
+
+    from ios_core.baselines.torch_adapters import torch_environment
+
+    device, versions = torch_environment(torch)
+    measurement = Measurement(mode, name, bench.batch, "measured", True, device=device,
+                              latencies_ms=list(numbers["samples"]), median_ms=numbers["ms"], precision=PRECISION,
+                              clock="cuda-events", timing=asdict(bench.timing), versions=versions,
+                              rel_error=numbers["rel_l2"], details={"compile_mode": bench.compile_mode})
+    run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "module": "original"})
+    write(baseline_record(run, measurement, bench.timing), bench.beside / f"{name}_b{bench.batch}_{mode}.json")
+
+
+# ---- the run ----
+
+
+def bench_model(bench: Bench, rows: Rows, name: str, exporters: tuple[str, ...], work: Path) -> None:
+    """Every row of one network still missing: each exporter's engine modes, then the PyTorch modes."""
+    engine_todo = [e for e in exporters if pending(bench, rows, name, e, ENGINE_MODES)]
+    torch_todo = not bench.dry_run and pending(bench, rows, name, None, TORCH_MODES)
+    if not engine_todo and not torch_todo:
+        return
+    module, last = None, None
+    if torch_todo or any(not given(bench, name, e) for e in engine_todo):
+        module = build_module(name) if torch_importable() else None
+    for exporter in engine_todo:
+        if bench.over_budget():
+            return
+        try:
+            path = given(bench, name, exporter)
+            if path is None:
+                if module is None:
+                    raise RuntimeError(f"no {name}.{exporter}.onnx in --onnx-dir and PyTorch is not importable")
+                path = export(module, input_batch(name, bench), exporter, work / f"{name}.{exporter}.onnx")
+            last = path
+            engine_rows(bench, rows, name, exporter, path)
+        except Exception as error:  # noqa: BLE001 -- export, ONNX Runtime or import: the file's rows say which
+            for mode in pending(bench, rows, name, exporter, ENGINE_MODES):
+                rows.add(row(bench, name, exporter, mode, error=one_line(error)))
+    if torch_todo and not bench.over_budget():
+        x = input_batch(name, bench)
+        try:
+            # Every exporter's rows there already (an earlier call) and ONNX Runtime's output lost: export once more.
+            expected = reference(bench, name, last or export(module, x, EXPORTERS[0], work / "reference.onnx"), x)
+        except Exception as error:  # noqa: BLE001 -- without a reference the PyTorch numbers are not checked
+            for mode in pending(bench, rows, name, None, TORCH_MODES):
+                rows.add(row(bench, name, None, mode, error=one_line(error)))
+            return
+        torch_rows(bench, rows, name, module, expected)
+
+
+def given(bench: Bench, name: str, exporter: str) -> Path | None:
+    """The file ``--onnx-dir`` holds for this network and exporter, if any."""
+    path = bench.onnx_dir / f"{name}.{exporter}.onnx" if bench.onnx_dir else None
+    return path if path is not None and path.is_file() else None
+
+
+def environment(bench: Bench) -> dict[str, Any]:
+    """The machine: on a GPU its name, driver, CUDA, cuDNN, clocks and PyTorch's versions; Python's always."""
+    found: dict[str, Any] = {"python": platform.python_version(), "source": _source(bench)}
+    if not bench.dry_run:
+        import torch
+
+        from ios_core import gpu
+        from ios_core.baselines.torch_adapters import torch_environment
+        from ios_core.engine import environment as engine_environment
+
+        device, versions = torch_environment(torch)
+        found |= {**engine_environment(), "torch_device": device, "torch": versions, "clocks": gpu.clocks()}
+    return found
+
+
+def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> Rows:
+    """Every row of ``models`` x ``exporters`` not in ``bench.out`` yet, written as it comes; stops starting new work
+    once ``bench.budget_s`` has passed."""
+    settings = {"timing": asdict(bench.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
+                "resolution": bench.resolution}
+    rows = Rows(bench.out, environment(bench), settings)
+    bench.beside.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as work:  # exports are large (nasnetalarge: 350 MB): never kept
+        for name in models:
+            if bench.over_budget():
+                print(f"budget of {bench.budget_s} s reached before {name}: run again to resume", flush=True)
+                break
+            bench_model(bench, rows, name, exporters, Path(work))
+            for r in rows.rows:
+                if r["model"] == name:
+                    print(f"{name:20s} {r['exporter'] or '-':12s} {r['mode']:22s} {fmt(r['ms'])} ms  "
+                          f"{r.get('error') or ''}", flush=True)
+    return rows
+
+
+def fmt(ms: float | None) -> str:
+    return f"{ms:9.3f}" if ms is not None else "        -"
+
+
+def table(rows: list[dict[str, Any]], exporter: str = "torchscript") -> str:
+    """The README's table for one exporter: each network's operators, IOS-Both's latency, and its speedup over our
+    Sequential and over torch.compile with freezing; the geometric mean of the last (networks with both only)."""
+    ms = {(r["model"], r["exporter"], r["mode"]): r["ms"] for r in rows if r["ms"] is not None and not r["error"]}
+    ops = {r["model"]: r["ops"] for r in rows if r.get("ops") and r["exporter"] == exporter}
+    lines = [f"| model ({exporter}) | ops | IOS-Both ms | vs Sequential | vs torch.compile + freezing |",
+             "|---|---|---|---|---|"]
+    speedups = []
+    for name in dict.fromkeys(r["model"] for r in rows):
+        both, seq = ms.get((name, exporter, "ios_both")), ms.get((name, exporter, "sequential"))
+        compiled = ms.get((name, None, "torch_compile_freeze"))
+        if compiled and both:
+            speedups.append(compiled / both)
+        lines.append(f"| {name} | {ops.get(name, '-')} | {f'{both:.3f}' if both else '-'} | "
+                     f"{f'{seq / both:.2f}x' if seq and both else '-'} | "
+                     f"{f'{compiled / both:.2f}x' if compiled and both else '-'} |")
+    if speedups:
+        mean = math.exp(sum(math.log(s) for s in speedups) / len(speedups))
+        lines.append(f"| geometric mean ({len(speedups)} networks) | | | | {mean:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    names = lambda choices: lambda s: [_choice(v, choices) for v in s.split(",")]  # noqa: E731
+    parser.add_argument("--models", type=names(ZOO), default=list(ZOO))
+    parser.add_argument("--exporters", type=names(EXPORTERS), default=list(EXPORTERS))
+    parser.add_argument("--modes", type=names(MODES), default=list(MODES))
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True, help="the rows' JSON, read first and rewritten per row")
+    parser.add_argument("--device", default="h200", help="this GPU's device profile (h200, h100, ...)")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--number", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--compile-mode", default="default",
+                        help="torch.compile's mode (always with freezing): default, max-autotune-no-cudagraphs, ...")
+    parser.add_argument("--budget-s", type=float, default=None, help="start no new network after this many seconds")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
+    parser.add_argument("--dry-run", action="store_true", help="CPU: simulated cost, no engine, no PyTorch timing")
+    parser.add_argument("--onnx-dir", type=Path, default=None, help="read <model>.<exporter>.onnx here if present")
+    parser.add_argument("--resolution", type=int, default=None, help="export at this size instead (a quick dry run)")
+    parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
+    args = parser.parse_args(argv)
+    if args.table:
+        rows = json.loads(args.out.read_text())["rows"]
+        print("\n\n".join(table(rows, exporter) for exporter in args.exporters))
+        return 0
+    if not args.dry_run and (mismatch := gpu_mismatch(device_profile(args.device))):
+        raise SystemExit(mismatch)
+    timing = Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
+    bench = Bench(args.out, args.device, args.batch, tuple(args.modes), timing,
+                  args.dry_run, args.onnx_dir, args.resolution, args.compile_mode, args.budget_s, args.retry_failed)
+    rows = run(bench, args.models, tuple(args.exporters))
+    print(table(rows.rows, args.exporters[0]))
+    return 0
+
+
+def _choice(value: str, choices: Any) -> str:
+    if value not in choices:
+        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""bench/zoo.py on a CPU: the dry run (simulated cost, float64 reference against ONNX Runtime), resumed from its
+rows, and the README table; exports are left out where PyTorch is not installed (CI), ONNX files given instead."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ios_core import models
+from ios_core.onnx_io import Network, save_onnx
+from ios_core.weights import make_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def zoo(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # a folder of scripts: zoo imports its sibling records
+    import zoo
+
+    return zoo
+
+
+def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "bench" / "zoo.py"), "--dry-run", "--onnx-dir", str(tmp_path),
+                           "--out", str(tmp_path / "zoo.json"), *args], capture_output=True, text=True, timeout=600)
+
+
+def onnx_file(tmp_path: Path, name: str) -> None:
+    """The demo network (3 x 16 x 16) written where the dry run looks for the zoo network ``name``."""
+    demo = models.get("demo")
+    save_onnx(Network(demo, make_weights(demo, seed=5)), tmp_path / name)
+
+
+def test_a_dry_run_imports_searches_and_checks_each_file_and_resumes_from_its_rows(tmp_path):
+    onnx_file(tmp_path, "squeezenet1_1.torchscript.onnx")
+    args = ("--models", "squeezenet1_1", "--exporters", "torchscript", "--resolution", "16")
+    done = dry_run(tmp_path, *args)
+    assert done.returncode == 0, done.stderr
+    document = json.loads((tmp_path / "zoo.json").read_text())
+    rows = {r["mode"]: r for r in document["rows"]}
+    assert rows.keys() == {"sequential", "ios_both"}  # no PyTorch timing in a dry run
+    for r in rows.values():
+        assert (r["model"], r["exporter"], r["batch"], r["precision"], r["source"]) == (
+            "squeezenet1_1", "torchscript", 1, "fp32", "simulated")
+        assert r["ms"] > 0 and r["error"] is None and r["rel_l2"] < 1e-6 and r["ops"] == 12
+    assert rows["ios_both"]["ms"] <= rows["sequential"]["ms"]
+    assert (tmp_path / "zoo.json.records" / "schedules" / "squeezenet1_1_torchscript_b1_both.json").is_file()
+    again = dry_run(tmp_path, *args)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "zoo.json").read_text()) == document  # nothing ran again, nothing was written
+    assert "squeezenet1_1 | 12 |" in again.stdout
+
+
+def test_a_network_without_a_file_gets_rows_that_say_why(tmp_path, zoo):
+    if zoo.torch_importable():
+        pytest.skip("PyTorch is installed here: the dry run would export the network")
+    done = dry_run(tmp_path, "--models", "resnet50", "--exporters", "dynamo")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "zoo.json").read_text())["rows"]
+    assert [(r["mode"], r["ms"]) for r in rows] == [("sequential", None), ("ios_both", None)]
+    assert all(r["error"] == "RuntimeError: no resnet50.dynamo.onnx in --onnx-dir and PyTorch is not importable"
+               for r in rows)
+
+
+def test_a_dry_run_exports_where_pytorch_is_installed(tmp_path):
+    pytest.importorskip("torchvision")
+    done = dry_run(tmp_path, "--models", "squeezenet1_1", "--resolution", "64")
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "zoo.json").read_text())["rows"]
+    assert {(r["exporter"], r["mode"]) for r in rows} == {(e, m) for e in ("torchscript", "dynamo")
+                                                          for m in ("sequential", "ios_both")}
+    assert all(r["error"] is None and r["rel_l2"] < 1e-4 for r in rows)
+
+
+def row(model, mode, ms, exporter="torchscript", error=None, **more):
+    return {"model": model, "exporter": exporter, "batch": 1, "precision": "fp32", "mode": mode, "ms": ms,
+            "error": error, **more}
+
+
+def test_the_table_gives_ios_both_against_sequential_and_torch_compile_and_their_geometric_mean(zoo):
+    rows = [row("a", "sequential", 2.0, ops=10), row("a", "ios_both", 1.0, ops=10),
+            row("a", "torch_compile_freeze", 4.0, exporter=None),
+            row("b", "sequential", 3.0, ops=20), row("b", "ios_both", 2.0, ops=20),
+            row("b", "torch_compile_freeze", 1.0, exporter=None),
+            row("c", "ios_both", None, error="UnsupportedOperatorError: Foo"),
+            row("d", "ios_both", 1.0, error="output differs from ONNX Runtime's: rel L2 1e+00 > 1e-02")]
+    lines = zoo.table(rows).splitlines()
+    assert lines[2] == "| a | 10 | 1.000 | 2.00x | 4.00x |"
+    assert lines[3] == "| b | 20 | 2.000 | 1.50x | 0.50x |"
+    assert lines[4] == lines[5].replace("| d |", "| c |") == "| c | - | - | - | - |"  # no number, or a wrong one
+    assert lines[-1] == "| geometric mean (2 networks) | | | | 1.41x |"
+
+
+def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
+    bench = zoo.Bench(tmp_path / "zoo.json", "h200", 1, zoo.MODES, zoo.Timing(), dry_run=True)
+    rows = zoo.Rows(bench.out, {"machine": 1}, {})
+    rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0))
+    rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU"))
+    again = zoo.Rows(bench.out, {"machine": 2}, {})
+    assert again.environments == [{"machine": 1}, {"machine": 2}]
+    assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == []
+    bench.retry_failed = True
+    assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == ["ios_both"]
+    again.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))
+    assert [(r["mode"], r["ms"], r["call"]) for r in zoo.Rows(bench.out, {}, {}).rows] == [
+        ("sequential", 1.0, 0), ("ios_both", 0.5, 1)]
