@@ -33,6 +33,7 @@ from ios_core.engine.program import (
     ACTIVATIONS,
     POINTWISE_OPS,
     POINTWISE_SIGNATURE,
+    ConvTask,
     NormTask,
     PadTask,
     PointwiseTask,
@@ -200,13 +201,16 @@ def test_each_zoo_operator_simulates_as_the_reference(name, layout):
     assert simulated(graph, greedy, layout, reverse=True) <= 1e-9
 
 
+@pytest.mark.parametrize("pad_asymmetric", [False, True])
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_cudnn_depthwise_lowering_simulates_as_the_reference(name):
+def test_cudnn_depthwise_lowering_simulates_as_the_reference(name, pad_asymmetric):
     graph = GRAPHS[name]()
     weights, x = make_weights(graph), make_input(graph, BATCH)
-    program = lower(graph, S.greedy(graph), BATCH, "nhwc", own_depthwise=False)
+    program = lower(graph, S.greedy(graph), BATCH, "nhwc", own_depthwise=False, pad_asymmetric=pad_asymmetric)
     out = simulate(program, graph, weights, {"input": x})[graph.output]
     assert relative_error(out, run_graph(graph, x, weights)) <= 1e-9
+    convs = [t.conv for t in program.tasks if isinstance(t, ConvTask)]
+    assert all(c.padding_end in (None, c.padding) for c in convs) or not pad_asymmetric
 
 
 def test_each_zoo_operator_lowers_to_its_one_task():
@@ -436,6 +440,15 @@ def test_an_activation_cudnn_cannot_fuse_runs_in_place_after_the_fused_bias(gpu,
         assert [c[0] for c in calls] == ["cudnn", "kernel"] and calls[1][1] == "pointwise_f32"
         args = calls[1][5]
         assert args[1] == ACTIVATIONS[act] and args[0] == POINTWISE_OPS["none" if fused else "add"]
+    plan.close()
+
+
+def test_asymmetric_padding_reaches_cudnn_as_symmetric_padding_and_a_pad_when_asked(gpu):
+    graph = padded_convs()
+    options = PlanOptions(autotune=False, own_depthwise=False, pad_asymmetric=True)
+    plan = gpu.engine["plan"].build_plan(graph, S.sequential(graph), 1, "fp32", None, options)
+    assert all(g.padding_end is None for g in plan.context.library.graphs)
+    assert plan.stats.kernels[cw.PAD] == 4
     plan.close()
 
 

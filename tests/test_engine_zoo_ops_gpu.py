@@ -87,9 +87,11 @@ def test_each_zoo_operator_equals_reference(name, layout, precision):
     check(GRAPHS[name](), precision, PlanOptions(layout=layout, autotune=False))
 
 
+@pytest.mark.parametrize("pad_asymmetric", [False, True])
 @pytest.mark.parametrize("name", sorted(GRAPHS))
-def test_each_zoo_operator_on_cudnn_depthwise_and_exact_barriers_equals_reference(name):
-    check(GRAPHS[name](), "fp32-strict", PlanOptions(autotune=False, own_depthwise=False, barrier="exact"))
+def test_each_zoo_operator_on_cudnn_depthwise_and_exact_barriers_equals_reference(name, pad_asymmetric):
+    options = PlanOptions(autotune=False, own_depthwise=False, barrier="exact", pad_asymmetric=pad_asymmetric)
+    check(GRAPHS[name](), "fp32-strict", options)
 
 
 @pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])

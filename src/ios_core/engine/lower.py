@@ -18,7 +18,7 @@ not compute are the program's inputs, and everything computed that is read later
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import pairwise
 
 from ios_core.engine.memory import assign_offsets
@@ -80,9 +80,11 @@ class _Buf:
 class _Lowering:
     """Emits the tasks of one stream at a time, creating buffers as views first touch them."""
 
-    def __init__(self, graph: Graph, placement: Placement, layout: str, itemsize: int, own_depthwise: bool) -> None:
+    def __init__(self, graph: Graph, placement: Placement, layout: str, itemsize: int, own_depthwise: bool,
+                 pad_asymmetric: bool = False) -> None:
         self.graph, self.placement, self.layout, self.itemsize = graph, placement, layout, itemsize
         self.own_depthwise = own_depthwise  # our kernel runs depthwise convolutions: any alignment, an input activation
+        self.pad_asymmetric = pad_asymmetric  # cuDNN gets symmetric padding only; a pad task does the rest
         self.buffers: list[_Buf] = []
         self.roots: dict[str, int] = {}
         self.stage = 0
@@ -172,6 +174,14 @@ class _Lowering:
         if self.own_depthwise and is_depthwise(conv, x.channels):
             self.emit(ConvTask(node, x, y, conv, key, pre_act))
             return
+        top, left, bottom, right = conv.pads
+        if self.pad_asymmetric and (top, left) != (bottom, right):
+            symmetric = (min(top, bottom), min(left, right))
+            extra = (top - symmetric[0], left - symmetric[1], bottom - symmetric[0], right - symmetric[1])
+            shape = self.buffers[x.buffer].shape
+            padded = self.scratch(x.channels, shape.height + extra[0] + extra[2], shape.width + extra[1] + extra[3])
+            self.emit(PadTask(node, x, padded, extra))
+            x, conv = padded, replace(conv, padding=symmetric, padding_end=None)
         if not self.aligned(x):
             aligned_x = self.scratch_like(x)
             self.emit(PointwiseTask(node, aligned_x, x))
@@ -308,6 +318,7 @@ def lower(
     itemsize: int = 4,
     concat_in_place: bool = True,
     own_depthwise: bool = True,
+    pad_asymmetric: bool = False,
 ) -> Program:
     """The program running ``stages`` of ``graph`` at ``batch`` in ``layout``.
 
@@ -330,13 +341,17 @@ def lower(
     own_depthwise
         Depthwise convolutions run on our kernel, which takes any alignment and folds an
         activation that precedes it inside a `Sequential` into its loads (cuDNN cannot).
+    pad_asymmetric
+        A convolution on cuDNN with unequal begin and end padding reads a padded scratch copy
+        of its input (a `PadTask`) and pads symmetrically itself (`PlanOptions.pad_asymmetric`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     stages = tuple(stages.stages if isinstance(stages, Schedule) else stages)
     context = stages + (schedule.stages if schedule is not None else ())
     merges = list(dict.fromkeys(g.ops for stage in context for g in stage.groups if g.merge))
-    lowering = _Lowering(graph, place(graph, merges, concat_in_place), layout, itemsize, own_depthwise)
+    lowering = _Lowering(graph, place(graph, merges, concat_in_place), layout, itemsize, own_depthwise,
+                         pad_asymmetric)
     program_stages = []
     for s, stage in enumerate(stages):
         lowering.stage = s

@@ -31,6 +31,10 @@ class PlanOptions:
         Producers write straight into their slice of a concatenation (identity) that reads them whole.
     own_depthwise
         Depthwise convolutions on our kernel (with the activation before them folded in), not cuDNN.
+    pad_asymmetric
+        A convolution cuDNN runs whose end padding differs from its begin padding (TensorFlow's "same") gets only
+        the symmetric part from cuDNN, the rest from our pad kernel into a scratch copy of its input (one more
+        pass), instead of cuDNN's own pre and post padding: for a cuDNN whose engines refuse unequal padding.
     barrier
         How a plan orders groups of different stages: ``"stage"``, every group after the whole previous stage (a
         fork and a join per stage), or ``"exact"``, each group only after the earlier groups whose memory it
@@ -47,6 +51,7 @@ class PlanOptions:
     concat_in_place: bool = True
     own_depthwise: bool = True
     barrier: str = "stage"
+    pad_asymmetric: bool = False
 
     def __post_init__(self) -> None:
         if self.barrier not in BARRIERS:

@@ -209,7 +209,8 @@ def build_plan(
     options = options or PlanOptions()
     weights = weights if weights is not None else make_weights(graph)
     program = lower(graph, stages, batch, options.layout, schedule=options.schedule,
-                    concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise)
+                    concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,
+                    pad_asymmetric=options.pad_asymmetric)
     plan = Plan(graph, program, precision, weights, options)
     rng = np.random.default_rng(0)
     for index in dict.fromkeys(program.values[name].buffer for name in program.inputs):
