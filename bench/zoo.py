@@ -23,20 +23,22 @@ checked against ONNX Runtime's (``rel_l2``; above `ios_core.measure.TOLERANCE` t
 
 ``--out`` (``results/h200/zoo.json``) holds the rows ``{model, exporter, batch, precision, mode, ms, error, ...}``
 (``exporter`` is null for the PyTorch modes, which export nothing), with the GPU, driver, cuDNN, torch version and
-clocks; it is rewritten after every row and read first, so a run killed by its time limit resumes where it stopped
-(rows already there are skipped; ``--retry-failed`` runs those without a number again). A network that fails to
-export, import or run gets rows with ``ms: null`` and ``error``, the one-line reason. Each measurement is also a
-record of the project's schema (`records`: ``measure`` for the engine, ``baseline`` for PyTorch) in
-``<out>.records/``, beside the IOS-Both schedules, the stage-cost cache and the autotuning cache.
+clocks of each call; it is rewritten after every row and read first, so a run killed by its time limit resumes where
+it stopped (rows already there are skipped; ``--retry-failed`` runs those without a number again). A network that
+fails to export, import or run gets rows with ``ms: null`` and ``error``, the one-line reason. Each measurement is
+also a record of the project's schema (`records`: ``measure`` for the engine, ``baseline`` for PyTorch) in the folder
+``--keep`` (``<out>.records``), with the IOS-Both schedules, the stage-cost and autotuning caches and ONNX Runtime's
+outputs; ``--pack`` keeps that folder as one file beside ``--out``, ``<out>.records.tar.gz``, unpacked at the start
+and written again after each exporter of each network (a device call returns a few files only).
 
 ``--dry-run`` runs on a CPU: the simulated stage cost, the analytical model's latency (``source: simulated``), the
 float64 reference of the imported network against ONNX Runtime in ``rel_l2``, no engine and no PyTorch timing; it
 exports only where PyTorch is importable, else reads ``--onnx-dir``.
 
-Usage (device, one call of at most 10 minutes; repeat until every row is there)::
+Usage (device, calls of at most 10 minutes, each resuming the last; then copy both files back to results/h200/)::
 
-    cp results/h200/zoo.json $OUT/zoo.json; cp -r results/h200/zoo.json.* $OUT/
-    python3 bench/zoo.py --device h200 --out $OUT/zoo.json --budget-s 480
+    cp results/h200/zoo.json results/h200/zoo.json.records.tar.gz $OUT/ 2>/dev/null
+    python3 bench/zoo.py --device h200 --out $OUT/zoo.json --keep /tmp/zoo --pack --budget-s 420
 
 ``--table`` prints the README's table (IOS-Both against Sequential and torch.compile + freezing) from ``--out``.
 """
@@ -49,6 +51,7 @@ import json
 import math
 import platform
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -109,9 +112,10 @@ PRECISION = "fp32"  # TF32 allowed in convolutions and matmuls, on the engine an
 
 @dataclass
 class Bench:
-    """One run's settings and where everything goes (``out`` and the files beside it)."""
+    """One run's settings and where everything goes: the rows (``out``), the rest (``keep``)."""
 
     out: Path
+    keep: Path
     device: str
     batch: int
     modes: tuple[str, ...]
@@ -122,12 +126,28 @@ class Bench:
     compile_mode: str = "default"
     budget_s: float | None = None
     retry_failed: bool = False
+    pack: bool = False
     started: float = field(default_factory=time.perf_counter)
 
     @property
-    def beside(self) -> Path:
-        """The folder of what a run keeps beside its rows: records, schedules, caches."""
-        return self.out.with_name(self.out.name + ".records")
+    def packed(self) -> Path:
+        """The ``keep`` folder as one file beside the rows (``--pack``)."""
+        return self.out.with_name(self.out.name + ".records.tar.gz")
+
+    def unpack(self) -> None:
+        """The packed folder where it is kept, at the start of a call that resumes another."""
+        if self.pack and self.packed.exists():
+            with tarfile.open(self.packed) as tar:
+                tar.extractall(self.keep, filter="data")
+        self.keep.mkdir(parents=True, exist_ok=True)
+
+    def save(self) -> None:
+        """The folder packed again (atomically: a call killed while packing leaves the last pack whole)."""
+        if self.pack:
+            partial = self.packed.with_name(self.packed.name + ".partial")
+            with tarfile.open(partial, "w:gz") as tar:
+                tar.add(self.keep, arcname=".")
+            partial.replace(self.packed)
 
     def over_budget(self) -> bool:
         return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
@@ -250,8 +270,8 @@ def search(bench: Bench, name: str, exporter: str, network: Network, path: Path)
     """IOS-Both of the imported network, searched as ``python -m ios_core.optimize`` searches (``SEARCH``), with the
     measured stage cost on a GPU (the simulated one in a dry run) and the file's weights."""
     cost = ["cost=simulated"] if bench.dry_run else [
-        "cost=measured", f"cost.cache={bench.beside / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
-    output = bench.beside / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
+        "cost=measured", f"cost.cache={bench.keep / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
+    output = bench.keep / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
     cfg = compose("optimize", ["model=onnx", f"model.path={path}", f"device={bench.device}", f"batch={bench.batch}",
                                f"precision={PRECISION}", *SEARCH, *cost, f"output={output}", "progress=false",
                                "tracking.mlflow=false"])
@@ -259,7 +279,7 @@ def search(bench: Bench, name: str, exporter: str, network: Network, path: Path)
 
 
 def tune_cache(bench: Bench) -> Path:
-    return bench.beside / f"tune_{bench.device}.json"
+    return bench.keep / f"tune_{bench.device}.json"
 
 
 def on_engine(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
@@ -317,7 +337,7 @@ def pending(bench: Bench, rows: Rows, name: str, exporter: str | None, modes: tu
 def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:
     """ONNX Runtime's output for ``x`` on the file ``path``, kept beside the rows: every mode of the network, of
     either exporter and of a later call, is checked against the same one."""
-    kept = bench.beside / f"{name}_b{bench.batch}_{x.shape[-1]}px_onnxruntime.npy"
+    kept = bench.keep / f"{name}_b{bench.batch}_{x.shape[-1]}px_onnxruntime.npy"
     if kept.exists():
         return np.load(kept)
     if path is None:
@@ -335,7 +355,7 @@ def record_engine(bench: Bench, what: tuple[str, str, str], schedule: Schedule, 
     run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "exporter": exporter, "mode": mode})
     metrics = {"rel_l2_vs_onnxruntime": numbers["rel_l2"]}
     record = measure_record(run, schedule, None, [m], PlanOptions(tune_cache=str(tune_cache(bench))), metrics)
-    write(record, bench.beside / f"{name}_{exporter}_b{bench.batch}_{mode}.json")
+    write(record, bench.keep / "records" / f"{name}_{exporter}_b{bench.batch}_{mode}.json")
 
 
 # ---- the original PyTorch module ----
@@ -414,7 +434,8 @@ def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) ->
                               clock="cuda-events", timing=asdict(bench.timing), versions=versions,
                               rel_error=numbers["rel_l2"], details={"compile_mode": bench.compile_mode})
     run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "module": "original"})
-    write(baseline_record(run, measurement, bench.timing), bench.beside / f"{name}_b{bench.batch}_{mode}.json")
+    path = bench.keep / "records" / f"{name}_b{bench.batch}_{mode}.json"
+    write(baseline_record(run, measurement, bench.timing), path)
 
 
 # ---- the run ----
@@ -443,6 +464,7 @@ def bench_model(bench: Bench, rows: Rows, name: str, exporters: tuple[str, ...],
         except Exception as error:  # noqa: BLE001 -- export, ONNX Runtime or import: the file's rows say which
             for mode in pending(bench, rows, name, exporter, ENGINE_MODES):
                 rows.add(row(bench, name, exporter, mode, error=one_line(error)))
+        bench.save()
     if torch_todo and not bench.over_budget():
         x = input_batch(name, bench)
         try:
@@ -453,6 +475,7 @@ def bench_model(bench: Bench, rows: Rows, name: str, exporters: tuple[str, ...],
                 rows.add(row(bench, name, None, mode, error=one_line(error)))
             return
         torch_rows(bench, rows, name, module, expected)
+        bench.save()
 
 
 def given(bench: Bench, name: str, exporter: str) -> Path | None:
@@ -482,7 +505,7 @@ def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> Rows:
     settings = {"timing": asdict(bench.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
                 "resolution": bench.resolution}
     rows = Rows(bench.out, environment(bench), settings)
-    bench.beside.mkdir(parents=True, exist_ok=True)
+    bench.unpack()
     with tempfile.TemporaryDirectory() as work:  # exports are large (nasnetalarge: 350 MB): never kept
         for name in models:
             if bench.over_budget():
@@ -530,6 +553,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", type=names(MODES), default=list(MODES))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="the rows' JSON, read first and rewritten per row")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="the folder of records, schedules and caches (default: <out>.records)")
+    parser.add_argument("--pack", action="store_true", help="keep --keep as <out>.records.tar.gz beside --out")
     parser.add_argument("--device", default="h200", help="this GPU's device profile (h200, h100, ...)")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--number", type=int, default=20)
@@ -550,8 +576,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run and (mismatch := gpu_mismatch(device_profile(args.device))):
         raise SystemExit(mismatch)
     timing = Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
-    bench = Bench(args.out, args.device, args.batch, tuple(args.modes), timing,
-                  args.dry_run, args.onnx_dir, args.resolution, args.compile_mode, args.budget_s, args.retry_failed)
+    keep = args.keep or args.out.with_name(args.out.name + ".records")
+    bench = Bench(args.out, keep, args.device, args.batch, tuple(args.modes), timing, dry_run=args.dry_run,
+                  onnx_dir=args.onnx_dir, resolution=args.resolution, compile_mode=args.compile_mode,
+                  budget_s=args.budget_s, retry_failed=args.retry_failed, pack=args.pack)
     rows = run(bench, args.models, tuple(args.exporters))
     print(table(rows.rows, args.exporters[0]))
     return 0

@@ -4,6 +4,7 @@ rows, and the README table; exports are left out where PyTorch is not installed 
 import json
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -36,8 +37,8 @@ def onnx_file(tmp_path: Path, name: str) -> None:
 
 def test_a_dry_run_imports_searches_and_checks_each_file_and_resumes_from_its_rows(tmp_path):
     onnx_file(tmp_path, "squeezenet1_1.torchscript.onnx")
-    args = ("--models", "squeezenet1_1", "--exporters", "torchscript", "--resolution", "16")
-    done = dry_run(tmp_path, *args)
+    args = ("--models", "squeezenet1_1", "--exporters", "torchscript", "--resolution", "16", "--pack")
+    done = dry_run(tmp_path, *args, "--keep", str(tmp_path / "first"))
     assert done.returncode == 0, done.stderr
     document = json.loads((tmp_path / "zoo.json").read_text())
     rows = {r["mode"]: r for r in document["rows"]}
@@ -47,9 +48,12 @@ def test_a_dry_run_imports_searches_and_checks_each_file_and_resumes_from_its_ro
             "squeezenet1_1", "torchscript", 1, "fp32", "simulated")
         assert r["ms"] > 0 and r["error"] is None and r["rel_l2"] < 1e-6 and r["ops"] == 12
     assert rows["ios_both"]["ms"] <= rows["sequential"]["ms"]
-    assert (tmp_path / "zoo.json.records" / "schedules" / "squeezenet1_1_torchscript_b1_both.json").is_file()
-    again = dry_run(tmp_path, *args)
+    kept = ["schedules/squeezenet1_1_torchscript_b1_both.json", "squeezenet1_1_b1_16px_onnxruntime.npy"]
+    with tarfile.open(tmp_path / "zoo.json.records.tar.gz") as tar:  # --keep, packed beside --out
+        assert {f"./{name}" for name in kept} <= set(tar.getnames())
+    again = dry_run(tmp_path, *args, "--keep", str(tmp_path / "second"))  # another machine: a fresh folder
     assert again.returncode == 0, again.stderr
+    assert all((tmp_path / "second" / name).is_file() for name in kept)  # unpacked
     assert json.loads((tmp_path / "zoo.json").read_text()) == document  # nothing ran again, nothing was written
     assert "squeezenet1_1 | 12 |" in again.stdout
 
@@ -95,7 +99,7 @@ def test_the_table_gives_ios_both_against_sequential_and_torch_compile_and_their
 
 
 def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
-    bench = zoo.Bench(tmp_path / "zoo.json", "h200", 1, zoo.MODES, zoo.Timing(), dry_run=True)
+    bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.MODES, zoo.Timing(), dry_run=True)
     rows = zoo.Rows(bench.out, {"machine": 1}, {})
     rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0))
     rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU"))
