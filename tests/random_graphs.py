@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from ios_core.ir import (
     ACTIVATIONS,
+    Activation,
     ChannelShuffle,
     Clip,
     Conv,
@@ -93,8 +94,8 @@ def every_op_graph() -> Graph:
     """A small network using every operator and field of the IR at least once, with a classifier end.
 
     Asymmetric convolution and pooling pads, ``ceil_mode`` and ``count_include_pad``, a pad and a crop, every
-    activation both fused and alone, a per-channel scale, channel shuffle, LayerNorm, then global pooling, a 1x1
-    classifier convolution and Softmax.
+    activation both fused and alone, a per-channel scale, a sequential of zoo forms, channel shuffle, LayerNorm,
+    then global pooling, a 1x1 classifier convolution and Softmax.
     """
     b = GraphBuilder("every_op", channels=3, height=11, width=10)
     x = b.node(Conv(8, (3, 3), (2, 2), (0, 0), act="hardswish", padding_end=(1, 1)), b.input)  # 6x5
@@ -107,7 +108,13 @@ def every_op_graph() -> Graph:
     left = b.conv(x, 8, 1, act="gelu")
     right = b.node(Conv(8, (3, 3), padding=(1, 1), act="silu"), x)
     scale = b.conv(b.pool(x, "global_avg"), 8, 1, act="hardsigmoid")
-    x = b.end_block(b.add(left, b.mul(right, scale)))
+    chain = b.sequential(
+        x,
+        Conv(8, (2, 2), act="relu6", padding_end=(1, 1)),
+        Pool("avg", (3, 3), (1, 1), (1, 1), None, True, True),
+        Activation("silu"),
+    )
+    x = b.end_block(b.add(left, b.mul(right, scale), chain))
     x = b.add(*(b.activation(x, act) for act in ACTIVATIONS[1:]))  # each on the same signed input
     x = b.node(Clip(-1.0, 4.5), x)
     x = b.node(ChannelShuffle(4), x)

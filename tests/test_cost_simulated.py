@@ -1,12 +1,14 @@
 """The simulated cost: device profiles, the roofline per kernel, concurrency in a stage, merges."""
 
+import math
 
 import pytest
+from random_graphs import every_op_graph
 
 from ios_core.config import device_profile as profile
 from ios_core.cost import DeviceError, DeviceProfile, SimulatedCost
 from ios_core.cost.simulated import op_kernels
-from ios_core.ir import GraphBuilder
+from ios_core.ir import OPS, GraphBuilder, Placeholder, Sequential
 from ios_core.schedule import Group, Stage, merged_conv
 
 H100 = profile("h100")
@@ -99,3 +101,33 @@ def test_tf32_speeds_up_convolutions_only_where_the_device_has_it():
 def test_an_unknown_precision_is_an_error():
     with pytest.raises(ValueError, match="precision"):
         SimulatedCost(H100, "fp8")
+
+
+def test_every_operator_has_a_memory_bound_or_compute_cost():
+    """Each node of the every-operator graph costs its launch plus a roofline time: bytes in and out, weights."""
+    graph = every_op_graph()
+    cost = SimulatedCost(H100)
+    kinds = {type(node.op) for node in graph.operators}
+    assert kinds == set(OPS) - {Placeholder}
+    for node in graph.operators:
+        operands = tuple((graph.operand_shape(v, graph.shapes), len(v.terms)) for v in node.inputs)
+        kernels = op_kernels(node.op, operands, batch=4)
+        if isinstance(node.op, Sequential):  # one kernel per inner operator, each reading what the last wrote
+            assert len(kernels) == len(node.op.ops) and kernels[-1].outputs == 4 * graph.shapes[node.name].size
+            continue
+        (kernel,) = kernels
+        out = graph.shapes[node.name]
+        read = sum(shape.size * terms for shape, terms in operands)
+        weights = sum(math.prod(s) for s in graph.weight_shapes(node.name).values())
+        assert kernel.bytes == 4 * 4 * (read + out.size) + 4 * weights
+        assert kernel.flops == 4 * graph.flops(node.name) and kernel.outputs == 4 * out.size
+        assert cost.stage_latency(graph, Stage((Group((node.name,)),)), 4) > H100.launch_us / 1000
+
+
+def test_a_per_channel_scale_reads_one_value_per_channel():
+    b = GraphBuilder("se", 16, 32, 32)
+    scale = b.pool(b.input, "global_avg")
+    b.end_block(b.mul(b.input, scale))
+    graph = b.build()
+    (kernel,) = op_kernels(graph["mul1"].op, ((graph.shapes["input"], 1), (graph.shapes["pool1"], 1)), batch=1)
+    assert kernel.bytes == 4 * (2 * 16 * 32 * 32 + 16)
