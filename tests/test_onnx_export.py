@@ -8,7 +8,7 @@ from onnx_random import run_ort
 from random_graphs import every_op_graph, random_graphs
 
 from ios_core import models
-from ios_core.ir import GraphBuilder, LayerNorm, Softmax
+from ios_core.ir import ACTIVATIONS, GraphBuilder, LayerNorm, Softmax
 from ios_core.onnx_io import Network, load_onnx, run_network, save_onnx, to_onnx
 from ios_core.reference import relative_error
 from ios_core.weights import make_input
@@ -95,6 +95,16 @@ def test_an_output_shape_ends_the_model_with_a_reshape():
     assert got.shape == (3, 5)
     assert relative_error(got, run_network(flat, x)) < TOLERANCE
     assert relative_error(got, run_network(network, x).reshape(3, 5)) < TOLERANCE
+
+
+@pytest.mark.parametrize("opset", [11, 13])
+def test_older_opsets_export_every_activation(opset):
+    b = GraphBuilder("acts", 4, 5, 5)
+    b.end_block(b.add(*(b.activation(b.input, act) for act in ACTIVATIONS[1:])))
+    network = Network.of(b.build())
+    model = to_onnx(network, opset=opset)
+    x = make_input(network.graph, 2)
+    assert relative_error(run_ort(model, x)[0], run_network(network, x)) < TOLERANCE
 
 
 @pytest.mark.parametrize(("opset", "op"), [(12, Softmax()), (16, LayerNorm())])

@@ -9,8 +9,8 @@ from random_graphs import random_graphs
 
 from ios_core import models
 from ios_core import schedule as S
-from ios_core.ir import Conv, GraphBuilder, Pool, concat
-from ios_core.reference import ExecutionError, conv2d, pool2d, run_graph, run_schedule
+from ios_core.ir import Conv, GraphBuilder, LayerNorm, Pool, Softmax, concat
+from ios_core.reference import KERNELS, ExecutionError, conv2d, pool2d, run_graph, run_schedule
 from ios_core.schedule import Group, Schedule, Stage
 from ios_core.weights import make_input, make_weights
 
@@ -137,3 +137,12 @@ def test_a_failing_kernel_names_its_node():
 def test_greedy_equals_the_graph_on_random_graphs(graph):
     weights, x = make_weights(graph, seed=3), make_input(graph, batch=2)
     assert np.array_equal(run_schedule(graph, S.greedy(graph), x, weights), run_graph(graph, x, weights))
+
+
+def test_softmax_and_layer_norm_by_hand():
+    x = np.array([1000.0, 1000.0, 0.0, -1000.0]).reshape(1, 4, 1, 1)
+    probabilities = KERNELS[Softmax](Softmax(), [x], {})[:, :, 0, 0]
+    np.testing.assert_allclose(probabilities, [[0.5, 0.5, 0, 0]], atol=1e-300)  # no overflow to inf / inf
+    params = {"weight": np.array([1.0, 2.0, 1.0, 1.0]), "bias": np.array([0.0, 0.0, 0.0, 3.0])}
+    normed = KERNELS[LayerNorm](LayerNorm(eps=0.0), [np.array([1.0, 3.0, 1.0, 3.0]).reshape(1, 4, 1, 1)], params)
+    assert normed[0, :, 0, 0].tolist() == [-1.0, 2.0, -1.0, 4.0]  # mean 2, biased variance 1

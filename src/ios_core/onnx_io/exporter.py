@@ -118,13 +118,20 @@ def _gelu_tanh(w: _Writer, x: str, name: str) -> str:
     return w.emit("Mul", [w.emit("Mul", [x, a], f"{name}.mul"), w.shared("half", 0.5)], name)
 
 
+def _hardswish(w: _Writer, x: str, name: str) -> str:
+    """ONNX's HardSwish from opset 14, ``x * HardSigmoid(x)`` before it."""
+    if w.opset >= 14:
+        return w.emit("HardSwish", [x], name)
+    return w.emit("Mul", [x, w.emit("HardSigmoid", [x], f"{name}.gate", alpha=1 / 6, beta=0.5)], name)
+
+
 ACTIVATION_EMITTERS: dict[str, Callable[[_Writer, str, str], str]] = {
     "relu": lambda w, x, name: w.emit("Relu", [x], name),
     "sigmoid": lambda w, x, name: w.emit("Sigmoid", [x], name),
     "tanh": lambda w, x, name: w.emit("Tanh", [x], name),
     "relu6": lambda w, x, name: w.emit("Clip", [x, w.shared("zero", 0.0), w.shared("six", 6.0)], name),
     "hardsigmoid": lambda w, x, name: w.emit("HardSigmoid", [x], name, alpha=1 / 6, beta=0.5),
-    "hardswish": lambda w, x, name: w.emit("HardSwish", [x], name),
+    "hardswish": _hardswish,
     "silu": lambda w, x, name: w.emit("Mul", [x, w.emit("Sigmoid", [x], f"{name}.sigmoid")], name),
     "gelu": _gelu,
     "gelu_tanh": _gelu_tanh,
