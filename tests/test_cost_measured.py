@@ -263,6 +263,29 @@ def test_an_onnx_network_is_profiled_with_its_own_weights_and_shares_its_twin_s_
     assert twin.result.latency_ms == first.result.latency_ms
 
 
+def test_the_gpu_profiler_of_an_onnx_network_uploads_the_file_s_weights(tmp_path):
+    """On the fake GPU: every convolution a stage runs is uploaded from the file's weights, not synthetic ones."""
+    from fake_gpu import FakeGpu
+
+    from ios_core.onnx_io import Network, load_onnx, save_onnx
+
+    demo = models.get("demo")
+    save_onnx(Network(demo, make_weights(demo, seed=7)), tmp_path / "demo.onnx")
+    network = load_onnx(tmp_path / "demo.onnx")
+    graph, gpu = network.graph, FakeGpu()
+    try:
+        cost = MeasuredCost(MeasureSettings(autotune=False), environment=ENVIRONMENT, weights=network.weights)
+        cost.stage_latencies(graph, sequential(graph).stages, 1)
+        uploaded = [a.host for a in gpu.recorder.allocs.values() if a.host is not None]
+    finally:
+        gpu.close()
+    convs = [n.name for n in graph.operators if n.name in network.weights]
+    for name, weights in (("file", network.weights), ("seed 0", make_weights(graph))):
+        biases = [weights[conv]["bias"].astype(np.float32) for conv in convs]
+        found = [any(np.array_equal(host[-b.size:], b) for host in uploaded) for b in biases]
+        assert all(found) if name == "file" else not any(found), name
+
+
 def test_the_measured_config_composes_with_ios_timing():
     cfg = compose("optimize", ["cost=measured", "device=h200"])
     other = compose("optimize", ["cost=measured", "cost.timing.number=3", "cost.timing.warmup=1"])
