@@ -1,5 +1,12 @@
-"""The model zoo's operators on the engine's CPU half: each lowered in both layouts and run by the program simulator
-equals the reference (float64, <= 1e-9), under the sequential and the greedy schedule, streams in either order."""
+"""The model zoo's operators on the engine, without a GPU.
+
+- Programs: each operator lowered in both layouts and run by the program simulator equals the reference (float64,
+  <= 1e-9), under the sequential and the greedy schedule, streams in either order.
+- Kernels: ``pointwise.cu`` (broadcast, clip, shuffle), ``pad.cu`` and ``norm.cu`` built for the host and run thread
+  by thread (`kernel_harness`) against the reference; their signatures against the sources.
+- The GPU half on the fake GPU (`fake_gpu`): every launch inside the plan's memory with arguments that fit, and
+  which activations cuDNN fuses.
+"""
 
 from __future__ import annotations
 
