@@ -485,17 +485,21 @@ def given(bench: Bench, name: str, exporter: str) -> Path | None:
 
 
 def environment(bench: Bench) -> dict[str, Any]:
-    """The machine: on a GPU its name, driver, CUDA, cuDNN, clocks and PyTorch's versions; Python's always."""
+    """The machine: on a GPU its name, driver, CUDA, cuDNN and clocks, and PyTorch's versions where it is timed;
+    Python's always."""
     found: dict[str, Any] = {"python": platform.python_version(), "source": _source(bench)}
     if not bench.dry_run:
-        import torch
-
         from ios_core import gpu
-        from ios_core.baselines.torch_adapters import torch_environment
         from ios_core.engine import environment as engine_environment
 
+        found |= {**engine_environment(), "clocks": gpu.clocks()}
+    if not bench.dry_run and set(TORCH_MODES) & set(bench.modes):
+        import torch
+
+        from ios_core.baselines.torch_adapters import torch_environment
+
         device, versions = torch_environment(torch)
-        found |= {**engine_environment(), "torch_device": device, "torch": versions, "clocks": gpu.clocks()}
+        found |= {"torch_device": device, "torch": versions}
     return found
 
 

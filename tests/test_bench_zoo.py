@@ -7,6 +7,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ios_core import models
@@ -111,3 +112,38 @@ def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
     again.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))
     assert [(r["mode"], r["ms"], r["call"]) for r in zoo.Rows(bench.out, {}, {}).rows] == [
         ("sequential", 1.0, 0), ("ios_both", 0.5, 1)]
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the fake GPU downloads uninitialized memory
+def test_on_a_fake_gpu_the_engine_modes_search_run_and_record_with_the_file_s_weights(tmp_path, zoo, monkeypatch):
+    """The GPU path up to the GPU (`fake_gpu`: every call recorded, nothing computed, so every output is wrong):
+    the measured search, both plans on the file's weights, a row and a ``measure`` record per mode, all packed."""
+    from fake_gpu import FakeGpu
+
+    from ios_core import engine
+    from ios_core.cost import factory
+    from ios_core.onnx_io import load_onnx
+    from ios_core.tracking import read
+
+    onnx_file(tmp_path, "squeezenet1_1.torchscript.onnx")
+    weights = load_onnx(tmp_path / "squeezenet1_1.torchscript.onnx").weights
+    monkeypatch.setattr(factory, "gpu_present", lambda: True)
+    monkeypatch.setattr(engine, "environment", lambda: {"name": "NVIDIA H200", "driver": "580", "cuda": "13.0",
+                                                         "cudnn": "9.19.0"})
+    bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.ENGINE_MODES,
+                      zoo.Timing(warmup=1, number=2, repeat=3), onnx_dir=tmp_path, resolution=16, pack=True)
+    gpu = FakeGpu()
+    try:
+        rows = zoo.run(bench, ["squeezenet1_1"], ("torchscript",)).rows
+        uploaded = [a.host for a in gpu.recorder.allocs.values() if a.host is not None]
+    finally:
+        gpu.close()
+    assert [(r["mode"], r["ms"] > 0, r["source"]) for r in rows] == [("sequential", True, "measured"),
+                                                                      ("ios_both", True, "measured")]
+    assert all(r["error"].startswith("output differs from ONNX Runtime's") for r in rows)
+    assert all(any(np.array_equal(host[-p["bias"].size:], p["bias"].astype(np.float32)) for host in uploaded)
+               for p in weights.values())  # every convolution's bias, the file's
+    for mode in zoo.ENGINE_MODES:
+        record = read(tmp_path / "keep" / "records" / f"squeezenet1_1_torchscript_b1_{mode}.json")
+        assert record.kind == "measure" and record.tags["exporter"] == "torchscript" and record.tags["mode"] == mode
+    assert (tmp_path / "keep" / "stage_costs.jsonl").stat().st_size > 0 and bench.packed.is_file()
