@@ -4,7 +4,8 @@
   ``nchw``) or of numpy buffers (``host_view``).
 - A kernel file built for the CPU with g++ behind a shim of the CUDA builtins it uses; a launch
   then runs thread by thread, in order or in reverse (a thread that writes another's output shows
-  in one order or the other), on NaN-filled buffers with NaN guards around them.
+  in one order or the other), on NaN-filled buffers with NaN guards around them; or warp by warp,
+  a warp's 32 lanes as concurrent host threads that meet at each shuffle.
 - A graph run through the engine on the GPU, against `ios_core.reference`.
 """
 
@@ -93,12 +94,17 @@ def assert_close(out: np.ndarray, ref: np.ndarray) -> None:
 HOST_SHIM = r"""
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
 using std::max;
 using std::min;
 struct Dim3 { unsigned int x, y, z; };
-static Dim3 blockIdx, threadIdx, blockDim, gridDim;
+static thread_local Dim3 blockIdx, threadIdx;
+static Dim3 blockDim, gridDim;
 #define __global__
 #define __device__
 #define __forceinline__ inline
@@ -107,8 +113,31 @@ struct float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
-// Threads run one after another here, so lanes cannot exchange values: a launch that shuffles cannot run.
-inline float __shfl_xor_sync(unsigned int, float, int) { std::abort(); }
+// A warp whose 32 lanes run as threads of the host, meeting at each shuffle (launch_warps); a lane run alone
+// (launch) has no warp and must not shuffle.
+struct Warp {
+    std::mutex mutex;
+    std::condition_variable turned;
+    float values[32];
+    int arrived = 0;
+    unsigned long round = 0;
+    void meet() {  // every lane waits here until all 32 have come
+        std::unique_lock<std::mutex> lock(mutex);
+        const unsigned long mine = round;
+        if (++arrived == 32) { arrived = 0; ++round; turned.notify_all(); }
+        else turned.wait(lock, [&] { return round != mine; });
+    }
+};
+static thread_local Warp* warp = nullptr;
+inline float __shfl_xor_sync(unsigned int, float v, int offset) {
+    if (warp == nullptr) std::abort();
+    const unsigned int lane = threadIdx.x % 32;
+    warp->values[lane] = v;
+    warp->meet();
+    const float other = warp->values[lane ^ (unsigned int)offset];
+    warp->meet();
+    return other;
+}
 #include "{source}"
 template <class... P, class... A>
 void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
@@ -119,6 +148,27 @@ void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int rev
         blockIdx = {j / block, 0, 0};
         threadIdx = {j % block, 0, 0};
         kernel(args...);
+    }
+}
+// Warp by warp (last first when reverse), each warp's 32 lanes concurrently; block is a multiple of 32.
+template <class... P, class... A>
+void launch_warps(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    const unsigned int warps = grid * block / 32;
+    for (unsigned int i = 0; i < warps; ++i) {
+        const unsigned int first = 32 * (reverse ? warps - 1 - i : i);
+        Warp shared;
+        std::vector<std::thread> lanes;
+        for (unsigned int lane = 0; lane < 32; ++lane) {
+            lanes.emplace_back([&, lane] {
+                warp = &shared;
+                blockIdx = {(first + lane) / block, 0, 0};
+                threadIdx = {(first + lane) % block, 0, 0};
+                kernel(args...);
+            });
+        }
+        for (auto& t : lanes) t.join();
     }
 }
 """
@@ -134,21 +184,24 @@ def build_for_host(source: Path, markers: dict[str, str], folder: Path) -> ctype
     lines = [HOST_SHIM.replace("{source}", source.name)]
     for name, marker in markers.items():
         params = kernel_params(source, marker)
-        lines.append(
-            f'extern "C" void host_{name}(unsigned int grid, unsigned int block, int reverse, '
-            f"{', '.join(p for _, _, p in params)}) {{ launch({name}, grid, block, reverse, "
-            f"{', '.join(n for _, n, _ in params)}); }}"
-        )
+        for launcher in ("launch", "launch_warps"):
+            lines.append(
+                f'extern "C" void host_{launcher}_{name}(unsigned int grid, unsigned int block, int reverse, '
+                f"{', '.join(p for _, _, p in params)}) {{ {launcher}({name}, grid, block, reverse, "
+                f"{', '.join(n for _, n, _ in params)}); }}"
+            )
     (folder / "host.cpp").write_text("\n".join(lines))
     library = folder / "host.so"
-    command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-I", str(source.parent)]
+    command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-I",
+               str(source.parent)]
     subprocess.run([*command, "-o", str(library), str(folder / "host.cpp")], check=True, capture_output=True)
     return ctypes.CDLL(str(library))
 
 
-def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False) -> None:
-    """Every thread of ``launch``, one after another (last first when ``reverse``)."""
-    fn = getattr(lib, f"host_{launch.kernel}")
+def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False, warps: bool = False) -> None:
+    """Every thread of ``launch``, one after another (last first when ``reverse``); with ``warps``, warp by warp,
+    the 32 lanes of each running concurrently so that they can shuffle."""
+    fn = getattr(lib, f"host_{'launch_warps' if warps else 'launch'}_{launch.kernel}")
     fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int] + [CTYPES[t] for t in signature]
     fn(launch.grid[0], launch.block[0], int(reverse), *launch.args)
 

@@ -360,24 +360,35 @@ def test_pad_on_the_host_equals_reference(host, layout, pads, value):
         np.testing.assert_array_equal(read(yb, layout, 2, 5), expected.astype(np.float32))
 
 
+NORM_CASES = {  # (N, C, H, W), layout, (first channel, buffer channels), threads per pixel
+    "nchw-thread": ((2, 24, 5, 3), "nchw", (0, 0), 1),
+    "nchw-slice-thread": ((2, 24, 5, 3), "nchw", (3, 40), 1),
+    "nhwc-warp": ((2, 24, 5, 3), "nhwc", (0, 0), 32),
+    "nhwc-slice-wide-warp": ((1, 100, 3, 2), "nhwc", (5, 120), 32),  # more channels than lanes, not a multiple
+    "classifier-warp": ((2, 70, 1, 1), "nchw", (0, 0), 32),
+}
+
+
 @pytest.mark.parametrize("op", [LayerNorm(1e-6), Softmax()], ids=["layer_norm", "softmax"])
-@pytest.mark.parametrize(("first", "total"), [(0, 0), (3, 40)])
-def test_norms_on_the_host_equal_reference(host, op, first, total):
-    """A thread per pixel (NCHW); a warp per pixel needs a GPU's shuffles (``test_engine_zoo_ops_gpu.py``)."""
-    x = (3 * RNG.standard_normal((2, 24, 5, 3)) + 1).astype(np.float32)
-    params = {"weight": RNG.standard_normal(24), "bias": RNG.standard_normal(24)}
+@pytest.mark.parametrize("case", list(NORM_CASES))
+def test_norms_on_the_host_equal_reference(host, op, case):
+    """A thread per pixel runs thread by thread; a warp per pixel as 32 concurrent lanes that shuffle."""
+    dims, layout, (first, total), lanes = NORM_CASES[case]
+    c = dims[1]
+    x = (3 * RNG.standard_normal(dims) + 1).astype(np.float32)
+    params = {"weight": RNG.standard_normal(c), "bias": RNG.standard_normal(c)}
     expected = KERNELS[type(op)](op, [x.astype(np.float64)], params if isinstance(op, LayerNorm) else {})
-    weights = [aligned((24,)) for _ in range(2)]
+    weights = [aligned((c,)) for _ in range(2)]
     for array, name in zip(weights, ("weight", "bias"), strict=True):
         array[...] = params[name]
-    xb, xv = placed(x, "nchw", first, total)
-    yb, yv = empty(x.shape, "nchw", first, total)
+    xb, xv = placed(x, layout, first, total)
+    yb, yv = empty(x.shape, layout, first, total)
     addresses = (weights[0].ctypes.data, weights[1].ctypes.data) if isinstance(op, LayerNorm) else (0, 0)
     launch = cw.norm_launch(xv, yv, op, addresses, H100_SMS)
-    assert launch.args[1] == 1 and launch.block[0] % 32 == 0
+    assert launch.args[1] == lanes and launch.block[0] % 32 == 0
     assert_fits(launch, cw.NORM_SIGNATURE)
-    run_threads(host[cw.NORM], launch, cw.NORM_SIGNATURE)
-    np.testing.assert_allclose(read(yb, "nchw", first, 24), expected, rtol=1e-5, atol=1e-5)
+    run_threads(host[cw.NORM], launch, cw.NORM_SIGNATURE, warps=lanes > 1)
+    np.testing.assert_allclose(read(yb, layout, first, c), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("x", "lanes"), [
