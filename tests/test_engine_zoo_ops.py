@@ -31,6 +31,8 @@ from kernel_harness import (
     nhwc,
     run_threads,
 )
+from test_engine_barrier import any_order
+from test_engine_barrier import check as barrier_check
 
 from ios_core import schedule as S
 from ios_core.engine import PlanOptions, depthwise, lower, pooling, simulate
@@ -206,6 +208,18 @@ def test_each_zoo_operator_simulates_as_the_reference(name, layout):
     greedy = S.greedy(graph)
     assert simulated(graph, greedy, layout) <= 1e-9
     assert simulated(graph, greedy, layout, reverse=True) <= 1e-9
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("name", sorted(GRAPHS))
+def test_exact_barriers_wait_for_every_hazard_and_any_order_they_allow_computes_the_reference(name, layout):
+    graph = GRAPHS[name]()
+    program = lower(graph, S.greedy(graph), BATCH, layout)
+    barrier_check(program)
+    weights, x = make_weights(graph), make_input(graph, BATCH)
+    for seed in range(3):
+        out = simulate(program, graph, weights, {"input": x}, order=any_order(program, seed))[graph.output]
+        assert relative_error(out, run_graph(graph, x, weights)) <= 1e-9
 
 
 @pytest.mark.parametrize("pad_asymmetric", [False, True])
