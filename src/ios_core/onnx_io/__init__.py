@@ -1,18 +1,23 @@
 """ONNX import and export (`ios_core.onnx_io`; named so that ``import onnx`` inside it is the real package).
 
-`load_onnx` reads a CNN into a `Network` -- the IR graph, cut into blocks automatically, with
-its float64 weights and the head after the body; `to_onnx` / `save_onnx` write a `Network` back,
-the common input of TensorRT, ONNX Runtime, TVM and TASO. `run_network` is the float64 reference
-for the whole network, head included.
+`load_onnx` reads a CNN into a `Network` -- the whole network as an IR graph, cut into blocks
+automatically, with its float64 weights; `to_onnx` / `save_onnx` write a `Network` back, the common
+input of TensorRT, ONNX Runtime, TVM and TASO. `run_network` is the float64 reference for the network.
 """
 
 from ios_core.onnx_io.exporter import save_onnx, to_onnx
-from ios_core.onnx_io.head import Head, run_head
 from ios_core.onnx_io.importer import BODY_OPS, load_onnx, supported_operators
 from ios_core.onnx_io.network import Network, run_network
 from ios_core.onnx_io.parse import OnnxImportError, UnsupportedOperatorError
 
 __all__ = [
-    "BODY_OPS", "Head", "Network", "OnnxImportError", "UnsupportedOperatorError", "load_onnx", "run_head",
-    "run_network", "save_onnx", "supported_operators", "to_onnx",
+    "BODY_OPS",
+    "Network",
+    "OnnxImportError",
+    "UnsupportedOperatorError",
+    "load_onnx",
+    "run_network",
+    "save_onnx",
+    "supported_operators",
+    "to_onnx",
 ]

@@ -1,4 +1,9 @@
-"""The state of one ONNX-to-IR conversion, and the attribute readers the operator handlers share."""
+"""The state of one ONNX-to-IR conversion, and the attribute readers the operator handlers share.
+
+Every IR value is NCHW, but an ONNX tensor may hold it in another layout (`LAYOUTS`): a Transpose to
+channels last, a Flatten to (N, C*H*W) change the layout and add no node; each operator states the
+layouts it accepts (`ios_core.onnx_io.importer.ACCEPTS`), and any other is an error naming the node.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,13 @@ from ios_core.weights import Params
 
 Pair = tuple[int, int]
 
+LAYOUTS = {
+    "nchw": "NCHW",
+    "nhwc": "channels last (N, H, W, C), after a Transpose (0, 2, 3, 1)",
+    "flat": "flattened (N, C*H*W)",
+}
+"""How an ONNX tensor holds its IR value, with the words an error uses."""
+
 
 @dataclass
 class Context:
@@ -24,6 +36,7 @@ class Context:
     weights: dict[str, Params] = field(default_factory=dict)
     shapes: dict[str, Shape] = field(default_factory=dict)
     readers: dict[str, list[str]] = field(default_factory=dict)  # tensor -> op types reading it
+    layouts: dict[str, str] = field(default_factory=dict)  # tensor -> one of LAYOUTS where it is not "nchw"
     current: list[str] = field(default_factory=list)  # nodes added since the last block ended
     last_exit: Value | None = None
 
@@ -47,6 +60,9 @@ class Context:
         if len(value.terms) == 1:
             return value
         return self.add(replace(node, name=f"{node.inputs[index]}_sum"), Identity(), value)
+
+    def layout(self, tensor: str) -> str:
+        return self.layouts.get(tensor, "nchw")
 
     def shape(self, value: Value) -> Shape:
         return Graph.operand_shape(value, self.shapes)
@@ -85,19 +101,18 @@ def pair(node: OnnxNode, key: str, default: Pair) -> Pair:
     return value
 
 
-def symmetric_padding(node: OnnxNode, x: Shape, kernel: Pair, stride: Pair, dilation: Pair) -> Pair:
-    """Symmetric padding from ``pads`` or ``auto_pad``; asymmetric padding is an error."""
+def window_pads(node: OnnxNode, x: Shape, kernel: Pair, stride: Pair, dilation: Pair) -> tuple[Pair, Pair]:
+    """Padding (top, left) and (bottom, right) of a convolution or pool, from ``pads`` or ``auto_pad``."""
     auto = node.attrs.get("auto_pad", "NOTSET")
     if auto in ("SAME_UPPER", "SAME_LOWER"):
         windows = zip((x.height, x.width), kernel, stride, dilation, strict=True)
         totals = [max((-(-n // s) - 1) * s + (k - 1) * d + 1 - n, 0) for n, k, s, d in windows]
         begin = tuple(t // 2 if auto == "SAME_UPPER" else t - t // 2 for t in totals)
         end = tuple(t - b for t, b in zip(totals, begin, strict=True))
-    elif auto == "VALID":
-        begin = end = (0, 0)
-    else:
-        pads = tuple(int(p) for p in node.attrs.get("pads", (0, 0, 0, 0)))
-        begin, end = pads[:2], pads[2:]
-    if begin != end:
-        raise OnnxImportError(f"{node}: asymmetric padding (begin {begin}, end {end}) is not supported")
-    return begin
+        return begin, end
+    if auto == "VALID":
+        return (0, 0), (0, 0)
+    pads = tuple(int(p) for p in node.attrs.get("pads", (0, 0, 0, 0)))
+    if len(pads) != 4:
+        raise OnnxImportError(f"{node}: only 2-D operators are supported, pads={pads}")
+    return pads[:2], pads[2:]

@@ -7,11 +7,12 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 1. `read` decodes the model: initializers and ``Constant`` nodes become numpy constants; ONNX's
    checker checks each node, and the nodes are put in a topological order (`topological_order`: an
    input nothing defines, a tensor made twice or a cycle is an error naming the nodes);
-2. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
+2. `ios_core.onnx_io.patterns` rewrites what ONNX spells in several nodes (activations, channel shuffle,
+   padding before a convolution or pool, MatMul + Add) as one node;
+3. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
    convolution's ``ios.activation`` attribute, whenever the tensor in between has no other reader;
-3. `split_body` separates the body (4-D activations, what the optimizer schedules) from the head
-   (Flatten, Gemm... after it), and drops nodes whose results nothing reads;
-4. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value.
+4. `live` drops nodes whose results nothing reads;
+5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value.
 """
 
 from __future__ import annotations
@@ -30,9 +31,8 @@ from onnx import helper, numpy_helper
 
 from ios_core.errors import UserError
 
-FUSED_ACTIVATIONS = {"Relu": "relu", "Sigmoid": "sigmoid", "Tanh": "tanh"}
-"""ONNX activations that fold into a preceding convolution's ``act``."""
-
+ACTIVATION_OP = "ios::Activation"
+"""The node `ios_core.onnx_io.patterns` makes of any ONNX spelling of an IR activation; attribute ``kind``."""
 ACTIVATION_ATTR = "ios.activation"
 
 
@@ -45,8 +45,10 @@ class UnsupportedOperatorError(OnnxImportError):
 
     def __init__(self, operators: dict[str, list[str]]) -> None:
         self.operators = operators
-        listed = "; ".join(f"{op} ({len(nodes)}: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
-                           for op, nodes in sorted(operators.items()))
+        listed = "; ".join(
+            f"{op} ({len(nodes)}: {', '.join(nodes[:3])}{', ...' if len(nodes) > 3 else ''})"
+            for op, nodes in sorted(operators.items())
+        )
         super().__init__(f"unsupported ONNX operators: {listed}")
 
 
@@ -118,13 +120,23 @@ def read(model: onnx.ModelProto, name: str | None = None) -> Parsed:
             nodes.append(node)
     inputs = [v for v in graph.input if v.name not in consts]
     if len(inputs) != 1 or len(graph.output) != 1:
-        raise OnnxImportError(f"a network needs exactly one input and one output, got inputs "
-                              f"{[v.name for v in inputs]} and outputs {[v.name for v in graph.output]}")
+        raise OnnxImportError(
+            f"a network needs exactly one input and one output, got inputs "
+            f"{[v.name for v in inputs]} and outputs {[v.name for v in graph.output]}"
+        )
     dims = _dims(inputs[0])
     if len(dims) != 4 or any(not isinstance(d, int) for d in dims[1:]):
         raise OnnxImportError(f"input {inputs[0].name!r} must be NCHW with static C, H, W; got dims {dims}")
-    return Parsed(sanitize(name or graph.name or "onnx"), inputs[0].name, tuple(dims[1:]), dims[0],
-                  graph.output[0].name, nodes, consts, opset)
+    return Parsed(
+        sanitize(name or graph.name or "onnx"),
+        inputs[0].name,
+        tuple(dims[1:]),
+        dims[0],
+        graph.output[0].name,
+        nodes,
+        consts,
+        opset,
+    )
 
 
 def _checker_context(model: onnx.ModelProto) -> onnx.checker.C.CheckerContext:
@@ -196,8 +208,9 @@ def _predecessors(nodes: list[OnnxNode], defined: set[str]) -> list[set[int]]:
     for node in nodes:
         undefined = [t for t in node.inputs if t and t not in producer and t not in defined]
         if undefined:
-            raise OnnxImportError(f"{node}: undefined input {undefined[0]!r} (no node, initializer or graph input "
-                                  f"makes it)")
+            raise OnnxImportError(
+                f"{node}: undefined input {undefined[0]!r} (no node, initializer or graph input makes it)"
+            )
         preds.append({producer[t] for t in node.inputs if t in producer})
     return preds
 
@@ -213,7 +226,7 @@ def _cycle(preds: list[set[int]], placed: set[int]) -> list[int]:
     while i not in walked:
         walked[i] = len(walked)
         i = min(preds[i] - placed)
-    cycle = list(walked)[walked[i]:][::-1]
+    cycle = list(walked)[walked[i] :][::-1]
     first = cycle.index(min(cycle))
     cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]
@@ -229,7 +242,7 @@ def _attribute(attribute: onnx.AttributeProto) -> Any:
 
 
 def _constant_value(node: OnnxNode) -> np.ndarray:
-    (key, value), = node.attrs.items()
+    ((key, value),) = node.attrs.items()
     if key in ("sparse_value", "value_string", "value_strings"):
         raise OnnxImportError(f"{node}: Constant with {key} is not supported")
     return np.asarray(value)
@@ -268,9 +281,8 @@ def fuse(parsed: Parsed) -> None:
             current = _fold_batch_norm(parsed, current, bn)
             dropped.add(id(bn))
         act = reader_of.get(current.outputs[0])
-        if act is not None and act.op_type in FUSED_ACTIVATIONS and readers[current.outputs[0]] == 1:
-            current = replace(current, outputs=act.outputs,
-                              attrs={**current.attrs, ACTIVATION_ATTR: FUSED_ACTIVATIONS[act.op_type]})
+        if act is not None and act.op_type == ACTIVATION_OP and readers[current.outputs[0]] == 1:
+            current = replace(current, outputs=act.outputs, attrs={**current.attrs, ACTIVATION_ATTR: act.attrs["kind"]})
             dropped.add(id(act))
         replaced[id(conv)] = current
     parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
@@ -309,34 +321,7 @@ def _fold_batch_norm(parsed: Parsed, conv: OnnxNode, bn: OnnxNode) -> OnnxNode:
     return replace(conv, inputs=(conv.inputs[0], *names), outputs=bn.outputs[:1])
 
 
-def split_body(parsed: Parsed, head_only: frozenset[str]) -> tuple[list[OnnxNode], list[OnnxNode], str]:
-    """The live body nodes, the head nodes, and the body's output tensor (what the head reads).
-
-    A node is in the head when its operator only makes sense there (``head_only``: Flatten, Gemm...)
-    or it reads a head tensor. The head must read exactly one body tensor.
-    """
-    head_tensors: set[str] = set()
-    body, head = [], []
-    for node in parsed.nodes:
-        if node.op_type in head_only or any(t in head_tensors for t in node.inputs):
-            head.append(node)
-            head_tensors.update(node.outputs)
-        else:
-            body.append(node)
-    produced = {parsed.input} | {t for node in body for t in node.outputs}
-    read_by_head = {t for node in head for t in node.inputs if t in produced}
-    if not head:
-        body_output = parsed.output
-    elif len(read_by_head) == 1:
-        body_output = read_by_head.pop()
-    else:
-        raise OnnxImportError(f"the head must read exactly one tensor of the body, it reads {sorted(read_by_head)}")
-    if body_output not in produced:
-        raise OnnxImportError(f"the network's output {body_output!r} is not computed from its input")
-    return _live(body, body_output), head, body_output
-
-
-def _live(nodes: list[OnnxNode], output: str) -> list[OnnxNode]:
+def live(nodes: list[OnnxNode], output: str) -> list[OnnxNode]:
     """The nodes that the output depends on, in their order; dead branches are dropped."""
     needed, live = {output}, []
     for node in reversed(nodes):

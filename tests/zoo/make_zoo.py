@@ -1,0 +1,116 @@
+"""Export the 16 zoo CNNs with both PyTorch ONNX exporters into small committed files (issue #16).
+
+Run with the zoo venv, which has torch, torchvision and timm (the test suite never needs them)::
+
+    /work/zoo-venv/bin/python tests/zoo/make_zoo.py [model ...]
+
+Each network is randomly initialized (seed 0) with its BatchNorm running statistics randomized, put in eval
+mode and exported at batch 1 and the smallest resolution its layers accept, by TorchScript (opset 17) and by
+dynamo (opset 18). Value infos and per-node metadata are dropped, and every float initializer over 1 KB is moved
+to external data whose file is not kept, so a committed ``<model>.<exporter>.onnx`` holds the graph, the shape
+constants and the small tensors only; ``tests/zoo_models.py`` fills the stripped tensors again, deterministically.
+Failures go to ``failures.txt``.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+import onnx
+import timm
+import torch
+import torchvision
+from onnx.external_data_helper import convert_model_to_external_data
+
+HERE = Path(__file__).parent
+
+TORCHVISION = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+    "resnet50": {},
+    "densenet121": {},
+    "squeezenet1_1": {},
+    "efficientnet_b0": {},
+    "mobilenet_v2": {},
+    "mobilenet_v3_small": {},
+    "shufflenet_v2_x1_0": {},
+    "regnet_y_400mf": {},
+    "mnasnet1_0": {},
+    "convnext_tiny": {},
+}
+TIMM = ("dpn68", "inception_v4", "nasnetalarge", "pnasnet5large")
+RESOLUTION = {"inception_v3": 75, "inception_v4": 75}
+"""Input height and width where 64 is too small for a network's layers."""
+DEFAULT_RESOLUTION = 64
+STRIP_BYTES = 1024
+
+
+def build(name: str) -> torch.nn.Module:
+    """The network, seeded, with randomized BatchNorm statistics, in eval mode."""
+    torch.manual_seed(0)
+    if name in TORCHVISION:
+        model = getattr(torchvision.models, name)(weights=None, **TORCHVISION[name])
+    else:
+        model = timm.create_model(name, pretrained=False)
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                module.running_mean.normal_(0.0, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def export(model: torch.nn.Module, x: torch.Tensor, exporter: str, path: Path) -> None:
+    if exporter == "torchscript":
+        torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False)
+    else:
+        torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=True)
+
+
+def strip(source: Path, target: Path) -> None:
+    """Write ``source`` to ``target`` with every float initializer over `STRIP_BYTES` as external data, dropped."""
+    model = onnx.load(str(source))
+    model.graph.ClearField("value_info")  # shape inference makes it again; stack traces and names stay out
+    for node in model.graph.node:
+        node.ClearField("metadata_props")
+        node.doc_string = ""
+    for tensor in model.graph.initializer:
+        if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            tensor.ClearField("data_location")  # shape and index constants stay inline whatever their size
+    convert_model_to_external_data(
+        model, all_tensors_to_one_file=True, location=f"{target.stem}.data", size_threshold=STRIP_BYTES
+    )
+    for tensor in model.graph.initializer:  # int tensors were marked too: load them back inline
+        if tensor.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT16):
+            del tensor.external_data[:]
+            tensor.data_location = onnx.TensorProto.DEFAULT
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx.save(model, str(Path(tmp) / target.name))  # the weights land in tmp and are dropped with it
+        target.write_bytes((Path(tmp) / target.name).read_bytes())
+
+
+def main(names: list[str]) -> None:
+    failures = []
+    for name in names:
+        size = RESOLUTION.get(name, DEFAULT_RESOLUTION)
+        model, x = build(name), torch.randn(1, 3, size, size)
+        for exporter in ("torchscript", "dynamo"):
+            target = HERE / f"{name}.{exporter}.onnx"
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    full = Path(tmp) / "full.onnx"
+                    export(model, x, exporter, full)
+                    strip(full, target)
+                print(f"{target.name}: {target.stat().st_size / 1e3:.0f} KB", flush=True)
+            except Exception as error:  # noqa: BLE001 -- recorded, the other exports go on
+                traceback.print_exc()
+                failures.append(f"{name} {exporter}: {type(error).__name__}: {str(error).splitlines()[0]}")
+    if failures:
+        (HERE / "failures.txt").write_text("\n".join(failures) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or [*TORCHVISION, *TIMM])
