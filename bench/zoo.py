@@ -13,9 +13,10 @@ process on one GPU:
 
 then, once per network, the original module with the same weights (channels-last, ``cudnn.benchmark``):
 ``torch_eager``; ``torch_cudagraph`` (captured once in a CUDA graph, replayed); ``torch_compile_freeze``:
-``torch.compile`` with Inductor freezing in ``--compile-mode`` (``default``: no autotuning, so the whole zoo fits a
-device call; max-autotune takes minutes a network), its compiled calls captured in one CUDA graph as our engine's
-are (a mode with its own CUDA graphs, ``reduce-overhead``, is timed as it is); compile time is left out.
+``torch.compile`` with Inductor freezing in ``--compile-mode`` (``default``: no autotuning, a network compiles in
+a minute at most; max-autotune takes many), its compiled calls captured in one CUDA graph as our engine's are (a
+mode with its own CUDA graphs, ``reduce-overhead``, is timed as it is; a capture that fails is timed call by call,
+and its row says so in ``cuda_graph``); compile time is left out.
 
 Every latency is the median over ``--repeat`` samples of the mean of ``--number`` calls after ``--warmup``, timed
 with CUDA events, in fp32 with TF32 allowed (PyTorch's default for cuDNN, the engine's ``fp32``); every output is
@@ -373,11 +374,11 @@ def torch_rows(bench: Bench, rows: Rows, name: str, module: Any, expected: np.nd
     static = torch.from_numpy(input_batch(name, bench)).cuda().contiguous(memory_format=torch.channels_last)
     for mode in pending(bench, rows, name, None, TORCH_MODES):
         try:
-            with torch.inference_mode(), torch_call(model, static, mode, bench.compile_mode) as (call, setup_s):
+            with torch.inference_mode(), torch_call(model, static, mode, bench.compile_mode) as (call, details):
                 out = call().float().cpu().numpy()
                 numbers = time_torch(bench, call)
             rel, error = output_check(out, expected)
-            numbers |= {"rel_l2": rel, "error": error, "setup_s": setup_s}
+            numbers |= {"rel_l2": rel, "error": error, **details}
             record_torch(bench, name, mode, numbers)
         except Exception as error:  # noqa: BLE001 -- one failing mode must not lose the others
             numbers = {"error": one_line(error)}
@@ -387,14 +388,15 @@ def torch_rows(bench: Bench, rows: Rows, name: str, module: Any, expected: np.nd
 
 
 @contextlib.contextmanager
-def torch_call(model: Any, static: Any, mode: str, compile_mode: str) -> Iterator[tuple[Callable[[], Any], float]]:
-    """The call a PyTorch mode times (warmed up, compiled and captured) and the seconds that took."""
+def torch_call(model: Any, static: Any, mode: str, compile_mode: str) -> Iterator[tuple[Callable[[], Any], dict]]:
+    """The call a PyTorch mode times (warmed up, compiled, captured), and the seconds that took (``setup_s``); for
+    ``torch_compile_freeze`` also whether its calls replay in our CUDA graph (``cuda_graph``)."""
     import torch
     import torch._inductor.config as inductor
 
     from ios_core.baselines.torch_adapters import cuda_graph_replay
 
-    started, previous = time.perf_counter(), inductor.freezing
+    started, previous, details = time.perf_counter(), inductor.freezing, {}
     try:
         if mode == "torch_eager":
             call = lambda: model(static)  # noqa: E731
@@ -406,9 +408,14 @@ def torch_call(model: Any, static: Any, mode: str, compile_mode: str) -> Iterato
             compiled = torch.compile(model, mode=None if compile_mode == "default" else compile_mode, dynamic=False)
             for _ in range(3):
                 compiled(static)
-            graphs_of_its_own = compile_mode in ("reduce-overhead", "max-autotune")
-            call = (lambda: compiled(static)) if graphs_of_its_own else cuda_graph_replay(torch, compiled, static)
-        yield call, time.perf_counter() - started
+            call = lambda: compiled(static)  # noqa: E731
+            details["cuda_graph"] = compile_mode in ("reduce-overhead", "max-autotune")  # Inductor's own graphs
+            if not details["cuda_graph"]:
+                try:
+                    call, details["cuda_graph"] = cuda_graph_replay(torch, compiled, static), True
+                except RuntimeError as error:  # timed call by call then, and the row says so
+                    details["cuda_graph_error"] = one_line(error)
+        yield call, {**details, "setup_s": time.perf_counter() - started}
     finally:
         inductor.freezing = previous
 
@@ -432,7 +439,8 @@ def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) ->
     measurement = Measurement(mode, name, bench.batch, "measured", True, device=device,
                               latencies_ms=list(numbers["samples"]), median_ms=numbers["ms"], precision=PRECISION,
                               clock="cuda-events", timing=asdict(bench.timing), versions=versions,
-                              rel_error=numbers["rel_l2"], details={"compile_mode": bench.compile_mode})
+                              rel_error=numbers["rel_l2"],
+                              details={"compile_mode": bench.compile_mode, "cuda_graph": numbers.get("cuda_graph")})
     run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "module": "original"})
     path = bench.keep / "records" / f"{name}_b{bench.batch}_{mode}.json"
     write(baseline_record(run, measurement, bench.timing), path)
