@@ -11,7 +11,8 @@ them, and where something does they stay, so a rewrite is exact whatever else th
 - `channel_shuffles`: Reshape (N, g, C/g, H, W), Transpose (0, 2, 1, 3, 4), Reshape (N, C, H, W);
 - `padded_windows`: a constant Pad read only by a convolution (zero pad) or pool (-inf pad before a
   max, zero pad before an average, which then counts the padding) goes into that node's pads;
-- `dense_biases`: MatMul by a constant matrix then Add of a constant vector becomes one `DENSE_OP`.
+- `dense_biases`: MatMul by a constant matrix then Add of a constant vector becomes one `DENSE_OP`;
+- `contiguous_gathers`: Reshape to 1-D then Gather of indices 0, 1, 2... in a shape is a Reshape to it.
 """
 
 from __future__ import annotations
@@ -238,6 +239,29 @@ def dense_biases(parsed: Parsed) -> None:
     parsed.nodes = [rewritten.get(id(n), n) for n in parsed.nodes]
 
 
+def contiguous_gathers(parsed: Parsed) -> None:
+    """Rewrite Reshape to 1-D then Gather of the indices 0, 1, 2... in shape S (how the dynamo exporter writes a
+    contiguous ``as_strided``) as one Reshape to S."""
+    reader_of = _single_reader(parsed)
+    rewritten: dict[int, OnnxNode] = {}
+    for flatten in parsed.nodes:
+        target = parsed.consts.get(flatten.inputs[1]) if flatten.op_type == "Reshape" else None
+        gather = reader_of(flatten.outputs[0]) if target is not None and np.size(target) == 1 else None
+        if gather is None or gather.op_type != "Gather" or gather.inputs[0] != flatten.outputs[0]:
+            continue
+        indices = parsed.consts.get(gather.inputs[1])
+        if (
+            indices is None
+            or gather.attrs.get("axis", 0) != 0
+            or np.ravel(indices).tolist() != list(range(np.size(indices)))
+        ):
+            continue
+        shape = f"{gather.name}::shape"
+        parsed.consts[shape] = np.asarray(np.shape(indices), dtype=np.int64)
+        rewritten[id(gather)] = OnnxNode("Reshape", gather.name, (flatten.inputs[0], shape), gather.outputs)
+    parsed.nodes = [rewritten.get(id(n), n) for n in parsed.nodes]
+
+
 def constant_identities(parsed: Parsed) -> None:
     """Identity of a constant (how exporters share equal initializers) is that constant."""
     for node in parsed.nodes:
@@ -248,6 +272,7 @@ def constant_identities(parsed: Parsed) -> None:
 
 REWRITES: tuple[Callable[[Parsed], None], ...] = (
     constant_identities,
+    contiguous_gathers,
     activations,
     channel_shuffles,
     padded_windows,
