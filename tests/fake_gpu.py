@@ -110,6 +110,9 @@ def _modules(recorder: Recorder) -> dict[str, types.ModuleType]:
     cudnn.create_handle = lambda: ("handle", recorder.next("handle"))
     cudnn.set_stream = lambda handle, stream: recorder.calls.append(("set stream", handle, stream))
     cudnn.backend_version_string = lambda: "9.19.0"
+    # the frontend's graph type: its conv_fprop's overloads (a pybind docstring) take pre and post padding
+    cudnn.pygraph = types.SimpleNamespace(conv_fprop=types.SimpleNamespace(
+        __doc__="conv_fprop(image, weight, pre_padding=[], post_padding=[], stride=[], dilation=[])"))
     return modules
 
 

@@ -493,3 +493,14 @@ def test_asymmetric_padding_reaches_cudnn_as_pre_and_post_padding(gpu):
     symmetric = [g for g in plan.context.library.graphs if g.padding_end is None]
     assert all("padding_end" not in g.key() for g in symmetric)
     plan.close()
+
+
+def test_a_frontend_without_pre_and_post_padding_gets_symmetric_convolutions_and_pads(gpu, monkeypatch):
+    import cudnn  # the fake's, in sys.modules while the fixture holds it
+
+    monkeypatch.setattr(cudnn.pygraph.conv_fprop, "__doc__", "conv_fprop(image, weight, padding=[], stride=[])")
+    graph = padded_convs()
+    options = PlanOptions(autotune=False, own_depthwise=False)
+    plan = gpu.engine["plan"].build_plan(graph, S.sequential(graph), 1, "fp32", None, options)
+    assert plan.options.pad_asymmetric and all(g.padding_end is None for g in plan.context.library.graphs)
+    plan.close()

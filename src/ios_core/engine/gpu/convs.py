@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -32,6 +32,7 @@ import pycuda.driver as drv
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.environment import environment
 from ios_core.engine.gpu.timing import Replays
+from ios_core.engine.options import PlanOptions
 from ios_core.engine.tunecache import CANDIDATE_REPLAYS, CANDIDATE_RUNS, WORKSPACE_LIMIT, TuneCache
 from ios_core.timing import Timing
 
@@ -54,6 +55,15 @@ spelling them as a chain (scale by 1/6, add 1/2, clip, multiply) needs scalar op
 runtime-fusion engines do not reliably take; the launcher runs them with our pointwise kernel, in place, right
 after the convolution's fused bias (`fused_activation`).
 """
+
+
+def padding_supported(options: PlanOptions) -> PlanOptions:
+    """``options``, with `PlanOptions.pad_asymmetric` set where this cuDNN frontend's ``conv_fprop`` takes no
+    ``pre_padding`` and ``post_padding`` (older ones take one ``padding`` for both sides)."""
+    conv_fprop = getattr(getattr(cudnn, "pygraph", None), "conv_fprop", None)
+    if options.pad_asymmetric or "post_padding" in (getattr(conv_fprop, "__doc__", None) or ""):
+        return options
+    return replace(options, pad_asymmetric=True)
 
 
 def fused_activation(act: str) -> str:

@@ -20,7 +20,7 @@ import pycuda.driver as drv
 
 from ios_core.engine.dependencies import waits
 from ios_core.engine.gpu import device
-from ios_core.engine.gpu.convs import conv_library
+from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
     Bound,
     ExactLaunches,
@@ -206,7 +206,7 @@ def build_plan(
         Layout, autotuning and paths (`PlanOptions`).
     """
     check_precision(precision)
-    options = options or PlanOptions()
+    options = padding_supported(options or PlanOptions())
     weights = weights if weights is not None else make_weights(graph)
     program = lower(graph, stages, batch, options.layout, schedule=options.schedule,
                     concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,

@@ -36,7 +36,7 @@ import cudnn
 import pycuda.driver as drv
 
 from ios_core.engine.gpu import device
-from ios_core.engine.gpu.convs import conv_library
+from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
     LaunchContext,
     Launches,
@@ -282,5 +282,5 @@ def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dic
     Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
     and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
     """
-    options = options or PlanOptions()
+    options = padding_supported(options or PlanOptions())
     return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)
