@@ -196,7 +196,8 @@ class ConvLibrary:
                 return self._select(conv, buffers)
             except Exception as error:  # noqa: BLE001
                 errors.append(f"{'fused' if fused else 'conv only'}: {error}")
-        raise RuntimeError(f"cuDNN cannot run convolution {geometry}: " + "; ".join(errors))
+        hint = "" if geometry.padding_end is None else " (PlanOptions(pad_asymmetric=True) pads it symmetrically)"
+        raise RuntimeError(f"cuDNN cannot run convolution {geometry}{hint}: " + "; ".join(errors))
 
     def _select(self, conv: ConvGraph, buffers: TuningBuffers) -> ConvGraph:
         g = conv.graph
