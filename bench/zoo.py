@@ -170,7 +170,9 @@ class Rows:
                    (row["ms"] is not None or not bench.retry_failed) for row in self.rows)
 
     def add(self, row: dict[str, Any]) -> None:
-        row = {**row, "call": len(self.environments) - 1}
+        # NaN is no JSON: a non-finite number is null, and the row's error says what it was
+        row = {**{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
+               "call": len(self.environments) - 1}
         self.rows = [r for r in self.rows if _key(r) != _key(row)] + [row]
         document = {"benchmark": "zoo", "environments": self.environments, "settings": self.settings,
                     "rows": self.rows}

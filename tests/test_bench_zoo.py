@@ -141,6 +141,7 @@ def test_on_a_fake_gpu_the_engine_modes_search_run_and_record_with_the_file_s_we
     assert [(r["mode"], r["ms"] > 0, r["source"]) for r in rows] == [("sequential", True, "measured"),
                                                                       ("ios_both", True, "measured")]
     assert all(r["error"].startswith("output differs from ONNX Runtime's") for r in rows)
+    assert "NaN" not in (tmp_path / "zoo.json").read_text()  # strict JSON: the fake's NaN error is null
     assert all(any(np.array_equal(host[-p["bias"].size:], p["bias"].astype(np.float32)) for host in uploaded)
                for p in weights.values())  # every convolution's bias, the file's
     for mode in zoo.ENGINE_MODES:
