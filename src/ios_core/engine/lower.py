@@ -174,14 +174,8 @@ class _Lowering:
         if self.own_depthwise and is_depthwise(conv, x.channels):
             self.emit(ConvTask(node, x, y, conv, key, pre_act))
             return
-        top, left, bottom, right = conv.pads
-        if self.pad_asymmetric and (top, left) != (bottom, right):
-            symmetric = (min(top, bottom), min(left, right))
-            extra = (top - symmetric[0], left - symmetric[1], bottom - symmetric[0], right - symmetric[1])
-            shape = self.buffers[x.buffer].shape
-            padded = self.scratch(x.channels, shape.height + extra[0] + extra[2], shape.width + extra[1] + extra[3])
-            self.emit(PadTask(node, x, padded, extra))
-            x, conv = padded, replace(conv, padding=symmetric, padding_end=None)
+        if self.pad_asymmetric and conv.padding_end not in (None, conv.padding):
+            x, conv = self.pad_beyond_symmetric(node, x, conv)
         if not self.aligned(x):
             aligned_x = self.scratch_like(x)
             self.emit(PointwiseTask(node, aligned_x, x))
@@ -192,6 +186,17 @@ class _Lowering:
         out = self.scratch_like(y)
         self.emit(ConvTask(node, x, out, conv, key))
         self.emit(PointwiseTask(node, y, out))
+
+    def pad_beyond_symmetric(self, node: str, x: View, conv: Conv) -> tuple[View, Conv]:
+        """A scratch copy of ``x`` padded by what ``conv``'s padding has beyond its symmetric part, and ``conv``
+        padded symmetrically: together they compute what ``conv`` on ``x`` does."""
+        top, left, bottom, right = conv.pads
+        symmetric = (min(top, bottom), min(left, right))
+        extra = (top - symmetric[0], left - symmetric[1], bottom - symmetric[0], right - symmetric[1])
+        shape = self.buffers[x.buffer].shape
+        padded = self.scratch(x.channels, shape.height + extra[0] + extra[2], shape.width + extra[1] + extra[3])
+        self.emit(PadTask(node, x, padded, extra))
+        return padded, replace(conv, padding=symmetric, padding_end=None)
 
     def inner(self, node: str, op: Op, x: View, y: View, key: WeightKey) -> None:
         """One single-operand operator on views (a node's own op, or one inside a `Sequential`)."""
