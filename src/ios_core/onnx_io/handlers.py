@@ -19,8 +19,15 @@ import numpy as np
 
 from ios_core.ir import Activation, ChannelShuffle, Clip, Conv, Elementwise, Pad, Pool, Value, concat
 from ios_core.onnx_io.context import Context, Pair, pair, window_pads
-from ios_core.onnx_io.parse import ACTIVATION_ATTR, ACTIVATION_OP, OnnxImportError, OnnxNode, batch_norm_affine
-from ios_core.onnx_io.patterns import CHANNEL_SHUFFLE_OP, pad_amounts
+from ios_core.onnx_io.parse import (
+    ACTIVATION_ATTR,
+    ACTIVATION_OP,
+    CHANNEL_SHUFFLE_OP,
+    OnnxImportError,
+    OnnxNode,
+    batch_norm_affine,
+)
+from ios_core.onnx_io.patterns import pad_amounts
 
 Handler = Callable[[Context, OnnxNode], tuple[Value, ...]]
 

@@ -80,8 +80,8 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None, fol
         name, source = name or Path(source).stem, read_file(source)
     parsed = read(simplify(source) if fold else source, name)
     rewrite(parsed)
+    parsed.nodes = live(parsed.nodes, parsed.output)  # before fusing: a rewritten chain's nodes read no more
     fuse(parsed)
-    parsed.nodes = live(parsed.nodes, parsed.output)
     unsupported: dict[str, list[str]] = {}
     for node in parsed.nodes:
         if node.op_type not in BODY_OPS:

@@ -15,8 +15,7 @@ import numpy as np
 from ios_core.ir import Conv, LayerNorm, Pool, Softmax, Value
 from ios_core.onnx_io.context import LAYOUTS, Context
 from ios_core.onnx_io.handlers import Handler, per_channel
-from ios_core.onnx_io.parse import OnnxImportError, OnnxNode
-from ios_core.onnx_io.patterns import DENSE_OP
+from ios_core.onnx_io.parse import ACTIVATION_ATTR, DENSE_OP, OnnxImportError, OnnxNode
 
 CHANNELS_LAST, CHANNELS_FIRST = (0, 2, 3, 1), (0, 3, 1, 2)
 
@@ -115,7 +114,7 @@ def _dense(ctx: Context, node: OnnxNode, weight: np.ndarray, bias: np.ndarray) -
         )
     m = weight.shape[0]
     params = {"weight": weight.reshape(m, c, *kernel), "bias": per_channel(node, bias, m, "flat")}
-    return (ctx.add(node, Conv(m, kernel), x, params=params),)
+    return (ctx.add(node, Conv(m, kernel, act=node.attrs.get(ACTIVATION_ATTR, "none")), x, params=params),)
 
 
 def _gemm(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:

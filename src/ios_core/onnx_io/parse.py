@@ -34,6 +34,11 @@ from ios_core.errors import UserError
 ACTIVATION_OP = "ios::Activation"
 """The node `ios_core.onnx_io.patterns` makes of any ONNX spelling of an IR activation; attribute ``kind``."""
 ACTIVATION_ATTR = "ios.activation"
+CHANNEL_SHUFFLE_OP = "ios::ChannelShuffle"
+DENSE_OP = "ios::Dense"
+"""``x @ weight + bias`` with constant weight (K x M) and bias (M): a MatMul and the Add of its bias, fused."""
+PRODUCTS = frozenset({"Conv", "Gemm", "MatMul", DENSE_OP})
+"""Operators that become an IR convolution, so an activation after them folds into its ``act``."""
 
 
 class OnnxImportError(UserError):
@@ -262,7 +267,8 @@ def sanitize(name: str) -> str:
 
 
 def fuse(parsed: Parsed) -> None:
-    """Fold BatchNormalization, then an activation, into each convolution whose output only they read.
+    """Fold BatchNormalization, then an activation, into each convolution (an activation also into each matrix
+    product, `PRODUCTS`) whose output only they read.
 
     Folding rewrites the Conv node in place of the chain: its weights become new constants
     ``<conv>::weight``/``::bias`` and its output the chain's last tensor, so numerics stay exact
@@ -273,10 +279,10 @@ def fuse(parsed: Parsed) -> None:
     dropped: set[int] = set()
     replaced: dict[int, OnnxNode] = {}
     for conv in parsed.nodes:
-        if conv.op_type != "Conv" or not _constant_inputs(parsed, conv.inputs[1:]):
+        if conv.op_type not in PRODUCTS or not _constant_inputs(parsed, conv.inputs[1:]):
             continue
         current = conv
-        bn = reader_of.get(current.outputs[0])
+        bn = reader_of.get(current.outputs[0]) if conv.op_type == "Conv" else None
         if bn is not None and bn.op_type == "BatchNormalization" and _foldable(parsed, readers, current, bn):
             current = _fold_batch_norm(parsed, current, bn)
             dropped.add(id(bn))

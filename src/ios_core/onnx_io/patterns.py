@@ -23,12 +23,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from ios_core.onnx_io.parse import ACTIVATION_OP, OnnxImportError, OnnxNode, Parsed
+from ios_core.onnx_io.parse import ACTIVATION_OP, CHANNEL_SHUFFLE_OP, DENSE_OP, OnnxImportError, OnnxNode, Parsed
 from ios_core.reference import ACTIVATION_FUNCTIONS
-
-CHANNEL_SHUFFLE_OP = "ios::ChannelShuffle"
-DENSE_OP = "ios::Dense"
-"""``x @ weight + bias`` with constant weight (K x M) and bias (M): a MatMul and the Add of its bias, fused."""
 
 Kernel = Callable[[OnnxNode, list[np.ndarray | None]], np.ndarray]
 
