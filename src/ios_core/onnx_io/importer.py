@@ -11,6 +11,7 @@ Everything from the input to the output is the graph: Flatten, Gemm and Softmax 
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +66,8 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None, fol
     name
         The graph's name; by default the file's stem, else the ONNX graph's name.
     fold
-        Simplify a copy first (`ios_core.onnx_io.fold.simplify`); off only for a model known to need none.
+        Simplify a copy first (`ios_core.onnx_io.fold.simplify`); where that fails, the model is converted as
+        it is, so that an error names the node at fault rather than the library.
 
     Raises
     ------
@@ -78,7 +80,12 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None, fol
     """
     if not isinstance(source, onnx.ModelProto):
         name, source = name or Path(source).stem, read_file(source)
-    parsed = read(simplify(source) if fold else source, name)
+    parsed = read(source, name)  # the file as given is checked first, so that its errors name its own nodes
+    order = {node.name: i for i, node in enumerate(parsed.nodes)}  # errors list nodes in the file's order
+    if fold:
+        # a model onnxslim refuses (weights that do not fit...) is converted as it is: the checks name the node
+        with contextlib.suppress(OnnxImportError):
+            parsed = read(simplify(source), name)
     rewrite(parsed)
     parsed.nodes = live(parsed.nodes, parsed.output)  # before fusing: a rewritten chain's nodes read no more
     fuse(parsed)
@@ -87,7 +94,9 @@ def load_onnx(source: str | Path | onnx.ModelProto, name: str | None = None, fol
         if node.op_type not in BODY_OPS:
             unsupported.setdefault(node.op_type, []).append(node.name)
     if unsupported:
-        raise UnsupportedOperatorError(unsupported)
+        raise UnsupportedOperatorError(
+            {op: sorted(names, key=lambda n: order.get(n, len(order))) for op, names in unsupported.items()}
+        )
     return _convert(parsed)
 
 

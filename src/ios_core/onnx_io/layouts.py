@@ -108,10 +108,7 @@ def _dense(ctx: Context, node: OnnxNode, weight: np.ndarray, bias: np.ndarray) -
         raise OnnxImportError(f"{node}: a matrix product over the width of an NCHW tensor is not supported")
     takes = c * kernel[0] * kernel[1]
     if weight.ndim != 2 or weight.shape[1] != takes:
-        raise OnnxImportError(
-            f"{node}: its input has {takes} features, its weight (of shape {weight.shape}) takes "
-            f"{weight.shape[1] if weight.ndim == 2 else '?'}"
-        )
+        raise OnnxImportError(f"{node}: its input has {takes} features, its weight takes {weight.shape[-1]}")
     m = weight.shape[0]
     params = {"weight": weight.reshape(m, c, *kernel), "bias": per_channel(node, bias, m, "flat")}
     return (ctx.add(node, Conv(m, kernel, act=node.attrs.get(ACTIVATION_ATTR, "none")), x, params=params),)

@@ -109,20 +109,25 @@ def _matching_activation(values: np.ndarray) -> str | None:
 def activations(parsed: Parsed) -> None:
     """Rewrite each element-wise chain that computes an IR activation of one tensor as an `ACTIVATION_OP` node.
 
-    Every node of a chain is tried: the last one matches the whole chain (``x * Sigmoid(x)`` is SiLU);
-    an inner one that matches too (the Sigmoid) is only kept where something else reads it.
+    Every node of a chain is tried, as a function of the chain's source and else of its own operand: the last
+    node matches the whole chain (``x * Sigmoid(x)`` is SiLU), an inner one that matches too (the Sigmoid) is
+    only kept where something else reads it, and ``Sigmoid(2 * x)`` is a sigmoid of ``2 * x``.
     """
     producer = {t: node for node in parsed.nodes for t in node.outputs}
     sources = _sources(parsed)
     rewritten: dict[int, OnnxNode] = {}
     for node in parsed.nodes:
-        x = sources.get(node.outputs[0]) if node.outputs else None
-        if x is None:
+        if node.op_type not in ELEMENTWISE:
             continue
-        with np.errstate(all="ignore"):
-            kind = _matching_activation(_evaluate(parsed, producer, node.outputs[0], x))
-        if kind is not None:
-            rewritten[id(node)] = OnnxNode(ACTIVATION_OP, node.name, (x,), node.outputs, {"kind": kind})
+        operands = [t for t in node.inputs if t and t not in parsed.consts]
+        scalars = all(np.size(parsed.consts[t]) == 1 for t in node.inputs if t in parsed.consts)
+        candidates = [sources[node.outputs[0]], *(operands if len(operands) == 1 and scalars else [])]
+        for x in dict.fromkeys(c for c in candidates if c is not None):
+            with np.errstate(all="ignore"):
+                kind = _matching_activation(_evaluate(parsed, producer, node.outputs[0], x))
+            if kind is not None:
+                rewritten[id(node)] = OnnxNode(ACTIVATION_OP, node.name, (x,), node.outputs, {"kind": kind})
+                break
     parsed.nodes = [rewritten.get(id(n), n) for n in parsed.nodes]
 
 
