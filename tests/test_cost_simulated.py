@@ -131,3 +131,51 @@ def test_a_per_channel_scale_reads_one_value_per_channel():
     graph = b.build()
     (kernel,) = op_kernels(graph["mul1"].op, ((graph.shapes["input"], 1), (graph.shapes["pool1"], 1)), batch=1)
     assert kernel.bytes == 4 * (2 * 16 * 32 * 32 + 16)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_moves_half_the_bytes(precision):
+    graph = every_op_graph()
+    for node in graph.operators:
+        operands = tuple((graph.operand_shape(v, graph.shapes), len(v.terms)) for v in node.inputs)
+        full, half = op_kernels(node.op, operands, 4), op_kernels(node.op, operands, 4, element_bytes=2)
+        assert [k.bytes / 2 for k in full] == [k.bytes for k in half]
+        assert [k._replace(bytes=0) for k in full] == [k._replace(bytes=0) for k in half]
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_a_memory_bound_operator_takes_about_half_as_long_in_half_precision(precision):
+    b = GraphBuilder("pool", 256, 56, 56)
+    b.end_block(b.pool(b.input, "max", 3, stride=1, padding=1))
+    graph = b.build()
+    stage = Stage((Group(("pool1",)),))
+    launch = H100.launch_us / 1000
+    fp32 = SimulatedCost(H100).stage_latency(graph, stage, 64) - launch
+    half = SimulatedCost(H100, precision).stage_latency(graph, stage, 64) - launch
+    assert half == pytest.approx(fp32 / 2)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_convolutions_run_at_the_sixteen_bit_tensor_core_peak(precision):
+    g = branches(256, 56, 1)
+    [kernel] = op_kernels(g["conv1"].op, ((g.shapes["input"], 1),), 64)
+    assert H100.peak_tflops(precision, tensor=True) == 989.5
+    assert H100.peak_tflops(precision, tensor=False) == H100.fp32_tflops  # our own kernels compute in float32
+    fp32, half = SimulatedCost(H100).kernel_times(kernel), SimulatedCost(H100, precision).kernel_times(kernel)
+    assert half[1] < fp32[1]
+
+
+def test_a_gpu_without_bf16_tensor_cores_runs_bf16_convolutions_at_its_fp32_peak():
+    v100 = profile("v100")
+    assert v100.peak_tflops("bf16", tensor=True) == v100.fp32_tflops < v100.peak_tflops("fp16", tensor=True)
+
+
+def test_the_cache_space_changes_with_the_precision():
+    spaces = {SimulatedCost(H100, p).space for p in ("fp32", "fp32-strict", "fp16", "bf16")}
+    assert len(spaces) == 4 and all(f"/{p}/" in SimulatedCost(H100, p).space for p in ("fp16", "bf16"))
+
+
+@pytest.mark.parametrize("name", ["h100", "h200", "a100", "v100", "sim"])
+def test_every_profile_states_its_sixteen_bit_tensor_peaks(name):
+    device = profile(name)
+    assert device.fp16_tflops >= device.tf32_tflops and device.bf16_tflops >= device.fp32_tflops

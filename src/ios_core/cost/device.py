@@ -1,8 +1,9 @@
 """Device profiles: the few numbers of a GPU that the simulated cost model reads.
 
 A profile is plain data, loaded from ``conf/device/<name>.yaml``. Peak rates are the vendor's
-dense figures; the achievable fractions (``compute_efficiency``, ``memory_efficiency``) turn them
-into what a good library kernel reaches. ``real`` says whether the profile is a GPU that exists
+dense figures (FP32, and the tensor cores' TF32, FP16 and BF16, each with float32 accumulation); the
+achievable fractions (``compute_efficiency``, ``memory_efficiency``) turn them into what a good library
+kernel reaches. ``real`` says whether the profile is a GPU that exists
 (and could be measured) or the toy ``sim`` device used by tests.
 """
 
@@ -12,6 +13,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ios_core.errors import UserError
+from ios_core.precision import spec_of
 
 
 class DeviceError(UserError, ValueError):
@@ -27,6 +29,8 @@ class DeviceProfile:
     sm_count: int = 16
     fp32_tflops: float = 10.0
     tf32_tflops: float = 10.0
+    fp16_tflops: float = 20.0
+    bf16_tflops: float = 20.0
     memory_gbps: float = 1000.0
     compute_efficiency: float = 0.75
     memory_efficiency: float = 0.8
@@ -36,7 +40,8 @@ class DeviceProfile:
     sync_us: float = 1.5
 
     def __post_init__(self) -> None:
-        positive = ("sm_count", "fp32_tflops", "tf32_tflops", "memory_gbps", "block_outputs")
+        positive = ("sm_count", "fp32_tflops", "tf32_tflops", "fp16_tflops", "bf16_tflops", "memory_gbps",
+                    "block_outputs")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise DeviceError(f"device {self.name!r}: {name} must be > 0, got {getattr(self, name)!r}")
@@ -58,3 +63,12 @@ class DeviceProfile:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def peak_tflops(self, precision: str, tensor: bool) -> float:
+        """The dense peak of a kernel in ``precision``: the tensor-core peak of its element type where ``tensor``
+        (a convolution tensor cores may run) and the precision allows them, else the FP32 peak (our own kernels
+        compute in float32 whatever they store)."""
+        spec = spec_of(precision)
+        if not (tensor and spec.tensor_cores):
+            return self.fp32_tflops
+        return {"float32": self.tf32_tflops, "float16": self.fp16_tflops, "bfloat16": self.bf16_tflops}[spec.dtype]

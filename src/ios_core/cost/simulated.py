@@ -6,13 +6,14 @@ Kernels. Each operator is one kernel (a `Sequential` is one kernel per inner ope
 group is the one wider convolution `ios_core.schedule.merged_conv` makes of it). A kernel has
 
 * ``F`` FLOPs: the operator table's FLOPs per sample times the batch size;
-* ``B`` bytes: 4 bytes per element read (every summed term of every operand) and written, plus
-  the weights, each once;
+* ``B`` bytes: the precision's bytes per element (4 in float32, 2 in fp16 and bf16) for every element
+  read (every summed term of every operand) and written, plus the weights, each once;
 * ``n = ceil(outputs / block_outputs)`` thread blocks, ``outputs`` being the elements it writes.
 
 Alone on the device, its ``n`` blocks fill the ``S`` streaming multiprocessors in
 ``w = ceil(n / S)`` waves, so it keeps a fraction ``u = n / (w S)`` of them busy. With ``P`` the
-peak FLOP/s (TF32 for ``groups=1`` convolutions at precision ``fp32``, FP32 at ``fp32-strict``) times
+peak FLOP/s (`DeviceProfile.peak_tflops`: the tensor cores' for ``groups=1`` convolutions -- TF32 at
+``fp32``, FP16 at ``fp16``, BF16 at ``bf16`` -- and FP32 for the rest and at ``fp32-strict``) times
 ``compute_efficiency``, and ``W`` the memory bandwidth times ``memory_efficiency``::
 
     t_alone = max(F / (P u), B / (W min(1, u / memory_saturation)))   # a roofline at utilization u
@@ -38,13 +39,13 @@ from typing import NamedTuple
 from ios_core.cost.device import DeviceProfile
 from ios_core.cost.key import GroupKey, KeysByGraph, OpKey, content_space, group_key
 from ios_core.ir import Conv, Graph, Op, Sequential, Shape, rules_of
-from ios_core.precision import check_precision
+from ios_core.precision import spec_of
 from ios_core.schedule import Stage, merged_conv
 
-ELEMENT_BYTES = 4
-MODEL_REVISION = 1
-"""Bumped whenever the model above changes (a formula, `ELEMENT_BYTES`), so that a disk cache of the old
-model's numbers is never read as the new one's: the revision is part of every cache `space`."""
+MODEL_REVISION = 2
+"""Bumped whenever the model above changes (a formula, the bytes of an element), so that a disk cache of the old
+model's numbers is never read as the new one's: the revision is part of every cache `space`. 2: half
+precisions."""
 
 
 class Kernel(NamedTuple):
@@ -56,19 +57,21 @@ class Kernel(NamedTuple):
     tensor: bool
 
 
-def op_kernels(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int) -> tuple[Kernel, ...]:
-    """The kernels of one operator, given each operand's shape and number of summed terms."""
+def op_kernels(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int,
+               element_bytes: int = 4) -> tuple[Kernel, ...]:
+    """The kernels of one operator, given each operand's shape and number of summed terms, with tensors of
+    ``element_bytes`` per element."""
     if isinstance(op, Sequential):
         kernels, operand = [], operands
         for inner in op.ops:
-            kernel, out = _kernel(inner, operand, batch)
+            kernel, out = _kernel(inner, operand, batch, element_bytes)
             kernels.append(kernel)
             operand = ((out, 1),)
         return tuple(kernels)
-    return (_kernel(op, operands, batch)[0],)
+    return (_kernel(op, operands, batch, element_bytes)[0],)
 
 
-def _kernel(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int) -> tuple[Kernel, Shape]:
+def _kernel(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int, element_bytes: int) -> tuple[Kernel, Shape]:
     rules = rules_of(op)
     shapes = tuple(shape for shape, _ in operands)
     out = rules.shape(op, shapes)
@@ -76,17 +79,16 @@ def _kernel(op: Op, operands: tuple[tuple[Shape, int], ...], batch: int) -> tupl
     read = sum(shape.size * terms for shape, terms in operands) * batch
     flops = rules.flops(op, shapes, out) * batch
     tensor = isinstance(op, Conv) and op.groups == 1
-    return Kernel(flops, ELEMENT_BYTES * (read + weights + out.size * batch), out.size * batch, tensor), out
+    return Kernel(flops, element_bytes * (read + weights + out.size * batch), out.size * batch, tensor), out
 
 
 class SimulatedCost:
-    """The analytical model of this module's docstring on one device, at ``fp32`` (TF32 allowed) or ``fp32-strict``."""
+    """The analytical model of this module's docstring on one device, in one of `ios_core.precision.PRECISIONS`."""
 
     kind = "simulated"
 
     def __init__(self, device: DeviceProfile, precision: str = "fp32") -> None:
-        check_precision(precision)
-        self.device, self.precision = device, precision
+        self.device, self.precision, self.spec = device, precision, spec_of(precision)
         self._keys = KeysByGraph()
         self._group_times: dict[tuple[str, int], tuple[float, float]] = {}
         # The cache namespace covers every number the model reads, not just the device's name.
@@ -109,8 +111,9 @@ class SimulatedCost:
 
     def group_times(self, group: GroupKey, batch: int) -> tuple[float, float]:
         """``(T_g, sum of t_full)`` of one group, in microseconds (see the module docstring)."""
-        kernels = merged_kernels(group.ops, batch) if group.merge else [
-            k for op in group.ops for k in op_key_kernels(op, batch)
+        size = self.spec.element_bytes
+        kernels = merged_kernels(group.ops, batch, size) if group.merge else [
+            k for op in group.ops for k in op_key_kernels(op, batch, size)
         ]
         alone, full = 0.0, 0.0
         for kernel in kernels:
@@ -121,8 +124,7 @@ class SimulatedCost:
     def kernel_times(self, kernel: Kernel) -> tuple[float, float]:
         """``(t_alone, t_full)`` of one kernel in microseconds (see the module docstring)."""
         d = self.device
-        tflops = d.tf32_tflops if kernel.tensor and self.precision == "fp32" else d.fp32_tflops
-        flop_rate = tflops * 1e6 * d.compute_efficiency  # FLOP per microsecond
+        flop_rate = d.peak_tflops(self.precision, kernel.tensor) * 1e6 * d.compute_efficiency  # FLOP per microsecond
         byte_rate = d.memory_gbps * 1e3 * d.memory_efficiency  # bytes per microsecond
         blocks = max(1, math.ceil(kernel.outputs / d.block_outputs))
         waves = math.ceil(blocks / d.sm_count)
@@ -133,14 +135,14 @@ class SimulatedCost:
         return alone, full
 
 
-def op_key_kernels(op: OpKey, batch: int) -> tuple[Kernel, ...]:
+def op_key_kernels(op: OpKey, batch: int, element_bytes: int = 4) -> tuple[Kernel, ...]:
     """The kernels of one operator from its key."""
     operands = tuple((Shape(*o.shape), len(o.terms)) for o in op.operands)
-    return op_kernels(op.op, operands, batch)
+    return op_kernels(op.op, operands, batch, element_bytes)
 
 
-def merged_kernels(ops: tuple[OpKey, ...], batch: int) -> tuple[Kernel, ...]:
+def merged_kernels(ops: tuple[OpKey, ...], batch: int, element_bytes: int = 4) -> tuple[Kernel, ...]:
     """A merge runs as the one wider convolution; every member reads the same operand."""
     wide = merged_conv([o.op for o in ops])
     first = ops[0].operands[0]
-    return op_kernels(wide, ((Shape(*first.shape), len(first.terms)),), batch)
+    return op_kernels(wide, ((Shape(*first.shape), len(first.terms)),), batch, element_bytes)
