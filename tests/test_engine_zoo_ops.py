@@ -504,3 +504,30 @@ def test_a_frontend_without_pre_and_post_padding_gets_symmetric_convolutions_and
     plan = gpu.engine["plan"].build_plan(graph, S.sequential(graph), 1, "fp32", None, options)
     assert plan.options.pad_asymmetric and all(g.padding_end is None for g in plan.context.library.graphs)
     plan.close()
+
+
+# ---- the zoo's networks themselves (`tests/zoo`, small resolutions) through the simulator -------------
+
+
+def zoo_paths() -> list:
+    """The committed zoo exports; none where the ``onnx`` package is missing."""
+    try:
+        from zoo_models import zoo_files
+    except ImportError:
+        return []
+    return zoo_files()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", zoo_paths(), ids=lambda p: p.stem)
+def test_every_zoo_network_simulates_as_the_reference(path):
+    from zoo_models import load_zoo
+
+    from ios_core.onnx_io import load_onnx
+
+    network = load_onnx(load_zoo(path), name=path.stem.split(".")[0])
+    graph, weights = network.graph, network.weights
+    x = make_input(graph, 1)
+    program = lower(graph, S.greedy(graph), 1, "nhwc")
+    out = simulate(program, graph, weights, {"input": x})[graph.output]
+    assert relative_error(out, run_graph(graph, x, weights)) <= 1e-9
