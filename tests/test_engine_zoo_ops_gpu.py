@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gpu_guard import require_gpu
-from test_engine_zoo_ops import GRAPHS, NEW_ACTIVATIONS
+from test_engine_zoo_ops import GRAPHS, NEW_ACTIVATIONS, zoo_paths
 
 from ios_core import schedule as S
 from ios_core.ir import ChannelShuffle, Conv, Graph, GraphBuilder, LayerNorm, Pad, Pool, Softmax, concat
@@ -109,3 +109,23 @@ def test_each_activation_fused_or_not_equals_reference(act):
     graph = b.build()
     check(graph, "fp32-strict", PlanOptions(autotune=False), S.sequential(graph))
     check(graph, "fp32", PlanOptions(autotune=True), S.sequential(graph))
+
+
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize("path", zoo_paths(), ids=lambda p: p.stem)
+def test_every_zoo_network_equals_reference(path, precision):
+    """The committed zoo exports (small resolutions, their own refilled weights) on the engine, greedy schedule."""
+    from zoo_models import load_zoo
+
+    from ios_core.onnx_io import load_onnx
+
+    network = load_onnx(load_zoo(path), name=path.stem.split(".")[0])
+    graph, weights = network.graph, network.weights
+    x = make_input(graph, 1)
+    ref = run_graph(graph, x, weights)
+    plan = build_plan(graph, S.greedy(graph), 1, precision, weights, PlanOptions(autotune=False))
+    try:
+        out = plan(x)
+        assert np.isfinite(out).all() and relative_error(out, ref) <= TOLERANCE[precision]
+    finally:
+        plan.close()
