@@ -109,3 +109,28 @@ def test_hidet_finds_nvcc_where_hidet_looks(monkeypatch, tmp_path):
     assert hidet_adapter.nvcc() is None
     (tmp_path / "nvcc").touch()
     assert hidet_adapter.nvcc() == str(tmp_path / "nvcc")
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_the_adapter_runs_the_sixteen_bit_precisions_within_their_tolerance(precision):
+    pytest.importorskip("jax")
+    from ios_core.precision import TOLERANCE
+
+    framework = replace(get("xla"), available=lambda: (True, ""))
+    m = measure(framework, Network.of(models.get("squeezenet")), 2, Timing(warmup=1, number=1, repeat=2),
+                precision=precision, options={"allow_cpu": True})
+    assert m.status == "measured", m.reason
+    assert 1e-5 < m.rel_error <= TOLERANCE[precision]  # rounded to 16 bits: not float32's error
+    assert m.details["conv_precision"] == "DEFAULT"
+
+
+def test_the_sixteen_bit_weights_and_pool_divisors_keep_the_type():
+    jax = pytest.importorskip("jax")
+    network = every_operator()
+    params = jax_params(network.weights, jax.numpy.bfloat16)
+    assert {w.dtype for p in params.values() for w in p.values()} == {jax.numpy.dtype("bfloat16")}
+    x = make_input(network.graph, 2, 0).transpose(0, 2, 3, 1).astype(jax.numpy.bfloat16)
+    out = jax.jit(jax_forward(network.graph, jax.lax.Precision.DEFAULT))(params, x)
+    assert out.dtype == jax.numpy.bfloat16  # no float32 constant promoted it on the way
+    expected = run_graph(network.graph, make_input(network.graph, 2, 0), network.weights)
+    assert relative_error(np.asarray(out, dtype=np.float64).transpose(0, 3, 1, 2), expected) < 3e-2

@@ -131,7 +131,7 @@ def test_names_aliases_and_timing_rules(demo):
     with pytest.raises(UnknownFrameworkError, match="unknown framework 'mxnet'; known: torch_eager"):
         get("mxnet")
     with pytest.raises(ValueError, match="unknown precision"):
-        measure(get("onnxruntime_cpu"), demo, 1, FAST, precision="fp16")
+        measure(get("onnxruntime_cpu"), demo, 1, FAST, precision="fp8")
     with pytest.raises(ValueError, match="repeat >= 1"):
         Timing(repeat=0)
 
@@ -240,3 +240,46 @@ def test_gpu_baselines_measure_the_demo(name, demo):
     m = measure(framework, demo, 2, FAST)
     assert m.status == "measured", m.reason
     assert m.rel_error < 1e-2 and m.clock == "cuda-events"  # TF32 by default
+
+
+def test_a_precision_the_framework_does_not_run_is_unavailable_with_the_reason(demo):
+    m = measure(get("onnxruntime_cpu"), demo, 1, FAST, precision="fp16")
+    assert (m.status, m.available, m.precision) == ("unavailable", False, "fp16")
+    assert m.reason == "onnxruntime_cpu does not run precision fp16 (only fp32, fp32-strict)"
+
+
+def test_pytorch_and_xla_run_every_precision_the_others_float32():
+    from ios_core.precision import FLOAT32_PRECISIONS, PRECISIONS
+
+    every = {name for name, f in FRAMEWORKS.items() if f.precisions == PRECISIONS}
+    assert every == {"torch_eager", "torch_cudagraph", "torch_compile", "torch_compile_freeze",
+                     "torch_compile_max_autotune", "xla"}
+    assert all(f.precisions == FLOAT32_PRECISIONS for name, f in FRAMEWORKS.items() if name not in every)
+
+
+def test_the_torch_module_in_bfloat16_is_within_the_bf16_tolerance():
+    torch = pytest.importorskip("torch")
+    from ios_core.baselines.torch_module import torch_module
+    from ios_core.precision import TOLERANCE
+
+    network = Network.of(models.get("squeezenet"), seed=2)
+    x = make_input(network.graph, 2)
+    module = torch_module(network.graph, network.weights, torch.bfloat16).to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        out = module(torch.from_numpy(x).to(torch.bfloat16).contiguous(memory_format=torch.channels_last))
+    assert {p.dtype for p in module.parameters()} == {torch.bfloat16}
+    assert relative_error(out.double().numpy(), run_network(network, x)) <= TOLERANCE["bf16"]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+@pytest.mark.parametrize("name", ["torch_eager", "torch_cudagraph"])
+def test_gpu_torch_baselines_measure_the_demo_in_sixteen_bits(name, precision, demo):
+    from ios_core.precision import TOLERANCE
+
+    framework = get(name)
+    if not framework.available()[0]:
+        pytest.skip(framework.available()[1])
+    m = measure(framework, demo, 2, FAST, precision=precision)
+    assert m.status == "measured", m.reason
+    assert m.rel_error <= TOLERANCE[precision] and m.precision == precision

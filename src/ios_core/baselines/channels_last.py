@@ -61,6 +61,7 @@ class ArrayOps:
     standardize: Callable[[Any, float], Any]  # each pixel's channels to zero mean, unit (biased) variance
     softmax: Callable[[Any], Any]  # over the channels
     concat: Callable[[list[Any]], Any]  # along the channel axis
+    constant: Callable[[np.ndarray, Any], Any]  # a numpy array as a constant of the second argument's element type
 
 
 def pad_or_crop(ops: ArrayOps, x: Any, pads: Pads, value: float = 0.0) -> Any:
@@ -79,7 +80,7 @@ def _pool(op: Pool, x: Any, shape: Shape, ops: ArrayOps) -> Any:
     padded = pad_or_crop(ops, x, reach_pads(op, shape.height, shape.width), -np.inf if op.kind == "max" else 0.0)
     if op.kind == "max":  # -inf never wins
         return ops.window("max", padded, op.kernel, op.stride)
-    divisors = pool_divisors(op, shape.height, shape.width).astype(np.float32)[None, :, :, None]
+    divisors = ops.constant(pool_divisors(op, shape.height, shape.width)[None, :, :, None], x)  # keeps x's type
     return ops.window("sum", padded, op.kernel, op.stride) / divisors  # a constant: folded at compile time
 
 

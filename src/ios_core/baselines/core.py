@@ -2,9 +2,10 @@
 
 A `Framework` says whether it can run here (``available() -> (ok, reason)``, cheap, touching no
 GPU) and runs a `Network` on an input batch, timed as `ios_core.timing.Timing` says, in a precision
-(``run(network, x, timing, precision, options) -> Run``).
+(``run(network, x, timing, precision, options) -> Run``) among those it lists (``precisions``; float32 only
+unless its adapter converts the network).
 `measure` wraps that into a `Measurement` that is always recorded: ``measured``, ``unavailable``
-(with the reason: not installed, no GPU...) or ``failed`` (with the error) -- never faked,
+(with the reason: not installed, no GPU, a precision it cannot run...) or ``failed`` (with the error) -- never faked,
 never dropped. The first sample of every output is checked against the float64 reference.
 """
 
@@ -28,7 +29,7 @@ from ios_core import models
 from ios_core.baselines.timing import median
 from ios_core.errors import UserError
 from ios_core.onnx_io import Network, load_onnx
-from ios_core.precision import check_precision
+from ios_core.precision import FLOAT32_PRECISIONS, check_precision
 from ios_core.reference import relative_error, run_graph
 from ios_core.timing import Timing
 from ios_core.weights import make_input
@@ -58,6 +59,7 @@ class Framework:
     available: Callable[[], tuple[bool, str]]
     run: Callable[[Network, np.ndarray, Timing, str, Mapping[str, Any]], Run]
     sweep: bool = True  # part of the default batch sweep (off for slow options and CPU builds)
+    precisions: tuple[str, ...] = FLOAT32_PRECISIONS  # those its adapter runs; the 16-bit ones convert the network
 
 
 @dataclass
@@ -146,8 +148,9 @@ def measure(framework: Framework, network: Network, batch: int, timing: Timing, 
     timing
         Warm-up, number and repeat.
     precision
-        ``fp32`` (TF32 tensor cores allowed for float32 convolutions, PyTorch's cuDNN default, as on our engine)
-        or ``fp32-strict`` (TF32 off wherever the framework lets us say so).
+        ``fp32`` (TF32 tensor cores allowed for float32 convolutions, PyTorch's cuDNN default, as on our engine),
+        ``fp32-strict`` (TF32 off wherever the framework lets us say so), or ``fp16`` / ``bf16`` (the network's
+        weights and input converted to the 16-bit type); one the framework does not list is ``unavailable``.
     check
         Compare the first output sample with the float64 reference (``rel_error``).
     options
@@ -157,6 +160,9 @@ def measure(framework: Framework, network: Network, batch: int, timing: Timing, 
     common = {"framework": framework.name, "model": network.name, "batch": batch, "precision": precision,
               "timing": asdict(timing)}
     ok, reason = framework.available()
+    if ok and precision not in framework.precisions:
+        only = ", ".join(framework.precisions)
+        ok, reason = False, f"{framework.name} does not run precision {precision} (only {only})"
     if not ok:
         return Measurement(status="unavailable", available=False, reason=reason, **common)
     x = make_input(network.graph, batch, seed)

@@ -6,8 +6,8 @@ convolutions by ``lax.conv_general_dilated`` (grouped and depthwise ones by
 ``feature_group_count``, asymmetric pads as they are), pooling by ``lax.reduce_window`` over windows
 the walk has padded (max over ``-inf``, averages divided by the reference's divisors), LayerNorm by
 ``jax.nn.standardize``, slices and concatenations on the channel axis, sums of terms. `jax_params` gives
-the weights as that pytree (HWIO float32), so ``jax.jit`` takes them as arguments, not as constants
-folded into the program. JAX is imported when these are called.
+the weights as that pytree (HWIO, float32 or the 16-bit type of the run), so ``jax.jit`` takes them as
+arguments, not as constants folded into the program. JAX is imported when these are called.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ def array_ops(jax: Any, precision: Any) -> ArrayOps:
         standardize=lambda x, eps: nn.standardize(x, axis=-1, epsilon=eps),
         softmax=partial(nn.softmax, axis=-1),
         concat=partial(jnp.concatenate, axis=-1),
+        constant=lambda array, like: array.astype(like.dtype),
     )
 
 
@@ -89,8 +90,9 @@ def jax_forward(graph: Graph, precision: Any = None) -> Callable[[dict[str, dict
     return forward
 
 
-def jax_params(weights: dict[str, Params]) -> dict[str, dict[str, np.ndarray]]:
-    """The network's weights as float32 arrays for `jax_forward`: convolution kernels OIHW -> HWIO."""
-    return {node: {key: np.ascontiguousarray((w.transpose(2, 3, 1, 0) if w.ndim == 4 else w).astype(np.float32))
+def jax_params(weights: dict[str, Params], dtype: Any = np.float32) -> dict[str, dict[str, np.ndarray]]:
+    """The network's weights as arrays of ``dtype`` (float32; ``jnp.float16``, ``jnp.bfloat16``) for `jax_forward`:
+    convolution kernels OIHW -> HWIO, each float64 weight rounded once."""
+    return {node: {key: np.ascontiguousarray((w.transpose(2, 3, 1, 0) if w.ndim == 4 else w).astype(dtype))
                    for key, w in params.items()}
             for node, params in weights.items()}

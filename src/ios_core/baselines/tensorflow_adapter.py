@@ -109,6 +109,7 @@ def array_ops(tf: Any) -> ArrayOps:
         standardize=partial(_standardize, tf),
         softmax=partial(nn.softmax, axis=-1),
         concat=lambda parts: tf.concat(parts, axis=-1),
+        constant=lambda array, like: tf.constant(array, dtype=like.dtype),
     )
 
 

@@ -1,7 +1,9 @@
 """PyTorch baselines: eager, one CUDA graph, and ``torch.compile`` -- on `torch_module` of the same graph and weights.
 
-Every variant runs the module in channels-last float32 with ``cudnn.benchmark`` on, under
-``torch.inference_mode``, and is timed with CUDA events on PyTorch's current stream:
+Every variant runs the module channels-last in the precision's type (float32, ``.half()`` for ``fp16``,
+``.to(torch.bfloat16)`` for ``bf16``: weights and input converted alike, outputs compared as float64) with
+``cudnn.benchmark`` on, under ``torch.inference_mode``, and is timed with CUDA events on PyTorch's current
+stream:
 
 - ``torch_eager``: the module called op by op;
 - ``torch_cudagraph``: the module captured once into a ``torch.cuda.CUDAGraph`` and replayed;
@@ -23,6 +25,7 @@ import numpy as np
 from ios_core.baselines.core import Framework, Run, module_available, versions
 from ios_core.baselines.timing import time_cuda_events
 from ios_core.onnx_io import Network
+from ios_core.precision import PRECISIONS, spec_of
 from ios_core.timing import Timing
 
 
@@ -38,11 +41,13 @@ def torch_cuda_available() -> tuple[bool, str]:
     return module_available("ios_core.baselines.torch_module", "pip install ios-core[baselines]")
 
 
-def set_precision(torch: Any, precision: str) -> None:
-    """TF32 on or off for cuDNN convolutions and cuBLAS matmuls."""
-    allow = precision == "fp32"
+def set_precision(torch: Any, precision: str) -> Any:
+    """TF32 on or off for cuDNN convolutions and cuBLAS matmuls as ``precision`` says; its ``torch.dtype``."""
+    spec = spec_of(precision)
+    allow = spec.dtype == "float32" and spec.tensor_cores
     torch.backends.cudnn.allow_tf32 = allow
     torch.backends.cuda.matmul.allow_tf32 = allow
+    return getattr(torch, spec.dtype)
 
 
 def torch_environment(torch: Any) -> tuple[str, dict[str, str]]:
@@ -54,16 +59,16 @@ def torch_environment(torch: Any) -> tuple[str, dict[str, str]]:
 
 
 def prepared(network: Network, x: np.ndarray, precision: str) -> tuple[Any, Any, Any]:
-    """``(torch, module, input)``: the network's module and the batch on the GPU, channels-last float32, TF32 as
-    ``precision`` says."""
+    """``(torch, module, input)``: the network's module and the batch on the GPU, channels-last, in ``precision``'s
+    type (the float64 weights rounded once to it), TF32 as it says."""
     import torch
 
     from ios_core.baselines.torch_module import torch_module
 
-    set_precision(torch, precision)
+    dtype = set_precision(torch, precision)
     torch.backends.cudnn.benchmark = True
-    module = torch_module(network.graph, network.weights).cuda().to(memory_format=torch.channels_last)
-    batch = torch.from_numpy(x).float().cuda().contiguous(memory_format=torch.channels_last)
+    module = torch_module(network.graph, network.weights, dtype).cuda().to(memory_format=torch.channels_last)
+    batch = torch.from_numpy(x).to(dtype).cuda().contiguous(memory_format=torch.channels_last)
     return torch, module, batch
 
 
@@ -142,13 +147,14 @@ def compiled_runner(mode: str | None, freezing: bool, backend: str = "inductor")
 
 FRAMEWORKS = (
     Framework("torch_eager", "PyTorch eager, channels-last, cudnn.benchmark", "cuda", torch_cuda_available,
-              run_eager),
+              run_eager, precisions=PRECISIONS),
     Framework("torch_cudagraph", "PyTorch module captured once in a CUDA graph, replayed", "cuda",
-              torch_cuda_available, run_cudagraph),
+              torch_cuda_available, run_cudagraph, precisions=PRECISIONS),
     Framework("torch_compile", "torch.compile mode=reduce-overhead (Inductor + CUDA graphs)", "cuda",
-              torch_cuda_available, compiled_runner("reduce-overhead", freezing=False)),
+              torch_cuda_available, compiled_runner("reduce-overhead", freezing=False), precisions=PRECISIONS),
     Framework("torch_compile_freeze", "torch.compile mode=reduce-overhead with Inductor freezing", "cuda",
-              torch_cuda_available, compiled_runner("reduce-overhead", freezing=True)),
+              torch_cuda_available, compiled_runner("reduce-overhead", freezing=True), precisions=PRECISIONS),
     Framework("torch_compile_max_autotune", "torch.compile mode=max-autotune with freezing (slow to build)",
-              "cuda", torch_cuda_available, compiled_runner("max-autotune", freezing=True), sweep=False),
+              "cuda", torch_cuda_available, compiled_runner("max-autotune", freezing=True), sweep=False,
+              precisions=PRECISIONS),
 )
