@@ -20,7 +20,7 @@ and its row says so in ``cuda_graph``); compile time is left out.
 
 Every latency is the median over ``--repeat`` samples of the mean of ``--number`` calls after ``--warmup``, timed
 with CUDA events, in fp32 with TF32 allowed (PyTorch's default for cuDNN, the engine's ``fp32``); every output is
-checked against ONNX Runtime's (``rel_l2``; above `ios_core.measure.TOLERANCE` the row names it in ``error``).
+checked against ONNX Runtime's (``rel_l2``; above `ios_core.precision.TOLERANCE` the row names it in ``error``).
 
 ``--out`` (``results/h200/zoo.json``) holds the rows ``{model, exporter, batch, precision, mode, ms, error, ...}``
 (``exporter`` is null for the PyTorch modes, which export nothing), with the GPU, driver, cuDNN, torch version and
@@ -66,9 +66,10 @@ from records import Run, baseline_record, measure_record
 from ios_core.baselines import Measurement
 from ios_core.config import compose, device_profile
 from ios_core.files import write_atomic
-from ios_core.measure import TOLERANCE, gpu_mismatch, simulated
+from ios_core.measure import gpu_mismatch, simulated
 from ios_core.onnx_io import Network, load_onnx
 from ios_core.optimize import search_graph
+from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
 from ios_core.schedule import Schedule, sequential
 from ios_core.timing import Timing

@@ -11,7 +11,8 @@ How the number is obtained depends on the device (``mode=auto``):
   of the stage timed alone (the ``measured`` stage cost) and the FLOP rate it achieves so. The engine
   runs the network's own weights (a file's for ``model=onnx``, `ios_core.models.load`), and with
   ``check=true`` its output is checked first against the float64 reference on the same weights and input:
-  the relative L2 error is the metric ``rel_error``, and one above the precision's `TOLERANCE` fails the run.
+  the relative L2 error is the metric ``rel_error``, and one above the precision's tolerance
+  (`ios_core.precision.TOLERANCE`) fails the run.
 
 Either way one `ios_core.tracking` record is written to ``out`` and logged to MLflow (unless
 ``tracking.mlflow=false``). A measurement that cannot be made here -- autotuning without a GPU, a
@@ -33,6 +34,7 @@ from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.errors import UserError, run_command
 from ios_core.ir import Graph
 from ios_core.models import Weights
+from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
 from ios_core.schedule import Schedule, load
 from ios_core.timing import Timing
@@ -42,9 +44,6 @@ from ios_core.weights import make_input, make_weights
 
 UTILIZATION_METRIC = "achieved FLOP/s (% of the device's peak)"
 MEASURED_UTILIZATION_METRIC = "FLOP/s, each stage timed alone (% of peak)"
-TOLERANCE = {"fp32": 1e-2, "fp32-strict": 1e-4}
-"""The largest relative L2 error of an engine's output against a reference, by precision (TF32 rounds inputs to
-10 mantissa bits)."""
 
 
 class MeasureError(ConfigError):
