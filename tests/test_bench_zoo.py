@@ -27,7 +27,8 @@ def zoo(monkeypatch):
 
 def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(ROOT / "bench" / "zoo.py"), "--dry-run", "--onnx-dir", str(tmp_path),
-                           "--out", str(tmp_path / "zoo.json"), *args], capture_output=True, text=True, timeout=600)
+                           "--out", str(tmp_path / "zoo.json"), *args], capture_output=True, text=True, timeout=600,
+                          cwd=tmp_path)
 
 
 def onnx_file(tmp_path: Path, name: str) -> None:
