@@ -19,6 +19,7 @@ import numpy as np
 import pycuda.driver as drv
 
 from ios_core.engine.dependencies import waits
+from ios_core.engine.elements import element_of
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
@@ -37,7 +38,6 @@ from ios_core.engine.options import PlanOptions
 from ios_core.engine.packing import lay_out, ours, pack
 from ios_core.engine.program import Program, WeightKey
 from ios_core.ir import Graph
-from ios_core.precision import check_precision
 from ios_core.schedule import Schedule, Stage
 from ios_core.weights import Params, make_weights
 
@@ -205,7 +205,7 @@ def build_plan(
     options
         Layout, autotuning and paths (`PlanOptions`).
     """
-    check_precision(precision)
+    element_of(precision)  # refuses a precision the engine does not implement
     options = padding_supported(options or PlanOptions())
     weights = weights if weights is not None else make_weights(graph)
     program = lower(graph, stages, batch, options.layout, schedule=options.schedule,

@@ -35,6 +35,7 @@ from functools import cache
 import cudnn
 import pycuda.driver as drv
 
+from ios_core.engine.elements import element_of
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
@@ -282,5 +283,6 @@ def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dic
     Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
     and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
     """
+    element_of(precision)  # refuses a precision the engine does not implement
     options = padding_supported(options or PlanOptions())
     return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)
