@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Stand up a one-node SLURM cluster on this machine, run the demo workflow through workflow/profiles/slurm, run it
-# again locally, and compare the two: the same files, the same figure numbers (CSVs equal but for wall-clock
-# columns), the same MLflow runs. Exits non-zero on any difference.
+# Stand up a one-node SLURM cluster on this machine, run the demo workflow through workflow/profiles/slurm and
+# locally, and compare the two: the same files, schedules, records and figure numbers but for wall-clock times, the
+# same MLflow runs. Then check that every sbatch call carried a partition, a time limit and memory; that a job asking
+# for more memory than the node has fails at once with sbatch's message; and that Ctrl-C cancels a run's jobs.
+# Exits non-zero on any difference; prints how long each part took.
 #
-#   sudo workflow/tests/slurm_local.sh            # as root: installs Debian's slurm-wlm and munge if missing
-#   KEEP=1 sudo workflow/tests/slurm_local.sh     # keep the temporary directory (logs, both result trees)
+#   sudo workflow/tests/slurm_local.sh            # as root, on Debian: installs slurm-wlm and munge if missing
+#   KEEP=1 sudo workflow/tests/slurm_local.sh     # keep the temporary directory (logs, every run's results)
 #
 # Everything lives in one temporary directory: slurm.conf, the state and spool folders, the daemons' logs and PID
-# files, munge's socket, and both runs. The daemons (munged, slurmctld, slurmd) run in the foreground of this
-# script's children and are stopped by their own PIDs on exit, so nothing of an existing SLURM or munge installation
-# is touched (other ports, another socket). No accounting database: the status command is squeue.
+# files, munge's socket, every run. The daemons (munged, slurmctld, slurmd) are this script's children, stopped by
+# their own PIDs on exit, on their own ports and munge socket; slurm.conf and cgroup.conf are linked into
+# /etc/slurm/ for the run (the script refuses where a configuration is there already) and unlinked on exit.
 set -euo pipefail
 set -m # job control: each background process its own process group, Ctrl-C not ignored (the Ctrl-C check below)
 
@@ -146,10 +148,10 @@ fail() { # fail <message> <log>: say what went wrong, show the end of the log, s
   tail -40 "$2" >&2
   exit 1
 }
-# The route workflow/README.md gives: the profile, the partition from sbatch's own variable; squeue for the status,
-# as this cluster has no accounting database; the first status check after 2 s rather than 40 (jobs take seconds).
-SLURM=(--profile "$REPO/workflow/profiles/slurm" --slurm-status-command squeue
-  --slurm-init-seconds-before-status-checks 2)
+# The route workflow/README.md gives: the profile (its status command, squeue, works without the accounting database
+# this cluster lacks), the partition from sbatch's own variable. The first status check after 2 s rather than 40:
+# these jobs take seconds.
+SLURM=(--profile "$REPO/workflow/profiles/slurm" --slurm-init-seconds-before-status-checks 2)
 begin=$(date +%s)
 SBATCH_PARTITION=debug snake slurm all "${SLURM[@]}" --verbose || fail "the SLURM run failed" "$TMP/slurm.log"
 jobs=$(grep -c "^sbatch call:" "$TMP/slurm.log" || true)
