@@ -53,6 +53,12 @@ def _onnxslim(model: onnx.ModelProto) -> onnx.ModelProto:
     return onnxslim.slim(model)
 
 
+def _onnxslim_importer(model: onnx.ModelProto) -> onnx.ModelProto:
+    import onnxslim
+
+    return onnxslim.slim(model, skip_fusion_patterns=["FusionGemm"])
+
+
 def _onnxsim(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnxsim
 
@@ -72,6 +78,7 @@ CANDIDATES: dict[str, Callable[[onnx.ModelProto], onnx.ModelProto]] = {
     "none (shape inference only)": lambda model: model,
     "onnxscript.optimizer": _onnxscript,
     "onnxslim": _onnxslim,
+    "onnxslim, FusionGemm skipped (the importer's)": _onnxslim_importer,
     "onnxsim": _onnxsim,
     "onnxoptimizer": _onnxoptimizer,
 }
