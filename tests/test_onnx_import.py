@@ -52,14 +52,23 @@ class Net:
         return self.op("Conv", name, [x, w, b], kernel_shape=[k, k], **attrs)
 
     def bn(self, name, x, c):
-        stats = [self.rng.uniform(0.5, 1.5, c), self.rng.normal(0, 0.1, c), self.rng.normal(0, 0.1, c),
-                 self.rng.uniform(0.5, 1.5, c)]
+        stats = [
+            self.rng.uniform(0.5, 1.5, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.normal(0, 0.1, c),
+            self.rng.uniform(0.5, 1.5, c),
+        ]
         return self.op("BatchNormalization", name, [x, *(self.const(f"{name}.{i}", s) for i, s in enumerate(stats))])
 
     def model(self, output, infer=True):
         """The model; ``infer`` runs ONNX's strict shape inference on it first (which a broken model may fail)."""
-        graph = helper.make_graph(self.nodes, "net", [self.input],
-                                  [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)], self.inits)
+        graph = helper.make_graph(
+            self.nodes,
+            "net",
+            [self.input],
+            [helper.make_tensor_value_info(output, TensorProto.FLOAT, None)],
+            self.inits,
+        )
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
         return onnx.shape_inference.infer_shapes(model, strict_mode=True) if infer else model
 
@@ -75,12 +84,14 @@ def test_batch_norm_and_relu_fold_into_the_convolution():
     n = Net()
     n.op("Relu", "relu", [n.bn("bn", n.conv("conv", "x", 3, 4), 4)])
     network = check_equal(n.model("relu"))
-    assert str(network.graph) == "\n".join([
-        "graph net: 1 operators in 1 blocks",
-        "  input = input 3x8x8",
-        "  block 0 (enter input, exit conv)",
-        "    conv = conv 4 3x3 p1 relu (input[0:3])  # 4x8x8",
-    ])
+    assert str(network.graph) == "\n".join(
+        [
+            "graph net: 1 operators in 1 blocks",
+            "  input = input 3x8x8",
+            "  block 0 (enter input, exit conv)",
+            "    conv = conv 4 3x3 p1 relu (input[0:3])  # 4x8x8",
+        ]
+    )
 
 
 def test_nothing_folds_into_a_convolution_whose_output_has_other_readers():
@@ -107,12 +118,18 @@ def test_a_sum_read_by_one_convolution_is_a_summed_operand():
 def test_blocks_are_cut_where_a_single_tensor_is_live():
     n = Net()
     a = n.conv("a", "x", 3, 4)
-    n.op("Concat", "cat", [n.conv("b1", a, 4, 2), n.op("MaxPool", "pool", [a], kernel_shape=[3, 3], pads=[1] * 4)],
-         axis=1)
+    n.op(
+        "Concat",
+        "cat",
+        [n.conv("b1", a, 4, 2), n.op("MaxPool", "pool", [a], kernel_shape=[3, 3], pads=[1] * 4)],
+        axis=1,
+    )
     n.conv("c", "cat", 6, 3)
     network = check_equal(n.model("c"))
     assert [(b.nodes, b.exit) for b in network.graph.blocks] == [
-        (("a",), "a"), (("b1", "pool", "exit"), "exit"), (("c",), "c"),
+        (("a",), "a"),
+        (("b1", "pool", "exit"), "exit"),
+        (("c",), "c"),
     ]
     assert str(network.graph["exit"]) == "exit = identity (b1[0:2] ++ pool[0:4])"
 
@@ -194,10 +211,16 @@ def test_many_nodes_of_an_unsupported_operator_are_the_first_three_and_a_count()
         (lambda n: n.op("Concat", "cat", ["x", "x"], axis=2), "Concat node 'cat': only the channel axis"),
         (lambda n: n.op("Add", "add", ["x", n.const("c", np.ones((1, 3, 8, 8)))]), "is not per-channel"),
         (lambda n: n.op("Transpose", "t", ["x"], perm=[0, 1, 3, 2]), r"Transpose node 't': Transpose \(0, 1, 3, 2\)"),
-        (lambda n: n.op("Conv", "conv", [n.op("Transpose", "t", ["x"], perm=[0, 2, 3, 1]), n.const("w", np.ones((3, 3, 1, 1)))]),
-         "Conv node 'conv': reads 't', a tensor channels last"),
-        (lambda n: n.op("LayerNormalization", "ln", ["x", n.const("s", np.ones(8))]),
-         "LayerNormalization node 'ln': LayerNormalization of an NCHW tensor"),
+        (
+            lambda n: n.op(
+                "Conv", "conv", [n.op("Transpose", "t", ["x"], perm=[0, 2, 3, 1]), n.const("w", np.ones((3, 3, 1, 1)))]
+            ),
+            "Conv node 'conv': reads 't', a tensor channels last",
+        ),
+        (
+            lambda n: n.op("LayerNormalization", "ln", ["x", n.const("s", np.ones(8))]),
+            "LayerNormalization node 'ln': LayerNormalization of an NCHW tensor",
+        ),
         (lambda n: n.op("ReduceMean", "mean", ["x"], axes=[1]), "ReduceMean node 'mean': only a reduction over height"),
         (lambda n: n.op("Erf", "erf", ["x"]), r"unsupported ONNX operators: Erf \(1: erf\)"),
     ],
@@ -231,16 +254,26 @@ def conv_with(n, name, x, weight_shape, bias_length=None, **attrs):
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda n: n.conv("conv", "x", 5, 4),
-         "Conv node 'conv': weight takes 5 input channels x group=1, its input has 3 channels"),
-        (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), bias_length=5, pads=[1] * 4),
-         r"Conv node 'conv': bias has shape \(5,\) for the weight's 4 output channels"),
-        (lambda n: conv_with(n, "conv", "x", (4, 1, 3, 3), group=3, pads=[1] * 4),
-         "Conv node 'conv': weight has 4 output channels, not a multiple of group=3"),
-        (lambda n: conv_with(n, "conv", "x", (4, 2, 3, 3), group=2, pads=[1] * 4),
-         "Conv node 'conv': weight takes 2 input channels x group=2, its input has 3 channels"),
-        (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), kernel_shape=[5, 5], pads=[2] * 4),
-         "Conv node 'conv': kernel_shape is 5x5 but the weight's kernel is 3x3"),
+        (
+            lambda n: n.conv("conv", "x", 5, 4),
+            "Conv node 'conv': weight takes 5 input channels x group=1, its input has 3 channels",
+        ),
+        (
+            lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), bias_length=5, pads=[1] * 4),
+            r"Conv node 'conv': bias has shape \(5,\) for the weight's 4 output channels",
+        ),
+        (
+            lambda n: conv_with(n, "conv", "x", (4, 1, 3, 3), group=3, pads=[1] * 4),
+            "Conv node 'conv': weight has 4 output channels, not a multiple of group=3",
+        ),
+        (
+            lambda n: conv_with(n, "conv", "x", (4, 2, 3, 3), group=2, pads=[1] * 4),
+            "Conv node 'conv': weight takes 2 input channels x group=2, its input has 3 channels",
+        ),
+        (
+            lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3), kernel_shape=[5, 5], pads=[2] * 4),
+            "Conv node 'conv': kernel_shape is 5x5 but the weight's kernel is 3x3",
+        ),
         (lambda n: conv_with(n, "conv", "x", (4, 3, 3, 3, 3)), r"Conv node 'conv': only 2-D operators"),
     ],
 )
@@ -267,12 +300,18 @@ def test_batch_norm_statistics_of_the_wrong_length_name_the_node(after_conv):
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((10, 5))), n.const("b", np.zeros(10))], transB=1),
-         "Gemm node 'fc': its input has 3 features, its weight takes 5"),
-        (lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((3, 10))), n.const("b", np.zeros(7))]),
-         r"Gemm node 'fc': constant of shape \(1, 7\) is not per-channel for 10 channels"),
-        (lambda n, x: n.op("MatMul", "fc", [x, n.const("w", np.ones((4, 10)))]),
-         "MatMul node 'fc': its input has 3 features, its weight takes 4"),
+        (
+            lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((10, 5))), n.const("b", np.zeros(10))], transB=1),
+            "Gemm node 'fc': its input has 3 features, its weight takes 5",
+        ),
+        (
+            lambda n, x: n.op("Gemm", "fc", [x, n.const("w", np.ones((3, 10))), n.const("b", np.zeros(7))]),
+            r"Gemm node 'fc': constant of shape \(1, 7\) is not per-channel for 10 channels",
+        ),
+        (
+            lambda n, x: n.op("MatMul", "fc", [x, n.const("w", np.ones((4, 10)))]),
+            "MatMul node 'fc': its input has 3 features, its weight takes 4",
+        ),
     ],
 )
 def test_a_classifier_whose_weight_does_not_fit_names_the_node(build, message):
@@ -293,11 +332,13 @@ def test_a_file_that_is_missing_not_onnx_truncated_or_empty_is_one_line_naming_i
     for file, content in files.items():
         (tmp_path / file).write_bytes(content)
     (tmp_path / "directory.onnx").mkdir()
-    for file, why in [("truncated.onnx", "is truncated or not an ONNX model"),
-                      ("text.onnx", "is truncated or not an ONNX model"),
-                      ("empty.onnx", "is empty or not an ONNX model"),
-                      ("missing.onnx", "cannot read ONNX file .*: No such file"),
-                      ("directory.onnx", "cannot read ONNX file .*: Is a directory")]:
+    for file, why in [
+        ("truncated.onnx", "is truncated or not an ONNX model"),
+        ("text.onnx", "is truncated or not an ONNX model"),
+        ("empty.onnx", "is empty or not an ONNX model"),
+        ("missing.onnx", "cannot read ONNX file .*: No such file"),
+        ("directory.onnx", "cannot read ONNX file .*: Is a directory"),
+    ]:
         with pytest.raises(OnnxImportError, match=why) as error:
             load_onnx(tmp_path / file)
         assert str(tmp_path / file) in str(error.value) and "\n" not in str(error.value)
@@ -306,14 +347,22 @@ def test_a_file_that_is_missing_not_onnx_truncated_or_empty_is_one_line_naming_i
 def raw_model(nodes, output="y"):
     """Relu/Add nodes over a 3x4x4 input ``x``, as written: no shape inference, no checks."""
     value = lambda name: helper.make_tensor_value_info(name, TensorProto.FLOAT, [1, 3, 4, 4])  # noqa: E731
-    graph = helper.make_graph([helper.make_node(op, inputs, [out], name=out) for op, inputs, out in nodes], "g",
-                              [value("x")], [value(output)])
+    graph = helper.make_graph(
+        [helper.make_node(op, inputs, [out], name=out) for op, inputs, out in nodes], "g", [value("x")], [value(output)]
+    )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_a_cycle_is_named_by_its_nodes():
-    model = raw_model([("Relu", ["x"], "a"), ("Add", ["a", "d"], "b"), ("Relu", ["b"], "c"), ("Relu", ["c"], "d"),
-                       ("Relu", ["d"], "y")])
+    model = raw_model(
+        [
+            ("Relu", ["x"], "a"),
+            ("Add", ["a", "d"], "b"),
+            ("Relu", ["b"], "c"),
+            ("Relu", ["c"], "d"),
+            ("Relu", ["d"], "y"),
+        ]
+    )
     with pytest.raises(OnnxImportError, match="^the graph has a cycle through 'b' -> 'c' -> 'd' -> 'b'$"):
         load_onnx(model)
 

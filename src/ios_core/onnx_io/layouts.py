@@ -133,7 +133,7 @@ def _matmul(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
     return _dense(ctx, node, weight.T, np.zeros(weight.shape[1]) if bias is None else bias)
 
 
-def _channel_axis(ctx: Context, node: OnnxNode, default: int) -> None:
+def _over_channels(ctx: Context, node: OnnxNode, default: int) -> None:
     """Check that ``axis`` is the channel axis of operand 0 (for a flat tensor only where H = W = 1)."""
     axis, layout = int(node.attrs.get("axis", default)), ctx.layout(node.inputs[0])
     c, h, w = ctx.shape(ctx.value(node))
@@ -153,7 +153,7 @@ def _layer_norm(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
             f"{node}: LayerNormalization of an NCHW tensor (over its last axis, the width) is "
             f"not supported; only over the channels of a channels-last one"
         )
-    _channel_axis(ctx, node, -1)
+    _over_channels(ctx, node, -1)
     x = ctx.value(node)
     scale, shift = ctx.const(node, 1), ctx.const(node, 2)
     params = {
@@ -164,7 +164,7 @@ def _layer_norm(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
 
 
 def _softmax(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
-    _channel_axis(ctx, node, -1 if ctx.parsed.opset >= 13 else 1)
+    _over_channels(ctx, node, -1 if ctx.parsed.opset >= 13 else 1)
     return (ctx.add(node, Softmax(), ctx.value(node)),)
 
 

@@ -9,9 +9,10 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
    input nothing defines, a tensor made twice or a cycle is an error naming the nodes);
 2. `ios_core.onnx_io.patterns` rewrites what ONNX spells in several nodes (activations, channel shuffle,
    padding before a convolution or pool, MatMul + Add) as one node;
-3. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
-   convolution's ``ios.activation`` attribute, whenever the tensor in between has no other reader;
-4. `live` drops nodes whose results nothing reads;
+3. `live` drops nodes whose results nothing reads (the rewritten patterns' first nodes, dead branches);
+4. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
+   convolution's (or matrix product's) ``ios.activation`` attribute, whenever the tensor in between has no
+   other reader;
 5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value.
 """
 
