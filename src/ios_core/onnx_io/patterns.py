@@ -17,6 +17,7 @@ them, and where something does they stay, so a rewrite is exact whatever else th
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -99,11 +100,15 @@ def _evaluate(parsed: Parsed, producer: dict[str, OnnxNode], tensor: str, x: str
     return ELEMENTWISE[node.op_type](node, operands)
 
 
+@functools.cache
+def _on_probe() -> dict[str, np.ndarray]:
+    """Each activation's values on `PROBE`, computed once, when first asked for."""
+    with np.errstate(all="ignore"):  # exp(1000) overflows to inf, which a sigmoid turns into the exact 0 or 1
+        return {kind: function(PROBE) for kind, function in ACTIVATION_FUNCTIONS.items() if kind != "none"}
+
+
 def _matching_activation(values: np.ndarray) -> str | None:
-    for kind, function in ACTIVATION_FUNCTIONS.items():
-        if kind != "none" and np.allclose(values, function(PROBE), rtol=1e-5, atol=1e-6):
-            return kind
-    return None
+    return next((k for k, v in _on_probe().items() if np.allclose(values, v, rtol=1e-5, atol=1e-6)), None)
 
 
 def activations(parsed: Parsed) -> None:
