@@ -29,6 +29,5 @@ include: "workflow/rules/track.smk"
 
 rule all:
     input:
-        [figure(name, ext) for name in EXPERIMENTS for ext in ("png", "pdf", "csv")],
-        f"{ROOT}/mlflow.json",
+        final_outputs(),
     default_target: True

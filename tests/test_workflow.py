@@ -68,7 +68,7 @@ def test_the_gpu_campaign_is_a_configuration_of_the_workflow(tmp_path):
     """README's `snakemake --cores 1 all --configfile config/campaign.yaml --config device=h200`: merged over
     config/config.yaml (as the Snakefile loads it, given here since the run is elsewhere), it plans the paper's four
     models searched with the measured cost at r=3, s=8, run and timed as the campaign timed them, and the PyTorch
-    baselines beside them, for experiments 1, 2, 3 and 6 only."""
+    baselines beside them, for experiments 1, 2, 3 and 6 only -- 6 in fp32 and in fp16."""
     done = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(ROOT / "config" / "config.yaml"),
                      str(ROOT / "config" / "campaign.yaml"), "--config", "device=h200")
     assert done.returncode == 0, done.stderr + done.stdout
@@ -79,9 +79,9 @@ def test_the_gpu_campaign_is_a_configuration_of_the_workflow(tmp_path):
     for line in (c for c in commands if "ios_core.optimize" in c):
         assert " cost=measured " in line and " device=h200 " in line and " r=1 " not in line
         assert " r=3 s=8 " in line or " opt=sequential " in line or " opt=greedy " in line
-    measured = [c for c in commands if "ios_core.measure " in c]
+    measured = [c for c in commands if "ios_core.measure " in c and " precision=fp32 " in c]
     baselines = {(*word_pair(c, "framework", "batch"), word_pair(c, "model", "device")[0])
-                 for c in commands if "ios_core.baseline " in c}
+                 for c in commands if "ios_core.baseline " in c and " precision=fp32 " in c}
     assert len(measured) == 4 * 5 + 4 * 2  # experiment 1, and Sequential and IOS-Both at batch 16..128
     assert all("timing.warmup=10 timing.number=20 timing.repeat=7" in c and "autotune=true" in c for c in measured)
     frameworks = ("torch_eager", "torch_cudagraph", "torch_compile", "torch_compile_freeze")
@@ -89,7 +89,37 @@ def test_the_gpu_campaign_is_a_configuration_of_the_workflow(tmp_path):
         ("torch_compile", str(b), "inception_v3") for b in (16, 32, 64, 128)}
     figures = set(re.findall(r"^rule figure_(\w+):", done.stdout, re.MULTILINE))
     assert figures == {"schedules", "frameworks", "utilization", "batch_sizes"}
-    assert all("results/campaign/h200/fp32/" in c for c in commands)
+    for c in commands:  # each in its precision's folder: fp32, or fp16 for experiment 6
+        precision = re.search(r" precision=(\S+) ", c)
+        assert re.search(r"results/campaign/h200/fp(32|16)/", c)
+        assert precision is None or f"results/campaign/h200/{precision[1]}/" in c
+
+
+def test_experiment_6_of_the_campaign_runs_in_fp16_beside_fp32(tmp_path):
+    """The campaign's precision axis: experiment 6 (batch sizes) searched, measured and compared with torch.compile
+    in fp16 too, under results/campaign/h200/fp16/, with its own figure and MLflow summary; no other experiment."""
+    done = snakemake(tmp_path, "-n", "-p", "all", "--configfile", str(ROOT / "config" / "config.yaml"),
+                     str(ROOT / "config" / "campaign.yaml"), "--config", "device=h200")
+    assert done.returncode == 0, done.stderr + done.stdout
+    half = [c for c in done.stdout.splitlines() if " -m ios_core." in c and " precision=fp16 " in c]
+    batches = ("1", "16", "32", "64", "128")
+    searches = {word_pair(c, "opt", "batch") for c in half if "ios_core.optimize" in c}
+    assert searches == {(opt, b) for opt in ("sequential", "both") for b in batches}
+    runs = [word_pair(c, "model", "batch") for c in half if "ios_core.measure " in c]
+    assert sorted(runs) == sorted(("inception_v3", b) for b in batches for _ in ("sequential", "both"))
+    baselines = {word_pair(c, "framework", "batch") for c in half if "ios_core.baseline " in c}
+    assert baselines == {("torch_compile", b) for b in batches}
+    assert all("results/campaign/h200/fp16/" in c for c in half)
+    for output in ("results/campaign/figures/h200/fp16/batch_sizes.png", "results/campaign/h200/fp16/mlflow.json"):
+        assert output in done.stdout
+    assert "results/campaign/figures/h200/fp16/schedules.png" not in done.stdout
+
+
+def test_the_schema_names_every_precision_of_the_package():
+    from ios_core.precision import PRECISIONS
+
+    schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    assert tuple(schema["definitions"]["precision"]["enum"]) == PRECISIONS
 
 
 def word_pair(command: str, first: str, second: str) -> tuple[str, str]:
@@ -103,16 +133,16 @@ def test_misspelt_config_key_is_rejected(tmp_path):
     assert done.returncode != 0 and "devcie" in done.stderr + done.stdout
 
 
-def test_a_job_runs_in_strict_precision_beside_the_default_one(tmp_path):
-    """precision=fp32-strict, as documented, through the schema and a job; its outputs sit apart from fp32's."""
+def test_a_job_runs_in_strict_and_half_precision_beside_the_default_one(tmp_path):
+    """precision=fp32-strict and fp16, as documented, through the schema and a job; outputs sit apart from fp32's."""
     config = demo_config(tmp_path)
     outputs = {}
-    for precision in ("fp32-strict", "fp32"):
+    for precision in ("fp32-strict", "fp32", "fp16"):
         target = f"results/sim/{precision}/schedules/h100/demo/b1/sequential.json"
         done = snakemake(tmp_path, target, "--config", f"precision={precision}", config=config)
         assert done.returncode == 0, done.stderr[-3000:]
         outputs[precision] = json.loads((tmp_path / target).read_text())
-    assert {p: o["meta"]["precision"] for p, o in outputs.items()} == {"fp32-strict": "fp32-strict", "fp32": "fp32"}
+    assert {p: o["meta"]["precision"] for p, o in outputs.items()} == {p: p for p in ("fp32-strict", "fp32", "fp16")}
 
 
 @pytest.fixture(scope="module")

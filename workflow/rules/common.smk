@@ -1,6 +1,8 @@
 # Paths of every output, and which records each experiment's figure reads. Outputs live under
 # <results>/<device>/<precision>/ (records, schedules, logs, benchmarks) and <results>/figures/<device>/<precision>/,
-# so runs in different precisions never overwrite each other.
+# so runs in different precisions never overwrite each other. The precision is a wildcard of every rule's paths
+# (ROOT, FIGURES): an experiment runs in each of its `precisions` (the run's `precision` if it names none), with one
+# figure and one `track` per precision.
 import os
 import yaml
 
@@ -15,7 +17,7 @@ if not os.path.exists(_device_file):
 with open(_device_file) as _f:
     REAL = bool((yaml.safe_load(_f) or {}).get("real", False))
 HOME = DEVICE if REAL else config["sim_device"]  # the device profile a number is for
-PRECISION = config["precision"]
+PRECISION = "{precision}"  # a rule's precision: its wildcard (params strings are formatted with the wildcards)
 ROOT = f"{config['results']}/{DEVICE}/{PRECISION}"
 FIGURES = f"{config['results']}/figures/{DEVICE}/{PRECISION}"
 GPU = 1 if REAL else 0
@@ -34,6 +36,15 @@ PAPER = ("schedules", "frameworks", "utilization", "specialization", "pruning", 
 EXPERIMENTS = [e for e in PAPER if e in EXP and (config["only"] is None or e in config["only"])]
 
 
+def precisions(name):
+    """The precisions experiment ``name`` runs in: its own `precisions`, else the run's `precision`."""
+    return EXP[name].get("precisions") or [config["precision"]]
+
+
+# Every precision some experiment runs in, in the order first named.
+PRECISIONS = list(dict.fromkeys(p for name in EXPERIMENTS for p in precisions(name)))
+
+
 wildcard_constraints:
     odev="[a-z0-9_]+",
     rdev="[a-z0-9_]+",
@@ -43,6 +54,7 @@ wildcard_constraints:
     sched=r"sequential|greedy|(merge|parallel|both)_r\d+_s\d+",
     tuning="heuristic|autotune",
     framework="[a-z_]+",
+    precision="[a-z0-9-]+",
 
 
 def sched_name(opt, model, r=None, s=None):
@@ -57,8 +69,16 @@ def ios(model):
     return sched_name(IOS["opt"], model)
 
 
-def schedule(model, batch, sched, odev=HOME):
-    return f"{ROOT}/schedules/{odev}/{model}/b{batch}/{sched}.json"
+# The paths below keep ``{precision}`` where no precision is given: a rule's input then takes its output's.
+
+
+def at(path, precision=None):
+    """``path`` in ``precision``; None leaves the wildcard."""
+    return path if precision is None else path.replace(PRECISION, precision, 1)
+
+
+def schedule(model, batch, sched, odev=HOME, precision=None):
+    return at(f"{ROOT}/schedules/{odev}/{model}/b{batch}/{sched}.json", precision)
 
 
 def stage_log(schedule_path):
@@ -74,8 +94,15 @@ def baseline(model, batch, framework, rdev=HOME):
     return f"{ROOT}/baselines/{rdev}/{model}/b{batch}/{framework}.json"
 
 
-def figure(name, ext="png"):
-    return f"{FIGURES}/{name}.{ext}"
+def figure(name, ext="png", precision=None):
+    return at(f"{FIGURES}/{name}.{ext}", precision)
+
+
+def final_outputs():
+    """What `all` asks for: every experiment's figure files in each of its precisions, and each precision's
+    MLflow summary."""
+    figures = [figure(n, ext, p) for n in EXPERIMENTS for p in precisions(n) for ext in ("png", "pdf", "csv")]
+    return figures + [at(f"{ROOT}/mlflow.json", p) for p in PRECISIONS]
 
 
 def gpu_resources(device_wildcard):
@@ -121,13 +148,17 @@ RECORDS = {
 }
 
 
-def records(name):
-    """The record files experiment ``name``'s figure reads, each once, in a stable order."""
-    return list(dict.fromkeys(RECORDS[name](EXP[name])))
+def records(name, precision=None):
+    """The record files experiment ``name``'s figure reads, each once, in a stable order, in ``precision`` (None:
+    the wildcard, as the figure's rule reads them)."""
+    return list(dict.fromkeys(at(path, precision) for path in RECORDS[name](EXP[name])))
 
 
-def all_records():
-    return list(dict.fromkeys(path for name in EXPERIMENTS for path in records(name)))
+def track_input(wildcards):
+    """What `track` ingests in one precision: the records and figures of the experiments run in it."""
+    names = [name for name in EXPERIMENTS if wildcards.precision in precisions(name)]
+    paths = [path for name in names for path in records(name, wildcards.precision)]
+    return list(dict.fromkeys(paths)) + [at(f"{ROOT}/figures/{name}.json", wildcards.precision) for name in names]
 
 
 def search_overrides(sched):
@@ -139,7 +170,8 @@ def search_overrides(sched):
 def measure_input(wildcards):
     if unavailable(wildcards):
         return {}
-    return {"schedule": schedule(wildcards.model, wildcards.batch, wildcards.sched, wildcards.odev)}
+    return {"schedule": schedule(wildcards.model, wildcards.batch, wildcards.sched, wildcards.odev,
+                                 wildcards.precision)}
 
 
 def measure_overrides(wildcards):

@@ -1,12 +1,12 @@
 # Log every record of this run into MLflow -- measurements, failed attempts (*.failed.json), searches (schedule
 # files and their stage logs) and figures (with the PNG, PDF and CSV as artifacts) -- once: ingestion skips what the
 # store already holds, so rerunning it after new results, or after a crash halfway, never duplicates a measurement.
+# One per precision, of the experiments run in it.
 
 
 rule track:
     input:
-        all_records(),
-        [f"{ROOT}/figures/{name}.json" for name in EXPERIMENTS],
+        track_input,
     output:
         f"{ROOT}/mlflow.json",
     log:
