@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -127,22 +128,42 @@ def compiled_runner(mode: str | None, freezing: bool, backend: str = "inductor")
     def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
         started = time.perf_counter()
         torch, module, batch = prepared(network, x, precision)
-        import torch._inductor.config as inductor
-
-        torch._dynamo.reset()
-        previous = inductor.freezing
-        inductor.freezing = freezing  # read at compile time, which happens on the first calls below
-        try:
-            compiled = torch.compile(module, mode=mode, backend=backend, dynamic=False)
-            with torch.inference_mode():
-                for _ in range(int(options.get("compile_calls", 3))):  # compile, then record its CUDA graphs
-                    compiled(batch)
-            details = {"backend": backend, "mode": mode, "freezing": freezing}
-            return _finish(torch, lambda: compiled(batch), timing, started, details)
-        finally:
-            inductor.freezing = previous
+        how = Compile(mode, freezing, backend, int(options.get("compile_calls", 3)))
+        call = compiled_call(torch, module, batch, how)
+        return _finish(torch, call, timing, started, {"backend": backend, "mode": mode, "freezing": freezing})
 
     return run
+
+
+@dataclass(frozen=True)
+class Compile:
+    """How ``torch.compile`` builds a module: Inductor's ``mode``, freezing, the backend, and the calls that compile
+    it and record its CUDA graphs before it is timed."""
+
+    mode: str | None = "reduce-overhead"
+    freezing: bool = True
+    backend: str = "inductor"
+    calls: int = 3
+
+
+def compiled_call(torch: Any, module: Any, batch: Any, how: Compile) -> Callable[[], Any]:
+    """``module(batch)`` under ``torch.compile`` as ``how`` says, compiled and warm; the function returned calls it.
+
+    Any module: `torch_module` of a graph, or a library's own network (torchvision's, timm's).
+    """
+    import torch._inductor.config as inductor
+
+    torch._dynamo.reset()
+    previous = inductor.freezing
+    inductor.freezing = how.freezing  # read at compile time, which happens on the first calls below
+    try:
+        compiled = torch.compile(module, mode=how.mode, backend=how.backend, dynamic=False)
+        with torch.inference_mode():
+            for _ in range(how.calls):
+                compiled(batch)
+    finally:
+        inductor.freezing = previous
+    return lambda: compiled(batch)
 
 
 FRAMEWORKS = (

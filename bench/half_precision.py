@@ -1,0 +1,336 @@
+"""Half precision side by side on one GPU, in one process: our engine against PyTorch in fp16 (and bf16), issue 17.
+
+For each model (inception_v3, nasnet, randwire, squeezenet), batch (1 and 16; 128 with ``--batch-128``) and
+precision (fp16; bf16 too with ``--bf16``), on the same deterministic weights rounded once to the 16-bit type:
+
+- ``sequential``, ``ios_both``: `ios_core.engine.build_plan` at the precision (CUDA-graph replays, autotuned cuDNN
+  engines); IOS-Both's schedule is read from ``--ios-schedule`` (by default the committed H200 IOS-Both schedule,
+  searched in fp32 at batch 1: the row names it). An engine that refuses the precision -- it raises, or it stores
+  the weights in 4 bytes an element, i.e. it has no 16-bit path yet -- gives ``ms: null`` and the one-line reason;
+  a number is never taken from a float32 plan;
+- ``torch_compile_freeze``, ``torch_cudagraph``: the PyTorch baselines of `ios_core.baselines` at the precision
+  (``torch_module`` of the same graph, ``.half()`` / ``.to(torch.bfloat16)``, channels-last);
+- ``lib_compile_freeze``: torchvision's Inception V3 and timm's NasNet-A large themselves (the networks a user
+  would pick, ``bench/zoo.py``'s `build_module`: seeded, random weights) under ``torch.compile`` with Inductor
+  freezing (``reduce-overhead``), converted and laid out alike; its error is against the same library network
+  run in float64.
+
+Every latency is the median over ``--repeat`` of the mean of ``--number`` calls after ``--warmup``, timed with
+CUDA events, with NVML's clocks before and after; ``error_vs_reference`` is the relative L2 error of the first
+output sample against the float64 reference (`ios_core.reference`; above the precision's
+`ios_core.precision.TOLERANCE` the row says so in ``error``). The rows ``{model, batch, precision, mode, ms,
+error_vs_reference, ...}`` and each call's GPU, driver, CUDA, cuDNN and torch versions go to ``--out``
+(``results/h200/half_precision.json``), rewritten atomically after every row and read first: a call killed by its
+time limit, or stopped by ``--budget-s``, resumes where it stopped (rows there are skipped; ``--retry-failed`` runs
+those without a number again). The fast modes run first, the ``torch.compile`` ones after.
+
+``--dry-run`` needs no GPU and no PyTorch: the engine modes get the simulated cost's latency of the same schedule
+at the precision (``source: simulated``), the PyTorch ones no number; a real run replaces those rows.
+
+Usage (device, one call of at most 10 minutes; repeat it until every row is there)::
+
+    python3 bench/half_precision.py --device h200 --out $OUT/half_precision.json --budget-s 500
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from zoo import build_module, one_line
+
+from ios_core import models
+from ios_core import schedule as S
+from ios_core.baselines import get, measure
+from ios_core.baselines.core import reference_first, versions
+from ios_core.config import device_profile
+from ios_core.files import write_atomic
+from ios_core.measure import gpu_mismatch, simulated
+from ios_core.onnx_io import Network
+from ios_core.precision import TOLERANCE, spec_of
+from ios_core.reference import relative_error
+from ios_core.timing import Timing
+from ios_core.weights import make_input
+
+MODELS = ("inception_v3", "nasnet", "randwire", "squeezenet")
+ENGINE_MODES = ("sequential", "ios_both")
+TORCH_MODES = {"torch_cudagraph": "torch_cudagraph", "torch_compile_freeze": "torch_compile_freeze"}  # mode: framework
+LIBRARY = {"inception_v3": "inception_v3", "nasnet": "nasnetalarge"}  # our model: its network in bench/zoo.py's ZOO
+FAST_MODES = ("sequential", "ios_both", "torch_cudagraph")
+COMPILED_MODES = ("torch_compile_freeze", "lib_compile_freeze")
+MODES = (*FAST_MODES, *COMPILED_MODES)
+IOS_SCHEDULE = "schedules/{model}_b1_both_h200_fp32_measured.json"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Bench:
+    """One call's settings."""
+
+    out: Path
+    device: str
+    timing: Timing
+    ios_schedule: str = str(ROOT / IOS_SCHEDULE)
+    tune_cache: str | None = None
+    dry_run: bool = False
+    budget_s: float | None = None
+    retry_failed: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def source(self) -> str:
+        return "simulated" if self.dry_run else "measured"
+
+    def over_budget(self) -> bool:
+        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
+
+
+@cache
+def network(model: str) -> Network:
+    """The model with its deterministic weights, one object per model: its float64 reference is computed once."""
+    return Network.of(models.get(model))
+
+
+def key(row: dict[str, Any]) -> tuple:
+    return row["model"], row["batch"], row["precision"], row["mode"]
+
+
+class Rows:
+    """The rows of ``path``, read at the start and written again (atomically) after every new one."""
+
+    def __init__(self, path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> None:
+        self.path = path
+        old = json.loads(path.read_text()) if path.exists() else {}
+        self.rows: list[dict[str, Any]] = old.get("rows", [])
+        # One machine per call (a resumed run may get another): each row names its call by index.
+        self.environments: list[dict[str, Any]] = [*old.get("environments", []), environment]
+        self.settings = settings
+
+    def done(self, wanted: tuple, bench: Bench) -> bool:
+        """Whether the row is there: measured (a dry run's does not count for a real run), with a number unless
+        ``retry_failed`` asks for those again."""
+        return any(key(row) == wanted and (row["source"] == bench.source or bench.dry_run)
+                   and (row["ms"] is not None or not bench.retry_failed) for row in self.rows)
+
+    def add(self, row: dict[str, Any]) -> None:
+        # NaN is no JSON: a non-finite number is null, and the row's error says what it was
+        row = {**{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
+               "call": len(self.environments) - 1}
+        self.rows = [r for r in self.rows if key(r) != key(row)] + [row]
+        document = {"benchmark": "half_precision", "environments": self.environments, "settings": self.settings,
+                    "rows": self.rows}
+        write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")
+
+
+def checked(error: float | None, precision: str) -> str | None:
+    """The row's ``error`` where the output is above the precision's tolerance (NaN included)."""
+    if error is not None and not error <= TOLERANCE[precision]:
+        return f"output differs from the float64 reference: rel L2 {error:.2e} > {TOLERANCE[precision]:.0e}"
+    return None
+
+
+# ---- our engine ----
+
+
+def engine_schedule(graph, mode: str, bench: Bench) -> tuple[S.Schedule, str]:
+    """The schedule of an engine mode and where it came from."""
+    if mode == "sequential":
+        return S.sequential(graph), "sequential"
+    path = bench.ios_schedule.format(model=graph.name)
+    return S.load(path, graph), path
+
+
+def float32_storage(plan: Any, network: Network, precision: str) -> str | None:
+    """Why ``plan`` is no plan in a 16-bit ``precision`` (its weights take 4 bytes an element), or None."""
+    stored = getattr(plan.stats, "weight_bytes", None)
+    elements = sum(array.size for params in network.weights.values() for array in params.values())
+    if spec_of(precision).element_bytes < 4 and stored is not None and stored >= 4 * elements:
+        return (f"the engine has no {precision} path: its plan stores the weights in float32 ({stored} bytes for "
+                f"{elements} weights)")
+    return None
+
+
+def engine_row(network: Network, mode: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
+    schedule, source = engine_schedule(network.graph, mode, bench)
+    if bench.dry_run:
+        ms = simulated(network.graph, schedule, batch, device_profile(bench.device), precision).samples_ms[0]
+        return {"ms": ms, "schedule": source, "stages": len(schedule.stages)}
+    from ios_core.engine import PlanOptions, build_plan, latency
+
+    x = make_input(network.graph, batch)
+    started = time.perf_counter()
+    try:
+        plan = build_plan(network.graph, schedule, batch, precision, network.weights,
+                          PlanOptions(tune_cache=bench.tune_cache))
+    except Exception as refused:  # noqa: BLE001 -- the engine's own reason, kept as the row's
+        return {"ms": None, "error": f"the engine refuses {precision}: {one_line(refused)}", "schedule": source}
+    try:
+        reason = float32_storage(plan, network, precision)
+        if reason:
+            return {"ms": None, "error": reason, "schedule": source}
+        out = plan(x)
+        timed = latency(plan, bench.timing)
+        expected = reference_first(network, x)
+        error = relative_error(np.asarray(out[:1], dtype=np.float64).reshape(expected.shape), expected)
+        return {"ms": timed.ms, "error_vs_reference": error, "error": checked(error, precision), "schedule": source,
+                "stages": len(schedule.stages), "build_s": time.perf_counter() - started,
+                "weight_bytes": plan.stats.weight_bytes, "arena_bytes": plan.stats.arena_bytes,
+                "clocks_before": timed.clocks_before, "clocks_after": timed.clocks_after}
+    finally:
+        plan.close()
+
+
+# ---- PyTorch: our graph as a module, and the library's own network ----
+
+
+def torch_row(network: Network, mode: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
+    from ios_core import gpu
+
+    before = gpu.clocks()
+    m = measure(get(TORCH_MODES[mode]), network, batch, bench.timing, precision=precision)
+    if m.status != "measured":
+        return {"ms": None, "error": m.reason}
+    return {"ms": m.median_ms, "error_vs_reference": m.rel_error, "error": checked(m.rel_error, precision),
+            "setup_s": m.details.get("setup_s"), "clocks_before": before, "clocks_after": gpu.clocks()}
+
+
+def library_row(model: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
+    """The library's own network under torch.compile with freezing, against itself in float64."""
+    import torch
+    from engine_vs_torch import time_calls
+
+    from ios_core.baselines.torch_adapters import Compile, compiled_call, set_precision
+
+    x = make_input(models.get(model), batch)
+    started = time.perf_counter()
+    with torch.inference_mode():  # float64 on the GPU: NasNet-A large takes minutes on a CPU
+        expected = build_module(LIBRARY[model]).double().cuda()(torch.from_numpy(x[:1]).cuda()).cpu().numpy()
+    dtype = set_precision(torch, precision)
+    torch.backends.cudnn.benchmark = True
+    module = build_module(LIBRARY[model]).to(dtype).cuda().to(memory_format=torch.channels_last)
+    static = torch.from_numpy(x).to(dtype).cuda().contiguous(memory_format=torch.channels_last)
+    call = compiled_call(torch, module, static, Compile("reduce-overhead", freezing=True))
+    with torch.inference_mode():
+        out = call()[:1].double().cpu().numpy()
+        timed = time_calls(call, bench.timing)
+    error = relative_error(out, expected)
+    return {"ms": timed["ms"], "error_vs_reference": error, "error": checked(error, precision),
+            "network": LIBRARY[model], "setup_s": time.perf_counter() - started,
+            "clocks_before": timed["clocks_before"], "clocks_after": timed["clocks_after"]}
+
+
+def measure_row(model: str, batch: int, precision: str, mode: str, bench: Bench) -> dict[str, Any]:
+    """One row: its number, or ``ms: null`` and the one-line reason there is none."""
+    row = {"model": model, "batch": batch, "precision": precision, "mode": mode, "ms": None,
+           "error_vs_reference": None, "error": None, "source": bench.source}
+    if bench.dry_run and mode not in ENGINE_MODES:
+        return {**row, "error": "dry run: PyTorch is not timed"}
+    try:
+        if mode in ENGINE_MODES:
+            found = engine_row(network(model), mode, batch, precision, bench)
+        elif mode in TORCH_MODES:
+            found = torch_row(network(model), mode, batch, precision, bench)
+        else:
+            found = library_row(model, batch, precision, bench)
+    except Exception as error:  # noqa: BLE001 -- one failing mode must not lose the others
+        found = {"ms": None, "error": one_line(error)}
+    return {**row, **found}
+
+
+def planned(args: argparse.Namespace) -> list[tuple[str, int, str, str]]:
+    """Every row of this run, ``(model, batch, precision, mode)``: the fast modes first, then the compiled ones."""
+    return [(model, batch, precision, mode)
+            for modes in (FAST_MODES, COMPILED_MODES)
+            for precision in args.precisions
+            for batch in args.batches
+            for model in args.models
+            for mode in modes
+            if mode in args.modes and (mode != "lib_compile_freeze" or model in LIBRARY)]
+
+
+def environment(dry_run: bool) -> dict[str, Any]:
+    """The GPU, driver, CUDA and cuDNN (the engine's), and torch with its own CUDA and cuDNN."""
+    if dry_run:
+        return {"name": "none (dry run)", **versions("torch")}
+    import torch
+
+    from ios_core.baselines.torch_adapters import torch_environment
+    from ios_core.engine import environment as gpu_environment
+
+    _, found = torch_environment(torch)
+    return {**gpu_environment(), "torch": found}
+
+
+def run(bench: Bench, args: argparse.Namespace) -> Rows:
+    """Every planned row not yet in the output, until the budget is spent."""
+    settings = {"timing": vars(bench.timing), "ios_schedule": bench.ios_schedule, "device": bench.device}
+    rows = Rows(bench.out, environment(bench.dry_run), settings)
+    for model, batch, precision, mode in planned(args):
+        if rows.done((model, batch, precision, mode), bench):
+            continue
+        if bench.over_budget():
+            print(f"stopped by --budget-s {bench.budget_s}: rerun to resume", flush=True)
+            break
+        row = measure_row(model, batch, precision, mode, bench)
+        rows.add(row)
+        ms = "-" if row["ms"] is None else f"{row['ms']:.3f}"
+        print(f"{model:13s} b{batch:<4d} {precision:5s} {mode:21s} {ms:>9s} ms  {row['error'] or ''}", flush=True)
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    """A markdown table: one line per model, batch and precision, one column per mode (ms)."""
+    cells: dict[tuple, dict[str, Any]] = {}
+    for row in rows:
+        cells.setdefault((row["model"], row["batch"], row["precision"]), {})[row["mode"]] = row["ms"]
+    lines = ["| model | batch | precision | " + " | ".join(MODES) + " |", "|---|---|---|" + "---|" * len(MODES)]
+    for (model, batch, precision), times in cells.items():
+        shown = [f"{times[m]:.3f}" if times.get(m) is not None else "-" for m in MODES]
+        lines.append(f"| {model} | {batch} | {precision} | " + " | ".join(shown) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
+    parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 16])
+    parser.add_argument("--batch-128", action="store_true", help="batch 128 too, after 1 and 16")
+    parser.add_argument("--bf16", action="store_true", help="bf16 too, after fp16")
+    parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
+    parser.add_argument("--ios-schedule", default=str(ROOT / IOS_SCHEDULE),
+                        help="IOS-Both's schedule of each model: a path with {model}")
+    parser.add_argument("--tune-cache", default=None)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--number", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--budget-s", type=float, default=None, help="start no row once the call has lasted this")
+    parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
+    parser.add_argument("--dry-run", action="store_true", help="no GPU: the engine modes' simulated latency")
+    parser.add_argument("--device", default="h200", help="this GPU's device profile")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "half_precision.json")
+    args = parser.parse_args(argv)
+    args.batches += [128] if args.batch_128 and 128 not in args.batches else []
+    args.precisions = ["fp16", "bf16"] if args.bf16 else ["fp16"]
+    unknown = sorted(set(args.modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
+    if not args.dry_run:
+        mismatch = gpu_mismatch(device_profile(args.device))
+        if mismatch:
+            raise SystemExit(mismatch)
+    bench = Bench(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
+                  args.ios_schedule, args.tune_cache, args.dry_run, args.budget_s, args.retry_failed)
+    print(table(run(bench, args).rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
