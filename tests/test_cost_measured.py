@@ -120,7 +120,7 @@ def test_timing_is_validated():
     with pytest.raises(TimingError, match="number >= 1"):
         Timing(warmup=2, number=0, repeat=6)
     with pytest.raises(ValueError, match="unknown precision"):
-        MeasureSettings(precision="fp16")
+        MeasureSettings(precision="fp8")
 
 
 def test_the_space_names_gpu_precision_and_revision_and_digests_every_input():

@@ -81,3 +81,12 @@ def test_a_warm_measured_search_on_the_shipped_profile_profiles_nothing(tmp_path
     with CachedCost(inner, inner.space, profile) as cost:
         found = search(models.get("inception_v3"), cost, 1, options)
     assert cost.stats.misses == 0 and found.schedule.stages == shipped.stages
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_a_half_precision_profile_is_kept_apart_from_the_shipped_fp32_ones(precision):
+    """Measured stage costs and autotuning winners are per precision: a 16-bit search never reads fp32 numbers."""
+    environment = ENVIRONMENTS["h200"]
+    space = measured_space(MeasureSettings(precision=precision), environment)
+    assert space != measured_space(MeasureSettings(), environment) and f"/{precision}/" in space
+    assert space_of(PROFILES["h200"]) != space
