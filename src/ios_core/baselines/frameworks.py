@@ -61,10 +61,12 @@ def sweep_frameworks() -> list[str]:
 
 
 def frameworks_table() -> list[dict[str, Any]]:
-    """Every framework with ``available`` and, where it is not, the ``reason``; checks import nothing on the GPU."""
+    """Every framework with the precisions it runs, ``available`` and, where it is not, the ``reason``; checks import
+    nothing on the GPU."""
     rows = []
     for name, framework in FRAMEWORKS.items():
         ok, reason = framework.available()
         rows.append({"framework": name, "description": framework.description, "device": framework.device,
-                     "in_sweep": framework.sweep, "available": ok, "reason": reason})
+                     "in_sweep": framework.sweep, "precisions": list(framework.precisions), "available": ok,
+                     "reason": reason})
     return rows
