@@ -1,5 +1,6 @@
 // Depthwise convolution (groups = input channels = output channels) of the ios-core engine:
-// y = act(conv(pre_act(x), w) + b) over strided 4-D views, in fp32 (FFMA: exact in both precisions).
+// y = act(conv(pre_act(x), w) + b) over strided 4-D views of any of element.cuh's types (x, w, b and y in one
+// type; every kernel has an instance per type), accumulated in float (FFMA).
 //
 // pre_act applies an activation to each input value as it is loaded (the relu that starts NasNet's
 // and RandWire's separable convolutions), saving a pass over memory; padding contributes zero, as
@@ -8,48 +9,65 @@
 // depthwise_nhwc_k<K>_s<S>_v<V>_t<T>: the fast path, for NHWC views (channel stride 1), a square
 //   K x K kernel (3, 5, 7), equal strides S (1, 2), no dilation, pre_act none or relu, any act, and
 //   tensors whose every element offset fits in 32 bits. A thread computes T consecutive outputs along W
-//   for V consecutive channels (V = 4: float4 loads and stores, when the host has checked that C,
-//   the pixel strides and the base pointers are 16-byte aligned). Threads are numbered channel
+//   for V consecutive channels (V = 4: vector loads and stores of 4 elements, 16 bytes of float or 8 of a
+//   16-bit type, when the host has checked that C, the pixel strides and the base pointers are aligned
+//   to 4 elements). Threads are numbered channel
 //   vector fastest, then W tile, then output row, then sample, so a warp's loads of one input pixel
 //   are contiguous. Per output row of the kernel the thread loads each input column of its window
 //   once ((T - 1) * S + K columns) and uses it for every output it touches, with the row's weights
 //   in registers; weights and bias are read once per thread. Windows wholly inside the input skip
 //   every bounds check. Index math is 32-bit, divisions by runtime sizes use multiply-high magic
 //   numbers from the host.
-// depthwise_f32: the generic fallback for everything else (NCHW, dilation, other kernels or
+// depthwise_<suffix>: the generic fallback for everything else (NCHW, dilation, other kernels or
 //   strides, 64-bit strides): a thread per output with a grid-stride loop, a bounds check per tap.
 //   Weights are C x R x S with strides (wc, wr, ws).
 #include "activation.cuh"
+#include "element.cuh"
 #include "indexing.cuh"
 #include "nhwc.cuh"
 
-extern "C" __global__ void depthwise_f32(
+template <class E>
+__device__ __forceinline__ void depthwise(
     int N, int C, int H, int W, int OH, int OW, int R, int S,
     int sh, int sw, int ph, int pw, int dh, int dw, int pre_act, int act, int c_inner,
-    const float* __restrict__ x, long long xn, long long xc, long long xh, long long xw,
-    const float* __restrict__ w, int wc, int wr, int ws, const float* __restrict__ bias,
-    float* __restrict__ y, long long yn, long long yc, long long yh, long long yw)
+    const E* __restrict__ x, long long xn, long long xc, long long xh, long long xw,
+    const E* __restrict__ w, int wc, int wr, int ws, const E* __restrict__ bias,
+    E* __restrict__ y, long long yn, long long yc, long long yh, long long yw)
 {
     unsigned int total = (unsigned int)N * C * OH * OW;
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
         unsigned int c, oh, ow, n;
         decode_output_index(i, C, OH, OW, c_inner, n, c, oh, ow);
-        const float* xc0 = x + n * xn + c * xc;
-        const float* wc0 = w + c * wc;
+        const E* xc0 = x + n * xn + c * xc;
+        const E* wc0 = w + c * wc;
         int h0 = (int)oh * sh - ph, w0 = (int)ow * sw - pw;
-        float acc = bias[c];
+        float acc = to_float(bias[c]);
         for (int r = 0; r < R; ++r) {
             int h = h0 + r * dh;
             if (h < 0 || h >= H) continue;
             for (int s = 0; s < S; ++s) {
                 int ww = w0 + s * dw;
                 if (ww < 0 || ww >= W) continue;
-                acc = fmaf(activate(pre_act, xc0[h * xh + ww * xw]), wc0[r * wr + s * ws], acc);
+                acc = fmaf(activate(pre_act, to_float(xc0[h * xh + ww * xw])), to_float(wc0[r * wr + s * ws]), acc);
             }
         }
-        y[n * yn + c * yc + oh * yh + ow * yw] = activate(act, acc);
+        y[n * yn + c * yc + oh * yh + ow * yw] = from_float<E>(activate(act, acc));
     }
 }
+
+#define DEPTHWISE(SUFFIX, NAME, E)                                                                                   \
+    extern "C" __global__ void depthwise_##SUFFIX(                                                                   \
+        int N, int C, int H, int W, int OH, int OW, int R, int S,                                                    \
+        int sh, int sw, int ph, int pw, int dh, int dw, int pre_act, int act, int c_inner,                           \
+        const E* __restrict__ x, long long xn, long long xc, long long xh, long long xw,                             \
+        const E* __restrict__ w, int wc, int wr, int ws, const E* __restrict__ bias,                                 \
+        E* __restrict__ y, long long yn, long long yc, long long yh, long long yw)                                   \
+    {                                                                                                                \
+        depthwise<E>(N, C, H, W, OH, OW, R, S, sh, sw, ph, pw, dh, dw, pre_act, act, c_inner, x, xn, xc, xh, xw,     \
+                     w, wc, wr, ws, bias, y, yn, yc, yh, yw);                                                        \
+    }
+
+FOR_EACH_ELEMENT(DEPTHWISE)
 
 // ---- the NHWC fast path ---------------------------------------------------------------------
 
@@ -68,9 +86,9 @@ __device__ __forceinline__ float at_least(float v, float low) {
 // of the R x S x C weights; (h0, w0) is the window's top-left input pixel. Each loaded value is
 // raised to at least `low` (0: pre_act relu; -inf: none). BORDER: some of the window lies in
 // the padding, whose taps are skipped (they contribute zero, not low).
-template <int K, int S, int V, int T, bool BORDER>
-__device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, int xw, int H, int W, int h0, int w0,
-                                           const float* __restrict__ w, int C, float low, float (&acc)[T][V])
+template <int K, int S, int V, int T, bool BORDER, class E>
+__device__ __forceinline__ void accumulate(const E* __restrict__ x, int xh, int xw, int H, int W, int h0, int w0,
+                                           const E* __restrict__ w, int C, float low, float (&acc)[T][V])
 {
     constexpr int WINDOW = (T - 1) * S + K;  // input columns the T outputs read
 #pragma unroll
@@ -80,7 +98,7 @@ __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, 
         float wr[K][V];
 #pragma unroll
         for (int s = 0; s < K; ++s) load_vector<V>(w + (r * K + s) * C, wr[s]);
-        const float* row = x + h * xh;
+        const E* row = x + h * xh;
 #pragma unroll
         for (int j = 0; j < WINDOW; ++j) {
             const int col = w0 + j;
@@ -100,13 +118,13 @@ __device__ __forceinline__ void accumulate(const float* __restrict__ x, int xh, 
     }
 }
 
-template <int K, int S, int V, int T>
+template <int K, int S, int V, int T, class E>
 __device__ __forceinline__ void depthwise_nhwc(
     unsigned int items, int C, int H, int W, int OH, int OW, int ph, int pw, int pre_act, int act,
     unsigned int vectors_magic, unsigned int vectors_shift, unsigned int tiles_magic, unsigned int tiles_shift,
     unsigned int rows_magic, unsigned int rows_shift,
-    const float* __restrict__ x, int xn, int xh, int xw, const float* __restrict__ w,
-    const float* __restrict__ bias, float* __restrict__ y, int yn, int yh, int yw)
+    const E* __restrict__ x, int xn, int xh, int xw, const E* __restrict__ w,
+    const E* __restrict__ bias, E* __restrict__ y, int yn, int yh, int yw)
 {
     const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= items) return;
@@ -126,15 +144,15 @@ __device__ __forceinline__ void depthwise_nhwc(
 #pragma unroll
         for (int e = 0; e < V; ++e) acc[t][e] = b[e];
 
-    const float* xs = x + (int)n * xn + c;
-    const float* ws = w + c;
+    const E* xs = x + (int)n * xn + c;
+    const E* ws = w + c;
     const bool inside = h0 >= 0 && h0 + K <= H && w0 >= 0 && w0 + WINDOW <= W;
     const float pre_low = pre_act == ACT_RELU ? 0.0f : -INFINITY;  // the host sends only none or relu here
     if (inside) accumulate<K, S, V, T, false>(xs, xh, xw, H, W, h0, w0, ws, C, pre_low, acc);
     else accumulate<K, S, V, T, true>(xs, xh, xw, H, W, h0, w0, ws, C, pre_low, acc);
 
     const float act_low = act == ACT_RELU ? 0.0f : -INFINITY;
-    float* out = y + (int)n * yn + oh * yh + c;
+    E* out = y + (int)n * yn + oh * yh + c;
 #pragma unroll
     for (int t = 0; t < T; ++t) {
         if (ow0 + t >= OW) break;
@@ -145,27 +163,28 @@ __device__ __forceinline__ void depthwise_nhwc(
     }
 }
 
-// One named kernel per instantiation, as PyCUDA loads functions by name; the list must match
-// FAST_KERNELS in ios_core/engine/depthwise.py (a test compiles this file and checks).
-#define DEPTHWISE_NHWC(K, S, V, T)                                                                                   \
-    extern "C" __global__ void __launch_bounds__(128) depthwise_nhwc_k##K##_s##S##_v##V##_t##T(                      \
-        unsigned int items, int C, int H, int W, int OH, int OW, int ph, int pw, int pre_act, int act,             \
-        unsigned int vectors_magic, unsigned int vectors_shift, unsigned int tiles_magic, unsigned int tiles_shift, \
-        unsigned int rows_magic, unsigned int rows_shift, const float* __restrict__ x, int xn, int xh, int xw,      \
-        const float* __restrict__ w, const float* __restrict__ bias, float* __restrict__ y, int yn, int yh, int yw) \
-    {                                                                                                              \
-        depthwise_nhwc<K, S, V, T>(items, C, H, W, OH, OW, ph, pw, pre_act, act, vectors_magic, vectors_shift,     \
-                                   tiles_magic, tiles_shift, rows_magic, rows_shift, x, xn, xh, xw, w, bias, y, yn, \
-                                   yh, yw);                                                                        \
+// One named kernel per instantiation and element type (NAME: empty for float, _f16, _bf16), as PyCUDA loads
+// functions by name; the list must match FAST_KERNELS in ios_core/engine/depthwise.py (a test compiles this
+// file and checks).
+#define DEPTHWISE_NHWC(K, S, V, T, NAME, E)                                                                          \
+    extern "C" __global__ void __launch_bounds__(128) depthwise_nhwc_k##K##_s##S##_v##V##_t##T##NAME(                \
+        unsigned int items, int C, int H, int W, int OH, int OW, int ph, int pw, int pre_act, int act,               \
+        unsigned int vectors_magic, unsigned int vectors_shift, unsigned int tiles_magic, unsigned int tiles_shift,  \
+        unsigned int rows_magic, unsigned int rows_shift, const E* __restrict__ x, int xn, int xh, int xw,           \
+        const E* __restrict__ w, const E* __restrict__ bias, E* __restrict__ y, int yn, int yh, int yw)              \
+    {                                                                                                                \
+        depthwise_nhwc<K, S, V, T, E>(items, C, H, W, OH, OW, ph, pw, pre_act, act, vectors_magic, vectors_shift,    \
+                                      tiles_magic, tiles_shift, rows_magic, rows_shift, x, xn, xh, xw, w, bias, y,   \
+                                      yn, yh, yw);                                                                   \
     }
 
-#define DEPTHWISE_NHWC_SHAPES(K, S)                                                                                  \
-    DEPTHWISE_NHWC(K, S, 4, 4) DEPTHWISE_NHWC(K, S, 4, 2) DEPTHWISE_NHWC(K, S, 4, 1)                                \
-    DEPTHWISE_NHWC(K, S, 1, 4) DEPTHWISE_NHWC(K, S, 1, 2) DEPTHWISE_NHWC(K, S, 1, 1)
+#define DEPTHWISE_NHWC_SHAPES(K, S, NAME, E)                                                                         \
+    DEPTHWISE_NHWC(K, S, 4, 4, NAME, E) DEPTHWISE_NHWC(K, S, 4, 2, NAME, E) DEPTHWISE_NHWC(K, S, 4, 1, NAME, E)      \
+    DEPTHWISE_NHWC(K, S, 1, 4, NAME, E) DEPTHWISE_NHWC(K, S, 1, 2, NAME, E) DEPTHWISE_NHWC(K, S, 1, 1, NAME, E)
 
-DEPTHWISE_NHWC_SHAPES(3, 1)
-DEPTHWISE_NHWC_SHAPES(3, 2)
-DEPTHWISE_NHWC_SHAPES(5, 1)
-DEPTHWISE_NHWC_SHAPES(5, 2)
-DEPTHWISE_NHWC_SHAPES(7, 1)
-DEPTHWISE_NHWC_SHAPES(7, 2)
+#define DEPTHWISE_NHWC_ALL(SUFFIX, NAME, E)                                                                          \
+    DEPTHWISE_NHWC_SHAPES(3, 1, NAME, E) DEPTHWISE_NHWC_SHAPES(3, 2, NAME, E)                                        \
+    DEPTHWISE_NHWC_SHAPES(5, 1, NAME, E) DEPTHWISE_NHWC_SHAPES(5, 2, NAME, E)                                        \
+    DEPTHWISE_NHWC_SHAPES(7, 1, NAME, E) DEPTHWISE_NHWC_SHAPES(7, 2, NAME, E)
+
+FOR_EACH_ELEMENT(DEPTHWISE_NHWC_ALL)

@@ -6,41 +6,78 @@
 // alike. A stride of 0 broadcasts an operand (a C x 1 x 1 scale over H and W), and the four
 // dimensions need not be N, C, H, W: a channel shuffle is a copy over (n, i, j, pixel) with permuted
 // strides. y may be a itself (accumulation in place): each thread reads its element of a before it
-// writes the same element of y, so no pointer is __restrict__.
+// writes the same element of y, so no pointer is __restrict__. Elements are float, __half or
+// __nv_bfloat16 (element.cuh), the arithmetic float.
 
 #include "activation.cuh"
+#include "element.cuh"
 
 enum PointwiseOp { OP_NONE = 0, OP_ADD = 1, OP_MUL = 2 };
 
-extern "C" __global__ void pointwise_f32(
+template <class E>
+__device__ __forceinline__ void pointwise(
     int op, int act, float low, float high, unsigned int total, unsigned int d1, unsigned int d2, unsigned int d3,
-    float* y, long long y0, long long y1, long long y2, long long y3,
-    const float* a, long long a0, long long a1, long long a2, long long a3,
-    const float* b, long long b0, long long b1, long long b2, long long b3)
+    E* y, long long y0, long long y1, long long y2, long long y3,
+    const E* a, long long a0, long long a1, long long a2, long long a3,
+    const E* b, long long b0, long long b1, long long b2, long long b3)
 {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
         unsigned int i3 = i % d3, t = i / d3;
         unsigned int i2 = t % d2;
         t /= d2;
         unsigned int i1 = t % d1, i0 = t / d1;
-        float v = a[i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3];
+        float v = to_float(a[i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3]);
         if (op != OP_NONE) {
-            float w = b[i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3];
+            float w = to_float(b[i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3]);
             v = op == OP_ADD ? v + w : v * w;
         }
-        y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = clamp_keep_nan(activate(act, v), low, high);
+        y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = from_float<E>(clamp_keep_nan(activate(act, v), low, high));
     }
 }
 
 // Pseudo-random values in [-1, 1) from a hash of the index: what convolutions are autotuned on
 // (never zeros, never NaN), written at build time only.
-extern "C" __global__ void fill_random_f32(float* y, unsigned int n, unsigned int seed)
+template <class E>
+__device__ __forceinline__ void fill_random(E* y, unsigned int n, unsigned int seed)
 {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
         unsigned int h = (i ^ seed) * 0x9E3779B1u;
         h ^= h >> 15;
         h *= 0x85EBCA77u;
         h ^= h >> 13;
-        y[i] = (float)(h & 0xFFFFFFu) / 8388608.0f - 1.0f;
+        y[i] = from_float<E>((float)(h & 0xFFFFFFu) / 8388608.0f - 1.0f);
     }
 }
+
+// y = x converted between float and the element type E, n contiguous elements: a plan's input enters its
+// arena and its output leaves it this way when the arena holds 16-bit elements.
+template <class From, class To>
+__device__ __forceinline__ void convert(const From* __restrict__ x, To* __restrict__ y, unsigned int n)
+{
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x)
+        y[i] = from_float<To>(to_float(x[i]));
+}
+
+#define POINTWISE(SUFFIX, NAME, E)                                                                                   \
+    extern "C" __global__ void pointwise_##SUFFIX(                                                                   \
+        int op, int act, float low, float high, unsigned int total, unsigned int d1, unsigned int d2,                \
+        unsigned int d3, E* y, long long y0, long long y1, long long y2, long long y3,                               \
+        const E* a, long long a0, long long a1, long long a2, long long a3,                                          \
+        const E* b, long long b0, long long b1, long long b2, long long b3)                                          \
+    {                                                                                                                \
+        pointwise<E>(op, act, low, high, total, d1, d2, d3, y, y0, y1, y2, y3, a, a0, a1, a2, a3, b, b0, b1, b2, b3); \
+    }                                                                                                                \
+    extern "C" __global__ void fill_random_##SUFFIX(E* y, unsigned int n, unsigned int seed)                         \
+    {                                                                                                                \
+        fill_random<E>(y, n, seed);                                                                                  \
+    }                                                                                                                \
+    extern "C" __global__ void convert_in_##SUFFIX(const float* __restrict__ x, E* __restrict__ y, unsigned int n)   \
+    {                                                                                                                \
+        convert<float, E>(x, y, n);                                                                                  \
+    }                                                                                                                \
+    extern "C" __global__ void convert_out_##SUFFIX(const E* __restrict__ x, float* __restrict__ y, unsigned int n)  \
+    {                                                                                                                \
+        convert<E, float>(x, y, n);                                                                                  \
+    }
+
+FOR_EACH_ELEMENT(POINTWISE)

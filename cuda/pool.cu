@@ -1,4 +1,6 @@
-// Pooling kernels of the ios-core engine: max or average over strided 4-D views.
+// Pooling kernels of the ios-core engine: max or average over strided 4-D views of any of element.cuh's
+// types (each kernel below has an instance per type: pool2d_<suffix>, pool_nhwc_<kind>_v<V>[_f16|_bf16]),
+// reduced in float.
 // Global pooling is the window H x W at stride 1 without padding. Max propagates NaN, as numpy does.
 // Padding is (ph, pw) at the top and left, (eh, ew) at the bottom and right. An average divides by the
 // window's cells inside the input, or with count_pad by its cells inside the padded input (PyTorch's
@@ -9,18 +11,20 @@
 //
 // pool_nhwc_<max|avg>_v<V>: the fast path, for views with channels innermost (NHWC, channel stride
 //   1) whose every element offset fits in 32 bits, any window, stride and padding. A thread reduces
-//   the window of one output pixel for V consecutive channels (V = 4: float4 loads and stores, when
-//   the host has checked that C, the pixel strides and the base pointers are 16-byte aligned).
+//   the window of one output pixel for V consecutive channels (V = 4: one vector load and store of 4
+//   elements, 16 bytes of float or 8 of a 16-bit type, when the host has checked that C, the pixel
+//   strides and the base pointers are aligned to 4 elements).
 //   Threads are numbered channel vector fastest, then output column, row and sample, so a warp's
 //   loads of one input pixel are contiguous; a global pool is one thread per (sample, channel
 //   vector) walking H x W pixels, coalesced across channels. No grid-stride loop; index math is
 //   32-bit, divisions by runtime sizes use multiply-high magic numbers from the host.
-// pool2d_f32: the generic fallback for everything else (NCHW, offsets beyond 32 bits): a thread
+// pool2d_<suffix>: the generic fallback for everything else (NCHW, offsets beyond 32 bits): a thread
 //   per output element with a grid-stride loop and 64-bit strides. With c_inner the thread index
 //   runs (n, oh, ow, c), channel fastest, which coalesces NHWC views; otherwise (n, c, oh, ow).
 //
 // Both families share the window arithmetic below, so they give bit-identical outputs.
 
+#include "element.cuh"
 #include "indexing.cuh"
 #include "nhwc.cuh"
 
@@ -36,8 +40,8 @@ __device__ __forceinline__ int window_range(int o, int stride, int pad, int pad_
 }
 
 // The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
-template <int V, class Stride>
-__device__ __forceinline__ void reduce_window(bool is_max, const float* __restrict__ x, Stride xh, Stride xw,
+template <int V, class Stride, class E>
+__device__ __forceinline__ void reduce_window(bool is_max, const E* __restrict__ x, Stride xh, Stride xw,
                                               int h0, int h1, int w0, int w1, float count, float (&acc)[V])
 {
 #pragma unroll
@@ -57,11 +61,12 @@ __device__ __forceinline__ void reduce_window(bool is_max, const float* __restri
     }
 }
 
-extern "C" __global__ void pool2d_f32(
+template <class E>
+__device__ __forceinline__ void pool2d(
     int is_max, int N, int C, int H, int W, int OH, int OW,
     int kh, int kw, int sh, int sw, int ph, int pw, int eh, int ew, int count_pad, int c_inner,
-    const float* __restrict__ x, long long xn, long long xc, long long xh, long long xw,
-    float* __restrict__ y, long long yn, long long yc, long long yh, long long yw)
+    const E* __restrict__ x, long long xn, long long xc, long long xh, long long xw,
+    E* __restrict__ y, long long yn, long long yc, long long yh, long long yw)
 {
     unsigned int total = (unsigned int)N * C * OH * OW;
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
@@ -72,19 +77,33 @@ extern "C" __global__ void pool2d_f32(
         const int columns = window_range((int)ow, sw, pw, ew, kw, W, w0, w1);
         const float count = (float)(count_pad ? rows * columns : (h1 - h0) * (w1 - w0));
         float acc[1];
-        reduce_window<1, long long>(is_max, x + n * xn + c * xc, xh, xw, h0, h1, w0, w1, count, acc);
-        y[n * yn + c * yc + oh * yh + ow * yw] = acc[0];
+        reduce_window<1, long long, E>(is_max, x + n * xn + c * xc, xh, xw, h0, h1, w0, w1, count, acc);
+        y[n * yn + c * yc + oh * yh + ow * yw] = from_float<E>(acc[0]);
     }
 }
 
+#define POOL2D(SUFFIX, NAME, E)                                                                                      \
+    extern "C" __global__ void pool2d_##SUFFIX(                                                                      \
+        int is_max, int N, int C, int H, int W, int OH, int OW,                                                      \
+        int kh, int kw, int sh, int sw, int ph, int pw, int eh, int ew, int count_pad, int c_inner,                  \
+        const E* __restrict__ x, long long xn, long long xc, long long xh, long long xw,                             \
+        E* __restrict__ y, long long yn, long long yc, long long yh, long long yw)                                   \
+    {                                                                                                                \
+        pool2d<E>(is_max, N, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, eh, ew, count_pad, c_inner, x, xn, xc, xh,     \
+                  xw, y, yn, yc, yh, yw);                                                                            \
+    }
+
+FOR_EACH_ELEMENT(POOL2D)
+
 // ---- the NHWC fast path ---------------------------------------------------------------------
 
-template <bool MAX, int V>
+template <bool MAX, int V, class E>
 __device__ __forceinline__ void pool_nhwc(
     unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
-    int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift, unsigned int columns_magic, unsigned int columns_shift,
+    int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift,
+    unsigned int columns_magic, unsigned int columns_shift,
     unsigned int rows_magic, unsigned int rows_shift,
-    const float* __restrict__ x, int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)
+    const E* __restrict__ x, int xn, int xh, int xw, E* __restrict__ y, int yn, int yh, int yw)
 {
     const unsigned int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= items) return;
@@ -97,25 +116,27 @@ __device__ __forceinline__ void pool_nhwc(
     const int columns = window_range(ow, sw, pw, ew, kw, W, w0, w1);
     const float count = (float)(count_pad ? rows * columns : (h1 - h0) * (w1 - w0));
     float acc[V];
-    reduce_window<V, int>(MAX, x + (int)n * xn + c, xh, xw, h0, h1, w0, w1, count, acc);
+    reduce_window<V, int, E>(MAX, x + (int)n * xn + c, xh, xw, h0, h1, w0, w1, count, acc);
     store_vector<V>(y + (int)n * yn + oh * yh + ow * yw + c, acc);
 }
 
-// One named kernel per instantiation, as PyCUDA loads functions by name; the list must match
-// FAST_KERNELS in ios_core/engine/pooling.py (a test compiles this file and checks).
-#define POOL_NHWC(KIND, MAX, V)                                                                                      \
-    extern "C" __global__ void __launch_bounds__(128) pool_nhwc_##KIND##_v##V(                                     \
-        unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,    \
-        int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift,                     \
-        unsigned int columns_magic, unsigned int columns_shift, unsigned int rows_magic, unsigned int rows_shift,   \
-        const float* __restrict__ x, int xn, int xh, int xw, float* __restrict__ y, int yn, int yh, int yw)        \
-    {                                                                                                              \
-        pool_nhwc<MAX, V>(items, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, eh, ew, count_pad, vectors_magic,        \
-                          vectors_shift, columns_magic, columns_shift, rows_magic, rows_shift, x, xn, xh, xw, y,   \
-                          yn, yh, yw);                                                                             \
+// One named kernel per instantiation and element type (NAME: empty for float, _f16, _bf16), as PyCUDA loads
+// functions by name; the list must match FAST_KERNELS in ios_core/engine/pooling.py (a test compiles this
+// file and checks).
+#define POOL_NHWC(KIND, MAX, V, NAME, E)                                                                             \
+    extern "C" __global__ void __launch_bounds__(128) pool_nhwc_##KIND##_v##V##NAME(                                 \
+        unsigned int items, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,     \
+        int eh, int ew, int count_pad, unsigned int vectors_magic, unsigned int vectors_shift,                       \
+        unsigned int columns_magic, unsigned int columns_shift, unsigned int rows_magic, unsigned int rows_shift,    \
+        const E* __restrict__ x, int xn, int xh, int xw, E* __restrict__ y, int yn, int yh, int yw)                  \
+    {                                                                                                                \
+        pool_nhwc<MAX, V, E>(items, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, eh, ew, count_pad, vectors_magic,       \
+                             vectors_shift, columns_magic, columns_shift, rows_magic, rows_shift, x, xn, xh, xw,     \
+                             y, yn, yh, yw);                                                                         \
     }
 
-POOL_NHWC(max, true, 4)
-POOL_NHWC(max, true, 1)
-POOL_NHWC(avg, false, 4)
-POOL_NHWC(avg, false, 1)
+#define POOL_NHWC_ALL(SUFFIX, NAME, E)                                                                               \
+    POOL_NHWC(max, true, 4, NAME, E) POOL_NHWC(max, true, 1, NAME, E)                                                \
+    POOL_NHWC(avg, false, 4, NAME, E) POOL_NHWC(avg, false, 1, NAME, E)
+
+FOR_EACH_ELEMENT(POOL_NHWC_ALL)

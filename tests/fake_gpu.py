@@ -91,6 +91,7 @@ def _driver(recorder: Recorder) -> types.ModuleType:
     drv.mem_alloc = lambda size: Alloc(recorder, size)
     drv.to_device = lambda host: Alloc(recorder, host.nbytes, np.array(host))
     drv.memset_d32 = lambda memory, value, count: recorder.calls.append(("memset", int(memory), value, count))
+    drv.memset_d16 = lambda memory, value, count: recorder.calls.append(("memset16", int(memory), value, count))
     drv.memcpy_htod = lambda address, host: recorder.calls.append(("htod", int(address), host.nbytes))
     drv.memcpy_dtoh = lambda host, address: recorder.calls.append(("dtoh", int(address), host.nbytes))
     drv.get_driver_version = lambda: 13000
@@ -187,17 +188,26 @@ class FakeGpu:
 
     def _swap(self, device: Any, convs: Any) -> None:
         from ios_core.engine import depthwise, pooling
+        from ios_core.engine.elements import ELEMENTS
 
         recorder = self.recorder
         context = types.SimpleNamespace(synchronize=lambda: recorder.calls.append(("sync context",)))
         current = device.DeviceContext(context, None, "Fake H100", (9, 0), 132)
-        kernels = device.Kernels(pointwise=Kernel(recorder, "pointwise_f32"),
-                                 pool={name: Kernel(recorder, name) for name in pooling.KERNELS},
-                                 depthwise={name: Kernel(recorder, name) for name in depthwise.KERNELS},
-                                 fill=Kernel(recorder, "fill_random_f32"), pad=Kernel(recorder, "pad_f32"),
-                                 norm=Kernel(recorder, "norm_f32"))
+
+        def kernels(kernel_dir: str | None = None, element: Any = ELEMENTS["float32"]) -> Any:
+            """Each kernel records its launches under its instance's name for ``element`` (``pointwise_f16``)."""
+
+            def kernel(name: str) -> Kernel:
+                return Kernel(recorder, element.kernel(name))
+
+            return device.Kernels(element=element, pointwise=kernel("pointwise_f32"),
+                                  pool={name: kernel(name) for name in pooling.KERNELS},
+                                  depthwise={name: kernel(name) for name in depthwise.KERNELS},
+                                  fill=kernel("fill_random_f32"), pad=kernel("pad_f32"), norm=kernel("norm_f32"),
+                                  convert_in=kernel("convert_in_f32"), convert_out=kernel("convert_out_f32"))
+
         device.device_context = lambda ordinal=0: current
-        device.kernels = lambda kernel_dir=None: kernels
+        device.kernels = kernels
         device.CapturedGraph = lambda stream, enqueue, copies=1: Captured(recorder, stream, enqueue, copies)
         convs._graph = lambda geometry, fused, handle: _cudnn_graph(recorder, geometry, fused)
 

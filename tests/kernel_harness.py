@@ -2,8 +2,10 @@
 
 - Views as the launchers describe them (`ios_core.engine.depthwise.Operand`), made up (``nhwc``,
   ``nchw``) or of numpy buffers (``host_view``).
-- A kernel file built for the CPU with g++ behind a shim of the CUDA builtins it uses; a launch
-  then runs thread by thread, in order or in reverse (a thread that writes another's output shows
+- A kernel file built for the CPU with g++ behind a shim of the CUDA builtins it uses (``__half`` as g++'s
+  ``_Float16``, ``__nv_bfloat16`` as its bits, both rounded to nearest even), for one element type (its
+  instances: ``pointwise_f16``, ``pool_nhwc_max_v4_f16``); a launch then runs thread by thread, in order or
+  in reverse (a thread that writes another's output shows
   in one order or the other), on NaN-filled buffers with NaN guards around them; or warp by warp,
   a warp's 32 lanes as concurrent host threads that meet at each shuffle.
 - A graph run through the engine on the GPU, against `ios_core.reference`.
@@ -22,6 +24,7 @@ import pytest
 from ios_core import schedule as S
 from ios_core.engine import PlanOptions, build_plan
 from ios_core.engine.depthwise import Launch, Operand
+from ios_core.engine.elements import ELEMENTS, Element
 from ios_core.ir import Graph
 from ios_core.reference import run_graph
 from ios_core.weights import make_input, make_weights
@@ -97,6 +100,7 @@ HOST_SHIM = r"""
 #include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -111,6 +115,23 @@ static Dim3 blockDim, gridDim;
 #define __launch_bounds__(...)
 struct float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+struct uint2 { unsigned int x, y; };
+struct __half { _Float16 value; };
+inline float __half2float(__half h) { return (float)h.value; }
+inline __half __float2half_rn(float f) { return {(_Float16)f}; }  // g++ rounds to nearest even
+struct __nv_bfloat16 { uint16_t bits; };
+inline float __bfloat162float(__nv_bfloat16 b) {
+    const uint32_t u = (uint32_t)b.bits << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if (f != f) return {(uint16_t)((u >> 16) | 0x40)};
+    return {(uint16_t)((u + 0x7FFF + ((u >> 16) & 1)) >> 16)};
+}
 template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
 // A warp whose 32 lanes run as threads of the host, meeting at each shuffle (launch_warps); a lane run alone
@@ -173,16 +194,26 @@ void launch_warps(void (*kernel)(P...), unsigned int grid, unsigned int block, i
 }
 """
 CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p, "f": ctypes.c_float}
+ELEMENT_TYPES = {"f32": "float", "f16": "__half", "bf16": "__nv_bfloat16"}  # by suffix, as cuda/element.cuh's
+F32 = ELEMENTS["float32"]
 
 
-def build_for_host(source: Path, markers: dict[str, str], folder: Path) -> ctypes.CDLL:
+def marker(kernel: str) -> str:
+    """The text the parameter list of a kernel's every instance follows in its source: its instance macro's
+    (``pointwise_f32`` is ``pointwise_##SUFFIX(``)."""
+    return kernel.rsplit("_", 1)[0] + "_##SUFFIX("
+
+
+def build_for_host(source: Path, markers: dict[str, str], folder: Path, element: Element = F32) -> ctypes.CDLL:
     """``source`` built for the CPU: ``host_<kernel>(grid, block, reverse, args...)`` runs a launch's threads.
 
-    ``markers`` maps each kernel to the text its parameter list follows in the source (see `kernel_params`).
+    ``markers`` maps each kernel, by its float32 name, to the text its parameter list follows in the source (see
+    `kernel_params`); ``element``'s instance of it runs, its element type ``E`` in the parameters.
     """
     compiler = shutil.which("g++") or pytest.skip("g++ is not installed")
-    lines = [HOST_SHIM.replace("{source}", source.name)]
-    for name, marker in markers.items():
+    lines = [HOST_SHIM.replace("{source}", source.name), f"using E = {ELEMENT_TYPES[element.suffix]};"]
+    for f32_name, marker in markers.items():
+        name = element.kernel(f32_name)
         params = kernel_params(source, marker)
         for launcher in ("launch", "launch_warps"):
             lines.append(
@@ -192,16 +223,17 @@ def build_for_host(source: Path, markers: dict[str, str], folder: Path) -> ctype
             )
     (folder / "host.cpp").write_text("\n".join(lines))
     library = folder / "host.so"
-    command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread", "-I",
-               str(source.parent)]
+    command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread",
+               f"-DELEMENT_ONLY={element.only}", "-I", str(source.parent)]  # that type's instances alone
     subprocess.run([*command, "-o", str(library), str(folder / "host.cpp")], check=True, capture_output=True)
     return ctypes.CDLL(str(library))
 
 
-def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False, warps: bool = False) -> None:
-    """Every thread of ``launch``, one after another (last first when ``reverse``); with ``warps``, warp by warp,
-    the 32 lanes of each running concurrently so that they can shuffle."""
-    fn = getattr(lib, f"host_{'launch_warps' if warps else 'launch'}_{launch.kernel}")
+def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False, warps: bool = False,
+                element: Element = F32) -> None:
+    """Every thread of ``launch`` (its kernel's ``element`` instance), one after another (last first when
+    ``reverse``); with ``warps``, warp by warp, the 32 lanes of each running concurrently so that they can shuffle."""
+    fn = getattr(lib, f"host_{'launch_warps' if warps else 'launch'}_{element.kernel(launch.kernel)}")
     fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int] + [CTYPES[t] for t in signature]
     fn(launch.grid[0], launch.block[0], int(reverse), *launch.args)
 

@@ -41,6 +41,7 @@ from ios_core import schedule as S
 from ios_core.engine import depthwise as dw
 from ios_core.engine import lower
 from ios_core.engine.depthwise import DepthwiseCall, Operand
+from ios_core.engine.elements import ELEMENTS
 from ios_core.ir import Activation, Conv, Graph, GraphBuilder, concat
 from ios_core.ir.ops import Shape, rules_of
 from ios_core.reference import ACTIVATION_FUNCTIONS, conv2d
@@ -71,7 +72,7 @@ def nhwc_call(conv: Conv, x: Operand, pre_act: str = "relu", y: Operand | None =
     return DepthwiseCall(x, y, WEIGHTS, (1, conv.kernel[1] * c, c), bias, conv, pre_act)
 
 
-GENERIC_MARKER, FAST_MARKER = "depthwise_f32(", "depthwise_nhwc_k##K##_s##S##_v##V##_t##T("
+GENERIC_MARKER, FAST_MARKER = "depthwise_##SUFFIX(", "depthwise_nhwc_k##K##_s##S##_v##V##_t##T##NAME("
 
 
 def fast_params(launch: dw.Launch) -> dict[str, int]:
@@ -97,8 +98,8 @@ def test_fast_kernels_are_the_ones_the_source_instantiates():
     text = SOURCE.read_text()
     shapes_macro = text[text.index("#define DEPTHWISE_NHWC_SHAPES"):]
     shapes_macro = shapes_macro[:shapes_macro.index("\n\n")]
-    shapes = re.findall(r"DEPTHWISE_NHWC\(K, S, (\d), (\d)\)", shapes_macro)
-    sizes = re.findall(r"^DEPTHWISE_NHWC_SHAPES\((\d), (\d)\)$", text, re.MULTILINE)
+    shapes = re.findall(r"DEPTHWISE_NHWC\(K, S, (\d), (\d), NAME, E\)", shapes_macro)
+    sizes = re.findall(r"DEPTHWISE_NHWC_SHAPES\((\d), (\d), NAME, E\)", text)
     names = {dw.fast_kernel(int(k), int(s), int(v), int(t)) for k, s in sizes for v, t in shapes}
     assert names == set(dw.FAST_KERNELS) and len(dw.FAST_KERNELS) == len(set(dw.FAST_KERNELS)) == 36
     assert set(dw.KERNELS) == {dw.GENERIC, *dw.FAST_KERNELS}
@@ -112,7 +113,8 @@ def test_source_compiles_to_every_kernel_of_the_table(tmp_path):
          str(tmp_path / "depthwise.cubin"), str(SOURCE), "--resource-usage"],
         capture_output=True, text=True, check=True,
     ).stderr
-    assert set(re.findall(r"Function properties for (\w+)", out)) == set(dw.KERNELS)
+    instances = {element.kernel(name) for element in ELEMENTS.values() for name in dw.KERNELS}
+    assert set(re.findall(r"Function properties for (\w+)", out)) == instances
     assert all(int(r) <= 128 for r in re.findall(r"Used (\d+) registers", out))
 
 

@@ -105,7 +105,7 @@ def test_the_weights_uploaded_are_the_packs_of_the_graph(gpu):
     host = gpu.recorder.allocs[gpu.recorder.where(int(plan.weights))[0]].host
     weights = make_weights(graph)
     for key, at in plan.context.weights.items():
-        packed = pack(conv_params(graph, weights, key), plan.program.layout, False)
+        packed = pack(conv_params(graph, weights, key), plan.program.layout, False, plan.element)
         offset = gpu.recorder.where(at.weight)[1]
         assert at.bias - at.weight == packed.bias_at and offset % 256 == 0
         np.testing.assert_array_equal(host[offset // 4:offset // 4 + packed.host.size], packed.host)

@@ -25,6 +25,7 @@ from ios_core.engine import (
     unplanned_bytes,
     verify,
 )
+from ios_core.engine.elements import ELEMENTS
 from ios_core.engine.lower import conv_params
 from ios_core.engine.memory import assign_offsets
 from ios_core.engine.packing import depthwise_strides, kernel_strides, lay_out, pack
@@ -54,37 +55,46 @@ def test_import_touches_no_gpu_library():
     assert out.strip() == "False"
 
 
+@pytest.mark.parametrize("element", ELEMENTS)
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
-def test_a_pack_holds_the_kernel_in_the_order_its_strides_say_then_the_bias(layout):
+def test_a_pack_holds_the_kernel_in_the_order_its_strides_say_then_the_bias(layout, element):
     graph, weights = network("nasnet")
+    element = ELEMENTS[element]
+    size = element.itemsize
     for node in [n for n in graph.operators if isinstance(n.op, Conv)][:40]:
         key = WeightKey((node.name,))
         params = conv_params(graph, weights, key)
         ours = node.op.groups > 1 and node.op.groups == params["weight"].shape[0]
-        packed = pack(params, layout, ours)
-        w = params["weight"].astype(np.float32)
+        packed = pack(params, layout, ours, element)
+        assert packed.host.dtype == np.dtype(element.host)
+        w = element.to_float32(element.to_storage(params["weight"]))  # each value rounded once, to nearest even
         if ours:
             c, _, r, s = packed.dims
             strides = depthwise_strides(packed.dims, layout)
-            read = np.lib.stride_tricks.as_strided(packed.host, (c, r, s), tuple(4 * x for x in strides))
-            np.testing.assert_array_equal(read, w[:, 0])
+            read = np.lib.stride_tricks.as_strided(packed.host, (c, r, s), tuple(size * x for x in strides))
+            np.testing.assert_array_equal(element.to_float32(read), w[:, 0])
         else:
             strides = kernel_strides(packed.dims, layout)
-            read = np.lib.stride_tricks.as_strided(packed.host, packed.dims, tuple(4 * x for x in strides))
-            np.testing.assert_array_equal(read, w)
-        assert packed.bias_at % 256 == 0 and packed.bias_at >= w.nbytes
-        np.testing.assert_array_equal(packed.host[packed.bias_at // 4:], params["bias"].astype(np.float32))
+            read = np.lib.stride_tricks.as_strided(packed.host, packed.dims, tuple(size * x for x in strides))
+            np.testing.assert_array_equal(element.to_float32(read), w)
+        assert packed.bias_at % 256 == 0 and packed.bias_at >= w.size * size
+        np.testing.assert_array_equal(element.to_float32(packed.host[packed.bias_at // size:]),
+                                      element.to_float32(element.to_storage(params["bias"])))
 
 
-def test_packs_are_laid_out_end_to_end_on_256_bytes():
+@pytest.mark.parametrize("element", ELEMENTS)
+def test_packs_are_laid_out_end_to_end_on_256_bytes(element):
     graph, weights = network("demo")
-    packs = [pack(conv_params(graph, weights, WeightKey((n.name,))), "nhwc", False) for n in graph.operators
+    element = ELEMENTS[element]
+    size = element.itemsize
+    packs = [pack(conv_params(graph, weights, WeightKey((n.name,))), "nhwc", False, element) for n in graph.operators
              if isinstance(n.op, Conv)]
     host, offsets, used = lay_out(packs)
     assert all(o % 256 == 0 for o in offsets) and used % 256 == 0 and host.nbytes == max(used, 256)
+    assert host.dtype == np.dtype(element.host)
     for p, o, end in zip(packs, offsets, [*offsets[1:], used], strict=True):
         assert o + p.host.nbytes <= end
-        np.testing.assert_array_equal(host[o // 4:o // 4 + p.host.size], p.host)
+        np.testing.assert_array_equal(host[o // size:o // size + p.host.size], p.host)
     assert lay_out([])[0].nbytes == 256 and lay_out([])[2] == 0
 
 

@@ -27,6 +27,7 @@ from kernel_harness import (
     guards_intact,
     host_view,
     kernel_params,
+    marker,
     nchw,
     nhwc,
     run_threads,
@@ -273,7 +274,7 @@ SIGNATURES = {"pointwise_f32": POINTWISE_SIGNATURE, cw.PAD: cw.PAD_SIGNATURE, cw
 
 def test_signatures_match_the_sources():
     for kernel, file in SOURCES.items():
-        letters = "".join(letter for letter, _, _ in kernel_params(KERNEL_DIR / file, f"{kernel}("))
+        letters = "".join(letter for letter, _, _ in kernel_params(KERNEL_DIR / file, marker(kernel)))
         assert letters == SIGNATURES[kernel], kernel
 
 
@@ -293,7 +294,7 @@ def test_sources_compile_without_warnings(tmp_path, file):
 def host(tmp_path_factory) -> dict[str, ctypes.CDLL]:
     """Each kernel's source built for the CPU (`kernel_harness.build_for_host`), by kernel name."""
     return {
-        kernel: build_for_host(KERNEL_DIR / file, {kernel: f"{kernel}("}, tmp_path_factory.mktemp(kernel))
+        kernel: build_for_host(KERNEL_DIR / file, {kernel: marker(kernel)}, tmp_path_factory.mktemp(kernel))
         for kernel, file in SOURCES.items()
     }
 

@@ -40,13 +40,14 @@ from ios_core import schedule as S
 from ios_core.engine import PoolTask, lower
 from ios_core.engine import pooling as pl
 from ios_core.engine.depthwise import Operand
+from ios_core.engine.elements import ELEMENTS
 from ios_core.engine.pooling import PoolCall
 from ios_core.ir import Graph, GraphBuilder, Pool, concat
 from ios_core.ir.ops import Shape, rules_of
 from ios_core.reference import pool2d
 
 SOURCE = KERNEL_DIR / "pool.cu"
-GENERIC_MARKER, FAST_MARKER = "pool2d_f32(", "pool_nhwc_##KIND##_v##V("
+GENERIC_MARKER, FAST_MARKER = "pool2d_##SUFFIX(", "pool_nhwc_##KIND##_v##V##NAME("
 OUTPUT = ARENA + (1 << 30)
 
 # ---- CPU: calls as the launcher builds them ----------------------------------------------------
@@ -80,7 +81,7 @@ def test_signatures_match_the_source():
 
 
 def test_fast_kernels_are_the_ones_the_source_instantiates():
-    instances = re.findall(r"^POOL_NHWC\((\w+), (true|false), (\d)\)$", SOURCE.read_text(), re.MULTILINE)
+    instances = re.findall(r"POOL_NHWC\((\w+), (true|false), (\d), NAME, E\)", SOURCE.read_text())
     assert all((kind == "max") == (is_max == "true") for kind, is_max, _ in instances)
     names = [pl.fast_kernel(kind, int(vector)) for kind, _, vector in instances]
     assert sorted(names) == sorted(pl.FAST_KERNELS) and len(set(names)) == 4
@@ -96,7 +97,8 @@ def test_source_compiles_without_warnings_to_every_kernel_of_the_table(tmp_path)
         capture_output=True, text=True, check=True,
     ).stderr  # fmt: skip
     assert "warning" not in out.lower()
-    assert set(re.findall(r"Function properties for (\w+)", out)) == set(pl.KERNELS)
+    instances = {element.kernel(name) for element in ELEMENTS.values() for name in pl.KERNELS}
+    assert set(re.findall(r"Function properties for (\w+)", out)) == instances
 
 
 # ---- CPU: the choice of kernel -------------------------------------------------------------------

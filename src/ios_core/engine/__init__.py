@@ -3,13 +3,14 @@
 Two halves, one per folder. This package is the half that runs anywhere and imports nothing beyond
 numpy: `lower` makes a `Program` (buffers in one arena, channel-slice views, tasks per stream; `placement`
 and `memory` decide where values live), `dependencies` finds which earlier groups each group must follow,
-`simulate` runs it with numpy, `packing` lays out weights, `depthwise`, `pooling` and `channelwise` (pads,
+`simulate` runs it with numpy, `elements` says how each precision stores tensors (float32, or 16 bits with float32
+arithmetic), `packing` lays out weights, `depthwise`, `pooling` and `channelwise` (pads,
 norms over channels, shuffles, the pointwise kernel's arguments) choose our kernels' launches, `profile` is the
 CPU half of stage profiling and `tunecache` keeps autotuning winners. The GPU half, ``ios_core.engine.gpu``,
 imports PyCUDA and the cuDNN frontend; the four functions below import it only when called, so
 ``import ios_core.engine`` works anywhere and touches no GPU:
 
-    plan = build_plan(graph, schedule, batch, "fp32", weights, PlanOptions())  # or "fp32-strict"
+    plan = build_plan(graph, schedule, batch, "fp32", weights, PlanOptions())  # or fp32-strict, fp16, bf16
     y = plan(x)                    # upload, one CUDA-graph replay, download (plan(x, graph_mode=False): eager)
     m = latency(plan, Timing())    # median of 6 means of 6 replays, with GPU, driver, cuDNN and clocks
 

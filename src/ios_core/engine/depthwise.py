@@ -5,7 +5,8 @@ Two families (the file's header says how each works):
 - ``depthwise_nhwc_k<K>_s<S>_v<V>_t<T>``, the fast path: channels innermost in x and y, a square
   3, 5 or 7 kernel, equal strides 1 or 2, no dilation, pre_act none or relu (any act), and every
   element offset of x and y within 32 bits. A thread computes T outputs along W for V channels;
-  V = 4 (float4) needs C, the pixel strides and all four base addresses 16-byte aligned.
+  V = 4 (one vector access of 4 elements: float4, or 8 bytes of a 16-bit type) needs C and the pixel strides
+  multiples of 4 and all four base addresses aligned to 4 elements.
 - ``depthwise_f32``, the generic fallback for everything else (NCHW, dilation, other kernels).
 
 The choice is made on the host from the geometry alone, once per task when the plan is built, so
@@ -50,11 +51,12 @@ KERNELS = {GENERIC: GENERIC_SIGNATURE, **{name: FAST_SIGNATURE for name in FAST_
 
 @dataclass(frozen=True)
 class Operand:
-    """A tensor view: byte address, dims (N, C, H, W) and strides in elements."""
+    """A tensor view: byte address, dims (N, C, H, W), strides in elements, and the bytes of an element."""
 
     address: int
     dims: tuple[int, int, int, int]
     strides: tuple[int, int, int, int]
+    itemsize: int = 4
 
     @property
     def pixel_strides(self) -> tuple[int, int, int]:
@@ -119,10 +121,12 @@ def fast_path_refusal(call: DepthwiseCall) -> str | None:
 
 
 def vectorizable(call: DepthwiseCall) -> bool:
-    """Whether float4 accesses are aligned: C, every pixel stride and every base address multiples of 16 bytes."""
+    """Whether accesses of 4 elements are aligned: C and every pixel stride multiples of 4, every base address of
+    4 elements (16 bytes of float32, 8 of a 16-bit type; weights and bias are in the activations' type)."""
     strides = call.x.pixel_strides + call.y.pixel_strides
     addresses = (call.x.address, call.y.address, call.weights, call.bias)
-    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % 16 == 0 for a in addresses)
+    vector = 4 * call.x.itemsize
+    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % vector == 0 for a in addresses)
 
 
 def fast_threads(call: DepthwiseCall, vector: int, outputs: int) -> int:

@@ -1,6 +1,7 @@
 """How a convolution's weights lie in GPU memory: its kernel in the order the launch's strides promise, then its bias.
 
-A *pack* is one convolution's kernel (float32), zeros up to the next `ARENA_ALIGNMENT` bytes, and its bias; a
+A *pack* is one convolution's kernel, zeros up to the next `ARENA_ALIGNMENT` bytes, and its bias, all in the
+plan's element type (`ios_core.engine.elements`: converted once, here, before the upload); a
 LayerNorm's pack is its per-channel weight the same way (one dimension: nothing to reorder), then its bias.
 The kernel is KRSC in NHWC and KCRS in NCHW (`kernel_strides`); our depthwise kernel reads C x R x S
 weights, stored R x S x C in NHWC, where neighbouring threads take neighbouring channels, so that a
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ios_core.engine.elements import Element
 from ios_core.engine.memory import align
 from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, NormTask
 from ios_core.weights import Params
@@ -22,7 +24,8 @@ from ios_core.weights import Params
 
 @dataclass(frozen=True)
 class Pack:
-    """One convolution's weights as uploaded: ``host`` (float32: kernel, padding, bias), where the bias starts
+    """One convolution's weights as uploaded: ``host`` (the element type's host copy: kernel, padding, bias), where
+    the bias starts
     (``bias_at``, bytes) and the kernel's dims (K, C, R, S) as the IR holds them."""
 
     host: np.ndarray
@@ -45,27 +48,28 @@ def ours(task: ConvTask | NormTask, own_depthwise: bool) -> bool:
     return isinstance(task, ConvTask) and task.depthwise and own_depthwise
 
 
-def pack(params: Params, layout: str, ours: bool) -> Pack:
-    """The pack of one convolution's ``weight`` and ``bias`` (see the module)."""
-    kernel = kernel_array(params, layout, ours)
-    bias = params["bias"].astype(np.float32)
+def pack(params: Params, layout: str, ours: bool, element: Element) -> Pack:
+    """The pack of one convolution's ``weight`` and ``bias`` in ``element`` (see the module)."""
+    kernel = element.to_storage(kernel_array(params, layout, ours))
+    bias = element.to_storage(params["bias"])
     at = align(kernel.nbytes, ARENA_ALIGNMENT)
-    host = np.zeros((at + bias.nbytes) // 4, np.float32)
+    host = np.zeros((at + bias.nbytes) // kernel.itemsize, kernel.dtype)
     host[:kernel.size] = kernel.ravel()
-    host[at // 4:] = bias
+    host[at // kernel.itemsize:] = bias
     return Pack(host, at, tuple(params["weight"].shape))
 
 
 def lay_out(packs: Sequence[Pack]) -> tuple[np.ndarray, list[int], int]:
-    """``packs`` end to end, each from a multiple of `ARENA_ALIGNMENT`: the host buffer (at least that many bytes),
-    each pack's byte offset in it, and the bytes they take."""
+    """``packs`` (of one element type) end to end, each from a multiple of `ARENA_ALIGNMENT`: the host buffer (at
+    least that many bytes), each pack's byte offset in it, and the bytes they take."""
     offsets, end = [], 0
     for p in packs:
         offsets.append(end)
         end = align(end + p.host.nbytes, ARENA_ALIGNMENT)
-    host = np.zeros(max(end, ARENA_ALIGNMENT) // 4, np.float32)
+    dtype = packs[0].host.dtype if packs else np.dtype(np.float32)
+    host = np.zeros(max(end, ARENA_ALIGNMENT) // dtype.itemsize, dtype)
     for offset, p in zip(offsets, packs, strict=True):
-        host[offset // 4:offset // 4 + p.host.size] = p.host
+        host[offset // dtype.itemsize:offset // dtype.itemsize + p.host.size] = p.host
     return host, offsets, end
 
 

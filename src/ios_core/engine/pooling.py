@@ -4,8 +4,9 @@ Two families (the file's header says how each works):
 
 - ``pool_nhwc_<max|avg>_v<V>``, the fast path: channels innermost in x and y and every element
   offset of x and y within 32 bits; any window, stride and padding, global pooling included. A
-  thread reduces one output pixel's window for V channels; V = 4 (float4) needs C, the pixel
-  strides and both base addresses 16-byte aligned.
+  thread reduces one output pixel's window for V channels; V = 4 (one access of 4 elements: float4, or 8
+  bytes of a 16-bit type) needs C and the pixel strides multiples of 4 and both base addresses aligned to 4
+  elements.
 - ``pool2d_f32``, the generic fallback for everything else (NCHW, offsets beyond 32 bits).
 
 As for depthwise convolutions (`ios_core.engine.depthwise`, whose views, launches and magic-number
@@ -74,10 +75,12 @@ def fast_path_refusal(call: PoolCall) -> str | None:
 
 
 def vectorizable(call: PoolCall) -> bool:
-    """Whether float4 accesses are aligned: C, every pixel stride and both base addresses multiples of 16 bytes."""
+    """Whether accesses of 4 elements are aligned: C and every pixel stride multiples of 4, both base addresses of 4
+    elements (16 bytes of float32, 8 of a 16-bit type)."""
     strides = call.x.pixel_strides + call.y.pixel_strides
     addresses = (call.x.address, call.y.address)
-    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % 16 == 0 for a in addresses)
+    vector = 4 * call.x.itemsize
+    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % vector == 0 for a in addresses)
 
 
 def fast_threads(call: PoolCall, vector: int) -> int:

@@ -99,11 +99,13 @@ class StageProfiler:
         Warm-up, runs per replay and replays (`ios_core.timing.Timing`).
     options
         The layout and lowering switches of the plans the schedule will run in (`PlanOptions`).
+    itemsize
+        Bytes per element of the precision the stages are timed in (`ios_core.engine.elements.Element.itemsize`).
     """
 
     def __init__(self, graph: Graph, batch: int, backend: Backend, timing: Timing | None = None,
-                 options: PlanOptions | None = None) -> None:
-        self.graph, self.batch, self.backend = graph, batch, backend
+                 options: PlanOptions | None = None, itemsize: int = 4) -> None:
+        self.graph, self.batch, self.backend, self.itemsize = graph, batch, backend, itemsize
         self.timing = timing or Timing()
         self.options = options or PlanOptions()
         self.stats = ProfileStats()
@@ -111,8 +113,8 @@ class StageProfiler:
     def program(self, stage: Stage) -> Program:
         """The stage alone, lowered as the plan of a whole schedule would lower it."""
         o = self.options
-        return lower(self.graph, [stage], self.batch, o.layout, concat_in_place=o.concat_in_place,
-                     own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric)
+        return lower(self.graph, [stage], self.batch, o.layout, itemsize=self.itemsize,
+                     concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric)
 
     def latency(self, stage: Stage) -> float:
         """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""

@@ -29,6 +29,7 @@ from typing import Any
 import cudnn
 import pycuda.driver as drv
 
+from ios_core.engine.elements import element_of
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.environment import environment
 from ios_core.engine.gpu.timing import Replays
@@ -120,10 +121,13 @@ class ConvGraph:
 
 
 def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tuple]:
+    # Tensors in memory (X, W, B, Y) are of the precision's element type; the convolution accumulates in float32
+    # and a fused graph's intermediate values (the convolution's output before bias and activation) stay float32.
     f32 = cudnn.data_type.FLOAT
-    g = cudnn.pygraph(io_data_type=f32, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
-    X = g.tensor(name="X", dim=list(geometry.x_dims), stride=list(geometry.x_strides), data_type=f32)
-    W = g.tensor(name="W", dim=list(geometry.w_dims), stride=list(geometry.w_strides), data_type=f32)
+    io = getattr(cudnn.data_type, element_of(geometry.precision).cudnn)
+    g = cudnn.pygraph(io_data_type=io, intermediate_data_type=f32, compute_data_type=f32, handle=handle)
+    X = g.tensor(name="X", dim=list(geometry.x_dims), stride=list(geometry.x_strides), data_type=io)
+    W = g.tensor(name="W", dim=list(geometry.w_dims), stride=list(geometry.w_strides), data_type=io)
     if geometry.padding_end is None:
         pads = {"padding": list(geometry.padding)}
     else:
@@ -133,13 +137,13 @@ def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tup
     y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
     B = None
     if fused:
-        B = g.tensor(name="B", dim=[1, geometry.y_dims[1], 1, 1], stride=list(geometry.bias_strides), data_type=f32)
+        B = g.tensor(name="B", dim=[1, geometry.y_dims[1], 1, 1], stride=list(geometry.bias_strides), data_type=io)
         y = g.bias(input=y, bias=B, name="bias")
         y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
         if geometry.act != "none":
             y = CUDNN_ACTIVATIONS[geometry.act](g, y)
             y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
-    y.set_output(True)
+    y.set_data_type(io).set_output(True)  # the last node's output is Y, in memory
     g.validate()
     g.build_operation_graph()
     g.create_execution_plans([cudnn.heur_mode.A, cudnn.heur_mode.FALLBACK])

@@ -3,8 +3,8 @@
 PyCUDA owns the context (the device's primary one, the context PyTorch and the cuDNN frontend
 also use), memory and streams; it has no stream-capture API, so capture and graph launch go
 through ``cuda.bindings.driver`` on PyCUDA's stream handles. Our kernels (``cuda/*.cu``) are
-compiled once per process (`kernels`); `fill_random` is the one way memory is filled with random
-values. Imported only when a plan is built.
+compiled once per process and element type (`kernels`: that type's instances alone); `fill_random` is the
+one way memory is filled with random values. Imported only when a plan is built.
 """
 
 from __future__ import annotations
@@ -19,11 +19,13 @@ from cuda.bindings import driver as cu
 from pycuda.compiler import SourceModule
 
 from ios_core.engine import channelwise, depthwise, pooling
+from ios_core.engine.elements import ELEMENTS, Element
 from ios_core.engine.program import POINTWISE_SIGNATURE
 
 NON_BLOCKING = 1  # CU_STREAM_NON_BLOCKING: no implicit ordering with the legacy default stream
 BLOCK = 256  # threads per block of our grid-stride kernels (pointwise, fill)
 MAX_BLOCKS = 132 * 16  # their grid's cap: 16 blocks per SM of an H100; the stride loop covers the rest
+CONVERT_SIGNATURE = "PPI"  # convert_in_<suffix> and convert_out_<suffix> of pointwise.cu: x, y, n
 
 
 class CudaError(RuntimeError):
@@ -138,14 +140,18 @@ def _chain(graph: cu.CUgraph, copies: int) -> cu.CUgraph:
 
 @dataclass(frozen=True)
 class Kernels:
-    """Our compiled kernels, prepared for cheap launches."""
+    """Our compiled kernels for one element type, prepared for cheap launches; a family's by its float32 name (what
+    the host's choice says, `Element.kernel` maps it to the instance)."""
 
+    element: Element
     pointwise: drv.Function
     pool: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     depthwise: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     fill: drv.Function
     pad: drv.Function
     norm: drv.Function  # LayerNorm and softmax over channels
+    convert_in: drv.Function  # float32 to the element type, n contiguous elements (a plan's input)
+    convert_out: drv.Function  # the element type to float32 (a plan's output)
 
 
 def default_kernel_dir() -> Path:
@@ -154,30 +160,34 @@ def default_kernel_dir() -> Path:
 
 
 @cache
-def kernels(kernel_dir: str | None = None) -> Kernels:
+def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"]) -> Kernels:
     """Compile our kernel files (``pointwise.cu``, ``pool.cu``, ``depthwise.cu``, ``pad.cu``, ``norm.cu``) once per
-    process for the running GPU."""
+    process for the running GPU, ``element``'s instances alone."""
     folder = Path(kernel_dir) if kernel_dir else default_kernel_dir()
     arch = device_context().arch
+    options = ["-O3", f"-DELEMENT_ONLY={element.only}"]
 
     modules = {  # functions keep their module alive
-        file: SourceModule((folder / file).read_text(), arch=arch, no_extern_c=True, options=["-O3"],
+        file: SourceModule((folder / file).read_text(), arch=arch, no_extern_c=True, options=options,
                            include_dirs=[str(folder)])
         for file in ("pointwise.cu", "pool.cu", "depthwise.cu", "pad.cu", "norm.cu")
     }
 
     def load(file: str, name: str, signature: str) -> drv.Function:
-        function = modules[file].get_function(name)
+        function = modules[file].get_function(element.kernel(name))
         function.prepare(signature)
         return function
 
     return Kernels(
+        element=element,
         pointwise=load("pointwise.cu", "pointwise_f32", POINTWISE_SIGNATURE),
         pool={name: load("pool.cu", name, signature) for name, signature in pooling.KERNELS.items()},
         depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
         pad=load("pad.cu", channelwise.PAD, channelwise.PAD_SIGNATURE),
         norm=load("norm.cu", channelwise.NORM, channelwise.NORM_SIGNATURE),
+        convert_in=load("pointwise.cu", "convert_in_f32", CONVERT_SIGNATURE),
+        convert_out=load("pointwise.cu", "convert_out_f32", CONVERT_SIGNATURE),
     )
 
 
@@ -187,7 +197,8 @@ def grid(n: int) -> tuple[int, int]:
 
 
 def fill_random(kernels: Kernels, address: int, nbytes: int, seed: int) -> None:
-    """Fill ``nbytes`` at ``address`` with float32 values in [-1, 1) drawn from ``seed``; returns once written."""
-    n = nbytes // 4
+    """Fill ``nbytes`` at ``address`` with values in [-1, 1) of the kernels' element type drawn from ``seed``;
+    returns once written."""
+    n = nbytes // kernels.element.itemsize
     kernels.fill.prepared_call(grid(n), (BLOCK, 1, 1), address, n, seed)
     drv.Context.synchronize()

@@ -242,7 +242,7 @@ def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunc
 
 
 def _operand(context: LaunchContext, view: View) -> depthwise.Operand:
-    return depthwise.Operand(*context.pointer(view))
+    return depthwise.Operand(*context.pointer(view), context.program.itemsize)
 
 
 def _shuffle(context: LaunchContext, task: ShuffleTask, k: int) -> TaskLaunch:
@@ -278,14 +278,13 @@ def _chosen(context: LaunchContext, k: int, family: str, functions: Mapping[str,
 
 
 def _depthwise(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
-    (xp, x_dims, xs), (yp, y_dims, ys) = context.pointer(task.x), context.pointer(task.y)
     weights = context.weights[task.weights]
-    call = depthwise.DepthwiseCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys),
-                                   weights.weight, depthwise_strides(weights.dims, context.program.layout),
-                                   weights.bias, task.conv, task.pre_act)
+    call = depthwise.DepthwiseCall(_operand(context, task.x), _operand(context, task.y), weights.weight,
+                                   depthwise_strides(weights.dims, context.program.layout), weights.bias, task.conv,
+                                   task.pre_act)
     # The one dispatch point: a fast NHWC kernel where the geometry allows (channels innermost, 3/5/7 kernel,
-    # stride 1 or 2, 32-bit offsets; float4 where aligned), else the generic one. Chosen here, once per task on
-    # the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
+    # stride 1 or 2, 32-bit offsets; 4-element vectors where aligned), else the generic one. Chosen here, once per
+    # task on the host, because the geometry and addresses are fixed when the plan is built (see engine.depthwise).
     launch = depthwise.launch(call, context.multiprocessors)
     return _chosen(context, k, "depthwise", context.kernels.depthwise, launch)
 
@@ -321,10 +320,9 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
 
 
 def _pool(context: LaunchContext, task: PoolTask, k: int) -> TaskLaunch:
-    (xp, x_dims, xs), (yp, y_dims, ys) = context.pointer(task.x), context.pointer(task.y)
-    call = pooling.PoolCall(depthwise.Operand(xp, x_dims, xs), depthwise.Operand(yp, y_dims, ys), task.pool)
+    call = pooling.PoolCall(_operand(context, task.x), _operand(context, task.y), task.pool)
     # As for depthwise convolutions: a fast NHWC kernel where channels are innermost and offsets fit 32 bits
-    # (float4 where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
+    # (4-element vectors where aligned), else the generic one, chosen once per task on the host (see engine.pooling).
     launch = pooling.launch(call, context.multiprocessors)
     return _chosen(context, k, "pool", context.kernels.pool, launch)
 

@@ -6,20 +6,25 @@ group, and prepares every launch (`ios_core.engine.gpu.launch`, building -- or f
 per convolution geometry). Nothing is allocated, set or synchronized after that: `Plan.enqueue` only
 launches, so it can run eagerly (debugging) or be captured once into a CUDA graph (`Plan.capture`) and
 replayed (`Plan.replay`).
+
+A plan stores tensors in its precision's element type (`ios_core.engine.elements`); its input and output at the
+API are float32 numpy whatever it is. In a 16-bit plan they pass through float32 copies on the device (`Boundary`),
+converted by our kernel at the start and the end of every run -- inside the captured graph, so that a timed replay
+pays for them as a user's call does.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import cudnn
 import numpy as np
 import pycuda.driver as drv
 
 from ios_core.engine.dependencies import waits
-from ios_core.engine.elements import element_of
+from ios_core.engine.elements import Element, element_of
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
@@ -50,14 +55,15 @@ class Plan:
                  options: PlanOptions) -> None:
         started = time.perf_counter()
         self.graph, self.program, self.precision, self.options = graph, program, precision, options
-        current, kernels = device.device_context(), device.kernels(options.kernel_dir)
+        self.element = element_of(precision)
+        current, kernels = device.device_context(), device.kernels(options.kernel_dir, self.element)
         library = conv_library(options.autotune, options.tune_cache)
         self.arena = drv.mem_alloc(max(program.arena_bytes, 256))
         streams = tuple(device.new_stream() for _ in range(program.streams))
         handles = tuple(cudnn.create_handle() for _ in streams)
         for handle, stream in zip(handles, streams, strict=True):
             cudnn.set_stream(handle, stream.handle)
-        self.weights, at, weight_bytes = upload_weights(graph, program, weights, options.own_depthwise)
+        self.weights, at, weight_bytes = upload_weights(graph, program, weights, options.own_depthwise, self.element)
         self.context = LaunchContext(program, precision, options.own_depthwise, current.multiprocessors, kernels,
                                      library, streams, handles, int(self.arena), at)
         self.randomize()  # convolutions are autotuned on the plan's own buffers: random, never zeros
@@ -68,6 +74,7 @@ class Plan:
                                   options.barrier)
         self.stats = replace(launch_stats(prepared, len(library.graphs)), arena_bytes=program.arena_bytes,
                              weight_bytes=weight_bytes, workspace_bytes=sum(sizes))
+        self.boundary = _boundary(graph, program, kernels, int(self.arena), streams[0])
         self.captured: device.CapturedGraph | None = None
         library.cache.save()
         self.poison()
@@ -80,8 +87,13 @@ class Plan:
     # ---- running ----------------------------------------------------------------------------
 
     def enqueue(self) -> None:
-        """Launch the whole program on the plan's streams (eagerly, or into a capture)."""
+        """Launch the whole program on the plan's streams (eagerly, or into a capture), between the conversions of
+        its input and output where it has a `Boundary`."""
+        if self.boundary is not None:
+            self.boundary.enter()
         self.launches.enqueue()
+        if self.boundary is not None:
+            self.boundary.leave()
 
     def capture(self) -> device.CapturedGraph:
         """Capture the program into a CUDA graph once; later calls return the same graph."""
@@ -102,17 +114,21 @@ class Plan:
         if self.captured is not None:
             self.captured.close()
             self.captured = None
-        for memory in (self.arena, self.weights, *self.workspaces):
+        staging = () if self.boundary is None else (self.boundary.x, self.boundary.y)
+        for memory in (self.arena, self.weights, *self.workspaces, *staging):
             if memory is not None:
                 memory.free()
 
     def randomize(self, seed: int = 1) -> None:
-        """Fill the arena with values in [-1, 1)."""
+        """Fill the arena with values in [-1, 1) (of its element type)."""
         device.fill_random(self.context.kernels, int(self.arena), self.program.arena_bytes, seed)
 
     def poison(self) -> None:
         """Fill the arena with NaN, so that a read of memory nothing wrote shows in the output."""
-        drv.memset_d32(self.arena, 0x7FC00000, self.program.arena_bytes // 4)
+        if self.element.itemsize == 4:
+            drv.memset_d32(self.arena, self.element.nan, self.program.arena_bytes // 4)
+        else:
+            drv.memset_d16(self.arena, self.element.nan, self.program.arena_bytes // 2)
 
     def write(self, name: str, array: np.ndarray) -> None:
         """Set input ``name`` (NCHW; it must fill its buffer) before a run."""
@@ -122,9 +138,8 @@ class Plan:
         self.fill(view.buffer, array)
 
     def fill(self, buffer: int, array: np.ndarray) -> None:
-        """Upload a whole buffer from an NCHW array."""
-        host = np.asarray(array, np.float32)
-        host = np.ascontiguousarray(host.transpose(0, 2, 3, 1) if self.program.layout == "nhwc" else host)
+        """Upload a whole buffer from an NCHW array (rounded to the element type on the host)."""
+        host = self.element.to_storage(_layout_order(np.asarray(array, np.float32), self.program.layout))
         if host.nbytes != self.program.buffer_bytes(buffer):
             raise ValueError(f"buffer {buffer} holds {self.program.buffer_bytes(buffer)} bytes, not {host.nbytes}")
         drv.memcpy_htod(int(self.arena) + self.program.offsets[buffer], host)
@@ -132,24 +147,81 @@ class Plan:
     def read(self, name: str) -> np.ndarray:
         """The value of node ``name`` (NCHW float32) after a run."""
         view = self.program.values[name]
-        buf = self.program.buffers[view.buffer]
-        n = self.program.batch
-        shape = (n, buf.height, buf.width, buf.channels) if self.program.layout == "nhwc" else (
-            n, buf.channels, buf.height, buf.width)
-        host = np.empty(shape, np.float32)
+        host = np.empty(self._shape(view.buffer), self.element.host)
         drv.memcpy_dtoh(host, int(self.arena) + self.program.offsets[view.buffer])
+        return self._slice(self.element.to_float32(host), name)
+
+    def _shape(self, buffer: int) -> tuple[int, int, int, int]:
+        """A buffer's shape in memory order (NHWC or NCHW)."""
+        buf, n = self.program.buffers[buffer], self.program.batch
+        if self.program.layout == "nhwc":
+            return n, buf.height, buf.width, buf.channels
+        return n, buf.channels, buf.height, buf.width
+
+    def _slice(self, host: np.ndarray, name: str) -> np.ndarray:
+        """Node ``name``'s channels of its whole buffer ``host`` (memory order), as NCHW."""
+        view = self.program.values[name]
         nchw = host.transpose(0, 3, 1, 2) if self.program.layout == "nhwc" else host
         return np.ascontiguousarray(nchw[:, view.channel:view.channel + view.channels])
 
     def __call__(self, x: np.ndarray, graph_mode: bool = True) -> np.ndarray:
-        """The network's output for input batch ``x``: a CUDA-graph replay, or an eager run."""
-        self.write(self.graph.input.name, x)
+        """The network's output for input batch ``x`` (float32 in and out): a CUDA-graph replay, or an eager run."""
+        if self.boundary is None:
+            self.write(self.graph.input.name, x)
+        else:
+            host = _layout_order(np.asarray(x, np.float32), self.program.layout)
+            if host.size != self.boundary.x_elements:
+                raise ValueError(f"input of {host.size} elements for a buffer of {self.boundary.x_elements}")
+            drv.memcpy_htod(self.boundary.x, host)
         if graph_mode:
             self.replay()
         else:
             self.enqueue()
         self.synchronize()
-        return self.read(self.graph.output)
+        if self.boundary is None:
+            return self.read(self.graph.output)
+        out = np.empty(self._shape(self.program.values[self.graph.output].buffer), np.float32)
+        drv.memcpy_dtoh(out, self.boundary.y)
+        return self._slice(out, self.graph.output)
+
+
+def _layout_order(nchw: np.ndarray, layout: str) -> np.ndarray:
+    """An NCHW array in the plan's memory order."""
+    return np.ascontiguousarray(nchw.transpose(0, 2, 3, 1) if layout == "nhwc" else nchw)
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """A 16-bit plan's float32 input and output on the device: ``x`` holds the input buffer's elements, ``y`` the
+    output's buffer's (memory order), and ``enter`` and ``leave`` enqueue their conversions on stream 0."""
+
+    x: drv.DeviceAllocation
+    y: drv.DeviceAllocation
+    x_elements: int
+    enter: Callable[[], None]
+    leave: Callable[[], None]
+
+
+def _boundary(graph: Graph, program: Program, kernels: device.Kernels, arena: int,
+              stream: drv.Stream) -> Boundary | None:
+    """The plan's `Boundary` when its arena holds 16-bit elements and it computes the network from its input to its
+    output (a stage plan has neither, and a float32 plan reads and writes its arena directly); else None."""
+    names = (graph.input.name, graph.output)
+    if kernels.element.name == "float32" or not all(name in program.values for name in names):
+        return None
+    x, y = (program.values[name].buffer for name in names)
+    if program.values[names[0]].channels != program.buffers[x].channels:
+        raise ValueError(f"input {names[0]!r} is a slice of a larger buffer; the input conversion fills whole buffers")
+    sizes = [program.buffers[b].elements(program.batch) for b in (x, y)]
+    staging = [drv.mem_alloc(4 * size) for size in sizes]
+    block = (device.BLOCK, 1, 1)
+
+    def converter(function: drv.Function, source: int, target: int, n: int) -> Callable[[], None]:
+        return lambda: function.prepared_async_call(device.grid(n), block, stream, source, target, n)
+
+    return Boundary(staging[0], staging[1], sizes[0],
+                    converter(kernels.convert_in, int(staging[0]), arena + program.offsets[x], sizes[0]),
+                    converter(kernels.convert_out, arena + program.offsets[y], int(staging[1]), sizes[1]))
 
 
 def _launches(program: Program, stages: Bound, streams: tuple[drv.Stream, ...],
@@ -165,12 +237,13 @@ def _launches(program: Program, stages: Bound, streams: tuple[drv.Stream, ...],
     return Launches(stages, streams, forks, joins)
 
 
-def upload_weights(graph: Graph, program: Program, weights: dict[str, Params],
-                   own_depthwise: bool) -> tuple[drv.DeviceAllocation, dict[WeightKey, WeightAddress], int]:
-    """Every convolution's (and LayerNorm's) pack in one GPU buffer: the buffer, each weight key's addresses, and the
-    bytes used."""
+def upload_weights(graph: Graph, program: Program, weights: dict[str, Params], own_depthwise: bool,
+                   element: Element) -> tuple[drv.DeviceAllocation, dict[WeightKey, WeightAddress], int]:
+    """Every convolution's (and LayerNorm's) pack in ``element`` in one GPU buffer: the buffer, each weight key's
+    addresses, and the bytes used."""
     tasks = program.weighted()
-    packs = [pack(conv_params(graph, weights, key), program.layout, ours(t, own_depthwise)) for key, t in tasks.items()]
+    packs = [pack(conv_params(graph, weights, key), program.layout, ours(t, own_depthwise), element)
+             for key, t in tasks.items()]
     host, offsets, used = lay_out(packs)
     memory = drv.to_device(host)
     at = {key: WeightAddress.of(p, int(memory) + offset) for key, p, offset in zip(tasks, packs, offsets, strict=True)}
@@ -199,16 +272,17 @@ def build_plan(
     batch
         Batch size.
     precision
-        ``"fp32"`` (TF32 tensor cores allowed in convolutions) or ``"fp32-strict"``.
+        One of `ios_core.engine.elements.ENGINE_PRECISIONS`: ``"fp32"`` (TF32 tensor cores allowed in
+        convolutions), ``"fp32-strict"``, ``"fp16"`` or ``"bf16"`` (16-bit tensors, float32 accumulation).
     weights
         Parameters by node (`ios_core.weights.make_weights`); seed-0 weights when omitted.
     options
         Layout, autotuning and paths (`PlanOptions`).
     """
-    element_of(precision)  # refuses a precision the engine does not implement
+    element = element_of(precision)  # refuses a precision the engine does not implement
     options = padding_supported(options or PlanOptions())
     weights = weights if weights is not None else make_weights(graph)
-    program = lower(graph, stages, batch, options.layout, schedule=options.schedule,
+    program = lower(graph, stages, batch, options.layout, itemsize=element.itemsize, schedule=options.schedule,
                     concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,
                     pad_asymmetric=options.pad_asymmetric)
     plan = Plan(graph, program, precision, weights, options)

@@ -35,7 +35,7 @@ from functools import cache
 import cudnn
 import pycuda.driver as drv
 
-from ios_core.engine.elements import element_of
+from ios_core.engine.elements import Element, element_of
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import conv_library, padding_supported
 from ios_core.engine.gpu.launch import (
@@ -62,11 +62,12 @@ MIN_ARENA = 16 << 20  # bytes
 
 
 class Resources:
-    """Streams, cuDNN handles, workspaces, events and an arena, grown on demand and lent to stage plans."""
+    """Streams, cuDNN handles, workspaces, events and an arena of one element type, grown on demand and lent to stage
+    plans."""
 
-    def __init__(self, kernel_dir: str | None) -> None:
+    def __init__(self, kernel_dir: str | None, element: Element) -> None:
         self.context = device.device_context()
-        self.kernels = device.kernels(kernel_dir)
+        self.kernels = device.kernels(kernel_dir, element)
         self.streams: list[drv.Stream] = []
         self.handles: list[object] = []
         self.workspace: list[drv.DeviceAllocation | None] = []
@@ -128,21 +129,23 @@ class Resources:
         return self.memory
 
     def randomize(self, seed: int = 1) -> None:
-        """Fill the arena with values in [-1, 1), other ones each time it is refreshed."""
+        """Fill the arena with values in [-1, 1) of its element type, other ones each time it is refreshed."""
         device.fill_random(self.kernels, int(self.memory), self.arena_bytes, seed + self.uses)
 
 
 @cache
-def resources(kernel_dir: str | None = None) -> Resources:
-    """The process's one `Resources` (like the engine's convolution library, made on first use)."""
-    return Resources(kernel_dir)
+def resources(kernel_dir: str | None, element: Element) -> Resources:
+    """The process's one `Resources` per element type (like the engine's convolution library, made on first use)."""
+    return Resources(kernel_dir, element)
 
 
 class WeightStore:
     """Every convolution weight of one graph on the GPU, uploaded the first time a stage needs it."""
 
-    def __init__(self, graph: Graph, weights: dict[str, Params], layout: str, own_depthwise: bool) -> None:
+    def __init__(self, graph: Graph, weights: dict[str, Params], layout: str, own_depthwise: bool,
+                 element: Element) -> None:
         self.graph, self.params, self.layout, self.own_depthwise = graph, weights, layout, own_depthwise
+        self.element = element
         self.at: dict[WeightKey, WeightAddress] = {}
         self._memory: list[drv.DeviceAllocation] = []
 
@@ -151,7 +154,7 @@ class WeightStore:
         found = self.at.get(task.weights)
         if found is None:
             packed = pack(conv_params(self.graph, self.params, task.weights), self.layout,
-                          ours(task, self.own_depthwise))
+                          ours(task, self.own_depthwise), self.element)
             memory = drv.to_device(packed.host)
             self._memory.append(memory)
             found = self.at[task.weights] = WeightAddress.of(packed, int(memory))
@@ -223,9 +226,10 @@ class GpuBackend:
 
     def __init__(self, graph: Graph, precision: str, weights: dict[str, Params] | None, options: PlanOptions) -> None:
         self.precision, self.options = precision, options
-        self.pool = resources(options.kernel_dir)
+        element = element_of(precision)
+        self.pool = resources(options.kernel_dir, element)
         weights = weights if weights is not None else make_weights(graph)
-        self.store = WeightStore(graph, weights, options.layout, options.own_depthwise)
+        self.store = WeightStore(graph, weights, options.layout, options.own_depthwise, element)
         self.library = conv_library(options.autotune, options.tune_cache)
         self._tuned = len(self.library.cache.entries)
 
@@ -283,6 +287,6 @@ def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dic
     Every profiler of the process shares one set of streams, cuDNN handles, workspaces and arena,
     and the engine's convolution library (one cuDNN graph per geometry, autotuned once).
     """
-    element_of(precision)  # refuses a precision the engine does not implement
     options = padding_supported(options or PlanOptions())
-    return StageProfiler(graph, batch, GpuBackend(graph, precision, weights, options), timing, options)
+    backend = GpuBackend(graph, precision, weights, options)  # refuses a precision the engine does not implement
+    return StageProfiler(graph, batch, backend, timing, options, element_of(precision).itemsize)
