@@ -7,8 +7,8 @@ process on one GPU:
 1. export the module to ONNX (or read ``<onnx-dir>/<model>.<exporter>.onnx`` where one is given) and import it
    (`ios_core.onnx_io.load_onnx`): the whole network is the graph, with the file's weights;
 2. the reference output is ONNX Runtime's on the CPU, for one standard-normal input batch (seed 0);
-3. search IOS-Both with the measured stage cost (``opt=both r=3 s=8``), as ``python -m ios_core.optimize`` does
-   (`ios_core.optimize.search_graph`), the file's weights in every stage;
+3. search IOS-Both with the measured stage cost (``opt=both r=3 s=8``) by ``python -m ios_core.optimize`` itself,
+   the file's weights in every stage, in a process of its own stopped after ``--search-timeout-s``;
 4. time ``sequential`` and ``ios_both`` on the engine with the file's weights (CUDA-graph replays);
 
 then, once per network, the original module with the same weights (channels-last, ``cudnn.benchmark``):
@@ -51,6 +51,7 @@ import contextlib
 import json
 import math
 import platform
+import subprocess
 import sys
 import tarfile
 import tempfile
@@ -64,14 +65,14 @@ import numpy as np
 from records import Run, baseline_record, measure_record
 
 from ios_core.baselines import Measurement
-from ios_core.config import compose, device_profile
+from ios_core.config import device_profile
 from ios_core.files import write_atomic
+from ios_core.ir import Graph
 from ios_core.measure import gpu_mismatch, simulated
 from ios_core.onnx_io import Network, load_onnx
-from ios_core.optimize import search_graph
 from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
-from ios_core.schedule import Schedule, sequential
+from ios_core.schedule import Schedule, load, sequential
 from ios_core.timing import Timing
 from ios_core.tracking import write
 
@@ -127,6 +128,7 @@ class Bench:
     resolution: int | None = None
     compile_mode: str = "default"
     budget_s: float | None = None
+    search_timeout_s: float | None = None
     retry_failed: bool = False
     pack: bool = False
     started: float = field(default_factory=time.perf_counter)
@@ -270,16 +272,30 @@ def input_batch(name: str, bench: Bench) -> np.ndarray:
 # ---- our engine: the search, then Sequential and IOS-Both ----
 
 
-def search(bench: Bench, name: str, exporter: str, network: Network, path: Path) -> Schedule:
-    """IOS-Both of the imported network, searched as ``python -m ios_core.optimize`` searches (``SEARCH``), with the
-    measured stage cost on a GPU (the simulated one in a dry run) and the file's weights."""
+class SearchError(RuntimeError):
+    """The search gave no schedule: it failed (its last line of error) or did not end in time."""
+
+
+def search(bench: Bench, name: str, exporter: str, path: Path, graph: Graph) -> Schedule:
+    """IOS-Both of the file, searched by ``python -m ios_core.optimize model=onnx`` itself (``SEARCH``): the measured
+    stage cost on a GPU (the simulated one in a dry run), the file's weights in every stage. In a process of its own,
+    so that a search that does not end within ``bench.search_timeout_s`` (a DP over a block of hundreds of operators)
+    costs that much time and no more; the stages it measured are in the cost cache for the next call."""
     cost = ["cost=simulated"] if bench.dry_run else [
         "cost=measured", f"cost.cache={bench.keep / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
     output = bench.keep / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
-    cfg = compose("optimize", ["model=onnx", f"model.path={path}", f"device={bench.device}", f"batch={bench.batch}",
-                               f"precision={PRECISION}", *SEARCH, *cost, f"output={output}", "progress=false",
-                               "tracking.mlflow=false"])
-    return search_graph(cfg, network.graph, network.weights).schedule
+    command = [sys.executable, "-m", "ios_core.optimize", "model=onnx", f"model.path={path}", f"device={bench.device}",
+               f"batch={bench.batch}", f"precision={PRECISION}", *SEARCH, *cost, f"output={output}", "progress=false",
+               "tracking.mlflow=false"]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=bench.search_timeout_s)
+    except subprocess.TimeoutExpired:
+        raise SearchError(f"the search did not end within {bench.search_timeout_s:g} s") from None
+    print(done.stdout, end="", flush=True)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        raise SearchError(f"the search failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
+    return load(output, graph)
 
 
 def tune_cache(bench: Bench) -> Path:
@@ -315,13 +331,15 @@ def engine_rows(bench: Bench, rows: Rows, name: str, exporter: str, path: Path) 
     """Import, search and run one exported file in every engine mode still to do, against ONNX Runtime."""
     x = input_batch(name, bench)
     expected = reference(bench, name, path, x)
-    network = load_onnx(path, name=name)
-    todo = pending(bench, rows, name, exporter, ENGINE_MODES)
+    network = load_onnx(path)  # named as ios_core.optimize names it, for its schedule to load
+    todo, ops = pending(bench, rows, name, exporter, ENGINE_MODES), len(network.graph.operators)
     schedules = {"sequential": sequential(network.graph)}
     if "ios_both" in todo:
-        schedules["ios_both"] = search(bench, name, exporter, network, path)
-    ops = len(network.graph.operators)
-    for mode in todo:
+        try:
+            schedules["ios_both"] = search(bench, name, exporter, path, network.graph)
+        except SearchError as error:  # a row that says so; --retry-failed resumes it from the cost cache
+            rows.add(row(bench, name, exporter, "ios_both", error=one_line(error), ops=ops))
+    for mode in [m for m in todo if m in schedules]:
         try:
             if bench.dry_run:
                 numbers = simulate(bench, network, schedules[mode], x, expected)
@@ -578,6 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile's mode (always with freezing): default, max-autotune-no-cudagraphs, ...")
     parser.add_argument("--budget-s", type=float, default=None, help="start no new network after this many seconds")
+    parser.add_argument("--search-timeout-s", type=float, default=300,
+                        help="give up an IOS-Both search after this many seconds (its row says so)")
     parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
     parser.add_argument("--dry-run", action="store_true", help="CPU: simulated cost, no engine, no PyTorch timing")
     parser.add_argument("--onnx-dir", type=Path, default=None, help="read <model>.<exporter>.onnx here if present")
@@ -594,7 +614,8 @@ def main(argv: list[str] | None = None) -> int:
     keep = args.keep or args.out.with_name(args.out.name + ".records")
     bench = Bench(args.out, keep, args.device, args.batch, tuple(args.modes), timing, dry_run=args.dry_run,
                   onnx_dir=args.onnx_dir, resolution=args.resolution, compile_mode=args.compile_mode,
-                  budget_s=args.budget_s, retry_failed=args.retry_failed, pack=args.pack)
+                  budget_s=args.budget_s, search_timeout_s=args.search_timeout_s, retry_failed=args.retry_failed,
+                  pack=args.pack)
     rows = run(bench, args.models, tuple(args.exporters))
     print(table(rows.rows, args.exporters[0]))
     return 0

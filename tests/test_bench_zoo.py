@@ -116,36 +116,46 @@ def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the fake GPU downloads uninitialized memory
-def test_on_a_fake_gpu_the_engine_modes_search_run_and_record_with_the_file_s_weights(tmp_path, zoo, monkeypatch):
+def test_on_a_fake_gpu_the_engine_runs_the_file_s_weights_and_a_search_that_fails_says_why(tmp_path, zoo,
+                                                                                           monkeypatch):
     """The GPU path up to the GPU (`fake_gpu`: every call recorded, nothing computed, so every output is wrong):
-    the measured search, both plans on the file's weights, a row and a ``measure`` record per mode, all packed."""
+    Sequential's plan on the file's weights, its row and ``measure`` record, all packed. The search runs as its own
+    process (``python -m ios_core.optimize``), where the fake is not: its row says why it gave no schedule."""
     from fake_gpu import FakeGpu
 
     from ios_core import engine
-    from ios_core.cost import factory
     from ios_core.onnx_io import load_onnx
     from ios_core.tracking import read
 
     onnx_file(tmp_path, "squeezenet1_1.torchscript.onnx")
     weights = load_onnx(tmp_path / "squeezenet1_1.torchscript.onnx").weights
-    monkeypatch.setattr(factory, "gpu_present", lambda: True)
     monkeypatch.setattr(engine, "environment", lambda: {"name": "NVIDIA H200", "driver": "580", "cuda": "13.0",
                                                          "cudnn": "9.19.0"})
     bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.ENGINE_MODES,
                       zoo.Timing(warmup=1, number=2, repeat=3), onnx_dir=tmp_path, resolution=16, pack=True)
     gpu = FakeGpu()
     try:
-        rows = zoo.run(bench, ["squeezenet1_1"], ("torchscript",)).rows
+        rows = {r["mode"]: r for r in zoo.run(bench, ["squeezenet1_1"], ("torchscript",)).rows}
         uploaded = [a.host for a in gpu.recorder.allocs.values() if a.host is not None]
     finally:
         gpu.close()
-    assert [(r["mode"], r["ms"] > 0, r["source"]) for r in rows] == [("sequential", True, "measured"),
-                                                                      ("ios_both", True, "measured")]
-    assert all(r["error"].startswith("output differs from ONNX Runtime's") for r in rows)
+    sequential, both = rows["sequential"], rows["ios_both"]
+    assert sequential["ms"] > 0 and sequential["source"] == "measured" and sequential["ops"] == both["ops"] == 12
+    assert sequential["error"].startswith("output differs from ONNX Runtime's")
+    assert both["ms"] is None and both["error"].startswith("SearchError: the search failed: error: cost=measured")
     assert "NaN" not in (tmp_path / "zoo.json").read_text()  # strict JSON: the fake's NaN error is null
-    assert all(any(np.array_equal(host[-p["bias"].size:], p["bias"].astype(np.float32)) for host in uploaded)
-               for p in weights.values())  # every convolution's bias, the file's
-    for mode in zoo.ENGINE_MODES:
-        record = read(tmp_path / "keep" / "records" / f"squeezenet1_1_torchscript_b1_{mode}.json")
-        assert record.kind == "measure" and record.tags["exporter"] == "torchscript" and record.tags["mode"] == mode
-    assert (tmp_path / "keep" / "stage_costs.jsonl").stat().st_size > 0 and bench.packed.is_file()
+    uploaded = b"".join(host.tobytes() for host in uploaded)
+    assert all(p["bias"].astype(np.float32).tobytes() in uploaded for p in weights.values())  # the file's biases
+    record = read(tmp_path / "keep" / "records" / "squeezenet1_1_torchscript_b1_sequential.json")
+    assert (record.kind, record.tags["exporter"], record.params["opt"]) == ("measure", "torchscript", "sequential")
+    assert bench.packed.is_file()
+
+
+def test_a_search_that_does_not_end_in_time_is_a_row_that_says_so(tmp_path):
+    onnx_file(tmp_path, "squeezenet1_1.torchscript.onnx")
+    done = dry_run(tmp_path, "--models", "squeezenet1_1", "--exporters", "torchscript", "--resolution", "16",
+                   "--search-timeout-s", "0.01")
+    assert done.returncode == 0, done.stderr
+    rows = {r["mode"]: r for r in json.loads((tmp_path / "zoo.json").read_text())["rows"]}
+    assert rows["sequential"]["ms"] > 0 and rows["ios_both"]["ms"] is None
+    assert rows["ios_both"]["error"] == "SearchError: the search did not end within 0.01 s"

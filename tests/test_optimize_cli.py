@@ -13,7 +13,7 @@ from ios_core import models
 from ios_core.config import CONF_DIR, ConfigError, compose, device_profile
 from ios_core.cost import CostUnavailableError, SimulatedCost, TableCost
 from ios_core.cost import factory as cost_factory
-from ios_core.optimize import run, search_graph
+from ios_core.optimize import run
 from ios_core.precision import PRECISIONS
 from ios_core.reference import run_graph, run_schedule
 from ios_core.schedule import load
@@ -52,14 +52,6 @@ def test_an_onnx_model_is_optimized_like_a_built_in_one(tmp_path):
     out = tmp_path / "onnx.json"
     run(config("model=onnx", f"model.path={tmp_path / 'demo.onnx'}", "device=sim", f"output={out}"))
     assert load(out, models.get("onnx", path=str(tmp_path / "demo.onnx"))).ops
-
-
-def test_a_model_already_built_is_searched_as_run_searches_it(tmp_path):
-    """`search_graph` is `run` after the model is built (what bench/zoo.py composes with a file it imported)."""
-    graph, weights = models.load("squeezenet")
-    built = search_graph(config("model=squeezenet", f"output={tmp_path}/a.json"), graph, weights)
-    ran = run(config("model=squeezenet", f"output={tmp_path}/b.json"))
-    assert built.schedule == ran.schedule and built.result.latency_ms == ran.result.latency_ms
 
 
 def test_run_writes_a_valid_schedule_with_its_provenance_that_computes_the_graph(tmp_path, capsys):

@@ -4,9 +4,8 @@ Builds the model, the cost and the optimizer options from the Hydra config (``co
 `ios_core.config`), searches, writes the schedule JSON (``output``, by default under
 ``schedules/``) and prints a two-line summary. A network read from a file (``model=onnx``) is costed
 with its own weights wherever the cost runs it (``cost=measured``). `main` is the thin Hydra wrapper;
-`run` does the work and is what tests call; `search_graph` is its search of a model already built.
-A config error, an unknown model or a cost this machine cannot provide ends the command with a
-one-line message and exit status 2, not a stack trace.
+`run` does the work and is what tests call. A config error, an unknown model or a cost this machine
+cannot provide ends the command with a one-line message and exit status 2, not a stack trace.
 """
 
 from __future__ import annotations
@@ -21,8 +20,6 @@ from ios_core.config import ConfigError, build_model, check_batch, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost
 from ios_core.cost.bound import critical_path
 from ios_core.errors import run_command
-from ios_core.ir import Graph
-from ios_core.models import Weights
 from ios_core.optimizer import OptimizerOptions, SearchResult, search
 from ios_core.schedule import Schedule, save
 from ios_core.timing import Timing
@@ -40,7 +37,8 @@ class Outcome:
 
 
 def run(cfg: DictConfig) -> Outcome:
-    """Search a schedule of the model ``cfg`` names as ``cfg`` says, write it to ``cfg.output`` and print a summary.
+    """Search a schedule as ``cfg`` says, write it to ``cfg.output`` and print a summary. The stages of a network read
+    from a file run with its own weights where the cost runs them (`ios_core.models.load`).
 
     Raises
     ------
@@ -48,25 +46,12 @@ def run(cfg: DictConfig) -> Outcome:
         For a bad, unknown or missing key or value in the config, an unknown model or a cost that cannot be built
         here (`ios_core.errors`).
     """
-    graph, weights = build_model(cfg.model)
-    return search_graph(cfg, graph, weights)
-
-
-def search_graph(cfg: DictConfig, graph: Graph, weights: Weights | None = None) -> Outcome:
-    """`run` for a model already built or read: search ``graph`` as ``cfg`` says (``cfg.model`` only names it), its
-    stages run with ``weights`` where the cost runs them (`ios_core.models.load`: a file's own; None: synthetic),
-    write the schedule to ``cfg.output`` and print a summary.
-
-    Raises
-    ------
-    UserError
-        As `run`, but for the model.
-    """
     try:
         options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     check_batch(cfg.batch)
+    graph, weights = build_model(cfg.model)
     device = DeviceProfile.from_mapping(OmegaConf.to_container(cfg.device))
     c = cfg.cost
     spec = CostSpec(kind=c.kind, precision=str(cfg.precision), cache=c.cache, table=c.table,
