@@ -12,13 +12,14 @@ from test_engine_cases import SCHEDULES
 from ios_core import models
 from ios_core.engine import PlanOptions, lower, verify
 from ios_core.engine import channelwise as cw
+from ios_core.engine import depthwise as dw
 from ios_core.engine import pooling as pl
 from ios_core.engine.depthwise import Launch, Operand
 from ios_core.engine.elements import ELEMENTS, ENGINE_PRECISIONS, element_of
 from ios_core.engine.program import POINTWISE_SIGNATURE
-from ios_core.ir import Pool
+from ios_core.ir import Conv, LayerNorm, Pool
 from ios_core.precision import PRECISIONS
-from ios_core.reference import pool2d
+from ios_core.reference import KERNELS, conv2d, pool2d
 
 HALF = ("fp16", "bf16")
 
@@ -185,5 +186,52 @@ def test_the_fast_pool_reads_16_bit_vectors_and_equals_the_reference(tmp_path, d
     launch = pl.fast_launch(call, 4)
     run_threads(lib, launch, pl.KERNELS[launch.kernel], element=element)
     ref = pool2d(pool, [element.to_float32(hx).transpose(0, 3, 1, 2).astype(np.float64)], {})
+    out = element.to_float32(hy).transpose(0, 3, 1, 2)
+    assert np.abs(out - ref).max() <= 2 * np.abs(ref).max() * (2**-11 if dtype == "float16" else 2**-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_the_fast_depthwise_kernel_reads_16_bit_vectors_and_equals_the_reference(tmp_path, monkeypatch, dtype):
+    monkeypatch.setattr(dw, "THREADS_PER_SM", 0)  # the most work a thread: four channels, four outputs
+    element = ELEMENTS[dtype]
+    markers = {name: "depthwise_##SUFFIX(" if name == dw.GENERIC else
+               "depthwise_nhwc_k##K##_s##S##_v##V##_t##T##NAME(" for name in dw.KERNELS}
+    lib = build_for_host(KERNEL_DIR / "depthwise.cu", markers, tmp_path, element)
+    rng = np.random.default_rng(4)
+    c = 8
+    conv = Conv(c, (3, 3), (1, 1), (1, 1), groups=c, act="relu")
+    x = rng.standard_normal((2, 6, 7, c)).astype(np.float32)  # NHWC
+    weight, bias = rng.standard_normal((c, 1, 3, 3)) / 3, rng.standard_normal(c)
+    hx, hy = host_array(x.shape, element, x), host_array(x.shape, element)
+    hw = host_array((3, 3, c), element, weight[:, 0].transpose(1, 2, 0))  # R x S x C, as packing lays it out
+    hb = host_array((c,), element, bias)
+    call = dw.DepthwiseCall(nhwc_operand(hx), nhwc_operand(hy), hw.ctypes.data, (1, 3 * c, c), hb.ctypes.data, conv)
+    assert dw.vectorizable(call)
+    launch = dw.launch(call, 1)
+    assert launch.kernel == "depthwise_nhwc_k3_s1_v4_t4"
+    run_threads(lib, launch, dw.KERNELS[launch.kernel], element=element)
+    params = {"weight": element.to_float32(hw).transpose(2, 0, 1)[:, None].astype(np.float64),
+              "bias": element.to_float32(hb).astype(np.float64)}
+    ref = conv2d(conv, [element.to_float32(hx).transpose(0, 3, 1, 2).astype(np.float64)], params)
+    out = element.to_float32(hy).transpose(0, 3, 1, 2)
+    assert np.abs(out - ref).max() <= 2 * np.abs(ref).max() * (2**-11 if dtype == "float16" else 2**-8)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_layer_norm_over_16_bit_channels_by_a_warp_equals_the_reference(tmp_path, dtype):
+    element = ELEMENTS[dtype]
+    lib = build_for_host(KERNEL_DIR / "norm.cu", {cw.NORM: marker(cw.NORM)}, tmp_path, element)
+    rng = np.random.default_rng(5)
+    x = (3 * rng.standard_normal((2, 3, 4, 40)) + 1).astype(np.float32)  # NHWC, more channels than lanes
+    hx, hy = host_array(x.shape, element, x), host_array(x.shape, element)
+    weight, bias = (host_array((40,), element, rng.standard_normal(40)) for _ in range(2))
+    op = LayerNorm(1e-6)
+    launch = cw.norm_launch(nhwc_operand(hx), nhwc_operand(hy), op, (weight.ctypes.data, bias.ctypes.data), 1)
+    assert launch.args[1] == 32
+    run_threads(lib, launch, cw.NORM_SIGNATURE, warps=True, element=element)
+    params = {"weight": element.to_float32(weight), "bias": element.to_float32(bias)}
+    ref = KERNELS[LayerNorm](op, [element.to_float32(hx).transpose(0, 3, 1, 2).astype(np.float64)], params)
     out = element.to_float32(hy).transpose(0, 3, 1, 2)
     assert np.abs(out - ref).max() <= 2 * np.abs(ref).max() * (2**-11 if dtype == "float16" else 2**-8)
