@@ -539,16 +539,16 @@ def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> Rows:
                 "resolution": bench.resolution}
     rows = Rows(bench.out, environment(bench), settings)
     bench.unpack()
-    with tempfile.TemporaryDirectory() as work:  # exports are large (nasnetalarge: 350 MB): never kept
-        for name in models:
-            if bench.over_budget():
-                print(f"budget of {bench.budget_s} s reached before {name}: run again to resume", flush=True)
-                break
+    for name in models:
+        if bench.over_budget():
+            print(f"budget of {bench.budget_s} s reached before {name}: run again to resume", flush=True)
+            break
+        with tempfile.TemporaryDirectory() as work:  # exports are large (nasnetalarge: 350 MB): kept one network
             bench_model(bench, rows, name, exporters, Path(work))
-            for r in rows.rows:
-                if r["model"] == name:
-                    print(f"{name:20s} {r['exporter'] or '-':12s} {r['mode']:22s} {fmt(r['ms'])} ms  "
-                          f"{r.get('error') or ''}", flush=True)
+        for r in rows.rows:
+            if r["model"] == name:
+                print(f"{name:20s} {r['exporter'] or '-':12s} {r['mode']:22s} {fmt(r['ms'])} ms  "
+                      f"{r.get('error') or ''}", flush=True)
     return rows
 
 
