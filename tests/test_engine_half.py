@@ -111,6 +111,22 @@ def test_a_16_bit_plan_launches_its_elements_kernels_and_converts_at_its_boundar
     assert precision in geometries  # cuDNN graphs (and their tune-cache keys) carry the precision
 
 
+@pytest.mark.parametrize("barrier", ["stage", "exact"])
+def test_the_boundary_conversions_come_first_and_last_on_stream_0_whatever_the_barrier(gpu, barrier):
+    graph, plan = half_plan(gpu, "nasnet", "fp16", barrier=barrier)
+    start = len(gpu.recorder.calls)
+    plan.enqueue()
+    calls = [c for c in gpu.recorder.calls[start:] if c[0] in ("kernel", "cudnn", "wait", "record")]
+    stream0 = plan.streams[0].handle
+    assert calls[0][:2] == ("kernel", "convert_in_f16") and calls[0][4] == stream0
+    assert calls[-1][:2] == ("kernel", "convert_out_f16") and calls[-1][4] == stream0
+    side = {c[1] for c in calls if c[0] == "wait"} - {stream0}
+    assert side, "the plan runs groups on several streams"
+    # every side stream is joined into stream 0 before the output is converted
+    joins = [c for c in calls if c[0] == "wait" and c[1] == stream0]
+    assert joins and gpu.recorder.calls.index(joins[-1], start) < gpu.recorder.calls.index(calls[-1], start)
+
+
 @pytest.mark.parametrize("precision", HALF)
 def test_a_16_bit_plan_is_poisoned_with_its_own_nan_and_uploads_weights_in_its_type(gpu, precision):
     element = element_of(precision)
