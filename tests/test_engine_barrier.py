@@ -210,7 +210,7 @@ def test_an_exact_plan_runs_each_group_after_its_dependencies_and_ends_on_stream
 def test_a_stage_plan_waits_for_whole_stages(gpu):
     graph = models.get("inception_v3")
     plan = gpu.engine["plan"].build_plan(graph, SCHEDULES["merged_greedy"](graph), 1, "fp32", None,
-                                         PlanOptions(autotune=False))
+                                         PlanOptions(autotune=False, barrier="stage"))
     launches = replace(plan.launches, stages=marked(gpu, plan.program, plan.streams))
     start = len(gpu.recorder.calls)
     launches.enqueue()

@@ -140,7 +140,7 @@ def test_real_device_is_timed_by_the_engine(schedule_file, monkeypatch):
     fake_engine(monkeypatch, calls)
     record = run(config("device=h100", "autotune=true", "precision=fp32", f"schedule={schedule_file}"))
     batch, precision, weights, options = calls["plan"]
-    assert (batch, precision, options) == (1, "fp32", {"autotune": True, "barrier": "stage"})  # fp32 allows TF32
+    assert (batch, precision, options) == (1, "fp32", {"autotune": True, "barrier": "exact"})  # fp32 allows TF32
     assert weights.keys() == make_weights(models.get("demo")).keys()  # a built-in model: its synthetic weights
     assert calls["closed"] and calls["cost"].kind == "measured" and calls["cost"].autotune
     assert calls["cost"].weights is weights

@@ -176,7 +176,7 @@ class MeasureConfig:
     schedule: str | None = None  # a schedule JSON (python -m ios_core.optimize); required unless `unavailable`
     mode: Mode = Mode.auto
     autotune: bool = False  # cuDNN engine autotuning per convolution (intra-operator), GPU only
-    barrier: Barrier = Barrier["stage"]  # engine only: "stage" barriers or "exact" dependencies between groups
+    barrier: Barrier = Barrier["exact"]  # engine only: "exact" dependencies between groups, or "stage" barriers
     check: bool = True  # engine only: the output against the float64 reference first (metric rel_error)
     timing: TimingConfig = field(default_factory=TimingConfig)
     unavailable: str | None = None  # record "not available" with this reason instead of measuring
