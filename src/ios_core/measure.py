@@ -76,8 +76,9 @@ def simulated(graph: Graph, schedule: Schedule, batch: int, device: DeviceProfil
 
 def stage_utilization(graph: Graph, schedule: Schedule, batch: int, stage_ms: list[float], device: DeviceProfile,
                       precision: str) -> list[float]:
-    """Each stage's FLOP rate at its latency, in % of the device's peak (TF32's when ``fp32`` allows it)."""
-    peak = (device.tf32_tflops if precision == "fp32" else device.fp32_tflops) * 1e12
+    """Each stage's FLOP rate at its latency, in % of the device's tensor-core peak in ``precision`` (TF32's for
+    ``fp32``, FP32's for ``fp32-strict``)."""
+    peak = device.peak_tflops(precision, tensor=True) * 1e12
     flops = [batch * sum(graph.flops(op) for op in stage.ops) for stage in schedule.stages]
     return [100.0 * f / (ms / 1e3) / peak if ms > 0 else 0.0 for f, ms in zip(flops, stage_ms, strict=True)]
 
