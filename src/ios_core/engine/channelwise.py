@@ -8,7 +8,8 @@
   of channels by strides alone, one launch. The pointwise kernel's arguments (`pointwise_args`) broadcast an
   operand of size 1 where the output is larger by a stride of 0: a C x 1 x 1 scale multiplies in one launch.
 
-As for `ios_core.engine.depthwise` and `ios_core.engine.pooling`, the launch is chosen on the host once per task
+Kernels are named as their float32 instances (`ios_core.engine.elements.Element.kernel` names the others). As for
+`ios_core.engine.depthwise` and `ios_core.engine.pooling`, the launch is chosen on the host once per task
 when the plan is built, apart from `ios_core.engine.gpu.launch`, so that it is tested without a GPU.
 """
 

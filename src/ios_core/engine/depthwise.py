@@ -9,6 +9,9 @@ Two families (the file's header says how each works):
   multiples of 4 and all four base addresses aligned to 4 elements.
 - ``depthwise_f32``, the generic fallback for everything else (NCHW, dilation, other kernels).
 
+Kernels are named here as their float32 instances; a 16-bit plan launches the same choice's instance for its
+element type (``depthwise_f16``, ``depthwise_nhwc_k3_s1_v4_t4_bf16``: `ios_core.engine.elements.Element.kernel`).
+
 The choice is made on the host from the geometry alone, once per task when the plan is built, so
 a launch costs nothing more than before. It lives here, apart from `ios_core.engine.gpu.launch`
 (which imports PyCUDA and the cuDNN frontend), so that it is tested without a GPU.

@@ -9,6 +9,9 @@ Two families (the file's header says how each works):
   elements.
 - ``pool2d_f32``, the generic fallback for everything else (NCHW, offsets beyond 32 bits).
 
+Kernels are named here as their float32 instances; a 16-bit plan launches the same choice's instance for its
+element type (`ios_core.engine.elements.Element.kernel`).
+
 As for depthwise convolutions (`ios_core.engine.depthwise`, whose views, launches and magic-number
 divisions this module shares), the choice is made on the host once per task when the plan is
 built, apart from `ios_core.engine.gpu.launch` so that it is tested without a GPU.
