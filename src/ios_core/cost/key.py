@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
 from typing import Any, NamedTuple
 
 from ios_core.ir import Graph, Node, Op
@@ -73,8 +74,29 @@ def op_key(graph: Graph, node: Node, position: dict[str, int]) -> OpKey:
     return OpKey(node.op, tuple(operands))
 
 
+FIELDS_KEYED_SINCE = ("padding_end", "ceil_mode", "count_include_pad")
+"""Operator fields added after the shipped stage costs (``results/profiles``) were keyed: left out of an
+operator's text while at their defaults, so an operator that does not use them keeps the key it always had."""
+
+
+def op_repr(op: Op) -> str:
+    """The dataclass ``repr`` of an operator (a `Sequential`'s inner ones too), less `FIELDS_KEYED_SINCE` at their
+    defaults."""
+    parts = []
+    for field in fields(op):
+        value = getattr(op, field.name)
+        if field.name in FIELDS_KEYED_SINCE and value == field.default:
+            continue
+        if isinstance(value, tuple) and value and is_dataclass(value[0]):  # a Sequential's operators
+            value = "(" + ", ".join(map(op_repr, value)) + ("," if len(value) == 1 else "") + ")"
+        else:
+            value = repr(value)
+        parts.append(f"{field.name}={value}")
+    return f"{type(op).__qualname__}({', '.join(parts)})"
+
+
 def op_text(key: OpKey) -> str:
-    return repr(key.op) + repr(key.operands)
+    return op_repr(key.op) + repr(key.operands)
 
 
 def group_text(merge: bool, op_texts: list[str]) -> str:
