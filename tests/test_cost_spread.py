@@ -84,3 +84,19 @@ def test_a_worker_that_dies_is_named_and_the_others_stop():
 def test_devices_must_be_distinct_and_given(devices):
     with pytest.raises(SpreadError, match="distinct devices"):
         SpreadCost(fake_device, devices)
+
+
+def test_the_optimize_command_spreads_its_stages_over_cost_gpus(tmp_path):
+    from ios_core.config import compose
+    from ios_core.optimize import run
+
+    def optimize(*overrides):
+        base = ("model=demo", "device=sim", "opt=both", "r=2", "s=2", "progress=false", "tracking.mlflow=false")
+        return run(compose("optimize", [*base, *overrides]))
+
+    alone = optimize(f"output={tmp_path}/alone.json")
+    spread = optimize("cost.gpus=[0,1]", f"cost.cache={tmp_path}/c.jsonl", f"output={tmp_path}/spread.json")
+    assert spread.schedule.stages == alone.schedule.stages
+    assert spread.result.latency_ms == pytest.approx(alone.result.latency_ms)
+    lines = [json.loads(line) for line in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert {line["by"] for line in lines} == {"0", "1"}

@@ -56,7 +56,7 @@ def run(cfg: DictConfig) -> Outcome:
     c = cfg.cost
     spec = CostSpec(kind=c.kind, precision=str(cfg.precision), cache=c.cache, table=c.table,
                     timing=Timing(**OmegaConf.to_container(c.timing)), autotune=c.autotune, tune_cache=c.tune_cache,
-                    weights=weights)
+                    weights=weights, gpus=tuple(str(gpu) for gpu in c.gpus))
     with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
         result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
         evaluations, hits = cost.stats.misses, cost.stats.hits

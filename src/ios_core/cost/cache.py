@@ -210,7 +210,11 @@ class CachedCost:
         self._pending.clear()
 
     def close(self) -> None:
+        """Write what is pending, and close the cost beneath where it holds something (a spread's workers)."""
         self.flush()
+        close_inner = getattr(self.inner, "close", None)
+        if close_inner is not None:
+            close_inner()
 
     def __enter__(self) -> CachedCost:
         return self

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from ios_core.cost.cache import CachedCost
@@ -19,6 +20,7 @@ from ios_core.cost.device import DeviceProfile
 from ios_core.cost.key import content_space
 from ios_core.cost.protocol import StageCost
 from ios_core.cost.simulated import SimulatedCost
+from ios_core.cost.spread import SpreadCost
 from ios_core.cost.table import TableCost
 from ios_core.errors import UserError
 from ios_core.timing import Timing
@@ -34,7 +36,9 @@ class CostSpec:
     """Which cost to build: its ``kind``, the ``precision``, an optional disk ``cache`` and a ``table`` file;
     for ``measured``, how each stage is timed (``timing``), whether convolution engines are autotuned
     (``autotune``, remembered in ``tune_cache``) and the ``weights`` the stages run with: the network's own, by node
-    name (a file's, `ios_core.models.load`), or None for `ios_core.weights.make_weights` of the graph costed."""
+    name (a file's, `ios_core.models.load`), or None for `ios_core.weights.make_weights` of the graph costed;
+    ``gpus``: the GPUs (``CUDA_VISIBLE_DEVICES`` entries) one search's new stages are spread over, one worker process
+    each (`ios_core.cost.spread`), or none for this process's own."""
 
     kind: str = "simulated"
     precision: str = "fp32"
@@ -44,16 +48,18 @@ class CostSpec:
     autotune: bool = True
     tune_cache: str | None = None
     weights: Mapping[str, Params] | None = None
+    gpus: tuple[str, ...] = ()
 
 
 PATHS = ("cache", "table", "tune_cache")
 """The fields of a `CostSpec` that say where files are, not what the numbers are: no part of a cache space (a table
 is in it by content, `TableCost.space`)."""
-NOT_INPUTS = (*PATHS, "weights")
+NOT_INPUTS = (*PATHS, "weights", "gpus")
 """The fields no cache space holds. Nor do the weights: a stage's latency does not depend on the values it computes
 with (cuDNN's convolutions and our kernels take no data-dependent path, and a stage timed alone reads random inputs
 anyway), so a network read from a file and its twin on synthetic weights share their measurements. What does depend
-on the weights -- an output checked against a reference -- is never cached."""
+on the weights -- an output checked against a reference -- is never cached. Nor which GPUs measured: a spread is
+refused unless every GPU's cost has the same space (`ios_core.cost.spread`)."""
 
 CostBuilder = Callable[[CostSpec, DeviceProfile], StageCost]
 
@@ -108,7 +114,7 @@ COSTS: dict[str, CostBuilder] = {"simulated": _simulated, "table": _table, "meas
 
 def fallback_space(kind: str, spec: CostSpec, device: DeviceProfile) -> str:
     """The space of a cost that names none: everything it was built from but where its files are and the weights."""
-    fields = asdict(replace(spec, weights=None))  # never deep-copy the arrays just to leave them out
+    fields = asdict(replace(spec, weights=None, gpus=()))  # never deep-copy the arrays just to leave them out
     inputs = {"device": device.as_dict(), "spec": {k: v for k, v in fields.items() if k not in NOT_INPUTS}}
     return content_space(inputs, kind, device.name, spec.precision)
 
@@ -126,6 +132,9 @@ def build_cost(spec: CostSpec, device: DeviceProfile) -> CachedCost:
     except KeyError:
         known = ", ".join(sorted(COSTS))
         raise CostUnavailableError(f"unknown cost kind {spec.kind!r}; known kinds: {known}") from None
-    inner = builder(spec, device)
+    if spec.gpus:
+        inner = SpreadCost(partial(builder, replace(spec, gpus=()), device), [str(gpu) for gpu in spec.gpus])
+    else:
+        inner = builder(spec, device)
     space = getattr(inner, "space", None) or fallback_space(inner.kind, spec, device)
     return CachedCost(inner, space, spec.cache)
