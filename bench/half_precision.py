@@ -11,7 +11,7 @@ precision (fp16; bf16 too with ``--bf16``), on the same deterministic weights ro
 - ``torch_compile_freeze``, ``torch_cudagraph``: the PyTorch baselines of `ios_core.baselines` at the precision
   (``torch_module`` of the same graph, ``.half()`` / ``.to(torch.bfloat16)``, channels-last);
 - ``lib_compile_freeze``: torchvision's Inception V3 and timm's NasNet-A large themselves (the networks a user
-  would pick, ``bench/zoo.py``'s `build_module`: seeded, random weights) under ``torch.compile`` with Inductor
+  would pick, `ios_core.models.zoo.build_module`: seeded, random weights) under ``torch.compile`` with Inductor
   freezing (``reduce-overhead``), converted and laid out alike; its error is against the same library network
   run in float64.
 
@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from zoo import build_module, one_line
+from zoo import one_line
 
 from ios_core import models
 from ios_core import schedule as S
@@ -54,6 +54,7 @@ from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
 from ios_core.files import write_atomic
 from ios_core.measure import gpu_mismatch, simulated
+from ios_core.models.zoo import build_module
 from ios_core.onnx_io import Network
 from ios_core.precision import TOLERANCE, spec_of
 from ios_core.reference import relative_error
@@ -63,7 +64,7 @@ from ios_core.weights import make_input
 MODELS = ("inception_v3", "nasnet", "randwire", "squeezenet")
 ENGINE_MODES = ("sequential", "ios_both")
 TORCH_MODES = {"torch_cudagraph": "torch_cudagraph", "torch_compile_freeze": "torch_compile_freeze"}  # mode: framework
-LIBRARY = {"inception_v3": "inception_v3", "nasnet": "nasnetalarge"}  # our model: its network in bench/zoo.py's ZOO
+LIBRARY = {"inception_v3": "inception_v3", "nasnet": "nasnetalarge"}  # our model: its zoo network
 FAST_MODES = ("sequential", "ios_both", "torch_cudagraph")
 COMPILED_MODES = ("torch_compile_freeze", "lib_compile_freeze")
 MODES = (*FAST_MODES, *COMPILED_MODES)

@@ -69,6 +69,7 @@ from ios_core.config import device_profile
 from ios_core.files import write_atomic
 from ios_core.ir import Graph
 from ios_core.measure import gpu_mismatch, simulated
+from ios_core.models.zoo import EXPORTERS, ZOO, build_module, export
 from ios_core.onnx_io import Network, load_onnx
 from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
@@ -76,36 +77,6 @@ from ios_core.schedule import Schedule, load, sequential
 from ios_core.timing import Timing
 from ios_core.tracking import write
 
-
-@dataclass(frozen=True)
-class Source:
-    """Where a network comes from: ``torchvision.models.<name>(**kwargs)`` or ``timm.create_model(name)``, and the
-    resolution it is exported at."""
-
-    library: str
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    resolution: int = 224
-
-
-ZOO = {
-    "googlenet": Source("torchvision", {"aux_logits": False, "init_weights": True}),
-    "inception_v3": Source("torchvision", {"aux_logits": False, "init_weights": True}, 299),
-    "resnet50": Source("torchvision"),
-    "densenet121": Source("torchvision"),
-    "squeezenet1_1": Source("torchvision"),
-    "efficientnet_b0": Source("torchvision"),
-    "mobilenet_v2": Source("torchvision"),
-    "mobilenet_v3_small": Source("torchvision"),
-    "shufflenet_v2_x1_0": Source("torchvision"),
-    "regnet_y_400mf": Source("torchvision"),
-    "mnasnet1_0": Source("torchvision"),
-    "convnext_tiny": Source("torchvision"),
-    "dpn68": Source("timm"),
-    "inception_v4": Source("timm", resolution=299),
-    "nasnetalarge": Source("timm", resolution=331),
-    "pnasnet5large": Source("timm", resolution=331),
-}
-EXPORTERS = ("torchscript", "dynamo")
 ENGINE_MODES = ("sequential", "ios_both")
 TORCH_MODES = ("torch_eager", "torch_cudagraph", "torch_compile_freeze")
 MODES = (*ENGINE_MODES, *TORCH_MODES)
@@ -220,40 +191,6 @@ def torch_importable() -> bool:
     except ImportError:
         return False
     return True
-
-
-def build_module(name: str, seed: int = 0) -> Any:
-    """The network, seeded, with randomized BatchNorm statistics (no pretrained weights), in eval mode."""
-    import torch
-
-    torch.manual_seed(seed)
-    source = ZOO[name]
-    if source.library == "torchvision":
-        import torchvision
-
-        model = getattr(torchvision.models, name)(weights=None, **source.kwargs)
-    else:
-        import timm
-
-        model = timm.create_model(name, pretrained=False, **source.kwargs)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def export(module: Any, x: np.ndarray, exporter: str, path: Path) -> Path:
-    """``module`` written to ``path`` by PyTorch's TorchScript (opset 17) or dynamo (opset 18) ONNX exporter."""
-    import torch
-
-    batch = torch.from_numpy(x)
-    if exporter == "torchscript":
-        torch.onnx.export(module, batch, str(path), opset_version=17, dynamo=False)
-    else:
-        torch.onnx.export(module, (batch,), str(path), opset_version=18, dynamo=True)
-    return path
 
 
 def onnx_runtime(path: Path, x: np.ndarray) -> np.ndarray:

@@ -159,3 +159,13 @@ def test_a_search_that_does_not_end_in_time_is_a_row_that_says_so(tmp_path):
     rows = {r["mode"]: r for r in json.loads((tmp_path / "zoo.json").read_text())["rows"]}
     assert rows["sequential"]["ms"] > 0 and rows["ios_both"]["ms"] is None
     assert rows["ios_both"]["error"] == "SearchError: the search did not end within 0.01 s"
+
+
+def test_the_scripts_share_one_zoo_table_that_needs_no_torch(zoo):
+    import ios_core.models.zoo as table
+
+    assert zoo.ZOO is table.ZOO and zoo.EXPORTERS is table.EXPORTERS and zoo.build_module is table.build_module
+    make_zoo = (ROOT / "tests" / "zoo" / "make_zoo.py").read_text()
+    assert "from ios_core.models.zoo import" in make_zoo and "Source(" not in make_zoo
+    probe = "import sys, ios_core.models.zoo; print(sorted({'torch', 'torchvision', 'timm'} & set(sys.modules)))"
+    assert subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout == "[]\n"

@@ -1,15 +1,16 @@
 """Export the 16 zoo CNNs with both PyTorch ONNX exporters into small committed files (issue #16).
 
-Run with the zoo venv, which has torch, torchvision and timm (the test suite never needs them)::
+Run with the zoo venv, which has torch, torchvision and timm (the test suite never needs them), and hydra-core for
+the table `ios_core.models.zoo`::
 
-    /work/zoo-venv/bin/python tests/zoo/make_zoo.py [model ...]
+    PYTHONPATH=src /work/zoo-venv/bin/python tests/zoo/make_zoo.py [model ...]
 
-Each network is randomly initialized (seed 0) with its BatchNorm running statistics randomized, put in eval
-mode and exported at batch 1 and the smallest resolution its layers accept, by TorchScript (opset 17) and by
-dynamo (opset 18). Value infos and per-node metadata are dropped, and every float initializer over 1 KB is moved
-to external data whose file is not kept, so a committed ``<model>.<exporter>.onnx`` holds the graph, the shape
-constants and the small tensors only; ``tests/zoo_models.py`` fills the stripped tensors again, deterministically.
-Failures go to ``failures.txt``.
+Each network of `ios_core.models.zoo.ZOO` is built by its `build_module` (seed 0, BatchNorm running statistics
+randomized, eval mode) and exported at batch 1 and its ``small`` resolution, the smallest its layers accept, by
+TorchScript (opset 17) and by dynamo (opset 18). Value infos and per-node metadata are dropped, and every float
+initializer over 1 KB is moved to external data whose file is not kept, so a committed ``<model>.<exporter>.onnx``
+holds the graph, the shape constants and the small tensors only; ``tests/zoo_models.py`` fills the stripped
+tensors again, deterministically. Failures go to ``failures.txt``.
 """
 
 from __future__ import annotations
@@ -20,54 +21,13 @@ import traceback
 from pathlib import Path
 
 import onnx
-import timm
 import torch
-import torchvision
 from onnx.external_data_helper import convert_model_to_external_data
 
+from ios_core.models.zoo import EXPORTERS, ZOO, build_module, export
+
 HERE = Path(__file__).parent
-
-TORCHVISION = {
-    "googlenet": {"aux_logits": False, "init_weights": True},
-    "inception_v3": {"aux_logits": False, "init_weights": True},
-    "resnet50": {},
-    "densenet121": {},
-    "squeezenet1_1": {},
-    "efficientnet_b0": {},
-    "mobilenet_v2": {},
-    "mobilenet_v3_small": {},
-    "shufflenet_v2_x1_0": {},
-    "regnet_y_400mf": {},
-    "mnasnet1_0": {},
-    "convnext_tiny": {},
-}
-TIMM = ("dpn68", "inception_v4", "nasnetalarge", "pnasnet5large")
-RESOLUTION = {"inception_v3": 75, "inception_v4": 75}
-"""Input height and width where 64 is too small for a network's layers."""
-DEFAULT_RESOLUTION = 64
 STRIP_BYTES = 1024
-
-
-def build(name: str) -> torch.nn.Module:
-    """The network, seeded, with randomized BatchNorm statistics, in eval mode."""
-    torch.manual_seed(0)
-    if name in TORCHVISION:
-        model = getattr(torchvision.models, name)(weights=None, **TORCHVISION[name])
-    else:
-        model = timm.create_model(name, pretrained=False)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
-                module.running_mean.normal_(0.0, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return model.eval()
-
-
-def export(model: torch.nn.Module, x: torch.Tensor, exporter: str, path: Path) -> None:
-    if exporter == "torchscript":
-        torch.onnx.export(model, x, str(path), opset_version=17, dynamo=False)
-    else:
-        torch.onnx.export(model, (x,), str(path), opset_version=18, dynamo=True)
 
 
 def strip(source: Path, target: Path) -> None:
@@ -95,9 +55,9 @@ def strip(source: Path, target: Path) -> None:
 def main(names: list[str]) -> None:
     failures = []
     for name in names:
-        size = RESOLUTION.get(name, DEFAULT_RESOLUTION)
-        model, x = build(name), torch.randn(1, 3, size, size)
-        for exporter in ("torchscript", "dynamo"):
+        size = ZOO[name].small
+        model, x = build_module(name), torch.randn(1, 3, size, size)
+        for exporter in EXPORTERS:
             target = HERE / f"{name}.{exporter}.onnx"
             try:
                 with tempfile.TemporaryDirectory() as tmp:
@@ -113,4 +73,4 @@ def main(names: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or [*TORCHVISION, *TIMM])
+    main(sys.argv[1:] or list(ZOO))
