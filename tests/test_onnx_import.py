@@ -134,6 +134,42 @@ def test_blocks_are_cut_where_a_single_tensor_is_live():
     assert str(network.graph["exit"]) == "exit = identity (b1[0:2] ++ pool[0:4])"
 
 
+def nasnet_like(cells):
+    """A stem convolution, then ``cells`` cells of 10 nodes, each reading the exits of the two blocks before it (the
+    first: the input and the stem), as NASNet's do; then a convolution. Returns the model and each cell's output."""
+    n = Net()
+    exits = ["x", n.conv("stem", "x", 3, 8)]
+    for i in range(cells):
+        prev, cur = exits[-2:]
+        left = n.conv(f"l{i}", prev, 3 if prev == "x" else 8, 2, k=1, pads=[0] * 4)
+        right = n.conv(f"r{i}", cur, 8, 2, k=1, pads=[0] * 4)
+        sum1 = n.op("Add", f"sum1_{i}", [n.conv(f"a{i}", left, 2, 2), n.conv(f"b{i}", right, 2, 2)])
+        pool = n.op("MaxPool", f"pool{i}", [right], kernel_shape=[3, 3], pads=[1] * 4)
+        sum2 = n.op("Add", f"sum2_{i}", [pool, left])
+        parts = [sum1, sum2, n.op("Relu", f"relu_r{i}", [right]), n.op("Relu", f"relu_l{i}", [left])]
+        exits.append(n.op("Concat", f"cell{i}", parts, axis=1))
+    n.conv("head", exits[-1], 8, 4)
+    return n.model("head"), exits[2:]
+
+
+def test_nasnet_cells_are_blocks_that_read_the_exits_of_the_two_blocks_before():
+    model, _ = nasnet_like(4)  # 42 nodes, no single live tensor until the last cell
+    network = check_equal(model)
+    graph = network.graph
+    blocks = graph.blocks
+    assert [b.exit for b in blocks] == ["stem", "exit", "exit_2", "exit_3", "exit_4", "head"]
+    assert [len(b.nodes) for b in blocks] == [1, 10, 10, 10, 10, 1]
+    owner = {name: i for i, b in enumerate(blocks) for name in b.nodes}
+    for i, block in enumerate(blocks[1:], 1):
+        read = {p for name in block.nodes for p in graph[name].producers if owner.get(p, -1) != i}
+        assert read <= {blocks[k].exit for k in (i - 2, i - 1) if k >= 0} | {"input"}
+
+
+def test_two_exit_cuts_are_not_made_in_small_spans():
+    model, _ = nasnet_like(2)  # 22 nodes: like an Inception module, the span stays one block
+    assert [b.exit for b in check_equal(model).graph.blocks] == ["exit", "head"]
+
+
 def test_channel_split_and_slice_are_views_not_nodes():
     n = Net(channels=6)
     n.op("Split", "split", ["x", n.const("sizes", [2, 4], np.int64)], ["s0", "s1"], axis=1)

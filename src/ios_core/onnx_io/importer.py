@@ -109,7 +109,7 @@ def _convert(parsed: Parsed) -> Network:
     ctx.readers.setdefault(parsed.output, []).append("output")
     if parsed.output not in {parsed.input} | {t for node in parsed.nodes for t in node.outputs}:
         raise OnnxImportError(f"the network's output {parsed.output!r} is not computed from its input")
-    cuts = set(cut_tensors(parsed.nodes, parsed.input, parsed.output, parsed.consts))
+    cuts = set(cut_tensors(parsed))  # reorders parsed.nodes block by block
     for node in parsed.nodes:
         layout = _operand_layout(ctx, node)
         try:

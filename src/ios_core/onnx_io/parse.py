@@ -13,7 +13,8 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 4. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
    convolution's (or matrix product's) ``ios.activation`` attribute, whenever the tensor in between has no
    other reader;
-5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value.
+5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value, and in long
+   spans without one, NASNet cells' exits (two-exit cuts).
 """
 
 from __future__ import annotations
@@ -338,14 +339,102 @@ def live(nodes: list[OnnxNode], output: str) -> list[OnnxNode]:
     return live[::-1]
 
 
-def cut_tensors(nodes: list[OnnxNode], source: str, sink: str, consts: dict[str, np.ndarray]) -> list[str]:
-    """Tensors at which the body splits into blocks, in order: each is, once computed, the only live tensor.
+SPLIT_ABOVE = 32
+"""A span between single-tensor cuts of more nodes than this is cut further at two-exit frontiers (`cut_tensors`):
+Inception and ResNet modules (at most 12 nodes in the zoo) stay whole, each NASNet cell becomes a block."""
 
-    A tensor is live from its producer until its last reader (``sink`` is read at the very end).
-    Every node reaches ``sink`` (dead ones were dropped), so a single live tensor separates what
-    comes before it from what comes after in every topological order: the cut does not depend on
-    how the file happens to order its nodes.
+
+def cut_tensors(parsed: Parsed) -> list[str]:
+    """Tensors at which the body splits into blocks, in order; ``parsed.nodes`` is reordered so that each block's
+    nodes follow one another (still a topological order).
+
+    A block ends at tensor T when the nodes that T depends on (its ancestors, ``A(T)``), less the earlier
+    blocks', are the block, and every tensor of ``A(T)`` read outside it is T or the exit of an earlier block:
+
+    - a *single-tensor* cut: T is, once computed, the only live tensor (read later, or the output). A tensor is
+      live from its producer until its last reader; every node reaches the output (dead ones were dropped), so
+      such a T separates what comes before it from what comes after in every topological order;
+    - a *two-exit* cut, only inside a span of more than `SPLIT_ABOVE` nodes between single-tensor cuts: T
+      descends from the previous exit, and besides T at most one earlier exit is still read after it -- a
+      NASNet cell, which reads the exits of the two cells before it. In a small span such cuts would split an
+      Inception module's branches or a residual block into chains, so they are not made there.
+
+    Both are defined by the graph alone, not by the order in which the file lists its nodes.
     """
+    nodes, consts = parsed.nodes, parsed.consts
+    producer = {t: i for i, node in enumerate(nodes) for t in node.outputs if t}
+    ancestors: list[int] = []  # per node, a bit mask of the nodes it depends on, itself included
+    for i, node in enumerate(nodes):
+        mask = 1 << i
+        for t in node.inputs:
+            if t in producer:
+                mask |= ancestors[producer[t]]
+        ancestors.append(mask)
+    readers = dict.fromkeys([parsed.input, *producer], 0)  # per tensor, a bit mask of the nodes that read it
+    for i, node in enumerate(nodes):
+        for t in node.inputs:
+            if t in readers:
+                readers[t] |= 1 << i
+    readers[parsed.output] |= 1 << len(nodes)  # the output is read after every node
+    cuts: list[str] = []
+
+    def two_exit_cut(i: int) -> str | None:
+        previous = producer[cuts[-1]] if cuts else None
+        if previous is not None and (i == previous or not ancestors[i] >> previous & 1):
+            return None  # blocks nest: T descends from the last exit
+        block = ancestors[i] & ~(ancestors[previous] if cuts else 0)
+        return _two_exit_cut(nodes[i], ancestors[i], block, readers, producer, [parsed.input, *cuts])
+
+    start = 0
+    for single in [*_single_tensor_cuts(nodes, parsed.input, parsed.output, consts), None]:
+        end = producer[single] if single else len(nodes)
+        for i in range(start, end) if end - start > SPLIT_ABOVE else ():
+            cut = two_exit_cut(i)
+            # a cut read only by an activation moves past it, where that makes a cut too: a NASNet block ends at the
+            # ReLU that the next two cells share, not at the concatenation before it
+            while cut and readers[cut].bit_count() == 1 and (j := readers[cut].bit_length() - 1) < end:
+                further = two_exit_cut(j) if nodes[j].op_type == ACTIVATION_OP else None
+                if not further:
+                    break
+                cut = further
+            if cut:
+                cuts.append(cut)
+        if single:
+            cuts.append(single)
+        start = end + 1
+    block_of = [len(cuts)] * len(nodes)  # the first block whose exit depends on the node; after all, the last
+    for k, t in reversed(list(enumerate(cuts))):
+        for i in range(len(nodes)):
+            if ancestors[producer[t]] >> i & 1:
+                block_of[i] = k
+    parsed.nodes = [nodes[i] for i in sorted(range(len(nodes)), key=lambda i: block_of[i])]
+    return cuts
+
+
+def _two_exit_cut(
+    node: OnnxNode, ancestors: int, block: int, readers: dict[str, int], producer: dict[str, int], exits: list[str]
+) -> str | None:
+    """The output T of ``node`` where a two-exit cut there ends ``block`` (`cut_tensors`), else None.
+
+    Of the tensors made in ``ancestors`` (or the input) and read outside them, one is T and at most one other, an
+    earlier exit that is the last one or is read in ``block`` too: a cell joins the two exits before it. (An older
+    exit that the block does not read merely outlives it: the block is a branch of the cell that joins them.)
+    """
+    frontier = []
+    for t, reads in readers.items():
+        if (t not in producer or ancestors >> producer[t] & 1) and reads & ~ancestors:
+            frontier.append(t)
+            if len(frontier) > 2:
+                return None
+    own = [t for t in frontier if t in node.outputs]
+    older = [t for t in frontier if t not in own]
+    if len(own) != 1 or any(t not in exits or (t != exits[-1] and not readers[t] & block) for t in older):
+        return None
+    return own[0]
+
+
+def _single_tensor_cuts(nodes: list[OnnxNode], source: str, sink: str, consts: dict[str, np.ndarray]) -> list[str]:
+    """The tensors that are, once computed, the only live tensor (see `cut_tensors`), in order."""
     last_read = {t: i for i, node in enumerate(nodes) for t in node.inputs if t and t not in consts}
     last_read[sink] = len(nodes)
     live, cuts = {source}, []
