@@ -35,8 +35,6 @@ Usage (device, one call of at most 10 minutes; repeat it until every row is ther
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -45,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from records import RowFile
 from zoo import one_line
 
 from ios_core import models
@@ -52,7 +51,6 @@ from ios_core import schedule as S
 from ios_core.baselines import get, measure
 from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
-from ios_core.files import write_atomic
 from ios_core.measure import gpu_mismatch, simulated
 from ios_core.models.zoo import build_module
 from ios_core.onnx_io import Network
@@ -104,31 +102,11 @@ def key(row: dict[str, Any]) -> tuple:
     return row["model"], row["batch"], row["precision"], row["mode"]
 
 
-class Rows:
-    """The rows of ``path``, read at the start and written again (atomically) after every new one."""
-
-    def __init__(self, path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> None:
-        self.path = path
-        old = json.loads(path.read_text()) if path.exists() else {}
-        self.rows: list[dict[str, Any]] = old.get("rows", [])
-        # One machine per call (a resumed run may get another): each row names its call by index.
-        self.environments: list[dict[str, Any]] = [*old.get("environments", []), environment]
-        self.settings = settings
-
-    def done(self, wanted: tuple, bench: Bench) -> bool:
-        """Whether the row is there: measured (a dry run's does not count for a real run), with a number unless
-        ``retry_failed`` asks for those again."""
-        return any(key(row) == wanted and (row["source"] == bench.source or bench.dry_run)
-                   and (row["ms"] is not None or not bench.retry_failed) for row in self.rows)
-
-    def add(self, row: dict[str, Any]) -> None:
-        # NaN is no JSON: a non-finite number is null, and the row's error says what it was
-        row = {**{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
-               "call": len(self.environments) - 1}
-        self.rows = [r for r in self.rows if key(r) != key(row)] + [row]
-        document = {"benchmark": "half_precision", "environments": self.environments, "settings": self.settings,
-                    "rows": self.rows}
-        write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")
+def done(rows: RowFile, wanted: tuple, bench: Bench) -> bool:
+    """Whether the row is there: measured (a dry run's does not count for a real run), with a number unless
+    ``retry_failed`` asks for those again."""
+    return any(key(row) == wanted and (row["source"] == bench.source or bench.dry_run)
+               and (row["ms"] is not None or not bench.retry_failed) for row in rows.rows)
 
 
 def checked(error: float | None, precision: str) -> str | None:
@@ -270,12 +248,12 @@ def environment(dry_run: bool) -> dict[str, Any]:
     return {**gpu_environment(), "torch": found}
 
 
-def run(bench: Bench, args: argparse.Namespace) -> Rows:
+def run(bench: Bench, args: argparse.Namespace) -> RowFile:
     """Every planned row not yet in the output, until the budget is spent."""
     settings = {"timing": vars(bench.timing), "ios_schedule": bench.ios_schedule, "device": bench.device}
-    rows = Rows(bench.out, environment(bench.dry_run), settings)
+    rows = RowFile(bench.out, "half_precision", environment(bench.dry_run), settings, key)
     for model, batch, precision, mode in planned(args):
-        if rows.done((model, batch, precision, mode), bench):
+        if done(rows, (model, batch, precision, mode), bench):
             continue
         if bench.over_budget():
             print(f"stopped by --budget-s {bench.budget_s}: rerun to resume", flush=True)

@@ -10,14 +10,18 @@ arena, an output's error against a reference, the rounds) is a param or metric m
 
 from __future__ import annotations
 
+import json
+import math
 import statistics
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from ios_core.baseline import tags_of
 from ios_core.baselines import Measurement
 from ios_core.engine import PlanOptions
+from ios_core.files import write_atomic
 from ios_core.measure import engine_params, schedule_params
 from ios_core.schedule import Schedule
 from ios_core.timing import Timing
@@ -93,3 +97,25 @@ def file_name(record: Record, suffix: str = "") -> str:
     """A record's file name from its name: ``measure/inception_v3/b1/both+autotune`` ->
     ``inception_v3_b1_both<suffix>.json`` (a baseline's: ``torch_compile_inception_v3_b1<suffix>.json``)."""
     return "_".join(record.name.split("/")[1:]).removesuffix("+autotune").replace("+", "_") + f"{suffix}.json"
+
+
+class RowFile:
+    """A benchmark's rows in one JSON document at ``path``, read at the start and written again (atomically) after
+    every new row, which replaces the row with the same ``key``: a run stopped midway resumes where it stopped."""
+
+    def __init__(self, path: Path, benchmark: str, environment: dict[str, Any], settings: dict[str, Any],
+                 key: Callable[[dict[str, Any]], tuple]) -> None:
+        self.path, self.benchmark, self.settings, self.key = path, benchmark, settings, key
+        old = json.loads(path.read_text()) if path.exists() else {}
+        self.rows: list[dict[str, Any]] = old.get("rows", [])
+        # One machine per call (a resumed run may get another): each row names its call by index.
+        self.environments: list[dict[str, Any]] = [*old.get("environments", []), environment]
+
+    def add(self, row: dict[str, Any]) -> None:
+        # NaN is no JSON: a non-finite number is null, and the row's error says what it was
+        row = {**{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
+               "call": len(self.environments) - 1}
+        self.rows = [r for r in self.rows if self.key(r) != self.key(row)] + [row]
+        document = {"benchmark": self.benchmark, "environments": self.environments, "settings": self.settings,
+                    "rows": self.rows}
+        write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")

@@ -62,11 +62,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import Run, baseline_record, measure_record
+from records import RowFile, Run, baseline_record, measure_record
 
 from ios_core.baselines import Measurement
 from ios_core.config import device_profile
-from ios_core.files import write_atomic
 from ios_core.ir import Graph
 from ios_core.measure import gpu_mismatch, simulated
 from ios_core.models.zoo import EXPORTERS, ZOO, build_module, export
@@ -128,37 +127,23 @@ class Bench:
         return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
 
 
-class Rows:
-    """The rows of ``path``, read at the start and written again (atomically) after every new one."""
-
-    def __init__(self, path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> None:
-        self.path = path
-        old = json.loads(path.read_text()) if path.exists() else {}
-        self.rows: list[dict[str, Any]] = old.get("rows", [])
-        # One machine per call (a resumed run may get another): each row names its call by index.
-        self.environments: list[dict[str, Any]] = [*old.get("environments", []), environment]
-        self.settings = settings
-
-    def done(self, model: str, exporter: str | None, mode: str, bench: Bench) -> bool:
-        return any(_key(row) == (model, exporter, bench.batch, PRECISION, mode, _source(bench)) and
-                   (row["ms"] is not None or not bench.retry_failed) for row in self.rows)
-
-    def add(self, row: dict[str, Any]) -> None:
-        # NaN is no JSON: a non-finite number is null, and the row's error says what it was
-        row = {**{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()},
-               "call": len(self.environments) - 1}
-        self.rows = [r for r in self.rows if _key(r) != _key(row)] + [row]
-        document = {"benchmark": "zoo", "environments": self.environments, "settings": self.settings,
-                    "rows": self.rows}
-        write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")
-
-
 def _key(row: dict[str, Any]) -> tuple:
     return row["model"], row["exporter"], row["batch"], row["precision"], row["mode"], row.get("source")
 
 
 def _source(bench: Bench) -> str:
     return "simulated" if bench.dry_run else "measured"
+
+
+def row_file(path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> RowFile:
+    """The zoo's rows at ``path`` (`records.RowFile`)."""
+    return RowFile(path, "zoo", environment, settings, _key)
+
+
+def done(rows: RowFile, model: str, exporter: str | None, mode: str, bench: Bench) -> bool:
+    """Whether the row is there, with a number unless ``retry_failed`` asks for those again."""
+    return any(_key(row) == (model, exporter, bench.batch, PRECISION, mode, _source(bench)) and
+               (row["ms"] is not None or not bench.retry_failed) for row in rows.rows)
 
 
 def row(bench: Bench, model: str, exporter: str | None, mode: str, ms: float | None = None,
@@ -264,7 +249,7 @@ def simulate(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
     return {"ms": ms, "error": error, "rel_l2": rel}
 
 
-def engine_rows(bench: Bench, rows: Rows, name: str, exporter: str, path: Path) -> None:
+def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Path) -> None:
     """Import, search and run one exported file in every engine mode still to do, against ONNX Runtime."""
     x = input_batch(name, bench)
     expected = reference(bench, name, path, x)
@@ -288,9 +273,9 @@ def engine_rows(bench: Bench, rows: Rows, name: str, exporter: str, path: Path) 
         rows.add(row(bench, name, exporter, mode, ops=ops, **numbers))
 
 
-def pending(bench: Bench, rows: Rows, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
+def pending(bench: Bench, rows: RowFile, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
     """The ``modes`` asked for whose rows are still to do."""
-    return [m for m in modes if m in bench.modes and not rows.done(name, exporter, m, bench)]
+    return [m for m in modes if m in bench.modes and not done(rows, name, exporter, m, bench)]
 
 
 def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:
@@ -320,7 +305,7 @@ def record_engine(bench: Bench, what: tuple[str, str, str], schedule: Schedule, 
 # ---- the original PyTorch module ----
 
 
-def torch_rows(bench: Bench, rows: Rows, name: str, module: Any, expected: np.ndarray) -> None:
+def torch_rows(bench: Bench, rows: RowFile, name: str, module: Any, expected: np.ndarray) -> None:
     """The original module in every PyTorch mode still to do, each checked against ONNX Runtime's output."""
     import torch
 
@@ -407,7 +392,7 @@ def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) ->
 # ---- the run ----
 
 
-def bench_model(bench: Bench, rows: Rows, name: str, exporters: tuple[str, ...], work: Path) -> None:
+def bench_model(bench: Bench, rows: RowFile, name: str, exporters: tuple[str, ...], work: Path) -> None:
     """Every row of one network still missing: each exporter's engine modes, then the PyTorch modes."""
     engine_todo = [e for e in exporters if pending(bench, rows, name, e, ENGINE_MODES)]
     torch_todo = not bench.dry_run and pending(bench, rows, name, None, TORCH_MODES)
@@ -469,12 +454,12 @@ def environment(bench: Bench) -> dict[str, Any]:
     return found
 
 
-def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> Rows:
+def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> RowFile:
     """Every row of ``models`` x ``exporters`` not in ``bench.out`` yet, written as it comes; stops starting new work
     once ``bench.budget_s`` has passed."""
     settings = {"timing": asdict(bench.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
                 "resolution": bench.resolution}
-    rows = Rows(bench.out, environment(bench), settings)
+    rows = row_file(bench.out, environment(bench), settings)
     bench.unpack()
     for name in models:
         if bench.over_budget():

@@ -102,16 +102,16 @@ def test_the_table_gives_ios_both_against_sequential_and_torch_compile_and_their
 
 def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
     bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.MODES, zoo.Timing(), dry_run=True)
-    rows = zoo.Rows(bench.out, {"machine": 1}, {})
+    rows = zoo.row_file(bench.out, {"machine": 1}, {})
     rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0))
     rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU"))
-    again = zoo.Rows(bench.out, {"machine": 2}, {})
+    again = zoo.row_file(bench.out, {"machine": 2}, {})
     assert again.environments == [{"machine": 1}, {"machine": 2}]
     assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == []
     bench.retry_failed = True
     assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == ["ios_both"]
     again.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))
-    assert [(r["mode"], r["ms"], r["call"]) for r in zoo.Rows(bench.out, {}, {}).rows] == [
+    assert [(r["mode"], r["ms"], r["call"]) for r in zoo.row_file(bench.out, {}, {}).rows] == [
         ("sequential", 1.0, 0), ("ios_both", 0.5, 1)]
 
 
