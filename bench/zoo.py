@@ -199,7 +199,8 @@ class SearchError(RuntimeError):
 
 
 def search(bench: Bench, name: str, exporter: str, path: Path, graph: Graph) -> Schedule:
-    """IOS-Both of the file, searched by ``python -m ios_core.optimize model=onnx`` itself (``SEARCH``): the measured
+    """IOS-Both of the file, searched by ``python -m ios_core.optimize model=onnx`` itself (``SEARCH``, in parts of the
+    network's ``max_part_size``, `ios_core.models.zoo.ZOO`): the measured
     stage cost on a GPU (the simulated one in a dry run), the file's weights in every stage. In a process of its own,
     so that a search that does not end within ``bench.search_timeout_s`` (a DP over a block of hundreds of operators)
     costs that much time and no more; the stages it measured are in the cost cache for the next call."""
@@ -207,7 +208,8 @@ def search(bench: Bench, name: str, exporter: str, path: Path, graph: Graph) -> 
         "cost=measured", f"cost.cache={bench.keep / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
     output = bench.keep / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
     command = [sys.executable, "-m", "ios_core.optimize", "model=onnx", f"model.path={path}", f"device={bench.device}",
-               f"batch={bench.batch}", f"precision={PRECISION}", *SEARCH, *cost, f"output={output}", "progress=false",
+               f"batch={bench.batch}", f"precision={PRECISION}", *SEARCH, f"max_part_size={ZOO[name].max_part_size}",
+               *cost, f"output={output}", "progress=false",
                "tracking.mlflow=false"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=bench.search_timeout_s)
