@@ -47,7 +47,6 @@ Usage (device, calls of at most 10 minutes, each resuming the last; then copy bo
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import math
 import platform
@@ -56,7 +55,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -319,7 +318,8 @@ def torch_rows(bench: Bench, rows: RowFile, name: str, module: Any, expected: np
     static = torch.from_numpy(input_batch(name, bench)).cuda().contiguous(memory_format=torch.channels_last)
     for mode in pending(bench, rows, name, None, TORCH_MODES):
         try:
-            with torch.inference_mode(), torch_call(model, static, mode, bench.compile_mode) as (call, details):
+            with torch.inference_mode():
+                call, details = torch_call(torch, model, static, mode, bench.compile_mode)
                 out = call().float().cpu().numpy()
                 numbers = time_torch(bench, call)
             rel, error = output_check(out, expected)
@@ -332,37 +332,27 @@ def torch_rows(bench: Bench, rows: RowFile, name: str, module: Any, expected: np
     torch.cuda.empty_cache()
 
 
-@contextlib.contextmanager
-def torch_call(model: Any, static: Any, mode: str, compile_mode: str) -> Iterator[tuple[Callable[[], Any], dict]]:
+def torch_call(torch: Any, model: Any, static: Any, mode: str, compile_mode: str) -> tuple[Callable[[], Any], dict]:
     """The call a PyTorch mode times (warmed up, compiled, captured), and the seconds that took (``setup_s``); for
     ``torch_compile_freeze`` also whether its calls replay in our CUDA graph (``cuda_graph``)."""
-    import torch
-    import torch._inductor.config as inductor
+    from ios_core.baselines.torch_adapters import Compile, compiled_call, cuda_graph_replay
 
-    from ios_core.baselines.torch_adapters import cuda_graph_replay
-
-    started, previous, details = time.perf_counter(), inductor.freezing, {}
-    try:
-        if mode == "torch_eager":
-            call = lambda: model(static)  # noqa: E731
-        elif mode == "torch_cudagraph":
-            call = cuda_graph_replay(torch, model, static)
-        else:
-            torch._dynamo.reset()
-            inductor.freezing = True  # read when compiling, on the first calls
-            compiled = torch.compile(model, mode=None if compile_mode == "default" else compile_mode, dynamic=False)
-            for _ in range(3):
-                compiled(static)
-            call = lambda: compiled(static)  # noqa: E731
-            details["cuda_graph"] = compile_mode in ("reduce-overhead", "max-autotune")  # Inductor's own graphs
-            if not details["cuda_graph"]:
-                try:
-                    call, details["cuda_graph"] = cuda_graph_replay(torch, compiled, static), True
-                except RuntimeError as error:  # timed call by call then, and the row says so
-                    details["cuda_graph_error"] = one_line(error)
-        yield call, {**details, "setup_s": time.perf_counter() - started}
-    finally:
-        inductor.freezing = previous
+    started, details = time.perf_counter(), {}
+    if mode == "torch_eager":
+        call = lambda: model(static)  # noqa: E731
+    elif mode == "torch_cudagraph":
+        call = cuda_graph_replay(torch, model, static)
+    else:
+        call = compiled_call(torch, model, static,
+                             Compile(None if compile_mode == "default" else compile_mode, freezing=True))
+        details["cuda_graph"] = compile_mode in ("reduce-overhead", "max-autotune")  # Inductor's own graphs
+        if not details["cuda_graph"]:
+            try:
+                compiled = call  # it calls the compiled module on ``static``
+                call, details["cuda_graph"] = cuda_graph_replay(torch, lambda _: compiled(), static), True
+            except RuntimeError as error:  # timed call by call then, and the row says so
+                details["cuda_graph_error"] = one_line(error)
+    return call, {**details, "setup_s": time.perf_counter() - started}
 
 
 def time_torch(bench: Bench, call: Callable[[], Any]) -> dict[str, Any]:
