@@ -9,13 +9,19 @@ stream:
 - ``torch_cudagraph``: the module captured once into a ``torch.cuda.CUDAGraph`` and replayed;
 - ``torch_compile``: ``torch.compile(mode="reduce-overhead")`` (Inductor, with its CUDA graphs);
 - ``torch_compile_freeze``: the same with Inductor freezing (weights folded as constants);
-- ``torch_compile_max_autotune``: ``mode="max-autotune"`` -- minutes of autotuning, so not in the default sweep.
+- ``torch_compile_max_autotune``: ``mode="max-autotune"`` with freezing -- minutes of autotuning (torchvision's
+  Inception V3 at batch 1 did not finish in 10 on the H200's 16 cores), so not in the default sweep.
+
+The compiled variants take option ``inductor_cache_dir``: Inductor's cache (``TORCHINDUCTOR_CACHE_DIR``: its
+compiled graphs, Triton kernels and autotuning results), set before the process's first compilation, so that a
+later process -- or a call that resumes one killed mid-compile -- reuses what an earlier one built.
 
 PyTorch is imported when a variant runs, never at import.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -128,7 +134,7 @@ def compiled_runner(mode: str | None, freezing: bool, backend: str = "inductor")
     def run(network: Network, x: np.ndarray, timing: Timing, precision: str, options: Mapping[str, Any]) -> Run:
         started = time.perf_counter()
         torch, module, batch = prepared(network, x, precision)
-        how = Compile(mode, freezing, backend, int(options.get("compile_calls", 3)))
+        how = Compile(mode, freezing, backend, int(options.get("compile_calls", 3)), options.get("inductor_cache_dir"))
         call = compiled_call(torch, module, batch, how)
         return _finish(torch, call, timing, started, {"backend": backend, "mode": mode, "freezing": freezing})
 
@@ -144,6 +150,7 @@ class Compile:
     freezing: bool = True
     backend: str = "inductor"
     calls: int = 3
+    cache_dir: str | None = None  # Inductor's cache directory; its default (a folder under /tmp) when None
 
 
 def compiled_call(torch: Any, module: Any, batch: Any, how: Compile) -> Callable[[], Any]:
@@ -153,6 +160,8 @@ def compiled_call(torch: Any, module: Any, batch: Any, how: Compile) -> Callable
     """
     import torch._inductor.config as inductor
 
+    if how.cache_dir:  # read when Inductor first needs it, and by its compile workers when they start
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(how.cache_dir)
     torch._dynamo.reset()
     previous = inductor.freezing
     inductor.freezing = how.freezing  # read at compile time, which happens on the first calls below

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ios_core.baselines.frameworks import ALIASES
 from ios_core.figures.common import (
+    COLUMNS,
     OPT_LABELS,
     figure,
     footnote,
@@ -98,6 +101,24 @@ def frameworks(df: pd.DataFrame, prefix: str | os.PathLike) -> list[Path]:
     footnote(fig, notes)
     return save(fig, df[["model", "batch", "system", "framework", "latency_ms", "relative", "source", "device_name",
                          "available", "reason"]], prefix)
+
+
+def frameworks_of_rows(rows: Iterable[Mapping[str, Any]], prefix: str | os.PathLike, device_name: str) -> list[Path]:
+    """Experiment 2 from the rows of ``bench/frameworks.py`` (``{model, batch, framework, ms, available, reason,
+    source, ...}``, framework ``ios_both`` for our engine): one group of bars per model and batch, measured on
+    ``device_name``."""
+    frame = []
+    for row in rows:
+        ios = row["framework"] == "ios_both"
+        reason = row.get("error") or row.get("reason") or ("" if row["ms"] is not None else "no number")
+        frame.append({"name": f"{row['framework']}/{row['model']}/b{row['batch']}", "kind": "measure" if ios
+                      else "baseline", "model": f"{row['model']} b{row['batch']}", "batch": row["batch"],
+                      "opt": "both" if ios else None, "framework": None if ios else row["framework"],
+                      "device_name": device_name, "source": row["source"], "available": row["ms"] is not None,
+                      "reason": reason, "latency_ms": row["ms"]})
+    df = pd.DataFrame(frame, columns=COLUMNS)
+    df["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").astype(float)
+    return frameworks(df, prefix)
 
 
 def batch_sizes(df: pd.DataFrame, prefix: str | os.PathLike) -> list[Path]:
