@@ -31,12 +31,13 @@ simulated``), each framework its availability here and no number. ``--table`` pr
 ``--out`` (ms per framework, IOS-Both over the best framework with a correct output); ``--figure <png>`` draws
 experiment 2's figure from it (`ios_core.figures.latency.frameworks_of_rows`).
 
-Usage (device; ``sh bench/hidet_wheels.sh`` here once, then carry ``.gpu-wheels`` and ``.hidet-wheels``; calls of
-at most 10 minutes, each resuming the last; then copy both files back to results/h200/)::
+Usage (device): here once ``../shared/gpu/stage-wheels && sh bench/hidet_wheels.sh``, which puts hidet, what the GPU
+machine lacks of its dependencies and the wheels of .gpu-wheels this benchmark needs in ``.hidet-wheels`` (.gpu-wheels
+and hidet's do not fit the 64 MiB that travel together); then calls of at most 10 minutes carrying ``.hidet-wheels``
+alone, each resuming the last (copy both files of $OUT back to results/h200/ after each call)::
 
-    python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .gpu-wheels/*.whl \\
-        .hidet-wheels/*.whl && export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 && \\
-    cp results/h200/frameworks.json* $OUT/ 2>/dev/null; \\
+    python3 -m pip install -q --no-index --no-deps --upgrade --target /tmp/site .hidet-wheels/*.whl && \\
+    export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 && cp results/h200/frameworks.json* $OUT/ 2>/dev/null; \\
     python3 bench/frameworks.py --device h200 --out $OUT/frameworks.json --budget-s 420
 
     python3 bench/frameworks.py --table --figure results/figures/h200/campaign/frameworks.png

@@ -1,6 +1,6 @@
 #!/bin/sh
 # hidet 0.6.1 and exactly what the lent GPU machine lacks of its dependencies, as wheels in .hidet-wheels/ (git-ignored),
-# for bench/frameworks.py there (no network). Run here, where PyPI answers; then carry .hidet-wheels with .gpu-wheels.
+# for bench/frameworks.py there (no network). Run here, where PyPI answers; then carry .hidet-wheels (alone: below).
 #
 # hidet 0.6.1 requires numpy, psutil, tabulate, tqdm, nvtx, click, packaging, requests, filelock, cuda-python,
 # hip-python-fork, lark, tomlkit, scipy, gitpython, importlib_metadata, torch and networkx. The machine's image has
@@ -14,7 +14,12 @@
 # imports each submodule in a ``try`` ("may have been excluded from build"), so it is repacked here with ``hip.hip``
 # and what that imports alone (``chip``, ``_hip_helpers``, ``_util``): 16 MB instead of 67.
 #
-# Usage: sh bench/hidet_wheels.sh            (writes .hidet-wheels/, about 18 MB)
+# The working tree that travels holds 64 MiB: the checkout (20 MB), .gpu-wheels (33 MB, MLflow's server included) and
+# these 18 MB do not fit together. So the wheels bench/frameworks.py needs of .gpu-wheels (staged first with
+# ../shared/gpu/stage-wheels) are copied in too -- the engine's (pycuda and what it needs, the cuDNN frontend), Hydra's
+# (ios_core.config), onnxslim (ios_core.onnx_io), gitpython (hidet) -- and .hidet-wheels (32 MB) travels alone.
+#
+# Usage: sh bench/hidet_wheels.sh            (writes .hidet-wheels/)
 set -eu
 top=$(git rev-parse --show-toplevel)
 out="$top/.hidet-wheels"
@@ -49,5 +54,9 @@ with zipfile.ZipFile(source) as wheel, zipfile.ZipFile(out / source.name, "w", z
         lines.append(f"{name},sha256={digest},{len(data)}")
     slim.writestr(record_name, "\n".join([*lines, f"{record_name},,"]) + "\n")
 EOF
+for name in pycuda pytools platformdirs mako siphash24 nvidia_cudnn_frontend hydra_core omegaconf \
+        antlr4_python3_runtime onnxslim gitpython gitdb smmap; do
+    cp "$top"/.gpu-wheels/"$name"-*.whl "$out/" 2>/dev/null || echo "note: no $name wheel in .gpu-wheels" >&2
+done
 grep -qx '/.hidet-wheels/' "$top/.gitignore" || echo "note: .hidet-wheels/ is not in .gitignore" >&2
-echo "wrote $(ls "$out" | wc -l) wheels ($(du -sh "$out" | cut -f1)) in $out (carry: [\".gpu-wheels\", \".hidet-wheels\"])"
+echo "wrote $(ls "$out" | wc -l) wheels ($(du -sh "$out" | cut -f1)) in $out (carry: [\".hidet-wheels\"])"
