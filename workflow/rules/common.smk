@@ -90,6 +90,11 @@ def measured(model, batch, sched, odev=HOME, rdev=None, run_batch=None, tuning=T
     return f"{ROOT}/measure/{odev}/{model}/b{batch}/{sched}/on_{rdev or odev}_b{run_batch or batch}_{tuning}.json"
 
 
+def warps(model, batch, sched):
+    """The active-warps record of a schedule on this run's device (Nsight Compute; not available simulated)."""
+    return f"{ROOT}/warps/{HOME}/{model}/b{batch}/{sched}.json"
+
+
 def baseline(model, batch, framework, rdev=HOME):
     return f"{ROOT}/baselines/{rdev}/{model}/b{batch}/{framework}.json"
 
@@ -125,7 +130,8 @@ RECORDS = {
     "schedules": lambda e: [measured(m, e["batch"], sched_name(o, m)) for m in e["models"] for o in e["opts"]],
     "frameworks": lambda e: [measured(m, e["batch"], ios(m)) for m in e["models"]]
     + [baseline(m, e["batch"], f) for m in e["models"] for f in e["frameworks"]],
-    "utilization": lambda e: [measured(e["model"], e["batch"], s) for s in ("sequential", ios(e["model"]))],
+    "utilization": lambda e: [measured(e["model"], e["batch"], s) for s in ("sequential", ios(e["model"]))]
+    + [warps(e["model"], e["batch"], s) for s in ("sequential", ios(e["model"]))],
     "specialization": lambda e: [
         measured(e["model"], b, ios(e["model"]), run_batch=rb) for b in e["batches"] for rb in e["batches"]
     ]

@@ -27,3 +27,30 @@ rule measure:
         "{params.run} model={wildcards.model} batch={wildcards.run_batch}"
         " device={wildcards.rdev} precision={params.precision} {params.schedule} {params.autotune} {params.timing}"
         " {params.extra} out={output} tracking.mlflow=false > {log} 2>&1"
+
+
+# Experiment 3's active warps per kernel: Nsight Compute on the GPU (python -m ios_core.profiling.warps, counters read
+# with --clock-control none); simulated, a record that says why there are none.
+rule warps:
+    input:
+        unpack(lambda wc: {"schedule": schedule(wc.model, wc.batch, wc.sched, HOME, wc.precision)} if REAL else {}),
+    output:
+        f"{ROOT}/warps/{{odev}}/{{model}}/b{{batch}}/{{sched}}.json",
+    log:
+        f"{ROOT}/logs/warps/{{odev}}/{{model}}/b{{batch}}/{{sched}}.log",
+    benchmark:
+        f"{ROOT}/benchmarks/warps/{{odev}}/{{model}}/b{{batch}}/{{sched}}.tsv"
+    params:
+        run=f"{ON_GPU}{PYTHON} -m ios_core.profiling.warps profile",
+        schedule=lambda wc, input: input.schedule if REAL else wc.sched,
+        opt=lambda wc: wc.sched.split("_")[0],
+        unavailable="" if REAL else "--unavailable 'simulated cost model; needs ncu on a GPU'",
+        precision=PRECISION,
+    resources:
+        **gpu_resources("odev"),
+        runtime=30 if REAL else 10,
+        mem_mb=16000 if REAL else 2000,
+    shell:
+        "{params.run} --model {wildcards.model} --batch {wildcards.batch} --precision {params.precision}"
+        " --schedule {params.schedule} --opt {params.opt} --device {wildcards.odev} {params.unavailable}"
+        " --out {output} > {log} 2>&1"

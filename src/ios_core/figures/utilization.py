@@ -1,4 +1,5 @@
-"""Experiment 3: device utilization over time, Sequential against IOS-Both, one model."""
+"""Experiment 3: device utilization over time, Sequential against IOS-Both, one model: the FLOP rate stage by stage,
+and beside it, where profiled, the active warps kernel by kernel (`ios_core.figures.warps`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from ios_core.figures.common import OPT_LABELS, figure, footnote, frame, save, source_label
+from ios_core.figures.warps import warps_panel
 from ios_core.tracking import Record
 
 SERIES = "stage_utilization_pct"
@@ -23,9 +27,27 @@ def timeline(record: Record) -> pd.DataFrame:
 
 
 def utilization(records: list[Record], prefix: str | os.PathLike) -> list[Path]:
-    """Stage-by-stage utilization of each schedule as a step plot over time; its mean in the legend."""
+    """Stage-by-stage utilization of each schedule as a step plot over time, its mean in the legend; with ``warps``
+    records (`ios_core.profiling.warps`) among ``records``, their active warps over time beside it
+    (`ios_core.figures.warps.warps_panel`)."""
+    warps = [r for r in records if r.kind == "warps"]
+    if not warps:
+        fig, ax = figure(7.5, 3.6)
+        notes, data = flop_panel(ax, records)
+        footnote(fig, notes)
+        return save(fig, data, prefix)
+    fig = Figure(figsize=(14.0, 4.8), layout="constrained")
+    left, right = fig.subfigures(1, 2, width_ratios=[1.0, 1.0])
+    notes, flops = flop_panel(left.subplots(), [r for r in records if r.kind != "warps"])
+    more, kernels = warps_panel(right, warps)
+    footnote(fig, notes + more)
+    data = pd.concat([flops.assign(panel="flop_rate"), kernels.assign(panel="active_warps")], ignore_index=True)
+    return save(fig, data, prefix)
+
+
+def flop_panel(ax: Axes, records: list[Record]) -> tuple[list[str], pd.DataFrame]:
+    """The FLOP-rate timeline of ``records`` (measure records) on ``ax``: the footnote lines and the stages drawn."""
     df = frame(records)
-    fig, ax = figure(7.5, 3.6)
     notes, tables = [], []
     metric = "utilization (%)"
     for record in records:
@@ -50,6 +72,5 @@ def utilization(records: list[Record], prefix: str | os.PathLike) -> list[Path]:
     models = ", ".join(sorted(set(df["model"].dropna())))
     ax.set_title(f"Device utilization over time, {models}, batch {', '.join(map(str, sorted(set(df['batch']))))}"
                  f"\n{source_label(df)}")
-    footnote(fig, notes)
     data = pd.concat(tables) if tables else pd.DataFrame(columns=["schedule", "stage", "start_ms", "end_ms"])
-    return save(fig, data, prefix)
+    return notes, data

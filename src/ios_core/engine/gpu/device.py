@@ -10,6 +10,8 @@ one way memory is filled with random values. Imported only when a plan is built.
 from __future__ import annotations
 
 import atexit
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -202,3 +204,14 @@ def fill_random(kernels: Kernels, address: int, nbytes: int, seed: int) -> None:
     n = nbytes // kernels.element.itemsize
     kernels.fill.prepared_call(grid(n), (BLOCK, 1, 1), address, n, seed)
     drv.Context.synchronize()
+
+
+@contextmanager
+def profiled() -> Iterator[None]:
+    """The body between cuProfilerStart and cuProfilerStop: all that a profiler started with its collection off
+    (``ncu --profile-from-start off``) profiles."""
+    drv.start_profiler()
+    try:
+        yield
+    finally:
+        drv.stop_profiler()
