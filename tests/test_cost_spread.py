@@ -36,6 +36,19 @@ def fake_device(per_device: bool = False, crash_on: str | None = None, fail_on: 
     return FakeDeviceCost(per_device, crash_on)
 
 
+class FakeEndToEndCost(FakeDeviceCost):
+    """Times whole schedules too: their stage sum plus the device's index, so the answer says who timed it."""
+
+    end_to_end = True
+
+    def end_to_end_latency(self, graph, schedule, batch):
+        return sum(self.stage_latency(graph, stage, batch) for stage in schedule.stages) + int(self.visible)
+
+
+def fake_end_to_end() -> FakeEndToEndCost:
+    return FakeEndToEndCost(per_device=False, crash_on=None)
+
+
 @pytest.fixture(scope="module")
 def spread():
     with SpreadCost(fake_device, ["0", "1", "2"]) as cost:
@@ -60,6 +73,20 @@ def test_a_search_over_three_devices_finds_what_one_finds(spread, tmp_path):
     assert spread_out.latency_ms == pytest.approx(alone.latency_ms)
     lines = [json.loads(line) for line in (tmp_path / "cache.jsonl").read_text().splitlines()]
     assert {line["by"] for line in lines} == {"0", "1", "2"}  # the cache says which device measured what
+
+
+def test_a_whole_schedule_is_timed_by_the_first_device_and_cached_as_its():
+    graph = demo()
+    schedule = sequential(graph)
+    alone = sum(SimulatedCost(DeviceProfile(), "fp32").stage_latency(graph, s, 1) for s in schedule.stages)
+    with SpreadCost(fake_end_to_end, ["2", "1"]) as spread:
+        assert spread.end_to_end and CachedCost(spread, spread.space).end_to_end
+        assert spread.end_to_end_latency(graph, schedule, 1) == pytest.approx(alone + 2)
+        assert spread.last_devices == ["2"]
+
+
+def test_a_spread_of_stage_costs_does_not_time_whole_schedules(spread):
+    assert not spread.end_to_end
 
 
 def test_devices_that_differ_are_refused_before_anything_is_timed():

@@ -150,6 +150,25 @@ def brute_force(graph: Graph, opt: str, r: int, s: int, max_part_size: int, seed
     return table, best, Schedule(graph.name, stages)
 
 
+def cheapest_totals(graph: Graph, table: TableCost, opt: str, r: int, s: int, max_part_size: int,
+                    k: int) -> list[float]:
+    """The ``k`` smallest costs over every legal schedule (with repeats: distinct schedules may cost the same)."""
+    parts = [p for block in graph.blocks for p in split_parts(block.nodes, max_part_size)]
+    everything = frozenset(n.name for n in graph.operators)
+
+    @cache
+    def totals(done: frozenset[str]) -> tuple[float, ...]:
+        if done == everything:
+            return (0.0,)
+        options = []
+        for stage in forward_stages(graph, done, parts, opt, r, s):
+            cost = table.stage_latency(graph, stage, 1)
+            options += [cost + rest for rest in totals(done | set(stage.ops))]
+        return tuple(sorted(options)[:k])
+
+    return list(totals(frozenset()))
+
+
 # ---- the properties ------------------------------------------------------------------------------
 
 
@@ -174,6 +193,24 @@ def test_the_dp_finds_the_cheapest_schedule(opt, graph, r, s, seed):
        seed=st.integers(0, 2**32 - 1))
 def test_the_dp_finds_the_cheapest_schedule_within_parts(graph, r, s, size, seed):
     assert_dp_is_optimal(graph, OptimizerOptions("both", r, s, max_part_size=size), seed)
+
+
+@pytest.mark.parametrize("opt", ["parallel", "merge", "both"])
+@settings(max_examples=60, deadline=None)
+@given(graph=small_dags(max_ops=7), r=st.integers(1, 3), s=st.integers(1, 3), size=st.integers(2, 7),
+       k=st.integers(2, 6), seed=st.integers(0, 2**32 - 1))
+def test_the_dp_finds_the_k_cheapest_schedules(opt, graph, r, s, size, k, seed):
+    table, best, _ = brute_force(graph, opt, r, s, size, seed)
+    expected = cheapest_totals(graph, table, opt, r, s, size, k)
+    result = search(graph, table, 1, OptimizerOptions(opt, r, s, max_part_size=size, candidates=k))
+    found = [ms for ms, _ in result.ranked]
+    assert len(found) == len(expected)  # k, or every schedule there is
+    assert all(math.isclose(a, b, rel_tol=1e-9) for a, b in zip(found, expected, strict=True)), (found, expected)
+    assert result.ranked[0][1] is result.schedule and math.isclose(found[0], best, rel_tol=1e-9)
+    assert len({schedule.stages for _, schedule in result.ranked}) == len(found)  # distinct schedules
+    for ms, schedule in result.ranked:  # each a legal schedule costing what it is ranked at
+        validate(graph, schedule)
+        assert math.isclose(schedule_latency(table, graph, schedule, 1), ms, rel_tol=1e-9)
 
 
 def fan_out(convs: list[tuple[int, int]]) -> Graph:

@@ -153,6 +153,7 @@ class OptimizeConfig:
     r: int = 3
     s: int = 8
     max_part_size: int = 40
+    candidates: int = 1
     precision: Precision = Precision["fp32"]
     output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${precision}_${cost.kind}.json"
     progress: bool = True

@@ -20,7 +20,7 @@ from ios_core.config import ConfigError, build_model, check_batch, hydra_command
 from ios_core.cost import CostSpec, DeviceProfile, build_cost
 from ios_core.cost.bound import critical_path
 from ios_core.errors import run_command
-from ios_core.optimizer import OptimizerOptions, SearchResult, search
+from ios_core.optimizer import OptimizerOptions, SearchResult, search_end_to_end
 from ios_core.schedule import Schedule, save
 from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, log_record, open_store
@@ -47,7 +47,7 @@ def run(cfg: DictConfig) -> Outcome:
         here (`ios_core.errors`).
     """
     try:
-        options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size)
+        options = OptimizerOptions(str(cfg.opt), cfg.r, cfg.s, cfg.max_part_size, cfg.candidates)
     except ValueError as error:
         raise ConfigError(str(error)) from None
     check_batch(cfg.batch)
@@ -58,7 +58,8 @@ def run(cfg: DictConfig) -> Outcome:
                     timing=Timing(**OmegaConf.to_container(c.timing)), autotune=c.autotune, tune_cache=c.tune_cache,
                     weights=weights, gpus=tuple(str(gpu) for gpu in c.gpus))
     with build_cost(spec, device) as cost, _progress_bar(cfg.progress, len(graph.operators)) as bar:
-        result = search(graph, cost, cfg.batch, options, progress=lambda done, total: bar.update(done - bar.n))
+        progress = lambda done, total: bar.update(done - bar.n)  # noqa: E731
+        result = search_end_to_end(graph, cost, cfg.batch, options, progress=progress)
         evaluations, hits = cost.stats.misses, cost.stats.hits
         # Every operator alone is an ending the search costed, so the bound costs no new stage.
         bound = critical_path(graph, cost, cfg.batch)
@@ -67,7 +68,7 @@ def run(cfg: DictConfig) -> Outcome:
         "device": device.name,
         "precision": spec.precision,
         **result.schedule.meta,
-        "latency_label": cost.kind,
+        "latency_label": cost.kind if "rerank" not in result.schedule.meta else f"{cost.kind}, end to end",
         "cost_evaluations": evaluations,
         "cost_cache_hits": hits,
         "critical_path_ms": bound.ms,

@@ -4,7 +4,9 @@ The disk cache is a JSON-lines file. Each line is one entry::
 
     {"space": "simulated/h100/fp32/<inputs digest>", "key": "<stage digest>", "ms": 0.0123}
 
-and, where a cost spread over several GPUs measured the stage, ``"by"``: the device that did.
+and, where a cost spread over several GPUs measured the stage, ``"by"``: the device that did. A cost that also
+times whole schedules (``end_to_end``, `ios_core.cost.protocol.EndToEndCost`) has their latencies in the same file,
+keyed by the digest of the schedule's stage keys in run order (`end_to_end_text`).
 
 ``key`` is the digest of the stage's canonical key (`ios_core.cost.key`): what the stage computes,
 batch size included. ``space`` (`ios_core.cost.key.content_space`) is everything else the number
@@ -37,11 +39,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ios_core.cost.key import KeysByGraph, digest
-from ios_core.cost.protocol import StageCost, stage_latencies
+from ios_core.cost.key import KeysByGraph, StageKeys, digest
+from ios_core.cost.protocol import StageCost, end_to_end_latency, measures_end_to_end, stage_latencies
 from ios_core.errors import warn
 from ios_core.ir import Graph
-from ios_core.schedule import Stage
+from ios_core.schedule import Schedule, Stage
 
 TAIL_CHUNK = 1 << 16  # bytes read at a time, backwards, to find the end of the last whole line
 
@@ -122,6 +124,11 @@ def append_lines(path: Path, data: bytes) -> None:
         os.close(fd)  # releases the lock
 
 
+def end_to_end_text(keys: StageKeys, schedule: Schedule, batch: int) -> str:
+    """The canonical text of a whole schedule timed end to end: its stages' keys in run order, which matters."""
+    return "end-to-end\n" + "\n".join(keys.text(stage, batch) for stage in schedule.stages)
+
+
 @dataclass
 class CacheStats:
     """How often the cache answered (``hits``) and asked the cost beneath it (``misses``); entries ``loaded`` from
@@ -152,6 +159,7 @@ class CachedCost:
     def __init__(self, inner: StageCost, space: str, path: str | os.PathLike | None = None,
                  flush_every: int = 256) -> None:
         self.inner, self.space, self.kind = inner, space, inner.kind
+        self.end_to_end = measures_end_to_end(inner)
         self.path = None if path is None else Path(path)
         self.flush_every = flush_every
         self.stats = CacheStats()
@@ -188,14 +196,34 @@ class CachedCost:
             # A cost spread over several GPUs says which one measured each stage (`ios_core.cost.spread`).
             devices = getattr(self.inner, "last_devices", None) or [None] * len(answers)
             for (text, (_, name)), ms, device in zip(missing.items(), answers, devices, strict=True):
-                ms = self._known[text] = float(ms)
-                # A failed stage (inf) is remembered for this run only: the next one tries it again.
-                if self._writable and is_latency(ms):
-                    entry = {"space": self.space, "key": name, "ms": ms} | ({"by": device} if device else {})
-                    self._pending.append(json.dumps(entry) + "\n")
+                self._remember(text, name, ms, device)
+        return [self._known[text] for text in texts]
+
+    def end_to_end_latency(self, graph: Graph, schedule: Schedule, batch: int) -> float:
+        """``schedule``'s latency as a whole (`ios_core.cost.protocol.end_to_end_latency`), timed once per schedule
+        where the cost beneath times whole schedules; otherwise the sum of its stages', each from the cache."""
+        if not self.end_to_end:
+            return sum(self.stage_latencies(graph, schedule.stages, batch))
+        text = end_to_end_text(self._keys(graph), schedule, batch)
+        name = digest(text) if self.path is not None else None
+        if text in self._known or (name is not None and name in self._stored):
+            self.stats.hits += 1
+            return self._known.setdefault(text, self._stored.get(name, 0.0))
+        self.stats.misses += 1
+        start = time.perf_counter()
+        ms = end_to_end_latency(self.inner, graph, schedule, batch)
+        self.stats.cost_seconds += time.perf_counter() - start
+        return self._remember(text, name, ms, (getattr(self.inner, "last_devices", None) or [None])[0])
+
+    def _remember(self, text: str, name: str | None, ms: float, device: str | None) -> float:
+        ms = self._known[text] = float(ms)
+        # A failed measurement (inf) is remembered for this run only: the next one tries it again.
+        if self._writable and is_latency(ms):
+            entry = {"space": self.space, "key": name, "ms": ms} | ({"by": device} if device else {})
+            self._pending.append(json.dumps(entry) + "\n")
             if len(self._pending) >= self.flush_every:
                 self.flush()
-        return [self._known[text] for text in texts]
+        return ms
 
     def flush(self) -> None:
         """Append the pending entries to the disk cache; if it cannot be written, say so once and go on in memory."""

@@ -27,7 +27,7 @@ from ios_core.cost.key import content_space
 from ios_core.gpu import environment_inputs
 from ios_core.ir import Graph
 from ios_core.precision import check_precision
-from ios_core.schedule import Stage
+from ios_core.schedule import Schedule, Stage
 from ios_core.timing import Timing
 from ios_core.weights import Params
 
@@ -91,6 +91,7 @@ class MeasuredCost:
     """
 
     kind = "measured"
+    end_to_end = True
 
     def __init__(self, settings: MeasureSettings, factory: ProfilerFactory | None = None,
                  environment: Mapping[str, Any] | None = None, weights: Mapping[str, Params] | None = None) -> None:
@@ -109,6 +110,18 @@ class MeasuredCost:
 
     def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
         return self.profiler(graph, batch).latencies(stages)
+
+    def end_to_end_latency(self, graph: Graph, schedule: Schedule, batch: int) -> float:
+        """``schedule`` as it runs: one plan of the whole network, its CUDA-graph replays timed as a stage's are."""
+        from ios_core import engine
+
+        s = self.settings
+        options = engine.PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
+        plan = engine.build_plan(graph, schedule, batch, s.precision, self.weights, options)
+        try:
+            return engine.latency(plan, s.timing).ms
+        finally:
+            plan.close()
 
     def profiler(self, graph: Graph, batch: int) -> Profiler:
         """The profiler of ``graph`` at ``batch``, made the first time it is needed."""

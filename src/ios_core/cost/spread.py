@@ -22,10 +22,10 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from ios_core.cost.protocol import StageCost, stage_latencies
+from ios_core.cost.protocol import StageCost, end_to_end_latency, measures_end_to_end, stage_latencies
 from ios_core.errors import UserError
 from ios_core.ir import Graph
-from ios_core.schedule import Stage
+from ios_core.schedule import Schedule, Stage
 
 DEVICE_VARIABLE = "CUDA_VISIBLE_DEVICES"
 
@@ -42,11 +42,12 @@ class WorkerError(RuntimeError):
 
 
 def _serve(device: str, build: CostBuilder, connection: Connection) -> None:
-    """A worker's life: build the cost on ``device``, then answer ``(graph key, graph, stages, batch)`` requests."""
+    """A worker's life: build the cost on ``device``, then answer ``(graph key, graph, work, batch)`` requests, the
+    work a list of stages or a whole `Schedule` (timed end to end)."""
     os.environ[DEVICE_VARIABLE] = device
     try:
         cost = build()
-        connection.send(("ready", cost.kind, getattr(cost, "space", None)))
+        connection.send(("ready", cost.kind, getattr(cost, "space", None), measures_end_to_end(cost)))
     except BaseException as error:  # sent back whole: the parent names the device and stops the others
         connection.send(("failed", f"{type(error).__name__}: {error}", traceback.format_exc()))
         return
@@ -55,10 +56,13 @@ def _serve(device: str, build: CostBuilder, connection: Connection) -> None:
         request = connection.recv()
         if request is None:
             return
-        key, graph, stages, batch = request
+        key, graph, work, batch = request
         graph = graphs.setdefault(key, graph) if graph is not None else graphs[key]
         try:
-            connection.send(("ok", stage_latencies(cost, graph, stages, batch)))
+            if isinstance(work, Schedule):
+                connection.send(("ok", [end_to_end_latency(cost, graph, work, batch)]))
+            else:
+                connection.send(("ok", stage_latencies(cost, graph, work, batch)))
         except Exception:
             connection.send(("failed", "", traceback.format_exc()))
 
@@ -77,7 +81,9 @@ class SpreadCost:
     ----------
     last_devices
         The device that measured each stage of the last `stage_latencies` call, in order (what the stage
-        cache records beside each latency).
+        cache records beside each latency), or the schedule of the last `end_to_end_latency` call.
+    end_to_end
+        Whether the workers' cost times whole schedules; the first device does (the GPU a schedule is judged on).
     """
 
     def __init__(self, build: CostBuilder, devices: Sequence[str]) -> None:
@@ -99,12 +105,13 @@ class SpreadCost:
             self._connections.append(parent)
             self._processes.append(process)
         try:
-            self.kind, self.space = self._handshake()
+            self.kind, self.space, self.end_to_end = self._handshake()
         except BaseException:
             self.close()
             raise
 
-    def _handshake(self) -> tuple[str, Any]:
+    def _handshake(self) -> tuple[str, Any, bool]:
+        """Each worker's (kind, space, whether it times whole schedules): the same for all, or refused."""
         answers = {}
         for device, connection in zip(self.devices, self._connections, strict=True):
             answer = self._receive(device, connection)
@@ -112,7 +119,7 @@ class SpreadCost:
                 raise SpreadError(f"device {device}: the worker could not build its cost: {answer[1]}")
             answers[device] = answer[1:]
         if len(set(answers.values())) > 1:
-            found = "; ".join(f"device {d}: {kind} {space}" for d, (kind, space) in answers.items())
+            found = "; ".join(f"device {d}: {kind} {space}" for d, (kind, space, _) in answers.items())
             raise SpreadError(
                 "the devices' costs are not comparable (a different GPU model, driver, clocks or settings): " + found
             )
@@ -121,16 +128,22 @@ class SpreadCost:
     def stage_latency(self, graph: Graph, stage: Stage, batch: int) -> float:
         return self.stage_latencies(graph, [stage], batch)[0]
 
+    def end_to_end_latency(self, graph: Graph, schedule: Schedule, batch: int) -> float:
+        """``schedule`` timed as a whole by the first device's worker."""
+        self._send(0, graph, schedule, batch)
+        device = self.devices[0]
+        answer = self._receive(device, self._connections[0])
+        if answer[0] == "failed":
+            raise WorkerError(f"a cost worker failed:\ndevice {device}:\n{answer[2]}")
+        self.last_devices = [device]
+        return answer[1][0]
+
     def stage_latencies(self, graph: Graph, stages: Sequence[Stage], batch: int) -> list[float]:
         """The latencies of ``stages``: dealt round-robin to the workers, which all time at once."""
-        self._graphs[id(graph)] = graph
         shares = [list(range(w, len(stages), len(self.devices))) for w in range(len(self.devices))]
         busy = [(w, share) for w, share in enumerate(shares) if share]
         for w, share in busy:
-            device = self.devices[w]
-            first = (id(graph), device) not in self._sent  # the graph travels once per worker
-            self._connections[w].send((id(graph), graph if first else None, [stages[i] for i in share], batch))
-            self._sent.add((id(graph), device))
+            self._send(w, graph, [stages[i] for i in share], batch)
         latencies: list[float] = [0.0] * len(stages)
         self.last_devices = [""] * len(stages)
         failures = []
@@ -145,6 +158,13 @@ class SpreadCost:
         if failures:
             raise WorkerError("a cost worker failed:\n" + "\n".join(failures))
         return latencies
+
+    def _send(self, worker: int, graph: Graph, work: list[Stage] | Schedule, batch: int) -> None:
+        self._graphs[id(graph)] = graph
+        device = self.devices[worker]
+        first = (id(graph), device) not in self._sent  # the graph travels once per worker
+        self._connections[worker].send((id(graph), graph if first else None, work, batch))
+        self._sent.add((id(graph), device))
 
     def _receive(self, device: str, connection: Connection) -> tuple:
         try:

@@ -1,4 +1,4 @@
-"""The dynamic program over one part: the cheapest sequence of stages, by the last stage first.
+"""The dynamic program over one part: the cheapest sequences of stages, by the last stage first.
 
 For a state ``S`` (the part's operators still to place, closed under predecessors)::
 
@@ -10,30 +10,42 @@ stays among such states; each is solved once (memoized) and remembers its best e
 the schedule is read back from the full part down. Stage costs are asked once per distinct ending,
 all the new endings of a state in one call: a measured cost overlaps the building of one stage
 with the timing of the one before, and needs several stages at a time to do so.
+
+With ``keep = k > 1`` each state remembers its ``k`` cheapest ways instead of one (a k-shortest-paths
+DP): the ``k`` cheapest of ``S`` are among the ``k`` cheapest of each ``S - E`` plus ``cost(E)``, so
+the part's ``k`` cheapest schedules come out exactly, cheapest first, the first being the one-best DP's.
+The search re-ranks such runners-up end to end (`ios_core.optimizer.rerank`).
 """
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 
 from ios_core.optimizer.endings import EndingGenerator
 from ios_core.optimizer.part import Ending, Part
 
+Way = tuple[float, Ending | None, int]
+"""One way to finish a state: its total cost, its last stage, and which of the rest's ways precedes it (by rank)."""
+
 
 @dataclass(frozen=True)
 class PartSolution:
-    """The best stages of one part in run order, their summed cost and how much was searched."""
+    """The best stages of one part in run order, their summed cost and how much was searched; ``ranked`` holds the
+    ``keep`` cheapest schedules of the part as (summed cost, stages), cheapest first -- the first is the best."""
 
     latency: float
     endings: tuple[Ending, ...]
     states: int
     transitions: int
     stages: int
+    ranked: tuple[tuple[float, tuple[Ending, ...]], ...] = ()
 
 
 def solve_part(part: Part, endings: EndingGenerator,
-               stage_costs: Callable[[Sequence[Ending]], Sequence[float]]) -> PartSolution:
+               stage_costs: Callable[[Sequence[Ending]], Sequence[float]], keep: int = 1) -> PartSolution:
     """Minimize the summed stage cost of ``part`` over the endings ``endings(state)`` offers.
 
     Parameters
@@ -44,36 +56,48 @@ def solve_part(part: Part, endings: EndingGenerator,
         The candidate last stages of a state (`ios_core.optimizer.endings`).
     stage_costs
         The latencies of several endings' stages, in milliseconds, in the order given.
+    keep
+        How many of the cheapest schedules to find (``ranked``); fewer where the part has fewer.
     """
-    best: dict[int, tuple[float, Ending | None]] = {0: (0.0, None)}
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    ways: dict[int, list[Way]] = {0: [(0.0, None, 0)]}  # by state, cheapest first
     costs: dict[int, float] = {}  # by mask; a merge by the mask's complement, so both kinds fit one dict
     transitions = 0
 
-    def solve(state: int) -> float:
+    def solve(state: int) -> list[Way]:
         nonlocal transitions
-        if state in best:
-            return best[state][0]
-        value, choice = float("inf"), None
+        known = ways.get(state)
+        if known is not None:
+            return known
         candidates = [(~e.mask if e.merge else e.mask, e) for e in endings(state)]
         new = {key: ending for key, ending in candidates if key not in costs}
         costs.update(zip(new, stage_costs(list(new.values())), strict=True))
+        options: list[Way] = []
         for key, ending in candidates:
             transitions += 1
             cost = costs[key]
             rest = state & ~ending.mask
-            done = best.get(rest)
-            total = (solve(rest) if done is None else done[0]) + cost
-            if total < value:
-                value, choice = total, ending
-        if choice is None:
+            for rank, way in enumerate(ways.get(rest) or solve(rest)):
+                options.append((way[0] + cost, ending, rank))
+        if not options:
             raise RuntimeError(f"state {state:#x} of part {part.names[:3]}... has no ending: the generator is broken")
-        best[state] = (value, choice)
-        return value
+        # Ties keep the generator's order (both `min` and `nsmallest` are stable), so keep=1 and keep=k agree.
+        best = [min(options, key=itemgetter(0))] if keep == 1 else heapq.nsmallest(keep, options, key=itemgetter(0))
+        ways[state] = best
+        return best
 
-    latency = solve(part.full)  # recursion depth: one frame per operator, plus the generator's (see MAX_PART_SIZE)
-    chosen, state = [], part.full
+    ranked = tuple((total, _read_back(ways, part.full, rank)) for rank, (total, _, _) in enumerate(solve(part.full)))
+    # recursion depth above: one frame per operator, plus the generator's (see MAX_PART_SIZE)
+    latency, chosen = ranked[0]
+    return PartSolution(latency, chosen, len(ways) - 1, transitions, len(costs), ranked)
+
+
+def _read_back(ways: dict[int, list[Way]], state: int, rank: int) -> tuple[Ending, ...]:
+    """The stages, in run order, of the ``rank``-th cheapest way to finish ``state``."""
+    chosen = []
     while state:
-        ending = best[state][1]
+        _, ending, rank = ways[state][rank]
         chosen.append(ending)
         state &= ~ending.mask
-    return PartSolution(latency, tuple(reversed(chosen)), len(best) - 1, transitions, len(costs))
+    return tuple(reversed(chosen))

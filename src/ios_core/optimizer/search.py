@@ -12,6 +12,7 @@ checked with `ios_core.schedule.validate` before it is returned.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -25,6 +26,7 @@ from ios_core.schedule import Schedule, Stage, greedy, sequential, validate
 
 OPTS = ("sequential", "greedy", "parallel", "merge", "both")
 MAX_PART_SIZE = 128  # the DP recurses two frames per operator at most: this stays well under Python's limit
+MAX_CANDIDATES = 64  # each is kept per DP state, and each is timed end to end when re-ranked
 
 Progress = Callable[[int, int], None]
 """Called after each part with (operators placed so far, operators in all)."""
@@ -33,17 +35,19 @@ Progress = Callable[[int, int], None]
 @dataclass(frozen=True)
 class OptimizerOptions:
     """What to search: ``opt`` (one of `OPTS`), at most ``r`` operators per group and ``s`` groups per
-    stage (parallel endings), and parts of at most ``max_part_size`` operators."""
+    stage (parallel endings), parts of at most ``max_part_size`` operators, and how many of the cheapest
+    schedules to find (``candidates``: the DP's k best, which `ios_core.optimizer.rerank` times end to end)."""
 
     opt: str = "both"
     r: int = 3
     s: int = 8
     max_part_size: int = 40
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         if self.opt not in OPTS:
             raise ValueError(f"unknown opt {self.opt!r}; expected one of {', '.join(OPTS)}")
-        limits = {"r": None, "s": None, "max_part_size": MAX_PART_SIZE}
+        limits = {"r": None, "s": None, "max_part_size": MAX_PART_SIZE, "candidates": MAX_CANDIDATES}
         for name, most in limits.items():
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1 or (most is not None and value > most):
@@ -66,11 +70,13 @@ class SearchStats:
 
 @dataclass(frozen=True)
 class SearchResult:
-    """The schedule, its latency under the cost it was searched with, and the search statistics."""
+    """The schedule, its latency under the cost it was searched with, and the search statistics; ``ranked``: the
+    ``options.candidates`` cheapest schedules with their latencies, cheapest first (the first is ``schedule``)."""
 
     schedule: Schedule
     latency_ms: float
     stats: SearchStats
+    ranked: tuple[tuple[float, Schedule], ...] = ()
 
 
 class _TimedCost:
@@ -105,11 +111,12 @@ def search(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions 
     if options.opt in ("sequential", "greedy"):
         stages = (sequential(graph) if options.opt == "sequential" else greedy(graph)).stages
         latency = sum(timed.stage_latency(graph, stage, batch) for stage in stages)
+        ranked = [(latency, stages)]
         stats = SearchStats(stages=len(stages))
     else:
         solved = _solve_parts(graph, timed, batch, options, progress)
-        stages = tuple(part.stage(e) for part, solution in solved for e in solution.endings)
-        latency = sum(solution.latency for _, solution in solved)
+        ranked = _cheapest_combinations(solved, options.candidates)
+        latency, stages = ranked[0]
         stats = SearchStats(
             parts=len(solved),
             states=sum(solution.states for _, solution in solved),
@@ -119,9 +126,10 @@ def search(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions 
     stats = replace(stats, seconds=time.perf_counter() - start, cost_seconds=timed.seconds)
     meta = {"opt": options.opt, "r": options.r, "s": options.s, "max_part_size": options.max_part_size,
             "batch": batch, "cost": cost.kind, "latency_ms": latency, **_prefixed(stats)}
-    schedule = Schedule(graph.name, stages, meta)
-    validate(graph, schedule)
-    return SearchResult(schedule, latency, stats)
+    schedules = [Schedule(graph.name, stages, meta | {"latency_ms": ms}) for ms, stages in ranked]
+    for schedule in schedules:
+        validate(graph, schedule)
+    return SearchResult(schedules[0], latency, stats, tuple(zip((ms for ms, _ in ranked), schedules, strict=True)))
 
 
 def optimize(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions | None = None,
@@ -138,11 +146,29 @@ def _solve_parts(graph: Graph, cost: StageCost, batch: int, options: OptimizerOp
         for names in split_parts(block.nodes, options.max_part_size):
             part = make_part(graph, names)
             endings = ending_generator(part, options.opt, options.r, options.s)
-            solved.append((part, solve_part(part, endings, _part_cost(part, cost, batch))))
+            solved.append((part, solve_part(part, endings, _part_cost(part, cost, batch), options.candidates)))
             placed += len(names)
             if progress is not None:
                 progress(placed, len(graph.operators))
     return solved
+
+
+def _cheapest_combinations(solved: list[tuple[Part, PartSolution]],
+                           keep: int) -> list[tuple[float, tuple[Stage, ...]]]:
+    """The ``keep`` cheapest whole schedules, one of each part's ranked schedules in a row, cheapest first.
+
+    Parts are solved independently and their stages concatenated, so a whole schedule's cost is the sum of its
+    parts'; the ``keep`` cheapest sums are among the ``keep`` cheapest of the parts before and the ``keep`` of this
+    one, which keeps each step at ``keep * keep`` sums. Ties keep the first part's order, the one-best's first.
+    """
+    combined: list[tuple[float, tuple[int, ...]]] = [(0.0, ())]
+    for _, solution in solved:
+        sums = ((ms + part_ms, picks + (rank,)) for ms, picks in combined
+                for rank, (part_ms, _) in enumerate(solution.ranked))
+        combined = heapq.nsmallest(keep, sums, key=lambda option: option[0])
+    return [(ms, tuple(part.stage(e) for (part, solution), rank in zip(solved, picks, strict=True)
+                       for e in solution.ranked[rank][1]))
+            for ms, picks in combined]
 
 
 def _part_cost(part: Part, cost: StageCost, batch: int) -> Callable[[Sequence[Ending]], list[float]]:

@@ -1,0 +1,114 @@
+"""Re-ranking end to end (`ios_core.optimizer.rerank`) with a fake cost whose whole schedules run slower than their
+stages add up, the more so the more groups a stage has: what the GPU shows (issue 18)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ios_core.config import device_profile
+from ios_core.cost import CachedCost, SimulatedCost
+from ios_core.cost.protocol import end_to_end_latency
+from ios_core.models import get
+from ios_core.optimizer import NARROWER, OptimizerOptions, search, search_end_to_end
+from ios_core.schedule import validate
+
+GROUP_PENALTY_MS = 0.004
+
+
+class ContextCost:
+    """Stages as the simulated cost times them; whole schedules slower by a fixed cost per extra group."""
+
+    kind = "context"
+    end_to_end = True
+
+    def __init__(self) -> None:
+        self.stages, self.schedules = SimulatedCost(device_profile("h100")), []
+
+    def stage_latency(self, graph, stage, batch):
+        return self.stages.stage_latency(graph, stage, batch)
+
+    def end_to_end_latency(self, graph, schedule, batch):
+        self.schedules.append(schedule.stages)
+        alone = sum(self.stage_latency(graph, stage, batch) for stage in schedule.stages)
+        return alone + GROUP_PENALTY_MS * sum(len(stage.groups) - 1 for stage in schedule.stages)
+
+
+@pytest.fixture(scope="module")
+def inception():
+    return get("inception_v3")
+
+
+@pytest.fixture(scope="module")
+def reranked(inception):
+    cost = ContextCost()
+    return cost, search_end_to_end(inception, cost, 1, OptimizerOptions("both", candidates=4))
+
+
+def test_the_answer_is_the_fastest_contender_end_to_end(inception, reranked):
+    _, result = reranked
+    meta = result.schedule.meta
+    timed = {c["label"]: c for c in meta["rerank"]}
+    assert list(timed)[:4] == ["both#1", "both#2", "both#3", "both#4"]
+    assert set(timed) - {"both#1", "both#2", "both#3", "both#4"} <= set(NARROWER["both"])
+    fastest = min(timed.values(), key=lambda c: c["end_to_end_ms"])
+    assert meta["chosen"] == fastest["label"] and result.latency_ms == meta["latency_ms"] == fastest["end_to_end_ms"]
+    assert math.isclose(end_to_end_latency(ContextCost(), inception, result.schedule, 1), result.latency_ms)
+    assert meta["latency_kind"] == "end to end" and meta["stage_sum_ms"] == fastest["stage_sum_ms"]
+    validate(inception, result.schedule)
+
+
+def test_the_dp_ranks_by_stage_sums_and_the_end_to_end_order_differs(reranked):
+    _, result = reranked
+    sums = [c["stage_sum_ms"] for c in result.schedule.meta["rerank"] if c["label"].startswith("both#")]
+    assert sums == sorted(sums)
+    # The penalty on groups favours a schedule the stage sums rank lower: the re-ranking changed the answer.
+    assert result.schedule.meta["chosen"] != "both#1"
+    assert result.schedule.meta["stage_sum_ms"] >= sums[0]
+
+
+def test_each_contender_is_timed_once_and_contenders_are_distinct(reranked):
+    cost, result = reranked
+    assert len(cost.schedules) == len(set(cost.schedules)) == len(result.schedule.meta["rerank"])
+
+
+def test_a_cost_that_times_stages_only_gets_the_dps_best_unchanged(inception):
+    cost = SimulatedCost(device_profile("h100"))
+    plain = search(inception, cost, 1, OptimizerOptions("both"))
+    reranked = search_end_to_end(inception, cost, 1, OptimizerOptions("both", candidates=8))
+    assert reranked.schedule.stages == plain.schedule.stages and "rerank" not in reranked.schedule.meta
+    assert reranked.latency_ms == plain.latency_ms
+
+
+def test_one_candidate_or_a_schedule_without_a_dp_is_not_reranked(inception):
+    cost = ContextCost()
+    for options in (OptimizerOptions("both", candidates=1), OptimizerOptions("sequential", candidates=8)):
+        assert "rerank" not in search_end_to_end(inception, cost, 1, options).schedule.meta
+    assert cost.schedules == []
+
+
+def test_the_cache_times_each_schedule_once_and_keeps_it_on_disk(tmp_path, inception):
+    schedule = search(inception, SimulatedCost(device_profile("h100")), 1, OptimizerOptions("parallel")).schedule
+    path = tmp_path / "costs.jsonl"
+    inner = ContextCost()
+    with CachedCost(inner, "space", path) as cached:
+        first = cached.end_to_end_latency(inception, schedule, 1)
+        assert cached.end_to_end_latency(inception, schedule, 1) == first and len(inner.schedules) == 1
+    again = ContextCost()
+    with CachedCost(again, "space", path) as cached:
+        assert cached.end_to_end_latency(inception, schedule, 1) == first and again.schedules == []
+        assert cached.end_to_end_latency(inception, schedule, 16) != first  # the batch is part of the key
+
+
+def test_a_cache_over_a_stage_cost_adds_the_stages_up(inception):
+    schedule = search(inception, SimulatedCost(device_profile("h100")), 1, OptimizerOptions("parallel")).schedule
+    cached = CachedCost(SimulatedCost(device_profile("h100")), "space")
+    assert not cached.end_to_end
+    assert math.isclose(cached.end_to_end_latency(inception, schedule, 1), schedule.meta["latency_ms"])
+
+
+@pytest.mark.parametrize("kwargs", [{"candidates": 0}, {"candidates": 65}])
+def test_bad_candidate_counts_are_refused_by_name(kwargs):
+    with pytest.raises(ValueError, match="candidates"):
+        OptimizerOptions(**kwargs)
