@@ -3,18 +3,24 @@
 Each node's weights come from a generator seeded by ``(seed, crc32(node name))``, so they do not
 depend on the order nodes are built in, and He-scaled (std = sqrt(2 / fan_in)) so activations keep
 their magnitude through deep networks instead of vanishing or overflowing; a per-channel scale
-(LayerNorm's ``weight``) is drawn near 1 instead. A node whose operand sums ``t`` terms (RandWire
-nodes sum up to a dozen) has its first weight scaled by ``1 / sqrt(t)`` too, standing in for the
-batch norm the paper networks have there.
+(LayerNorm's ``weight``) is drawn near 1 instead.
+
+He scaling keeps a magnitude; it does not undo growth. Sums do grow it: an operand of ``t`` terms (RandWire nodes
+sum up to a dozen), and, through the nodes without weights that pass them on (NASNet's cells add branches, pool
+and add again, eighteen cells deep, to values near 5e6: past float16's 65504), every later one. So each value's
+expected magnitude (root mean square) is tracked through the graph (`expected_rms`), and a node with a kernel
+divides it by its operand's, standing in for the batch norm trained networks have there: every such node's output
+is back near the magnitude of the input, in float16's range.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Mapping
 
 import numpy as np
 
-from ios_core.ir import Conv, Graph
+from ios_core.ir import Conv, Graph, Value
 from ios_core.schedule import merged_conv
 
 Params = dict[str, np.ndarray]
@@ -23,15 +29,27 @@ Params = dict[str, np.ndarray]
 def make_weights(graph: Graph, seed: int = 0) -> dict[str, Params]:
     """Float64 parameters for every node that has any, keyed by node name then parameter name."""
     weights = {}
+    rms: dict[str, float] = {}  # each node's expected output magnitude, relative to the input's
     for node in graph.operators:
         shapes = graph.weight_shapes(node.name)
+        operand = expected_rms(node.inputs[0], rms)
+        rms[node.name] = operand
         if shapes:
             rng = np.random.default_rng([seed, zlib.crc32(node.name.encode())])
             params = {name: _draw(rng, name, shape) for name, shape in shapes.items()}
             first = next(name for name in params if name.endswith("weight"))
-            params[first] /= np.sqrt(len(node.inputs[0].terms))
+            if params[first].ndim > 1:  # a kernel; a per-channel scale (LayerNorm's) normalizes by itself
+                params[first] /= operand
+            rms[node.name] = 1.0
             weights[node.name] = params
     return weights
+
+
+def expected_rms(value: Value, rms: Mapping[str, float]) -> float:
+    """The root mean square an operand is expected to have: per term, its slices' by channels; the terms' summed in
+    square (independent terms add their variances). A slice of a node not in ``rms`` (the input) counts as 1."""
+    square = sum(sum(s.channels * rms.get(s.node, 1.0) ** 2 for s in term) / value.channels for term in value.terms)
+    return float(np.sqrt(square))
 
 
 def _draw(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
