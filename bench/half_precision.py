@@ -30,11 +30,19 @@ at the precision (``source: simulated``), the PyTorch ones no number; a real run
 Usage (device, one call of at most 10 minutes; repeat it until every row is there)::
 
     python3 bench/half_precision.py --device h200 --out $OUT/half_precision.json --budget-s 500
+
+With ``--search COST_CACHE`` and an ``--ios-schedule`` template naming the batch and precision, IOS-Both is
+searched for each row's batch and precision where the file is missing (judged end to end, stage costs kept in
+COST_CACHE so the next call resumes), e.g.::
+
+    python3 bench/half_precision.py --device h200 --out $OUT/half_precision.json --budget-s 500 \
+        --ios-schedule '$OUT/{model}_b{batch}_both_{device}_{precision}_measured.json' --search $OUT/stage_costs.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass, field
@@ -51,9 +59,11 @@ from ios_core import schedule as S
 from ios_core.baselines import get, measure
 from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
+from ios_core.cost import CostSpec, build_cost
 from ios_core.measure import gpu_mismatch, simulated
 from ios_core.models.zoo import build_module
 from ios_core.onnx_io import Network
+from ios_core.optimizer import OptimizerOptions, search_end_to_end
 from ios_core.precision import TOLERANCE, spec_of
 from ios_core.reference import relative_error
 from ios_core.timing import Timing
@@ -82,6 +92,7 @@ class Bench:
     dry_run: bool = False
     budget_s: float | None = None
     retry_failed: bool = False
+    cost_cache: str | None = None  # where IOS-Both's searches keep their stage costs; None: no search
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -119,12 +130,28 @@ def checked(error: float | None, precision: str) -> str | None:
 # ---- our engine ----
 
 
-def engine_schedule(graph, mode: str, bench: Bench) -> tuple[S.Schedule, str]:
-    """The schedule of an engine mode and where it came from."""
+def engine_schedule(graph, mode: str, batch: int, precision: str, bench: Bench) -> tuple[S.Schedule, str]:
+    """The schedule of an engine mode and where it came from: IOS-Both's is ``--ios-schedule`` filled in with the
+    row's model, batch, precision and device, searched into that file first where it is missing and ``--search``
+    keeps a cost cache (`search_both`)."""
     if mode == "sequential":
         return S.sequential(graph), "sequential"
-    path = bench.ios_schedule.format(model=graph.name)
+    path = bench.ios_schedule.format(model=graph.name, batch=batch, precision=precision, device=bench.device)
+    if bench.cost_cache is not None and not Path(path).exists():
+        search_both(graph, batch, precision, bench, Path(path))
     return S.load(path, graph), path
+
+
+def search_both(graph, batch: int, precision: str, bench: Bench, path: Path) -> None:
+    """IOS-Both searched at the row's batch and precision, judged end to end (`ios_core.optimizer.rerank`), with the
+    measured cost (the simulated one in a dry run) and its stage costs kept in ``bench.cost_cache``."""
+    kind = "simulated" if bench.dry_run else "measured"
+    spec = CostSpec(kind=kind, precision=precision, cache=bench.cost_cache, tune_cache=bench.tune_cache)
+    with build_cost(spec, device_profile(bench.device)) as cost:
+        result = search_end_to_end(graph, cost, batch, OptimizerOptions("both", candidates=8))
+    meta = {**result.schedule.meta, "model": graph.name, "device": bench.device, "precision": precision}
+    S.save(dataclasses.replace(result.schedule, meta=meta), path)
+    print(f"searched {path}: {result.latency_ms:.3f} ms ({kind})", flush=True)
 
 
 def float32_storage(plan: Any, network: Network, precision: str) -> str | None:
@@ -138,7 +165,7 @@ def float32_storage(plan: Any, network: Network, precision: str) -> str | None:
 
 
 def engine_row(network: Network, mode: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
-    schedule, source = engine_schedule(network.graph, mode, bench)
+    schedule, source = engine_schedule(network.graph, mode, batch, precision, bench)
     if bench.dry_run:
         ms = simulated(network.graph, schedule, batch, device_profile(bench.device), precision).samples_ms[0]
         return {"ms": ms, "schedule": source, "stages": len(schedule.stages)}
@@ -285,7 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bf16", action="store_true", help="bf16 too, after fp16")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
     parser.add_argument("--ios-schedule", default=str(ROOT / IOS_SCHEDULE),
-                        help="IOS-Both's schedule of each model: a path with {model}")
+                        help="IOS-Both's schedule: a path with {model} and optionally {batch}, {precision}, {device}")
+    parser.add_argument("--search", metavar="COST_CACHE", default=None,
+                        help="search IOS-Both where --ios-schedule's file is missing, stage costs kept here")
     parser.add_argument("--tune-cache", default=None)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--number", type=int, default=20)
@@ -306,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         if mismatch:
             raise SystemExit(mismatch)
     bench = Bench(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                  args.ios_schedule, args.tune_cache, args.dry_run, args.budget_s, args.retry_failed)
+                  args.ios_schedule, args.tune_cache, args.dry_run, args.budget_s, args.retry_failed, args.search)
     print(table(run(bench, args).rows))
     return 0
 

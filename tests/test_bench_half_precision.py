@@ -62,10 +62,22 @@ def test_the_simulated_ios_both_is_faster_in_fp16_than_in_fp32_at_batch_16(half,
 
     bench = half.Bench(tmp_path / "x.json", "h200", half.Timing(), dry_run=True)
     graph = half.network("inception_v3").graph
-    schedule, _ = half.engine_schedule(graph, "ios_both", bench)
+    schedule, _ = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)
     fp32 = simulated(graph, schedule, 16, device_profile("h200"), "fp32").samples_ms[0]
     fp16 = half.engine_row(half.network("inception_v3"), "ios_both", 16, "fp16", bench)["ms"]
     assert fp16 < fp32
+
+
+def test_ios_both_is_searched_at_the_rows_batch_and_precision_where_its_file_is_missing(half, tmp_path):
+    template = str(tmp_path / "{model}_b{batch}_both_{device}_{precision}.json")
+    bench = half.Bench(tmp_path / "x.json", "h200", half.Timing(), template, dry_run=True,
+                       cost_cache=str(tmp_path / "costs.jsonl"))
+    graph = half.network("squeezenet").graph
+    schedule, source = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)
+    assert source == str(tmp_path / "squeezenet_b16_both_h200_fp16.json") and Path(source).exists()
+    assert schedule.meta["batch"] == 16 and schedule.meta["precision"] == "fp16" and schedule.meta["opt"] == "both"
+    again, _ = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)  # read back, not searched again
+    assert again.stages == schedule.stages
 
 
 def test_a_plan_that_stores_float32_weights_is_no_fp16_plan(half):
