@@ -33,10 +33,9 @@ Usage (device, one call of at most 10 minutes; repeat it until every row is ther
 
 With ``--search COST_CACHE`` and an ``--ios-schedule`` template naming the batch and precision, IOS-Both is
 searched for each row's batch and precision where the file is missing (judged end to end, stage costs kept in
-COST_CACHE so the next call resumes), e.g.::
+COST_CACHE so the next call resumes), e.g. the command above with these two options added::
 
-    python3 bench/half_precision.py --device h200 --out $OUT/half_precision.json --budget-s 500 \
-        --ios-schedule '$OUT/{model}_b{batch}_both_{device}_{precision}_measured.json' --search $OUT/stage_costs.jsonl
+    --ios-schedule '$OUT/{model}_b{batch}_both_{device}_{precision}_measured.json' --search $OUT/stage_costs.jsonl
 """
 
 from __future__ import annotations
