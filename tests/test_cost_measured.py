@@ -199,6 +199,11 @@ def fake_gpu(monkeypatch, backend: FakeBackend, weights_given: list | None = Non
 
     monkeypatch.setattr(engine, "gpu_profiler", profiler)
 
+    def whole(graph, schedule, batch, precision="fp32", weights=None, options=None, timing=None):
+        return backend.time(engine.lower(graph, schedule, batch, options.layout), timing)
+
+    monkeypatch.setattr(engine, "end_to_end_latency", whole)
+
 
 def test_a_gpu_whose_environment_cannot_be_read_gets_no_disk_cache(monkeypatch, tmp_path):
     fake_gpu(monkeypatch, FakeBackend())
@@ -239,7 +244,9 @@ def test_the_cli_with_a_warm_cache_profiles_nothing(monkeypatch, tmp_path, capsy
     second = run(cfg)
     assert first.schedule.meta["cost_evaluations"] > 0 and calls > 0
     assert second.schedule.meta["cost_evaluations"] == 0 and backend.calls == calls
-    assert second.schedule == first.schedule and second.schedule.meta["latency_label"] == "measured"
+    assert second.schedule == first.schedule and second.schedule.meta["latency_label"] == "measured, end to end"
+    assert first.schedule.meta["rerank"] and first.schedule.meta["latency_ms"] == min(
+        c["end_to_end_ms"] for c in first.schedule.meta["rerank"])
 
 
 def test_an_onnx_network_is_profiled_with_its_own_weights_and_shares_its_twin_s_measurements(monkeypatch, tmp_path):

@@ -117,11 +117,7 @@ class MeasuredCost:
 
         s = self.settings
         options = engine.PlanOptions(layout=s.layout, autotune=s.autotune, tune_cache=s.tune_cache)
-        plan = engine.build_plan(graph, schedule, batch, s.precision, self.weights, options)
-        try:
-            return engine.latency(plan, s.timing).ms
-        finally:
-            plan.close()
+        return engine.end_to_end_latency(graph, schedule, batch, s.precision, self.weights, options, s.timing)
 
     def profiler(self, graph: Graph, batch: int) -> Profiler:
         """The profiler of ``graph`` at ``batch``, made the first time it is needed."""

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ios_core.engine.gpu.timing import Measurement
     from ios_core.engine.profile import StageProfiler
     from ios_core.ir import Graph
+    from ios_core.schedule import Schedule
     from ios_core.timing import Timing
     from ios_core.weights import Params
 
@@ -77,6 +78,18 @@ def gpu_profiler(graph: Graph, batch: int, precision: str = "fp32", weights: dic
     return profiler(graph, batch, precision, weights, options, timing)
 
 
+def end_to_end_latency(graph: Graph, schedule: Schedule, batch: int, precision: str = "fp32",
+                       weights: dict[str, Params] | None = None, options: PlanOptions | None = None,
+                       timing: Timing | None = None) -> float:
+    """The median latency of a whole schedule's plan, in ms: built, timed by `latency`, freed (what the measured
+    cost's end-to-end re-ranking asks)."""
+    plan = build_plan(graph, schedule, batch, precision, weights, options)
+    try:
+        return latency(plan, timing).ms
+    finally:
+        plan.close()
+
+
 def environment() -> dict[str, Any]:
     """This GPU's name, driver, CUDA and cuDNN versions and more (creates no CUDA context); see
     `ios_core.engine.gpu.environment.environment`."""
@@ -88,6 +101,6 @@ def environment() -> dict[str, Any]:
 __all__ = [
     "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "LoweringError", "NormTask", "PadTask", "Placement", "PlanOptions",
     "PointwiseTask", "PoolTask", "Program", "ProgramError", "ShuffleTask", "View", "WeightKey", "build_plan",
-    "conv_params", "environment", "gpu_profiler", "latency", "lower", "place", "simulate", "unplanned_bytes",
-    "verify",
+    "conv_params", "end_to_end_latency", "environment", "gpu_profiler", "latency", "lower", "place", "simulate",
+    "unplanned_bytes", "verify",
 ]
