@@ -64,10 +64,10 @@ from zoo import one_line
 from ios_core import models
 from ios_core.config import device_profile
 from ios_core.cost.factory import CostSpec, build_cost
-from ios_core.cost.protocol import StageCost, end_to_end_latency, stage_latencies
+from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
 from ios_core.measure import gpu_mismatch
-from ios_core.optimizer import NARROWER, Contender, OptimizerOptions, search, search_end_to_end
+from ios_core.optimizer import NARROWER, OptimizerOptions, fastest, search, search_end_to_end
 from ios_core.precision import TOLERANCE
 from ios_core.schedule import Schedule, load
 from ios_core.timing import Timing
@@ -152,13 +152,9 @@ def from_files(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predict
     sums = {opt: sum(stage_latencies(cost, graph, schedule.stages, BATCH)) for opt, schedule in loaded.items()}
     found = {opt: Predicted(loaded[opt], sums[opt], sums[opt], {"schedule_file": str(paths[opt])})
              for opt in TYPES[:-1]}
-    timed, seen = [], set()
-    for label in ("both", *NARROWER["both"]):  # the DP's own answer first: ties keep it, as the rerank's do
-        if loaded[label].stages not in seen:
-            seen.add(loaded[label].stages)
-            timed.append(Contender(label, loaded[label], sums[label],
-                                   end_to_end_latency(cost, graph, loaded[label], BATCH)))
-    best = min(timed, key=lambda c: c.end_to_end_ms)
+    # The DP's own answer first: ties keep it, as the rerank's do.
+    labelled = [(label, loaded[label], sums[label]) for label in ("both", *NARROWER["both"])]
+    best, timed = fastest(graph, cost, BATCH, labelled)
     schedule = replace(best.schedule, meta={**best.schedule.meta, "opt": "both", "chosen": best.label})
     found["both"] = Predicted(schedule, best.end_to_end_ms, best.stage_sum_ms,
                               {"schedule_file": str(paths[best.label]), "chosen": best.label,

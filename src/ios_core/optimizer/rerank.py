@@ -19,6 +19,7 @@ DP's best unchanged. Ties keep the DP's order. The contenders and their two late
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from ios_core.cost.protocol import StageCost, end_to_end_latency, measures_end_to_end
@@ -46,17 +47,26 @@ class Contender:
 
 def contenders(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions,
                progress: Progress | None = None) -> tuple[SearchResult, list[tuple[str, Schedule, float]]]:
-    """The search of ``options`` keeping its ``candidates`` best, and every distinct contender as (label, schedule,
-    stage sum): the DP's ranked schedules first, then the best of each `NARROWER` space not among them."""
+    """The search of ``options`` keeping its ``candidates`` best, and the contenders as (label, schedule, stage sum):
+    the DP's ranked schedules first, then the best of each `NARROWER` space."""
     result = search(graph, cost, batch, options, progress)
     found = [(f"{options.opt}#{rank}", schedule, ms) for rank, (ms, schedule) in enumerate(result.ranked, 1)]
-    seen = {schedule.stages for _, schedule, _ in found}
     for opt in NARROWER.get(options.opt, ()):
         narrower = search(graph, cost, batch, replace(options, opt=opt, candidates=1))
-        if narrower.schedule.stages not in seen:
-            seen.add(narrower.schedule.stages)
-            found.append((opt, narrower.schedule, narrower.latency_ms))
+        found.append((opt, narrower.schedule, narrower.latency_ms))
     return result, found
+
+
+def fastest(graph: Graph, cost: StageCost, batch: int,
+            labelled: Sequence[tuple[str, Schedule, float]]) -> tuple[Contender, list[Contender]]:
+    """Each distinct schedule of ``labelled`` (label, schedule, stage sum) timed end to end by ``cost``, once (the
+    first label of equal schedules is kept), and the fastest of them; ties keep the order given."""
+    timed, seen = [], set()
+    for label, schedule, stage_sum in labelled:
+        if schedule.stages not in seen:
+            seen.add(schedule.stages)
+            timed.append(Contender(label, schedule, stage_sum, end_to_end_latency(cost, graph, schedule, batch)))
+    return min(timed, key=lambda c: c.end_to_end_ms), timed
 
 
 def search_end_to_end(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions | None = None,
@@ -68,9 +78,7 @@ def search_end_to_end(graph: Graph, cost: StageCost, batch: int, options: Optimi
         return search(graph, cost, batch, replace(options, candidates=1), progress)
     start = time.perf_counter()
     result, found = contenders(graph, cost, batch, options, progress)
-    timed = [Contender(label, schedule, ms, end_to_end_latency(cost, graph, schedule, batch))
-             for label, schedule, ms in found]
-    best = min(timed, key=lambda c: c.end_to_end_ms)  # the first of equals: the DP's order
+    best, timed = fastest(graph, cost, batch, found)  # the first of equals: the DP's order
     meta = {**result.schedule.meta, "latency_ms": best.end_to_end_ms, "latency_kind": "end to end",
             "stage_sum_ms": best.stage_sum_ms, "chosen": best.label, "rerank": [c.as_dict() for c in timed],
             "search_seconds": time.perf_counter() - start}
