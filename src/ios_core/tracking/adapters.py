@@ -31,7 +31,7 @@ META_METRICS = {"search_seconds": "search_time_s", "dp_states": "dp_states", "st
                 "distinct_stages": "stages_costed", "stages": "stages_costed", "transitions": "transitions",
                 "parts": "parts", "latency_ms": "predicted_latency_ms", "cost_seconds": "cost_time_s",
                 "cost_evaluations": "cost_evaluations", "cost_cache_hits": "cost_cache_hits",
-                "critical_path_ms": "critical_path_ms"}
+                "critical_path_ms": "critical_path_ms", "stage_sum_ms": "stage_sum_ms"}
 META_PARAMS = ("model", "batch", "device", "precision", "opt", "r", "s", "max_part_size", "cost")
 
 
