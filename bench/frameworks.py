@@ -47,19 +47,29 @@ from __future__ import annotations
 
 import argparse
 import gc
-import io
 import json
 import platform
 import sys
-import tarfile
 import time
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import RowFile, Run, baseline_record, measure_record
+from records import (
+    Call,
+    RecordPack,
+    RowFile,
+    Run,
+    baseline_record,
+    call_arguments,
+    call_of,
+    measure_record,
+    missing_rows,
+    names_of,
+    network,
+    tolerance_error,
+)
 
 from ios_core import models
 from ios_core import schedule as S
@@ -67,13 +77,9 @@ from ios_core.baselines import FRAMEWORKS, get, measure
 from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
 from ios_core.errors import one_line
-from ios_core.measure import gpu_mismatch, simulated
+from ios_core.measure import simulated
 from ios_core.onnx_io import Network
-from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error
-from ios_core.timing import Timing
-from ios_core.tracking import Record
-from ios_core.tracking.record import to_json
 from ios_core.weights import make_input
 
 MODELS = ("inception_v3", "nasnet", "randwire", "squeezenet")
@@ -92,70 +98,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Bench:
-    """One call's settings."""
+    """One call's settings: what every benchmark's call holds (`records.Call`), the template of IOS-Both's schedule
+    files, and the engine's and Inductor's caches."""
 
-    out: Path
-    device: str
-    timing: Timing
+    call: Call
     ios_schedule: str = str(ROOT / IOS_SCHEDULE)
     tune_cache: str | None = None
     inductor_cache: str | None = None
-    dry_run: bool = False
-    budget_s: float | None = None
-    retry_failed: bool = False
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def source(self) -> str:
-        return "simulated" if self.dry_run else "measured"
-
-    def over_budget(self) -> bool:
-        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
-
-
-class RecordPack:
-    """The records of a run as one ``.tar.gz`` (a device call returns a few files only), read at the start and
-    rewritten atomically after every record: a call killed midway leaves the last whole pack."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.files = path, {}
-        if path.exists():
-            with tarfile.open(path) as tar:
-                self.files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
-
-    def add(self, name: str, record: Record) -> None:
-        self.files[name] = to_json(record).encode()
-        partial = self.path.with_name(self.path.name + ".partial")
-        with tarfile.open(partial, "w:gz") as tar:
-            for member, data in sorted(self.files.items()):
-                info = tarfile.TarInfo(member)
-                info.size, info.mtime = len(data), int(time.time())
-                tar.addfile(info, io.BytesIO(data))
-        partial.replace(self.path)
-
-
-@cache
-def network(model: str) -> Network:
-    """The model with its deterministic weights, one object per model: its float64 reference is computed once."""
-    return Network.of(models.get(model))
 
 
 def key(row: dict[str, Any]) -> tuple:
     return row["model"], row["batch"], row["precision"], row["framework"]
-
-
-def done(rows: RowFile, wanted: tuple, bench: Bench) -> bool:
-    """Whether the row is there: measured (a dry run's does not count for a real run), with a number unless
-    ``retry_failed`` asks for those again."""
-    return any(key(row) == wanted and (row["source"] == bench.source or bench.dry_run)
-               and (row["ms"] is not None or not bench.retry_failed) for row in rows.rows)
-
-
-def checked(error: float | None) -> str | None:
-    """The row's ``error`` where the output is above the precision's tolerance (NaN included)."""
-    if error is not None and not error <= TOLERANCE[PRECISION]:
-        return f"output differs from the float64 reference: rel L2 {error:.2e} > {TOLERANCE[PRECISION]:.0e}"
-    return None
 
 
 def schedule_file(template: str, model: str, batch: int) -> Path:
@@ -166,14 +119,14 @@ def schedule_file(template: str, model: str, batch: int) -> Path:
 
 def engine_row(net: Network, batch: int, bench: Bench, pack: RecordPack | None) -> dict[str, Any]:
     """IOS-Both on the engine (or, in a dry run, its simulated latency)."""
-    path = schedule_file(bench.ios_schedule, net.name, batch)
+    path, call = schedule_file(bench.ios_schedule, net.name, batch), bench.call
     if not path.exists():
         return {"available": False, "status": "unavailable", "reason": f"no IOS-Both schedule {path}"}
     schedule = S.load(path, net.graph)
     found = {"schedule": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
              "stages": len(schedule.stages)}
-    if bench.dry_run:
-        ms = simulated(net.graph, schedule, batch, device_profile(bench.device), PRECISION).samples_ms[0]
+    if call.dry_run:
+        ms = simulated(net.graph, schedule, batch, device_profile(call.device), PRECISION).samples_ms[0]
         return {**found, "ms": ms, "status": "simulated", "clock": "simulated"}
     from ios_core.engine import PlanOptions, build_plan, latency
 
@@ -181,35 +134,35 @@ def engine_row(net: Network, batch: int, bench: Bench, pack: RecordPack | None) 
     plan = build_plan(net.graph, schedule, batch, PRECISION, net.weights, options)
     try:
         out = plan(x)
-        timed = latency(plan, bench.timing)
+        timed = latency(plan, call.timing)
     finally:
         plan.close()
     expected = reference_first(net, x)
     error = relative_error(np.asarray(out[:1], dtype=np.float64).reshape(expected.shape), expected)
-    run = Run(net.name, batch, bench.device, PRECISION, {"benchmark": "frameworks"})
+    run = Run(net.name, batch, call.device, PRECISION, {"benchmark": "frameworks"})
     pack.add(f"{net.name}_b{batch}_{IOS}.json", measure_record(run, schedule, found["schedule"], [timed], options,
                                                                {"rel_error": error}))
-    return {**found, "ms": timed.ms, "status": "measured", "error_vs_reference": error, "error": checked(error),
-            "clock": "cuda-events",
+    return {**found, "ms": timed.ms, "status": "measured", "error_vs_reference": error,
+            "error": tolerance_error(error, PRECISION), "clock": "cuda-events",
             "setup_s": time.perf_counter() - started, "clocks_before": timed.clocks_before,
             "clocks_after": timed.clocks_after}
 
 
 def framework_row(net: Network, name: str, batch: int, bench: Bench, pack: RecordPack | None) -> dict[str, Any]:
     """A framework measured by `ios_core.baselines.measure` (in a dry run: only whether it is available here)."""
-    framework = get(name)
-    if bench.dry_run:
+    framework, call = get(name), bench.call
+    if call.dry_run:
         ok, reason = framework.available()
         return {"available": ok, "status": "not run" if ok else "unavailable", "reason": reason or NOT_RUN}
     from ios_core import gpu
 
     options = {"inductor_cache_dir": bench.inductor_cache} if bench.inductor_cache and "compile" in name else {}
     before = gpu.clocks()
-    m = measure(framework, net, batch, bench.timing, precision=PRECISION, options=options)
+    m = measure(framework, net, batch, call.timing, precision=PRECISION, options=options)
     after = gpu.clocks()
-    pack.add(f"{net.name}_b{batch}_{name}.json", baseline_record(Run(net.name, batch, bench.device, PRECISION,
-                                                                     {"benchmark": "frameworks"}), m, bench.timing))
-    return {"ms": m.median_ms, "error_vs_reference": m.rel_error, "error": checked(m.rel_error),
+    pack.add(f"{net.name}_b{batch}_{name}.json", baseline_record(Run(net.name, batch, call.device, PRECISION,
+                                                                     {"benchmark": "frameworks"}), m, call.timing))
+    return {"ms": m.median_ms, "error_vs_reference": m.rel_error, "error": tolerance_error(m.rel_error, PRECISION),
             "available": m.available, "status": m.status, "reason": m.reason, "clock": m.clock, "device": m.device,
             "setup_s": m.details.get("setup_s"), "versions": m.versions, "clocks_before": before,
             "clocks_after": after}
@@ -218,7 +171,7 @@ def framework_row(net: Network, name: str, batch: int, bench: Bench, pack: Recor
 def measure_row(model: str, batch: int, name: str, bench: Bench, pack: RecordPack | None) -> dict[str, Any]:
     """One row: its number, or ``ms: null`` and the one-line reason there is none."""
     row = {"model": model, "batch": batch, "precision": PRECISION, "framework": name, "ms": None,
-           "error_vs_reference": None, "error": None, "available": True, "reason": "", "source": bench.source}
+           "error_vs_reference": None, "error": None, "available": True, "reason": "", "source": bench.call.source}
     try:
         if name == IOS:
             found = engine_row(network(model), batch, bench, pack)
@@ -226,7 +179,7 @@ def measure_row(model: str, batch: int, name: str, bench: Bench, pack: RecordPac
             found = framework_row(network(model), name, batch, bench, pack)
     except Exception as error:  # noqa: BLE001 -- one failing row must not lose the others
         found = {"reason": one_line(error), "status": "failed"}
-    if not bench.dry_run:
+    if not bench.call.dry_run:
         release_gpu_memory()
     return {**row, **found}
 
@@ -248,12 +201,12 @@ def planned(models_: list[str], batches: list[int], frameworks: list[str]) -> li
     return [wanted for wanted in ordered if wanted[2] in frameworks]
 
 
-def environment(bench: Bench) -> dict[str, Any]:
+def environment(call: Call) -> dict[str, Any]:
     """The GPU, driver, CUDA and cuDNN (the engine's) with its clocks, torch's CUDA and cuDNN, and the frameworks'
     versions."""
-    found = {"python": platform.python_version(), "source": bench.source, "versions": versions(*VERSIONS)}
-    if bench.dry_run:
-        return {"name": f"simulated {bench.device}", **found}
+    found = {"python": platform.python_version(), "source": call.source, "versions": versions(*VERSIONS)}
+    if call.dry_run:
+        return {"name": f"simulated {call.device}", **found}
     import torch
 
     from ios_core import gpu
@@ -265,20 +218,16 @@ def environment(bench: Bench) -> dict[str, Any]:
 
 def run(bench: Bench, wanted: list[tuple[str, int, str]]) -> RowFile:
     """Every wanted row not yet in the output, until the budget is spent."""
-    settings = {"timing": asdict(bench.timing), "ios_schedule": bench.ios_schedule, "device": bench.device,
+    call = bench.call
+    settings = {"timing": asdict(call.timing), "ios_schedule": bench.ios_schedule, "device": call.device,
                 "precision": PRECISION, "tune_cache": bench.tune_cache, "inductor_cache": bench.inductor_cache}
-    rows = RowFile(bench.out, "frameworks", environment(bench), settings, key)
-    pack = None if bench.dry_run else RecordPack(bench.out.with_name(bench.out.name + ".records.tar.gz"))
-    for model, batch, name in wanted:
-        if done(rows, (model, batch, PRECISION, name), bench):
-            continue
-        if bench.over_budget():
-            print(f"stopped by --budget-s {bench.budget_s}: rerun to resume", flush=True)
-            break
-        row = measure_row(model, batch, name, bench, pack)
-        rows.add(row)
+    rows = RowFile(call.out, "frameworks", environment(call), settings, key)
+    pack = None if call.dry_run else RecordPack(call.out.with_name(call.out.name + ".records.tar.gz"))
+    keys = [(model, batch, PRECISION, name) for model, batch, name in wanted]
+    for row in missing_rows(rows, call, keys, lambda k: measure_row(k[0], k[1], k[3], bench, pack)):
         ms = "-" if row["ms"] is None else f"{row['ms']:.3f}"
-        print(f"{model:13s} b{batch:<3d} {name:27s} {ms:>9s} ms  {row['error'] or row['reason']}", flush=True)
+        print(f"{row['model']:13s} b{row['batch']:<3d} {row['framework']:27s} {ms:>9s} ms  "
+              f"{row['error'] or row['reason']}", flush=True)
     return rows
 
 
@@ -329,34 +278,24 @@ def caption(document: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = lambda known: lambda s: [_choice(v, known) for v in s.split(",")]  # noqa: E731
-    parser.add_argument("--models", type=names(models.names()), default=list(MODELS))
+    parser.add_argument("--models", type=names_of(models.names()), default=list(MODELS))
     parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 16])
-    parser.add_argument("--frameworks", type=names(ORDER), default=list(ORDER), help="default: ios_both and every "
+    parser.add_argument("--frameworks", type=names_of(ORDER), default=list(ORDER), help="default: ios_both and every "
                         "GPU framework of ios_core.baselines")
     parser.add_argument("--ios-schedule", default=str(ROOT / IOS_SCHEDULE),
                         help="IOS-Both's schedule of each model: a path with {model} and {batch}")
     parser.add_argument("--tune-cache", default=None, help="the engine's cuDNN autotuning cache (JSON)")
     parser.add_argument("--inductor-cache", default=str(ROOT / ".inductor-cache"),
                         help="Inductor's cache directory, reused by a later call")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--number", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--budget-s", type=float, default=None, help="start no row once the call has lasted this")
-    parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
-    parser.add_argument("--dry-run", action="store_true", help="no GPU: IOS-Both's simulated latency, no framework")
-    parser.add_argument("--device", default="h200", help="this GPU's device profile")
+    call_arguments(parser, "start no row once the call has lasted this",
+                   "no GPU: IOS-Both's simulated latency, no framework")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "frameworks.json")
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     parser.add_argument("--figure", type=Path, default=None, help="draw experiment 2's figure of --out here and stop")
     args = parser.parse_args(argv)
     if args.table or args.figure:
         return report(args.out, args.table, args.figure)
-    if not args.dry_run and (mismatch := gpu_mismatch(device_profile(args.device))):
-        raise SystemExit(mismatch)
-    bench = Bench(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                  args.ios_schedule, args.tune_cache, args.inductor_cache, args.dry_run, args.budget_s,
-                  args.retry_failed)
+    bench = Bench(call_of(args), args.ios_schedule, args.tune_cache, args.inductor_cache)
     rows = run(bench, planned(args.models, args.batches, args.frameworks))
     print(table({"rows": rows.rows, "environments": rows.environments}))
     return 0
@@ -376,12 +315,6 @@ def report(out: Path, show_table: bool, png: Path | None) -> int:
             written = frameworks_of_rows(document["rows"], png.with_suffix(""), document["environments"][-1]["name"])
         print("wrote " + ", ".join(map(str, written)), file=sys.stderr)
     return 0
-
-
-def _choice(value: str, choices: Any) -> str:
-    if value not in choices:
-        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(choices)}")
-    return value
 
 
 if __name__ == "__main__":

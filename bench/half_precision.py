@@ -44,14 +44,12 @@ import argparse
 import dataclasses
 import sys
 import time
-from dataclasses import dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import RowFile
-from zoo import one_line
+from records import Call, RowFile, call_arguments, call_of, missing_rows, network, one_line, tolerance_error
 
 from ios_core import models
 from ios_core import schedule as S
@@ -59,13 +57,12 @@ from ios_core.baselines import get, measure
 from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
 from ios_core.cost import CostSpec, build_cost
-from ios_core.measure import gpu_mismatch, simulated
+from ios_core.measure import simulated
 from ios_core.models.zoo import build_module
 from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search_end_to_end
-from ios_core.precision import TOLERANCE, spec_of
+from ios_core.precision import spec_of
 from ios_core.reference import relative_error
-from ios_core.timing import Timing
 from ios_core.weights import make_input
 
 MODELS = ("inception_v3", "nasnet", "randwire", "squeezenet")
@@ -81,49 +78,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Bench:
-    """One call's settings."""
+    """One call's settings: what every benchmark's call holds (`records.Call`), the template of IOS-Both's schedule
+    files, the engine's tuning cache and the searches' stage costs."""
 
-    out: Path
-    device: str
-    timing: Timing
+    call: Call
     ios_schedule: str = str(ROOT / IOS_SCHEDULE)
     tune_cache: str | None = None
-    dry_run: bool = False
-    budget_s: float | None = None
-    retry_failed: bool = False
     cost_cache: str | None = None  # where IOS-Both's searches keep their stage costs; None: no search
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def source(self) -> str:
-        return "simulated" if self.dry_run else "measured"
-
-    def over_budget(self) -> bool:
-        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
-
-
-@cache
-def network(model: str) -> Network:
-    """The model with its deterministic weights, one object per model: its float64 reference is computed once."""
-    return Network.of(models.get(model))
 
 
 def key(row: dict[str, Any]) -> tuple:
     return row["model"], row["batch"], row["precision"], row["mode"]
-
-
-def done(rows: RowFile, wanted: tuple, bench: Bench) -> bool:
-    """Whether the row is there: measured (a dry run's does not count for a real run), with a number unless
-    ``retry_failed`` asks for those again."""
-    return any(key(row) == wanted and (row["source"] == bench.source or bench.dry_run)
-               and (row["ms"] is not None or not bench.retry_failed) for row in rows.rows)
-
-
-def checked(error: float | None, precision: str) -> str | None:
-    """The row's ``error`` where the output is above the precision's tolerance (NaN included)."""
-    if error is not None and not error <= TOLERANCE[precision]:
-        return f"output differs from the float64 reference: rel L2 {error:.2e} > {TOLERANCE[precision]:.0e}"
-    return None
 
 
 # ---- our engine ----
@@ -135,7 +100,7 @@ def engine_schedule(graph, mode: str, batch: int, precision: str, bench: Bench) 
     keeps a cost cache (`search_both`)."""
     if mode == "sequential":
         return S.sequential(graph), "sequential"
-    path = bench.ios_schedule.format(model=graph.name, batch=batch, precision=precision, device=bench.device)
+    path = bench.ios_schedule.format(model=graph.name, batch=batch, precision=precision, device=bench.call.device)
     if bench.cost_cache is not None and not Path(path).exists():
         search_both(graph, batch, precision, bench, Path(path))
     return S.load(path, graph), path
@@ -144,11 +109,11 @@ def engine_schedule(graph, mode: str, batch: int, precision: str, bench: Bench) 
 def search_both(graph, batch: int, precision: str, bench: Bench, path: Path) -> None:
     """IOS-Both searched at the row's batch and precision, judged end to end (`ios_core.optimizer.rerank`), with the
     measured cost (the simulated one in a dry run) and its stage costs kept in ``bench.cost_cache``."""
-    kind = "simulated" if bench.dry_run else "measured"
+    kind = bench.call.source
     spec = CostSpec(kind=kind, precision=precision, cache=bench.cost_cache, tune_cache=bench.tune_cache)
-    with build_cost(spec, device_profile(bench.device)) as cost:
+    with build_cost(spec, device_profile(bench.call.device)) as cost:
         result = search_end_to_end(graph, cost, batch, OptimizerOptions("both", candidates=8))
-    meta = {**result.schedule.meta, "model": graph.name, "device": bench.device, "precision": precision}
+    meta = {**result.schedule.meta, "model": graph.name, "device": bench.call.device, "precision": precision}
     S.save(dataclasses.replace(result.schedule, meta=meta), path)
     print(f"searched {path}: {result.latency_ms:.3f} ms ({kind})", flush=True)
 
@@ -165,8 +130,8 @@ def float32_storage(plan: Any, network: Network, precision: str) -> str | None:
 
 def engine_row(network: Network, mode: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
     schedule, source = engine_schedule(network.graph, mode, batch, precision, bench)
-    if bench.dry_run:
-        ms = simulated(network.graph, schedule, batch, device_profile(bench.device), precision).samples_ms[0]
+    if bench.call.dry_run:
+        ms = simulated(network.graph, schedule, batch, device_profile(bench.call.device), precision).samples_ms[0]
         return {"ms": ms, "schedule": source, "stages": len(schedule.stages)}
     from ios_core.engine import PlanOptions, build_plan, latency
 
@@ -182,10 +147,11 @@ def engine_row(network: Network, mode: str, batch: int, precision: str, bench: B
         if reason:
             return {"ms": None, "error": reason, "schedule": source}
         out = plan(x)
-        timed = latency(plan, bench.timing)
+        timed = latency(plan, bench.call.timing)
         expected = reference_first(network, x)
         error = relative_error(np.asarray(out[:1], dtype=np.float64).reshape(expected.shape), expected)
-        return {"ms": timed.ms, "error_vs_reference": error, "error": checked(error, precision), "schedule": source,
+        return {"ms": timed.ms, "error_vs_reference": error, "error": tolerance_error(error, precision),
+                "schedule": source,
                 "stages": len(schedule.stages), "build_s": time.perf_counter() - started,
                 "weight_bytes": plan.stats.weight_bytes, "arena_bytes": plan.stats.arena_bytes,
                 "clocks_before": timed.clocks_before, "clocks_after": timed.clocks_after}
@@ -200,10 +166,10 @@ def torch_row(network: Network, mode: str, batch: int, precision: str, bench: Be
     from ios_core import gpu
 
     before = gpu.clocks()
-    m = measure(get(TORCH_MODES[mode]), network, batch, bench.timing, precision=precision)
+    m = measure(get(TORCH_MODES[mode]), network, batch, bench.call.timing, precision=precision)
     if m.status != "measured":
         return {"ms": None, "error": m.reason}
-    return {"ms": m.median_ms, "error_vs_reference": m.rel_error, "error": checked(m.rel_error, precision),
+    return {"ms": m.median_ms, "error_vs_reference": m.rel_error, "error": tolerance_error(m.rel_error, precision),
             "setup_s": m.details.get("setup_s"), "clocks_before": before, "clocks_after": gpu.clocks()}
 
 
@@ -225,9 +191,9 @@ def library_row(model: str, batch: int, precision: str, bench: Bench) -> dict[st
     call = compiled_call(torch, module, static, Compile("reduce-overhead", freezing=True))
     with torch.inference_mode():
         out = call()[:1].double().cpu().numpy()
-        timed = time_calls(call, bench.timing)
+        timed = time_calls(call, bench.call.timing)
     error = relative_error(out, expected)
-    return {"ms": timed["ms"], "error_vs_reference": error, "error": checked(error, precision),
+    return {"ms": timed["ms"], "error_vs_reference": error, "error": tolerance_error(error, precision),
             "network": LIBRARY[model], "setup_s": time.perf_counter() - started,
             "clocks_before": timed["clocks_before"], "clocks_after": timed["clocks_after"]}
 
@@ -235,8 +201,8 @@ def library_row(model: str, batch: int, precision: str, bench: Bench) -> dict[st
 def measure_row(model: str, batch: int, precision: str, mode: str, bench: Bench) -> dict[str, Any]:
     """One row: its number, or ``ms: null`` and the one-line reason there is none."""
     row = {"model": model, "batch": batch, "precision": precision, "mode": mode, "ms": None,
-           "error_vs_reference": None, "error": None, "source": bench.source}
-    if bench.dry_run and mode not in ENGINE_MODES:
+           "error_vs_reference": None, "error": None, "source": bench.call.source}
+    if bench.call.dry_run and mode not in ENGINE_MODES:
         return {**row, "error": "dry run: PyTorch is not timed"}
     try:
         if mode in ENGINE_MODES:
@@ -276,18 +242,13 @@ def environment(dry_run: bool) -> dict[str, Any]:
 
 def run(bench: Bench, args: argparse.Namespace) -> RowFile:
     """Every planned row not yet in the output, until the budget is spent."""
-    settings = {"timing": vars(bench.timing), "ios_schedule": bench.ios_schedule, "device": bench.device}
-    rows = RowFile(bench.out, "half_precision", environment(bench.dry_run), settings, key)
-    for model, batch, precision, mode in planned(args):
-        if done(rows, (model, batch, precision, mode), bench):
-            continue
-        if bench.over_budget():
-            print(f"stopped by --budget-s {bench.budget_s}: rerun to resume", flush=True)
-            break
-        row = measure_row(model, batch, precision, mode, bench)
-        rows.add(row)
+    call = bench.call
+    settings = {"timing": vars(call.timing), "ios_schedule": bench.ios_schedule, "device": call.device}
+    rows = RowFile(call.out, "half_precision", environment(call.dry_run), settings, key)
+    for row in missing_rows(rows, call, planned(args), lambda wanted: measure_row(*wanted, bench)):
         ms = "-" if row["ms"] is None else f"{row['ms']:.3f}"
-        print(f"{model:13s} b{batch:<4d} {precision:5s} {mode:21s} {ms:>9s} ms  {row['error'] or ''}", flush=True)
+        print(f"{row['model']:13s} b{row['batch']:<4d} {row['precision']:5s} {row['mode']:21s} {ms:>9s} ms  "
+              f"{row['error'] or ''}", flush=True)
     return rows
 
 
@@ -315,13 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search", metavar="COST_CACHE", default=None,
                         help="search IOS-Both where --ios-schedule's file is missing, stage costs kept here")
     parser.add_argument("--tune-cache", default=None)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--number", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=7)
-    parser.add_argument("--budget-s", type=float, default=None, help="start no row once the call has lasted this")
-    parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
-    parser.add_argument("--dry-run", action="store_true", help="no GPU: the engine modes' simulated latency")
-    parser.add_argument("--device", default="h200", help="this GPU's device profile")
+    call_arguments(parser, "start no row once the call has lasted this", "no GPU: the engine modes' simulated latency")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "half_precision.json")
     args = parser.parse_args(argv)
     args.batches += [128] if args.batch_128 and 128 not in args.batches else []
@@ -329,12 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.modes) - set(MODES))
     if unknown:
         parser.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
-    if not args.dry_run:
-        mismatch = gpu_mismatch(device_profile(args.device))
-        if mismatch:
-            raise SystemExit(mismatch)
-    bench = Bench(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                  args.ios_schedule, args.tune_cache, args.dry_run, args.budget_s, args.retry_failed, args.search)
+    bench = Bench(call_of(args), args.ios_schedule, args.tune_cache, args.search)
     print(table(run(bench, args).rows))
     return 0
 

@@ -6,28 +6,41 @@ an engine measurement and of a schedule (`ios_core.measure.engine_params`, `sche
 (`ios_core.baseline.tags_of`), the search behind a schedule (`ios_core.tracking.adapters.search_metrics`) -- so that
 figures and ``python -m ios_core.tracking ingest`` take it as any other. What only a benchmark knows (a plan's
 arena, an output's error against a reference, the rounds) is a param or metric more.
+
+It also holds what the benchmarks share: `Call` (where a call's rows go, how it times, when it stops), which each
+script's own settings hold as a field, with its options (`call_arguments`, `call_of`); `done`, `tolerance_error`,
+`missing_rows`, `one_line`, `network`, `RecordPack` and `names_of`.
 """
 
 from __future__ import annotations
 
+import argparse
+import io
 import json
 import math
 import statistics
-from collections.abc import Callable, Mapping, Sequence
+import tarfile
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
+from ios_core import models
 from ios_core.baseline import tags_of
 from ios_core.baselines import Measurement
+from ios_core.config import device_profile
 from ios_core.engine import PlanOptions
 from ios_core.files import write_atomic
-from ios_core.measure import engine_params, schedule_params
+from ios_core.measure import engine_params, gpu_mismatch, schedule_params
+from ios_core.onnx_io import Network
+from ios_core.precision import TOLERANCE
 from ios_core.schedule import Schedule
 from ios_core.timing import Timing
 from ios_core.tracking import Record, stringify
 from ios_core.tracking.adapters import search_metrics
-from ios_core.tracking.record import now_ms
+from ios_core.tracking.record import now_ms, to_json
 
 
 @dataclass(frozen=True)
@@ -119,3 +132,151 @@ class RowFile:
         document = {"benchmark": self.benchmark, "environments": self.environments, "settings": self.settings,
                     "rows": self.rows}
         write_atomic(self.path, json.dumps(document, indent=1, default=str) + "\n")
+
+
+@dataclass
+class Call:
+    """What every benchmark's call holds: where its rows go (``out``), the device profile, how it times, whether it
+    only simulates (``dry_run``), when it starts nothing more (``budget_s`` after ``started``) and whether the rows
+    without a number are run again (``retry_failed``)."""
+
+    out: Path
+    device: str
+    timing: Timing = field(default_factory=Timing)
+    dry_run: bool = False
+    budget_s: float | None = None
+    retry_failed: bool = False
+    started: float = field(default_factory=time.perf_counter)
+
+    @property
+    def source(self) -> str:
+        """A row's ``source``: ``simulated`` in a dry run, else ``measured``."""
+        return "simulated" if self.dry_run else "measured"
+
+    def over_budget(self) -> bool:
+        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
+
+    def stopped(self) -> bool:
+        """Whether the budget is spent, and if so, the line that says so and how to resume."""
+        if self.over_budget():
+            print(f"stopped by --budget-s {self.budget_s}: rerun to resume", flush=True)
+            return True
+        return False
+
+
+def call_arguments(parser: argparse.ArgumentParser, budget: str, dry_run: str, retry_failed: bool = True) -> None:
+    """The options of a `Call` but ``--out``: ``--device``, the timing, ``--budget-s`` (``budget``: what it stops),
+    ``--retry-failed`` where the benchmark has it, and ``--dry-run`` (``dry_run``: what it does instead)."""
+    parser.add_argument("--device", default="h200", help="this GPU's device profile")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--number", type=int, default=20)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--budget-s", type=float, default=None, help=budget)
+    if retry_failed:
+        parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
+    parser.add_argument("--dry-run", action="store_true", help=dry_run)
+
+
+def call_of(args: argparse.Namespace) -> Call:
+    """The call that ``--out`` and the options of `call_arguments` ask for, once this GPU is the device profile's
+    (else `SystemExit`, the reason; a dry run needs no GPU)."""
+    call = Call(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
+                args.dry_run, args.budget_s, getattr(args, "retry_failed", False))
+    if not call.dry_run and (mismatch := gpu_mismatch(device_profile(call.device))):
+        raise SystemExit(mismatch)
+    return call
+
+
+def done(rows: RowFile, wanted: tuple, call: Call) -> bool:
+    """Whether the row with key ``wanted`` is there: measured (a dry run's does not count for a real run), with a
+    number unless ``call.retry_failed`` asks for those again."""
+    return any(rows.key(row) == wanted and (row["source"] == call.source or call.dry_run)
+               and (row["ms"] is not None or not call.retry_failed) for row in rows.rows)
+
+
+def missing_rows(rows: RowFile, call: Call, wanted: Iterable[tuple],
+                 measure: Callable[[tuple], dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The row of each key of ``wanted`` not `done` yet, made by ``measure`` and added to ``rows`` before it is
+    yielded, until the call's budget is spent (`Call.stopped`)."""
+    for wanted_key in wanted:
+        if done(rows, wanted_key, call):
+            continue
+        if call.stopped():
+            return
+        row = measure(wanted_key)
+        rows.add(row)
+        yield row
+
+
+def tolerance_error(error: float | None, precision: str, against: str = "the float64 reference") -> str | None:
+    """A row's ``error`` where an output's relative L2 ``error`` against ``against`` is above the precision's
+    tolerance (NaN included); None where it is within, or was not measured."""
+    if error is not None and not error <= TOLERANCE[precision]:
+        return f"output differs from {against}: rel L2 {error:.2e} > {TOLERANCE[precision]:.0e}"
+    return None
+
+
+def one_line(error: BaseException) -> str:
+    """A row's ``error`` for an exception: its type and the first line of its message."""
+    first = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {first[0] if first else ''}"[:500]
+
+
+@cache
+def network(model: str) -> Network:
+    """The model with its deterministic weights, one object per model: its float64 reference is computed once."""
+    return Network.of(models.get(model))
+
+
+class RecordPack:
+    """Files of a run -- its records, or a whole folder of records, schedules and caches -- as one ``.tar.gz`` (a
+    device call returns a few files only), read at the start and rewritten atomically after every change: a call
+    killed midway leaves the last whole pack."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    @cached_property
+    def files(self) -> dict[str, bytes]:
+        """The pack's files by name, as it was at the start (read once, when first asked for)."""
+        if not self.path.exists():
+            return {}
+        with tarfile.open(self.path) as tar:
+            return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+
+    def add(self, name: str, record: Record) -> None:
+        """``record`` as the file ``name``."""
+        self.files[name] = to_json(record).encode()
+        self.write()
+
+    def unpack(self, folder: Path) -> None:
+        """Every file into ``folder``, at the start of a call that resumes another."""
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            with tarfile.open(self.path) as tar:
+                tar.extractall(folder, filter="data")
+
+    def pack(self, folder: Path) -> None:
+        """The files of ``folder`` instead, named ``./<path in it>``."""
+        self.files = {f"./{path.relative_to(folder).as_posix()}": path.read_bytes()
+                      for path in sorted(folder.rglob("*")) if path.is_file()}
+        self.write()
+
+    def write(self) -> None:
+        partial = self.path.with_name(self.path.name + ".partial")
+        with tarfile.open(partial, "w:gz") as tar:
+            for member, data in sorted(self.files.items()):
+                info = tarfile.TarInfo(member)
+                info.size, info.mtime = len(data), int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        partial.replace(self.path)
+
+
+def names_of(known: Collection[str]) -> Callable[[str], list[str]]:
+    """An argparse ``type``: comma-separated names, each one of ``known``."""
+    def parse(text: str) -> list[str]:
+        unknown = [name for name in text.split(",") if name not in known]
+        if unknown:
+            raise argparse.ArgumentTypeError(f"{unknown[0]!r} is not one of {', '.join(known)}")
+        return text.split(",")
+    return parse

@@ -51,26 +51,21 @@ import json
 import platform
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from records import RowFile
+from records import Call, RowFile, call_arguments, call_of, one_line, tolerance_error
 from side_by_side import side_by_side
-from zoo import one_line
 
 from ios_core import models
 from ios_core.config import device_profile
 from ios_core.cost.factory import CostSpec, build_cost
 from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
-from ios_core.measure import gpu_mismatch
 from ios_core.optimizer import NARROWER, OptimizerOptions, fastest, search, search_end_to_end
-from ios_core.precision import TOLERANCE
 from ios_core.schedule import Schedule, load
-from ios_core.timing import Timing
 
 MODELS = ("squeezenet", "inception_v3", "nasnet", "randwire")  # the quick searches first
 TYPES = ("sequential", "greedy", "merge", "parallel", "both")  # sequential first: the others are checked against it
@@ -82,26 +77,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Bench:
-    """One call's settings; ``options``' ``opt`` is replaced per schedule type."""
+    """One call's settings: what every benchmark's call holds (`records.Call`), and the searches'; ``options``'
+    ``opt`` is replaced per schedule type."""
 
-    out: Path
-    device: str
+    call: Call
     options: OptimizerOptions
-    timing: Timing
     rounds: int = 5
     cost_cache: str | None = None
     tune_cache: str | None = None
     from_schedules: Path | None = None
-    dry_run: bool = False
-    budget_s: float | None = None
-    started: float = field(default_factory=time.perf_counter)
-
-    @property
-    def source(self) -> str:
-        return "simulated" if self.dry_run else "measured"
-
-    def over_budget(self) -> bool:
-        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
 
 
 @dataclass(frozen=True)
@@ -122,7 +106,7 @@ class OutOfBudget(Exception):
 def budget_check(bench: Bench) -> Callable[[int, int], None]:
     """A search's progress callback that stops it, between two parts, once the budget is spent."""
     def check(placed: int, total: int) -> None:
-        if bench.over_budget():
+        if bench.call.over_budget():
             raise OutOfBudget(f"{placed} of {total} operators placed")
     return check
 
@@ -146,7 +130,7 @@ def from_files(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predict
     """Each type's schedule read from ``bench.from_schedules``, costed with ``cost``; IOS-Both's the fastest end to
     end of the files of its space and the narrower ones, as `ios_core.optimizer.search_end_to_end` chooses."""
     paths = {opt: bench.from_schedules / SCHEDULE_FILE.format(model=graph.name, batch=BATCH, opt=opt,
-                                                              device=bench.device, precision=PRECISION)
+                                                              device=bench.call.device, precision=PRECISION)
              for opt in TYPES}
     loaded = {opt: load(path, graph) for opt, path in paths.items()}
     sums = {opt: sum(stage_latencies(cost, graph, schedule.stages, BATCH)) for opt, schedule in loaded.items()}
@@ -164,19 +148,18 @@ def from_files(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predict
 
 def measured(graph: Graph, found: dict[str, Predicted], bench: Bench) -> dict[str, dict[str, Any]]:
     """Each type's ``ms`` and more: timed side by side on this GPU, or (dry run) its simulated stage sum."""
-    if bench.dry_run:
+    if bench.call.dry_run:
         return {opt: {"ms": p.stage_sum_ms, "rel_error_vs_sequential": None} for opt, p in found.items()}
     from ios_core.engine import PlanOptions
 
-    timed = side_by_side(graph, {opt: p.schedule for opt, p in found.items()}, BATCH, bench.timing, bench.rounds,
+    timed = side_by_side(graph, {opt: p.schedule for opt, p in found.items()}, BATCH, bench.call.timing, bench.rounds,
                          PlanOptions(tune_cache=bench.tune_cache))
     result = {}
     for opt, one in timed.items():
         rounds_ms = [m.ms for m in one.rounds]
         error = one.plan["rel_error_vs_sequential"]
         result[opt] = {"ms": statistics.median(rounds_ms), "rounds_ms": rounds_ms, "rel_error_vs_sequential": error,
-                       "error": None if error <= TOLERANCE[PRECISION] else
-                       f"output differs from Sequential's: rel L2 {error:.2e} > {TOLERANCE[PRECISION]:.0e}",
+                       "error": tolerance_error(error, PRECISION, "Sequential's"),
                        "streams": one.plan["streams"], "build_s": one.plan["build_s"],
                        "clocks_before": one.rounds[0].clocks_before, "clocks_after": one.rounds[-1].clocks_after}
     return result
@@ -188,7 +171,7 @@ def model_rows(model: str, cost: StageCost, bench: Bench) -> list[dict[str, Any]
     found = (from_files if bench.from_schedules else by_search)(graph, cost, bench)
     times = measured(graph, found, bench)
     return [{"model": model, "batch": BATCH, "precision": PRECISION, "schedule": opt, "predicted_ms": p.predicted_ms,
-             "stage_sum_ms": p.stage_sum_ms, "searched": bench.from_schedules is None, "source": bench.source,
+             "stage_sum_ms": p.stage_sum_ms, "searched": bench.from_schedules is None, "source": bench.call.source,
              "error": None, "stages": len(p.schedule.stages), **p.details, **times[opt]}
             for opt, p in found.items()]
 
@@ -197,19 +180,19 @@ def key(row: dict[str, Any]) -> tuple:
     return row["model"], row["batch"], row["precision"], row["schedule"]
 
 
-def done(rows: RowFile, model: str, bench: Bench) -> bool:
+def done(rows: RowFile, model: str, call: Call) -> bool:
     """Whether the model's five rows are there with a number (a dry run's do not count for a real run)."""
     have = {row["schedule"] for row in rows.rows if row["model"] == model and row["batch"] == BATCH
             and row["precision"] == PRECISION and row["ms"] is not None
-            and (row["source"] == bench.source or bench.dry_run)}
+            and (row["source"] == call.source or call.dry_run)}
     return have >= set(TYPES)
 
 
-def environment(bench: Bench) -> dict[str, Any]:
+def environment(call: Call) -> dict[str, Any]:
     """The GPU, driver, CUDA and cuDNN (the engine's) and its clocks at the start of the call."""
-    found = {"python": platform.python_version(), "source": bench.source}
-    if bench.dry_run:
-        return {"name": f"simulated {bench.device}", **found}
+    found = {"python": platform.python_version(), "source": call.source}
+    if call.dry_run:
+        return {"name": f"simulated {call.device}", **found}
     from ios_core import gpu
     from ios_core.engine import environment as gpu_environment
 
@@ -218,29 +201,28 @@ def environment(bench: Bench) -> dict[str, Any]:
 
 def run(bench: Bench, wanted: list[str]) -> RowFile:
     """Every wanted model not yet in the output, until the budget is spent."""
-    settings = {"options": asdict(bench.options), "timing": asdict(bench.timing), "rounds": bench.rounds,
-                "device": bench.device, "cost_cache": bench.cost_cache, "tune_cache": bench.tune_cache,
+    call = bench.call
+    settings = {"options": asdict(bench.options), "timing": asdict(call.timing), "rounds": bench.rounds,
+                "device": call.device, "cost_cache": bench.cost_cache, "tune_cache": bench.tune_cache,
                 "from_schedules": None if bench.from_schedules is None else str(bench.from_schedules),
                 "noise": NOISE}
-    rows = RowFile(bench.out, "schedules_e2e", environment(bench), settings, key)
-    spec = CostSpec(kind="simulated" if bench.dry_run else "measured", precision=PRECISION, cache=bench.cost_cache,
-                    tune_cache=bench.tune_cache)
-    with build_cost(spec, device_profile(bench.device)) as cost:
+    rows = RowFile(call.out, "schedules_e2e", environment(call), settings, key)
+    spec = CostSpec(kind=call.source, precision=PRECISION, cache=bench.cost_cache, tune_cache=bench.tune_cache)
+    with build_cost(spec, device_profile(call.device)) as cost:
         for model in wanted:
-            if done(rows, model, bench):
+            if done(rows, model, call):
                 continue
-            if bench.over_budget():
-                print(f"stopped by --budget-s {bench.budget_s}: rerun to resume", flush=True)
+            if call.stopped():
                 break
             try:
                 found = model_rows(model, cost, bench)
             except OutOfBudget as stopped:
-                print(f"stopped by --budget-s {bench.budget_s} in {model}'s search ({stopped}); its stage costs are "
+                print(f"stopped by --budget-s {call.budget_s} in {model}'s search ({stopped}); its stage costs are "
                       f"in --cost-cache {bench.cost_cache}: rerun to resume", flush=True)
                 break
             except Exception as error:  # noqa: BLE001 -- one failing model must not lose the others
                 found = [{"model": model, "batch": BATCH, "precision": PRECISION, "schedule": opt, "ms": None,
-                          "source": bench.source, "error": one_line(error)} for opt in TYPES]
+                          "source": call.source, "error": one_line(error)} for opt in TYPES]
             for row in found:
                 rows.add(row)
                 ms = "-" if row["ms"] is None else f"{row['ms']:.4f}"
@@ -285,7 +267,6 @@ def table(rows: list[dict[str, Any]]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", type=lambda s: s.split(","), default=list(MODELS))
-    parser.add_argument("--device", default="h200", help="this GPU's device profile")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "schedules_e2e.json")
     parser.add_argument("--cost-cache", default=None, help="the shared stage-cost cache (JSON lines)")
     parser.add_argument("--tune-cache", default=None)
@@ -295,12 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--s", type=int, default=8)
     parser.add_argument("--max-part-size", type=int, default=40)
     parser.add_argument("--candidates", type=int, default=8)
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--number", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--budget-s", type=float, default=None, help="start no model nor search part after this")
-    parser.add_argument("--dry-run", action="store_true", help="no GPU: the simulated cost, no side by side")
+    call_arguments(parser, "start no model nor search part after this", "no GPU: the simulated cost, no side by side",
+                   retry_failed=False)
     parser.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = parser.parse_args(argv)
     if args.table:
@@ -309,13 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.models) - set(models.names()))
     if unknown:
         parser.error(f"unknown models {unknown}; known: {', '.join(models.names())}")
-    if not args.dry_run:
-        mismatch = gpu_mismatch(device_profile(args.device))
-        if mismatch:
-            raise SystemExit(mismatch)
     options = OptimizerOptions("both", args.r, args.s, args.max_part_size, args.candidates)
-    bench = Bench(args.out, args.device, options, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                  args.rounds, args.cost_cache, args.tune_cache, args.from_schedules, args.dry_run, args.budget_s)
+    bench = Bench(call_of(args), options, args.rounds, args.cost_cache, args.tune_cache, args.from_schedules)
     print(table(run(bench, args.models).rows))
     return 0
 

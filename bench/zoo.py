@@ -52,27 +52,37 @@ import math
 import platform
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import RowFile, Run, baseline_record, measure_record
+from records import (
+    Call,
+    RecordPack,
+    RowFile,
+    Run,
+    baseline_record,
+    call_arguments,
+    call_of,
+    done,
+    measure_record,
+    names_of,
+    one_line,
+    tolerance_error,
+)
 
 from ios_core.baselines import Measurement
 from ios_core.config import device_profile
 from ios_core.ir import Graph
-from ios_core.measure import gpu_mismatch, simulated
+from ios_core.measure import simulated
 from ios_core.models.zoo import EXPORTERS, ZOO, build_module, export
 from ios_core.onnx_io import Network, load_onnx
-from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
 from ios_core.schedule import Schedule, load, sequential
-from ios_core.timing import Timing
 from ios_core.tracking import write
 
 ENGINE_MODES = ("sequential", "ios_both")
@@ -84,54 +94,38 @@ PRECISION = "fp32"  # TF32 allowed in convolutions and matmuls, on the engine an
 
 @dataclass
 class Bench:
-    """One run's settings and where everything goes: the rows (``out``), the rest (``keep``)."""
+    """One run's settings: what every benchmark's call holds (`records.Call`: the rows go to its ``out``), and where
+    the rest goes (``keep``)."""
 
-    out: Path
+    call: Call
     keep: Path
-    device: str
     batch: int
     modes: tuple[str, ...]
-    timing: Timing
-    dry_run: bool = False
     onnx_dir: Path | None = None
     resolution: int | None = None
     compile_mode: str = "default"
-    budget_s: float | None = None
     search_timeout_s: float | None = None
-    retry_failed: bool = False
     pack: bool = False
-    started: float = field(default_factory=time.perf_counter)
 
     @property
     def packed(self) -> Path:
         """The ``keep`` folder as one file beside the rows (``--pack``)."""
-        return self.out.with_name(self.out.name + ".records.tar.gz")
+        return self.call.out.with_name(self.call.out.name + ".records.tar.gz")
 
     def unpack(self) -> None:
         """The packed folder where it is kept, at the start of a call that resumes another."""
-        if self.pack and self.packed.exists():
-            with tarfile.open(self.packed) as tar:
-                tar.extractall(self.keep, filter="data")
+        if self.pack:
+            RecordPack(self.packed).unpack(self.keep)
         self.keep.mkdir(parents=True, exist_ok=True)
 
     def save(self) -> None:
         """The folder packed again (atomically: a call killed while packing leaves the last pack whole)."""
         if self.pack:
-            partial = self.packed.with_name(self.packed.name + ".partial")
-            with tarfile.open(partial, "w:gz") as tar:
-                tar.add(self.keep, arcname=".")
-            partial.replace(self.packed)
-
-    def over_budget(self) -> bool:
-        return self.budget_s is not None and time.perf_counter() - self.started > self.budget_s
+            RecordPack(self.packed).pack(self.keep)
 
 
 def _key(row: dict[str, Any]) -> tuple:
     return row["model"], row["exporter"], row["batch"], row["precision"], row["mode"], row.get("source")
-
-
-def _source(bench: Bench) -> str:
-    return "simulated" if bench.dry_run else "measured"
 
 
 def row_file(path: Path, environment: dict[str, Any], settings: dict[str, Any]) -> RowFile:
@@ -139,31 +133,18 @@ def row_file(path: Path, environment: dict[str, Any], settings: dict[str, Any]) 
     return RowFile(path, "zoo", environment, settings, _key)
 
 
-def done(rows: RowFile, model: str, exporter: str | None, mode: str, bench: Bench) -> bool:
-    """Whether the row is there, with a number unless ``retry_failed`` asks for those again."""
-    return any(_key(row) == (model, exporter, bench.batch, PRECISION, mode, _source(bench)) and
-               (row["ms"] is not None or not bench.retry_failed) for row in rows.rows)
-
-
 def row(bench: Bench, model: str, exporter: str | None, mode: str, ms: float | None = None,
         error: str | None = None, **more: Any) -> dict[str, Any]:
     """A row of the output; ``error`` is the one-line reason there is no number, or that the output is wrong."""
     return {"model": model, "exporter": exporter, "batch": bench.batch, "precision": PRECISION, "mode": mode,
-            "ms": ms, "error": error, "source": _source(bench), **more}
-
-
-def one_line(error: BaseException) -> str:
-    first = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {first[0] if first else ''}"[:500]
+            "ms": ms, "error": error, "source": bench.call.source, **more}
 
 
 def output_check(got: np.ndarray, expected: np.ndarray) -> tuple[float, str | None]:
     """``(rel_l2, error)``: the relative L2 error against ONNX Runtime's output, and the error it is above the
     precision's tolerance."""
     rel = relative_error(np.asarray(got).reshape(expected.shape), expected)
-    if not rel <= TOLERANCE[PRECISION]:  # NaN fails too
-        return rel, f"output differs from ONNX Runtime's: rel L2 {rel:.2e} > {TOLERANCE[PRECISION]:.0e}"
-    return rel, None
+    return rel, tolerance_error(rel, PRECISION, "ONNX Runtime's")
 
 
 # ---- the networks: PyTorch (imported only here, so that a dry run needs none), ONNX files, ONNX Runtime ----
@@ -203,26 +184,26 @@ def search(bench: Bench, name: str, exporter: str, path: Path, graph: Graph) -> 
     stage cost on a GPU (the simulated one in a dry run), the file's weights in every stage. In a process of its own,
     so that a search that does not end within ``bench.search_timeout_s`` (a DP over a block of hundreds of operators)
     costs that much time and no more; the stages it measured are in the cost cache for the next call."""
-    cost = ["cost=simulated"] if bench.dry_run else [
+    cost = ["cost=simulated"] if bench.call.dry_run else [
         "cost=measured", f"cost.cache={bench.keep / 'stage_costs.jsonl'}", f"cost.tune_cache={tune_cache(bench)}"]
     output = bench.keep / "schedules" / f"{name}_{exporter}_b{bench.batch}_both.json"
-    command = [sys.executable, "-m", "ios_core.optimize", "model=onnx", f"model.path={path}", f"device={bench.device}",
-               f"batch={bench.batch}", f"precision={PRECISION}", *SEARCH, f"max_part_size={ZOO[name].max_part_size}",
-               *cost, f"output={output}", "progress=false",
+    command = [sys.executable, "-m", "ios_core.optimize", "model=onnx", f"model.path={path}",
+               f"device={bench.call.device}", f"batch={bench.batch}", f"precision={PRECISION}", *SEARCH,
+               f"max_part_size={ZOO[name].max_part_size}", *cost, f"output={output}", "progress=false",
                "tracking.mlflow=false"]
     try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=bench.search_timeout_s)
+        finished = subprocess.run(command, capture_output=True, text=True, timeout=bench.search_timeout_s)
     except subprocess.TimeoutExpired:
         raise SearchError(f"the search did not end within {bench.search_timeout_s:g} s") from None
-    print(done.stdout, end="", flush=True)
-    if done.returncode != 0:
-        lines = done.stderr.strip().splitlines()
-        raise SearchError(f"the search failed: {lines[-1] if lines else f'exit status {done.returncode}'}")
+    print(finished.stdout, end="", flush=True)
+    if finished.returncode != 0:
+        lines = finished.stderr.strip().splitlines()
+        raise SearchError(f"the search failed: {lines[-1] if lines else f'exit status {finished.returncode}'}")
     return load(output, graph)
 
 
 def tune_cache(bench: Bench) -> Path:
-    return bench.keep / f"tune_{bench.device}.json"
+    return bench.keep / f"tune_{bench.call.device}.json"
 
 
 def on_engine(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
@@ -234,7 +215,7 @@ def on_engine(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
                       PlanOptions(tune_cache=str(tune_cache(bench))))
     try:
         rel, error = output_check(plan(x), expected)
-        m = latency(plan, bench.timing)
+        m = latency(plan, bench.call.timing)
     finally:
         plan.close()
     return {"ms": m.ms, "error": error, "rel_l2": rel, "sm_mhz_before": m.clocks_before.get("sm_mhz"),
@@ -244,7 +225,7 @@ def on_engine(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
 def simulate(bench: Bench, network: Network, schedule: Schedule, x: np.ndarray,
              expected: np.ndarray) -> dict[str, Any]:
     """A dry run's numbers: the analytical model's latency; the float64 reference's error against ONNX Runtime."""
-    profile = device_profile(bench.device)
+    profile = device_profile(bench.call.device)
     ms = simulated(network.graph, schedule, bench.batch, profile, PRECISION).samples_ms[0]
     rel, error = output_check(run_graph(network.graph, x.astype(np.float64), network.weights), expected)
     return {"ms": ms, "error": error, "rel_l2": rel}
@@ -264,7 +245,7 @@ def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Pat
             rows.add(row(bench, name, exporter, "ios_both", error=one_line(error), ops=ops))
     for mode in [m for m in todo if m in schedules]:
         try:
-            if bench.dry_run:
+            if bench.call.dry_run:
                 numbers = simulate(bench, network, schedules[mode], x, expected)
             else:
                 numbers, m = on_engine(bench, network, schedules[mode], x, expected)
@@ -276,7 +257,8 @@ def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Pat
 
 def pending(bench: Bench, rows: RowFile, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
     """The ``modes`` asked for whose rows are still to do."""
-    return [m for m in modes if m in bench.modes and not done(rows, name, exporter, m, bench)]
+    return [m for m in modes if m in bench.modes
+            and not done(rows, (name, exporter, bench.batch, PRECISION, m, bench.call.source), bench.call)]
 
 
 def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:
@@ -297,7 +279,7 @@ def record_engine(bench: Bench, what: tuple[str, str, str], schedule: Schedule, 
     from ios_core.engine import PlanOptions
 
     name, exporter, mode = what
-    run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "exporter": exporter, "mode": mode})
+    run = Run(name, bench.batch, bench.call.device, PRECISION, {"benchmark": "zoo", "exporter": exporter, "mode": mode})
     metrics = {"rel_l2_vs_onnxruntime": numbers["rel_l2"]}
     record = measure_record(run, schedule, None, [m], PlanOptions(tune_cache=str(tune_cache(bench))), metrics)
     write(record, bench.keep / "records" / f"{name}_{exporter}_b{bench.batch}_{mode}.json")
@@ -359,7 +341,7 @@ def time_torch(bench: Bench, call: Callable[[], Any]) -> dict[str, Any]:
     """``call`` timed as the engine is, with the clocks around it (`engine_vs_torch.time_calls`)."""
     from engine_vs_torch import time_calls
 
-    timed = time_calls(call, bench.timing)
+    timed = time_calls(call, bench.call.timing)
     return {"ms": timed["ms"], "samples": timed["samples"], "sm_mhz_before": timed["clocks_before"].get("sm_mhz"),
             "sm_mhz_after": timed["clocks_after"].get("sm_mhz")}
 
@@ -373,12 +355,12 @@ def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) ->
     device, versions = torch_environment(torch)
     measurement = Measurement(mode, name, bench.batch, "measured", True, device=device,
                               latencies_ms=list(numbers["samples"]), median_ms=numbers["ms"], precision=PRECISION,
-                              clock="cuda-events", timing=asdict(bench.timing), versions=versions,
+                              clock="cuda-events", timing=asdict(bench.call.timing), versions=versions,
                               rel_error=numbers["rel_l2"],
                               details={"compile_mode": bench.compile_mode, "cuda_graph": numbers.get("cuda_graph")})
-    run = Run(name, bench.batch, bench.device, PRECISION, {"benchmark": "zoo", "module": "original"})
+    run = Run(name, bench.batch, bench.call.device, PRECISION, {"benchmark": "zoo", "module": "original"})
     path = bench.keep / "records" / f"{name}_b{bench.batch}_{mode}.json"
-    write(baseline_record(run, measurement, bench.timing), path)
+    write(baseline_record(run, measurement, bench.call.timing), path)
 
 
 # ---- the run ----
@@ -387,14 +369,14 @@ def record_torch(bench: Bench, name: str, mode: str, numbers: dict[str, Any]) ->
 def bench_model(bench: Bench, rows: RowFile, name: str, exporters: tuple[str, ...], work: Path) -> None:
     """Every row of one network still missing: each exporter's engine modes, then the PyTorch modes."""
     engine_todo = [e for e in exporters if pending(bench, rows, name, e, ENGINE_MODES)]
-    torch_todo = not bench.dry_run and pending(bench, rows, name, None, TORCH_MODES)
+    torch_todo = not bench.call.dry_run and pending(bench, rows, name, None, TORCH_MODES)
     if not engine_todo and not torch_todo:
         return
     module, last = None, None
     if torch_todo or any(not given(bench, name, e) for e in engine_todo):
         module = build_module(name) if torch_importable() else None
     for exporter in engine_todo:
-        if bench.over_budget():
+        if bench.call.over_budget():
             return
         try:
             path = given(bench, name, exporter)
@@ -408,7 +390,7 @@ def bench_model(bench: Bench, rows: RowFile, name: str, exporters: tuple[str, ..
             for mode in pending(bench, rows, name, exporter, ENGINE_MODES):
                 rows.add(row(bench, name, exporter, mode, error=one_line(error)))
         bench.save()
-    if torch_todo and not bench.over_budget():
+    if torch_todo and not bench.call.over_budget():
         x = input_batch(name, bench)
         try:
             # Every exporter's rows there already (an earlier call) and ONNX Runtime's output lost: export once more.
@@ -430,13 +412,13 @@ def given(bench: Bench, name: str, exporter: str) -> Path | None:
 def environment(bench: Bench) -> dict[str, Any]:
     """The machine: on a GPU its name, driver, CUDA, cuDNN and clocks, and PyTorch's versions where it is timed;
     Python's always."""
-    found: dict[str, Any] = {"python": platform.python_version(), "source": _source(bench)}
-    if not bench.dry_run:
+    found: dict[str, Any] = {"python": platform.python_version(), "source": bench.call.source}
+    if not bench.call.dry_run:
         from ios_core import gpu
         from ios_core.engine import environment as engine_environment
 
         found |= {**engine_environment(), "clocks": gpu.clocks()}
-    if not bench.dry_run and set(TORCH_MODES) & set(bench.modes):
+    if not bench.call.dry_run and set(TORCH_MODES) & set(bench.modes):
         import torch
 
         from ios_core.baselines.torch_adapters import torch_environment
@@ -447,15 +429,15 @@ def environment(bench: Bench) -> dict[str, Any]:
 
 
 def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> RowFile:
-    """Every row of ``models`` x ``exporters`` not in ``bench.out`` yet, written as it comes; stops starting new work
-    once ``bench.budget_s`` has passed."""
-    settings = {"timing": asdict(bench.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
+    """Every row of ``models`` x ``exporters`` not in ``bench.call.out`` yet, written as it comes; stops starting new
+    work once ``bench.call.budget_s`` has passed."""
+    settings = {"timing": asdict(bench.call.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
                 "resolution": bench.resolution}
-    rows = row_file(bench.out, environment(bench), settings)
+    rows = row_file(bench.call.out, environment(bench), settings)
     bench.unpack()
     for name in models:
-        if bench.over_budget():
-            print(f"budget of {bench.budget_s} s reached before {name}: run again to resume", flush=True)
+        if bench.call.over_budget():
+            print(f"budget of {bench.call.budget_s} s reached before {name}: run again to resume", flush=True)
             break
         with tempfile.TemporaryDirectory() as work:  # exports are large (nasnetalarge: 350 MB): kept one network
             bench_model(bench, rows, name, exporters, Path(work))
@@ -494,26 +476,20 @@ def table(rows: list[dict[str, Any]], exporter: str = "torchscript") -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    names = lambda choices: lambda s: [_choice(v, choices) for v in s.split(",")]  # noqa: E731
-    parser.add_argument("--models", type=names(ZOO), default=list(ZOO))
-    parser.add_argument("--exporters", type=names(EXPORTERS), default=list(EXPORTERS))
-    parser.add_argument("--modes", type=names(MODES), default=list(MODES))
+    parser.add_argument("--models", type=names_of(ZOO), default=list(ZOO))
+    parser.add_argument("--exporters", type=names_of(EXPORTERS), default=list(EXPORTERS))
+    parser.add_argument("--modes", type=names_of(MODES), default=list(MODES))
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--out", type=Path, required=True, help="the rows' JSON, read first and rewritten per row")
     parser.add_argument("--keep", type=Path, default=None,
                         help="the folder of records, schedules and caches (default: <out>.records)")
     parser.add_argument("--pack", action="store_true", help="keep --keep as <out>.records.tar.gz beside --out")
-    parser.add_argument("--device", default="h200", help="this GPU's device profile (h200, h100, ...)")
-    parser.add_argument("--warmup", type=int, default=10)
-    parser.add_argument("--number", type=int, default=20)
-    parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--compile-mode", default="default",
                         help="torch.compile's mode (always with freezing): default, max-autotune-no-cudagraphs, ...")
-    parser.add_argument("--budget-s", type=float, default=None, help="start no new network after this many seconds")
     parser.add_argument("--search-timeout-s", type=float, default=300,
                         help="give up an IOS-Both search after this many seconds (its row says so)")
-    parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
-    parser.add_argument("--dry-run", action="store_true", help="CPU: simulated cost, no engine, no PyTorch timing")
+    call_arguments(parser, "start no new network after this many seconds",
+                   "CPU: simulated cost, no engine, no PyTorch timing")
     parser.add_argument("--onnx-dir", type=Path, default=None, help="read <model>.<exporter>.onnx here if present")
     parser.add_argument("--resolution", type=int, default=None, help="export at this size instead (a quick dry run)")
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
@@ -522,23 +498,13 @@ def main(argv: list[str] | None = None) -> int:
         rows = json.loads(args.out.read_text())["rows"]
         print("\n\n".join(table(rows, exporter) for exporter in args.exporters))
         return 0
-    if not args.dry_run and (mismatch := gpu_mismatch(device_profile(args.device))):
-        raise SystemExit(mismatch)
-    timing = Timing(warmup=args.warmup, number=args.number, repeat=args.repeat)
     keep = args.keep or args.out.with_name(args.out.name + ".records")
-    bench = Bench(args.out, keep, args.device, args.batch, tuple(args.modes), timing, dry_run=args.dry_run,
-                  onnx_dir=args.onnx_dir, resolution=args.resolution, compile_mode=args.compile_mode,
-                  budget_s=args.budget_s, search_timeout_s=args.search_timeout_s, retry_failed=args.retry_failed,
+    bench = Bench(call_of(args), keep, args.batch, tuple(args.modes), onnx_dir=args.onnx_dir,
+                  resolution=args.resolution, compile_mode=args.compile_mode, search_timeout_s=args.search_timeout_s,
                   pack=args.pack)
     rows = run(bench, args.models, tuple(args.exporters))
     print(table(rows.rows, args.exporters[0]))
     return 0
-
-
-def _choice(value: str, choices: Any) -> str:
-    if value not in choices:
-        raise argparse.ArgumentTypeError(f"{value!r} is not one of {', '.join(choices)}")
-    return value
 
 
 if __name__ == "__main__":

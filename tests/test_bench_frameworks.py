@@ -113,12 +113,14 @@ def test_table_and_figure_from_the_rows_file(bench, tmp_path, capsys):
 
 
 def test_records_are_packed_and_read_back(bench, tmp_path):
-    from records import Run, baseline_record
+    from records import RecordPack, Run, baseline_record
 
-    pack = bench.RecordPack(tmp_path / "f.json.records.tar.gz")
+    from ios_core.timing import Timing
+
+    pack = RecordPack(tmp_path / "f.json.records.tar.gz")
     m = Measurement("tensorrt", "demo", 1, "unavailable", False, reason="tensorrt not installed", precision="fp32")
-    pack.add("demo_b1_tensorrt.json", baseline_record(Run("demo", 1, "h200"), m, bench.Timing()))
-    again = bench.RecordPack(tmp_path / "f.json.records.tar.gz")
+    pack.add("demo_b1_tensorrt.json", baseline_record(Run("demo", 1, "h200"), m, Timing()))
+    again = RecordPack(tmp_path / "f.json.records.tar.gz")
     assert list(again.files) == ["demo_b1_tensorrt.json"]
     from ios_core.tracking.record import from_json
 

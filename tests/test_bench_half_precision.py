@@ -60,7 +60,7 @@ def test_the_simulated_ios_both_is_faster_in_fp16_than_in_fp32_at_batch_16(half,
     from ios_core.config import device_profile
     from ios_core.measure import simulated
 
-    bench = half.Bench(tmp_path / "x.json", "h200", half.Timing(), dry_run=True)
+    bench = half.Bench(half.Call(tmp_path / "x.json", "h200", dry_run=True))
     graph = half.network("inception_v3").graph
     schedule, _ = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)
     fp32 = simulated(graph, schedule, 16, device_profile("h200"), "fp32").samples_ms[0]
@@ -70,7 +70,7 @@ def test_the_simulated_ios_both_is_faster_in_fp16_than_in_fp32_at_batch_16(half,
 
 def test_ios_both_is_searched_at_the_rows_batch_and_precision_where_its_file_is_missing(half, tmp_path):
     template = str(tmp_path / "{model}_b{batch}_both_{device}_{precision}.json")
-    bench = half.Bench(tmp_path / "x.json", "h200", half.Timing(), template, dry_run=True,
+    bench = half.Bench(half.Call(tmp_path / "x.json", "h200", dry_run=True), template,
                        cost_cache=str(tmp_path / "costs.jsonl"))
     graph = half.network("squeezenet").graph
     schedule, source = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)

@@ -77,7 +77,7 @@ def test_the_budget_stops_before_a_model_and_between_two_parts_of_a_search(e2e, 
     from ios_core.config import device_profile
     from ios_core.cost.factory import CostSpec, build_cost
 
-    bench = e2e.Bench(out, "h200", e2e.OptimizerOptions(), e2e.Timing(), dry_run=True, budget_s=0)
+    bench = e2e.Bench(e2e.Call(out, "h200", dry_run=True, budget_s=0), e2e.OptimizerOptions())
     with build_cost(CostSpec(), device_profile("h200")) as cost, pytest.raises(e2e.OutOfBudget, match="operators"):
         e2e.by_search(models.get("demo"), cost, bench)
 
@@ -114,7 +114,7 @@ def test_a_measured_row_takes_the_median_of_the_rounds_and_flags_a_wrong_output(
     monkeypatch.setattr(e2e, "side_by_side", fake)
     schedule = sequential(models.get("demo"))
     found = {opt: e2e.Predicted(schedule, 0.2, 0.2) for opt in TYPES}
-    bench = e2e.Bench(tmp_path / "x.json", "h200", e2e.OptimizerOptions(), e2e.Timing())
+    bench = e2e.Bench(e2e.Call(tmp_path / "x.json", "h200"), e2e.OptimizerOptions())
     times = e2e.measured(models.get("demo"), found, bench)
     assert times["both"]["ms"] == 0.2 and times["both"]["rounds_ms"] == [0.3, 0.1, 0.2]
     assert times["both"]["error"] is None and times["both"]["clocks_before"] == {"sm_mhz": 1}

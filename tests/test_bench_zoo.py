@@ -12,6 +12,7 @@ import pytest
 
 from ios_core import models
 from ios_core.onnx_io import Network, save_onnx
+from ios_core.timing import Timing
 from ios_core.weights import make_weights
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,17 +102,17 @@ def test_the_table_gives_ios_both_against_sequential_and_torch_compile_and_their
 
 
 def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
-    bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.MODES, zoo.Timing(), dry_run=True)
-    rows = zoo.row_file(bench.out, {"machine": 1}, {})
+    bench = zoo.Bench(zoo.Call(tmp_path / "zoo.json", "h200", dry_run=True), tmp_path / "keep", 1, zoo.MODES)
+    rows = zoo.row_file(bench.call.out, {"machine": 1}, {})
     rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0))
     rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU"))
-    again = zoo.row_file(bench.out, {"machine": 2}, {})
+    again = zoo.row_file(bench.call.out, {"machine": 2}, {})
     assert again.environments == [{"machine": 1}, {"machine": 2}]
     assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == []
-    bench.retry_failed = True
+    bench.call.retry_failed = True
     assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == ["ios_both"]
     again.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))
-    assert [(r["mode"], r["ms"], r["call"]) for r in zoo.row_file(bench.out, {}, {}).rows] == [
+    assert [(r["mode"], r["ms"], r["call"]) for r in zoo.row_file(bench.call.out, {}, {}).rows] == [
         ("sequential", 1.0, 0), ("ios_both", 0.5, 1)]
 
 
@@ -131,8 +132,8 @@ def test_on_a_fake_gpu_the_engine_runs_the_file_s_weights_and_a_search_that_fail
     weights = load_onnx(tmp_path / "squeezenet1_1.torchscript.onnx").weights
     monkeypatch.setattr(engine, "environment", lambda: {"name": "NVIDIA H200", "driver": "580", "cuda": "13.0",
                                                          "cudnn": "9.19.0"})
-    bench = zoo.Bench(tmp_path / "zoo.json", tmp_path / "keep", "h200", 1, zoo.ENGINE_MODES,
-                      zoo.Timing(warmup=1, number=2, repeat=3), onnx_dir=tmp_path, resolution=16, pack=True)
+    call = zoo.Call(tmp_path / "zoo.json", "h200", Timing(warmup=1, number=2, repeat=3))
+    bench = zoo.Bench(call, tmp_path / "keep", 1, zoo.ENGINE_MODES, onnx_dir=tmp_path, resolution=16, pack=True)
     gpu = FakeGpu()
     try:
         rows = {r["mode"]: r for r in zoo.run(bench, ["squeezenet1_1"], ("torchscript",)).rows}
