@@ -210,7 +210,7 @@ def test_a_user_error_is_one_line_and_exit_status_2(name, outcomes):
 
 def test_a_bug_keeps_its_traceback(tmp_path):
     script = ("import sys\nimport ios_core.optimize as o\n"
-              "o.search = lambda *args, **kwargs: 1 / 0  # a bug of ours, not the user's\n"
+              "o.search_end_to_end = lambda *args, **kwargs: 1 / 0  # a bug of ours, not the user's\n"
               "sys.argv = ['optimize', 'progress=false', 'tracking.mlflow=false']\n"
               "from ios_core.errors import run_command\nrun_command(o.main)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=120)
