@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -253,14 +254,27 @@ def run(bench: Bench, args: argparse.Namespace) -> RowFile:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    """A markdown table: one line per model, batch and precision, one column per mode (ms)."""
+    """A markdown table: one line per model, batch and precision, one column per mode (ms), and IOS-Both over
+    torch.compile + freezing; then, per batch and precision, that ratio's geometric mean over the models where both
+    have a number and no output error (issue 17's summary)."""
     cells: dict[tuple, dict[str, Any]] = {}
     for row in rows:
-        cells.setdefault((row["model"], row["batch"], row["precision"]), {})[row["mode"]] = row["ms"]
-    lines = ["| model | batch | precision | " + " | ".join(MODES) + " |", "|---|---|---|" + "---|" * len(MODES)]
+        good = row["ms"] if not row.get("error") else None
+        cells.setdefault((row["model"], row["batch"], row["precision"]), {})[row["mode"]] = good
+    lines = ["| model | batch | precision | " + " | ".join(MODES) + " | IOS-Both over torch.compile |",
+             "|---|---|---|" + "---|" * (len(MODES) + 1)]
+    ratios: dict[tuple[int, str], list[float]] = {}
     for (model, batch, precision), times in cells.items():
         shown = [f"{times[m]:.3f}" if times.get(m) is not None else "-" for m in MODES]
-        lines.append(f"| {model} | {batch} | {precision} | " + " | ".join(shown) + " |")
+        ours, theirs = times.get("ios_both"), times.get("torch_compile_freeze")
+        ratio = theirs / ours if ours and theirs else None
+        if ratio is not None:
+            ratios.setdefault((batch, precision), []).append(ratio)
+        lines.append(f"| {model} | {batch} | {precision} | " + " | ".join(shown) + " | "
+                     + (f"{ratio:.2f}x" if ratio is not None else "-") + " |")
+    for (batch, precision), found in sorted(ratios.items()):
+        lines.append(f"geometric mean, batch {batch} {precision}: {math.prod(found) ** (1 / len(found)):.2f}x "
+                     f"over {len(found)} models")
     return "\n".join(lines)
 
 
