@@ -12,6 +12,7 @@ from ios_core.ir import GraphBuilder, concat
 from ios_core.models.demo import demo
 from ios_core.optimizer import (
     OptimizerOptions,
+    ending_generator,
     make_part,
     merge_endings,
     optimize,
@@ -19,7 +20,9 @@ from ios_core.optimizer import (
     search,
     split_parts,
 )
+from ios_core.optimizer import endings as endings_module
 from ios_core.optimizer import part as part_module
+from ios_core.optimizer.endings import FastEndings
 from ios_core.optimizer.part import MAX_MERGE_CLASS
 from ios_core.reference import run_graph, run_schedule
 from ios_core.schedule import greedy, sequential
@@ -70,6 +73,46 @@ def test_merge_endings_are_single_sinks_and_legal_merges_of_sinks():
     assert ending_sets(part, merge_endings(part, part.full)) == ["c", "d"]
     assert ending_sets(part, merge_endings(part, 0b0011)) == ["+ab", "a", "b"]  # d's activation differs: no merge
     assert part.merges == (0b0011,)
+
+
+def states_of(part):
+    """Every state of a part: the sets closed under predecessors, each reached by taking sinks away."""
+    seen, todo = {part.full}, [part.full]
+    while todo:
+        state = todo.pop()
+        for i in range(len(part.names)):
+            rest = state & ~(1 << i)
+            if rest != state and not part.succ[i] & state and rest not in seen:
+                seen.add(rest)
+                todo.append(rest)
+    return sorted(seen - {0})
+
+
+@pytest.mark.parametrize("model", ["inception_v3", "nasnet", "randwire"])
+def test_the_fast_endings_are_the_plain_generators_lists_on_every_state(model):
+    g = models.get(model)
+    block = max(g.blocks, key=lambda b: len(b.nodes)) if model != "randwire" else g.blocks[1]
+    part = make_part(g, block.nodes[:14])
+    plain = {
+        "parallel": lambda state, r, s: parallel_endings(part, state, r, s),
+        "merge": lambda state, r, s: merge_endings(part, state),
+        "both": lambda state, r, s: parallel_endings(part, state, r, s) + [
+            e for e in merge_endings(part, state) if e.merge],
+    }
+    for opt, r, s in (("both", 3, 8), ("parallel", 2, 3), ("merge", 3, 8), ("both", 1, 8), ("parallel", 4, 2)):
+        fast = ending_generator(part, opt, r, s)
+        assert isinstance(fast, FastEndings)
+        for state in states_of(part):
+            assert fast(state) == plain[opt](state, r, s), (opt, r, s, bin(state))  # same endings, same order
+
+
+def test_a_part_with_too_many_pieces_falls_back_to_the_plain_generator(monkeypatch):
+    g = demo()
+    part = make_part(g, g.blocks[1].nodes)
+    monkeypatch.setattr(endings_module, "MAX_PIECES", 0)
+    generator = ending_generator(part, "both", 3, 8)
+    assert not isinstance(generator, FastEndings)
+    assert generator(part.full) == ending_generator(make_part(g, g.blocks[1].nodes), "both", 3, 8)(part.full)
 
 
 def test_split_parts_cuts_a_topological_order_into_consecutive_slices():

@@ -43,8 +43,9 @@ ZOO = {
     "convnext_tiny": Source("torchvision"),
     "dpn68": Source("timm"),
     "inception_v4": Source("timm", resolution=299, small=75),
-    # Their cells are blocks of about 40 wide operators: IOS-Both over parts of 40 (or 24) did not end in 10 minutes
-    # even on the simulated cost, over parts of 16 it takes 13-20 s (a 2-core CPU, the small exports).
+    # Their cells are blocks of about 40 wide operators. Over parts of 40 one cell alone has 247 thousand distinct
+    # stages; over parts of 24 the network ~390 thousand (165 s simulated, ~13 min measured); over parts of 16
+    # it has ~40 thousand and the simulated search takes 2-4 s (docs/performance.md, "Search cost").
     "nasnetalarge": Source("timm", resolution=331, max_part_size=16),
     "pnasnet5large": Source("timm", resolution=331, max_part_size=16),
 }

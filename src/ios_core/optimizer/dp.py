@@ -61,36 +61,88 @@ def solve_part(part: Part, endings: EndingGenerator,
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
+    prices = _Prices(endings, stage_costs)
+    if keep == 1:
+        ways, transitions = _one_best(part, prices)
+    else:
+        ways, transitions = _k_best(part, prices, keep)
+    ranked = tuple((total, _read_back(ways, part.full, rank)) for rank, (total, _, _) in enumerate(ways[part.full]))
+    latency, chosen = ranked[0]
+    return PartSolution(latency, chosen, len(ways) - 1, transitions, len(prices.costs), ranked)
+
+
+class _Prices:
+    """Each state's endings with their stage costs, as ``(cost, mask, ending)``: every distinct ending costed once,
+    all the new ones of a state in one call (a merge is keyed by its mask's complement, so both kinds fit one dict)."""
+
+    def __init__(self, endings: EndingGenerator, stage_costs: Callable[[Sequence[Ending]], Sequence[float]]) -> None:
+        self.endings, self.stage_costs = endings, stage_costs
+        self.costs: dict[int, float] = {}
+
+    def __call__(self, state: int) -> list[tuple[float, int, Ending]]:
+        found = self.endings(state)
+        keys = [~e.mask if e.merge else e.mask for e in found]
+        costs = self.costs
+        new = {key: ending for key, ending in zip(keys, found, strict=True) if key not in costs}
+        if new:
+            costs.update(zip(new, self.stage_costs(list(new.values())), strict=True))
+        return [(costs[key], e.mask, e) for key, e in zip(keys, found, strict=True)]
+
+
+def _one_best(part: Part, prices: _Prices) -> tuple[dict[int, list[Way]], int]:
+    """The cheapest way of each state (keep=1), and the transitions tried: `_k_best` with one way, less its lists."""
+    totals: dict[int, float] = {0: 0.0}
+    chosen: dict[int, Ending] = {}
+    transitions = 0
+
+    def solve(state: int) -> float:
+        nonlocal transitions
+        priced = prices(state)
+        if not priced:
+            raise RuntimeError(f"state {state:#x} of part {part.names[:3]}... has no ending: the generator is broken")
+        transitions += len(priced)
+        best, best_ending = 0.0, None
+        for cost, mask, ending in priced:
+            rest = state & ~mask
+            total = totals.get(rest)
+            if total is None:
+                total = solve(rest)
+            total += cost
+            # As `min` does: the first of equal totals wins, in the generator's order.
+            if best_ending is None or total < best:
+                best, best_ending = total, ending
+        totals[state], chosen[state] = best, best_ending
+        return best
+
+    solve(part.full)
+    # recursion depth above: one frame per operator, plus the generator's (see MAX_PART_SIZE)
+    ways: dict[int, list[Way]] = {state: [(total, chosen.get(state), 0)] for state, total in totals.items()}
+    return ways, transitions
+
+
+def _k_best(part: Part, prices: _Prices, keep: int) -> tuple[dict[int, list[Way]], int]:
+    """The ``keep`` cheapest ways of each state, cheapest first, and the transitions tried."""
     ways: dict[int, list[Way]] = {0: [(0.0, None, 0)]}  # by state, cheapest first
-    costs: dict[int, float] = {}  # by mask; a merge by the mask's complement, so both kinds fit one dict
     transitions = 0
 
     def solve(state: int) -> list[Way]:
         nonlocal transitions
-        known = ways.get(state)
-        if known is not None:
-            return known
-        candidates = [(~e.mask if e.merge else e.mask, e) for e in endings(state)]
-        new = {key: ending for key, ending in candidates if key not in costs}
-        costs.update(zip(new, stage_costs(list(new.values())), strict=True))
         options: list[Way] = []
-        for key, ending in candidates:
-            transitions += 1
-            cost = costs[key]
-            rest = state & ~ending.mask
+        priced = prices(state)
+        for cost, mask, ending in priced:
+            rest = state & ~mask
             for rank, way in enumerate(ways.get(rest) or solve(rest)):
                 options.append((way[0] + cost, ending, rank))
+        transitions += len(priced)
         if not options:
             raise RuntimeError(f"state {state:#x} of part {part.names[:3]}... has no ending: the generator is broken")
-        # Ties keep the generator's order (both `min` and `nsmallest` are stable), so keep=1 and keep=k agree.
-        best = [min(options, key=itemgetter(0))] if keep == 1 else heapq.nsmallest(keep, options, key=itemgetter(0))
+        # Ties keep the generator's order (`nsmallest` is stable), so keep=1 and keep=k agree.
+        best = heapq.nsmallest(keep, options, key=itemgetter(0))
         ways[state] = best
         return best
 
-    ranked = tuple((total, _read_back(ways, part.full, rank)) for rank, (total, _, _) in enumerate(solve(part.full)))
-    # recursion depth above: one frame per operator, plus the generator's (see MAX_PART_SIZE)
-    latency, chosen = ranked[0]
-    return PartSolution(latency, chosen, len(ways) - 1, transitions, len(costs), ranked)
+    solve(part.full)
+    return ways, transitions
 
 
 def _read_back(ways: dict[int, list[Way]], state: int, rank: int) -> tuple[Ending, ...]:

@@ -81,7 +81,20 @@ class Part:
     def stage(self, ending: Ending) -> Stage:
         """The `Stage` an ending runs: groups by first operator, each group's operators in topological order."""
         groups = sorted(ending.groups, key=lambda m: m & -m)
-        return Stage(tuple(Group(tuple(self.names[i] for i in bits(m)), ending.merge) for m in groups))
+        return Stage(tuple(self.group(m, ending.merge) for m in groups))
+
+    def group(self, mask: int, merge: bool = False) -> Group:
+        """The `Group` of the operators of ``mask``, one object per mask and kind: the many stages the DP costs
+        share their groups, and a cost's caches find one again by identity, before comparing names."""
+        key = ~mask if merge else mask
+        group = self._groups.get(key)
+        if group is None:
+            group = self._groups[key] = Group(tuple(self.names[i] for i in bits(mask)), merge)
+        return group
+
+    @cached_property
+    def _groups(self) -> dict[int, Group]:
+        return {}
 
 
 def make_part(graph: Graph, names: tuple[str, ...]) -> Part:
