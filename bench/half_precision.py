@@ -41,6 +41,7 @@ COST_CACHE so the next call resumes), e.g. the command above with these two opti
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import math
 import sys
@@ -59,7 +60,7 @@ from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
 from ios_core.cost import CostSpec, build_cost
 from ios_core.measure import simulated
-from ios_core.models.zoo import build_module
+from ios_core.models.zoo import build_module, calibrate_batch_norm
 from ios_core.onnx_io import Network
 from ios_core.optimizer import OptimizerOptions, search_end_to_end
 from ios_core.precision import spec_of
@@ -175,7 +176,8 @@ def torch_row(network: Network, mode: str, batch: int, precision: str, bench: Be
 
 
 def library_row(model: str, batch: int, precision: str, bench: Bench) -> dict[str, Any]:
-    """The library's own network under torch.compile with freezing, against itself in float64."""
+    """The library's own network under torch.compile with freezing, against itself in float64; its BatchNorm
+    statistics measured on a random batch (`calibrate_batch_norm`), as a trained network's normalize its values."""
     import torch
     from engine_vs_torch import time_calls
 
@@ -183,11 +185,13 @@ def library_row(model: str, batch: int, precision: str, bench: Bench) -> dict[st
 
     x = make_input(models.get(model), batch)
     started = time.perf_counter()
+    library = build_module(LIBRARY[model]).cuda()
+    calibrate_batch_norm(library, torch.from_numpy(make_input(models.get(model), 8, seed=1)).float().cuda())
     with torch.inference_mode():  # float64 on the GPU: NasNet-A large takes minutes on a CPU
-        expected = build_module(LIBRARY[model]).double().cuda()(torch.from_numpy(x[:1]).cuda()).cpu().numpy()
+        expected = copy.deepcopy(library).double()(torch.from_numpy(x[:1]).cuda()).cpu().numpy()
     dtype = set_precision(torch, precision)
     torch.backends.cudnn.benchmark = True
-    module = build_module(LIBRARY[model]).to(dtype).cuda().to(memory_format=torch.channels_last)
+    module = library.to(dtype).to(memory_format=torch.channels_last)
     static = torch.from_numpy(x).to(dtype).cuda().contiguous(memory_format=torch.channels_last)
     call = compiled_call(torch, module, static, Compile("reduce-overhead", freezing=True))
     with torch.inference_mode():
