@@ -33,14 +33,13 @@ def make_weights(graph: Graph, seed: int = 0) -> dict[str, Params]:
     for node in graph.operators:
         shapes = graph.weight_shapes(node.name)
         operand = expected_rms(node.inputs[0], rms)
-        rms[node.name] = operand
+        rms[node.name] = 1.0 if shapes else operand  # a node with weights stands in for a batch norm
         if shapes:
             rng = np.random.default_rng([seed, zlib.crc32(node.name.encode())])
             params = {name: _draw(rng, name, shape) for name, shape in shapes.items()}
             first = next(name for name in params if name.endswith("weight"))
             if params[first].ndim > 1:  # a kernel; a per-channel scale (LayerNorm's) normalizes by itself
                 params[first] /= operand
-            rms[node.name] = 1.0
             weights[node.name] = params
     return weights
 

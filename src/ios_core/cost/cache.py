@@ -179,16 +179,12 @@ class CachedCost:
         texts = [keys.text(stage, batch) for stage in stages]
         missing: dict[str, tuple[Stage, str | None]] = {}  # each distinct unknown stage once, with its digest
         for text, stage in zip(texts, stages, strict=True):
-            if text in self._known or text in missing:
+            if text in missing:
                 self.stats.hits += 1
                 continue
-            name = digest(text) if self.path is not None else None
-            if name is not None and name in self._stored:
-                self.stats.hits += 1
-                self._known[text] = self._stored[name]
-                continue
-            self.stats.misses += 1
-            missing[text] = (stage, name)
+            known, name = self._lookup(text)
+            if known is None:
+                missing[text] = (stage, name)
         if missing:
             start = time.perf_counter()
             answers = stage_latencies(self.inner, graph, [stage for stage, _ in missing.values()], batch)
@@ -205,15 +201,27 @@ class CachedCost:
         if not self.end_to_end:
             return sum(self.stage_latencies(graph, schedule.stages, batch))
         text = end_to_end_text(self._keys(graph), schedule, batch)
-        name = digest(text) if self.path is not None else None
-        if text in self._known or (name is not None and name in self._stored):
-            self.stats.hits += 1
-            return self._known.setdefault(text, self._stored.get(name, 0.0))
-        self.stats.misses += 1
+        known, name = self._lookup(text)
+        if known is not None:
+            return known
         start = time.perf_counter()
         ms = end_to_end_latency(self.inner, graph, schedule, batch)
         self.stats.cost_seconds += time.perf_counter() - start
         return self._remember(text, name, ms, (getattr(self.inner, "last_devices", None) or [None])[0])
+
+    def _lookup(self, text: str) -> tuple[float | None, str | None]:
+        """The latency of a canonical ``text`` from memory or disk (None if neither has it, a miss), counted, and
+        its digest on disk where it must be costed (None in memory only, or when found in memory)."""
+        if text in self._known:
+            self.stats.hits += 1
+            return self._known[text], None
+        name = digest(text) if self.path is not None else None
+        if name is not None and name in self._stored:
+            self.stats.hits += 1
+            self._known[text] = self._stored[name]
+            return self._known[text], name
+        self.stats.misses += 1
+        return None, name
 
     def _remember(self, text: str, name: str | None, ms: float, device: str | None) -> float:
         ms = self._known[text] = float(ms)

@@ -52,7 +52,7 @@ def end_to_end_latency(cost: StageCost, graph: Graph, schedule: Schedule, batch:
     """``schedule``'s latency as a whole where ``cost`` can time it so, else the sum of its stages' latencies."""
     if measures_end_to_end(cost):
         return cost.end_to_end_latency(graph, schedule, batch)
-    return schedule_latency(cost, graph, schedule, batch)
+    return sum(stage_latencies(cost, graph, schedule.stages, batch))
 
 
 def schedule_latency(cost: StageCost, graph: Graph, schedule: Schedule, batch: int) -> float:

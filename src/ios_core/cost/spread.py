@@ -81,7 +81,7 @@ class SpreadCost:
     ----------
     last_devices
         The device that measured each stage of the last `stage_latencies` call, in order (what the stage
-        cache records beside each latency), or the schedule of the last `end_to_end_latency` call.
+        cache records beside each latency); after `end_to_end_latency`, the one device that timed the schedule.
     end_to_end
         Whether the workers' cost times whole schedules; the first device does (the GPU a schedule is judged on).
     """

@@ -61,7 +61,7 @@ def solve_part(part: Part, endings: EndingGenerator,
     """
     if keep < 1:
         raise ValueError(f"keep must be >= 1, got {keep}")
-    prices = _Prices(endings, stage_costs)
+    prices = _Prices(part, endings, stage_costs)
     if keep == 1:
         ways, transitions = _one_best(part, prices)
     else:
@@ -75,12 +75,16 @@ class _Prices:
     """Each state's endings with their stage costs, as ``(cost, mask, ending)``: every distinct ending costed once,
     all the new ones of a state in one call (a merge is keyed by its mask's complement, so both kinds fit one dict)."""
 
-    def __init__(self, endings: EndingGenerator, stage_costs: Callable[[Sequence[Ending]], Sequence[float]]) -> None:
-        self.endings, self.stage_costs = endings, stage_costs
+    def __init__(self, part: Part, endings: EndingGenerator,
+                 stage_costs: Callable[[Sequence[Ending]], Sequence[float]]) -> None:
+        self.part, self.endings, self.stage_costs = part, endings, stage_costs
         self.costs: dict[int, float] = {}
 
     def __call__(self, state: int) -> list[tuple[float, int, Ending]]:
         found = self.endings(state)
+        if not found:
+            raise RuntimeError(f"state {state:#x} of part {self.part.names[:3]}... has no ending: the generator is "
+                               "broken")
         keys = [~e.mask if e.merge else e.mask for e in found]
         costs = self.costs
         new = {key: ending for key, ending in zip(keys, found, strict=True) if key not in costs}
@@ -98,8 +102,6 @@ def _one_best(part: Part, prices: _Prices) -> tuple[dict[int, list[Way]], int]:
     def solve(state: int) -> float:
         nonlocal transitions
         priced = prices(state)
-        if not priced:
-            raise RuntimeError(f"state {state:#x} of part {part.names[:3]}... has no ending: the generator is broken")
         transitions += len(priced)
         best, best_ending = 0.0, None
         for cost, mask, ending in priced:
@@ -134,8 +136,6 @@ def _k_best(part: Part, prices: _Prices, keep: int) -> tuple[dict[int, list[Way]
             for rank, way in enumerate(ways.get(rest) or solve(rest)):
                 options.append((way[0] + cost, ending, rank))
         transitions += len(priced)
-        if not options:
-            raise RuntimeError(f"state {state:#x} of part {part.names[:3]}... has no ending: the generator is broken")
         # Ties keep the generator's order (`nsmallest` is stable), so keep=1 and keep=k agree.
         best = heapq.nsmallest(keep, options, key=itemgetter(0))
         ways[state] = best

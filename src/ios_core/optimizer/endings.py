@@ -121,7 +121,7 @@ class FastEndings:
 
     def __init__(self, part: Part, pieces: list[int], s: int, parallel: bool, merges: bool) -> None:
         self.part, self.s = part, s
-        near = [part.succ[i] | part.pred[i] for i in range(len(part.names))]
+        near = part.neighbours
         # per highest operator: (piece, its successors outside it, the piece with every operator next to it)
         self.by_top: list[list[tuple[int, int, int]]] = [[] for _ in part.names]
         for piece in pieces if parallel else [1 << i for i in range(len(part.names))]:
@@ -188,7 +188,7 @@ class FastEndings:
 def connected_sets(part: Part, r: int, most: int) -> list[int] | None:
     """Every weakly connected set of at most ``r`` operators of ``part`` that is closed under successors within
     itself and its ancestors (so within some state), as masks; None if there are more than ``most``."""
-    near = [part.succ[i] | part.pred[i] for i in range(len(part.names))]
+    near = part.neighbours
     level = {1 << i for i in range(len(part.names))}
     found = set(level)
     for _ in range(r - 1):

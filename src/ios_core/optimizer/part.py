@@ -54,6 +54,11 @@ class Part:
         return (1 << len(self.names)) - 1
 
     @cached_property
+    def neighbours(self) -> tuple[int, ...]:
+        """Per bit, the mask of the operators it reads or that read it (an edge either way)."""
+        return tuple(succ | pred for succ, pred in zip(self.succ, self.pred, strict=True))
+
+    @cached_property
     def merges(self) -> tuple[int, ...]:
         """Every set of two or more convolutions of the part that may run as one, as masks.
 
