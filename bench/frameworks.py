@@ -40,7 +40,7 @@ alone, each resuming the last (copy both files of $OUT back to results/h200/ aft
     export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 && cp results/h200/frameworks.json* $OUT/ 2>/dev/null; \\
     python3 bench/frameworks.py --device h200 --out $OUT/frameworks.json --budget-s 420
 
-    python3 bench/frameworks.py --table --figure results/figures/h200/campaign/frameworks.png
+    python3 bench/frameworks.py --table --figure results/figures/h200/campaign/frameworks_side_by_side.png
 """
 
 from __future__ import annotations
@@ -255,8 +255,8 @@ def table(document: dict[str, Any]) -> str:
         lines.append(f"| {model} | {batch} | " + " | ".join(cell(found.get(n)) for n in columns) + f" | {ratio} |")
     reasons = {n: next(r["reason"] for r in rows if r["framework"] == n) for n in nowhere}
     lines += ["", *(f"- {FRAMEWORK_LABELS.get(n, n)}: not available ({reason})" for n, reason in reasons.items())]
-    failed = [f"- {r['framework']} {r['model']} b{r['batch']}: {r['error'] or r['reason']}" for r in rows
-              if r["framework"] in columns and (r["error"] or (r["ms"] is None and r["available"]))]
+    failed = [f"- {r['framework']} {r['model']} b{r['batch']}: {' '.join((r['error'] or r['reason']).split())}"
+              for r in rows if r["framework"] in columns and (r["error"] or (r["ms"] is None and r["available"]))]
     return "\n".join(lines + failed).rstrip()
 
 

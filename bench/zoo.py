@@ -496,7 +496,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.table:
         rows = json.loads(args.out.read_text())["rows"]
-        print("\n\n".join(table(rows, exporter) for exporter in args.exporters))
+        measured = [e for e in args.exporters if any(r["exporter"] == e for r in rows)]  # no table for one not run
+        print("\n\n".join(table(rows, exporter) for exporter in measured))
         return 0
     keep = args.keep or args.out.with_name(args.out.name + ".records")
     bench = Bench(call_of(args), keep, args.batch, tuple(args.modes), onnx_dir=args.onnx_dir,

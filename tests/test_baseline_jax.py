@@ -111,6 +111,28 @@ def test_hidet_finds_nvcc_where_hidet_looks(monkeypatch, tmp_path):
     assert hidet_adapter.nvcc() == str(tmp_path / "nvcc")
 
 
+def test_hidet_runs_with_its_hip_check_off_then_restores_it(monkeypatch):
+    """hidet 0.6.1 fails every compiled graph where it finds libamdhip64 (see hidet_adapter): a CUDA run turns its
+    HIP check off only while hidet runs."""
+    import sys
+    import types
+
+    hip = types.ModuleType("hidet.hip")
+    hip.available = lambda: True
+    monkeypatch.setitem(sys.modules, "hidet", types.ModuleType("hidet"))
+    monkeypatch.setitem(sys.modules, "hidet.hip", hip)
+    sys.modules["hidet"].hip = hip
+    seen = {}
+
+    def compiled(*args):
+        seen.update(hip=hip.available(), args=args)
+        return "timed"
+
+    monkeypatch.setattr(hidet_adapter, "COMPILED_WITH_HIDET", compiled)
+    assert hidet_adapter.run_hidet("net", "x", "timing", "fp32", {}) == "timed"
+    assert seen == {"hip": False, "args": ("net", "x", "timing", "fp32", {})} and hip.available() is True
+
+
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_the_adapter_runs_the_sixteen_bit_precisions_within_their_tolerance(precision):
     pytest.importorskip("jax")

@@ -1,5 +1,6 @@
 """Figures: every experiment's figure from records, with its source in the title, n/a shown, numbers in a CSV."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -222,3 +223,14 @@ def test_every_framework_has_a_label_in_the_figures():
     from ios_core.figures.latency import FRAMEWORK_LABELS
 
     assert set(FRAMEWORKS) - set(FRAMEWORK_LABELS) == set()
+
+
+def test_the_committed_side_by_side_figure_is_what_the_committed_rows_give(tmp_path):
+    """bench/frameworks.py's experiment 2 (README) from its rows, results/<gpu>/frameworks.json."""
+    from ios_core.figures.latency import frameworks_of_rows
+
+    for rows in sorted(RESULTS.glob("*/frameworks.json")):
+        document = json.loads(rows.read_text())
+        frameworks_of_rows(document["rows"], tmp_path / rows.parent.name, document["environments"][-1]["name"])
+        committed = RESULTS / "figures" / rows.parent.name / "campaign" / "frameworks_side_by_side.csv"
+        pd.testing.assert_frame_equal(pd.read_csv(tmp_path / f"{rows.parent.name}.csv"), pd.read_csv(committed))

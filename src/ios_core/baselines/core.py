@@ -27,7 +27,7 @@ import numpy as np
 
 from ios_core import models
 from ios_core.baselines.timing import median
-from ios_core.errors import UserError
+from ios_core.errors import UserError, one_line
 from ios_core.onnx_io import Network, load_onnx
 from ios_core.precision import FLOAT32_PRECISIONS, check_precision
 from ios_core.reference import relative_error, run_graph
@@ -170,7 +170,8 @@ def measure(framework: Framework, network: Network, batch: int, timing: Timing, 
         run = framework.run(network, x, timing, precision, dict(options or {}))
     except Exception as error:  # noqa: BLE001 -- recorded as failed with its reason, never dropped
         logging.getLogger(__name__).exception("%s failed on %s at batch %d", framework.name, network.name, batch)
-        return Measurement(status="failed", available=True, reason=f"{type(error).__name__}: {error}", **common)
+        reason = f"{type(error).__name__}: {one_line(error)}"
+        return Measurement(status="failed", available=True, reason=reason, **common)
     error = None
     if check and run.output is not None:
         expected = reference_first(network, x)

@@ -106,7 +106,9 @@ def grouped_bars(ax: Axes, df: pd.DataFrame, group: str, hue: str, value: str,
     footnote lines that explain the unavailable bars, one per reason.
     """
     groups, hues = orders
-    palette = dict(zip(hues, sns.color_palette("colorblind", len(hues)), strict=True))
+    # colorblind has 10 colours and repeats them after that: more series take distinct hues instead
+    colours = sns.color_palette("colorblind" if len(hues) <= 10 else "husl", len(hues))
+    palette = dict(zip(hues, colours, strict=True))
     width = 0.8 / max(len(hues), 1)
     missing: dict[str, dict[str, list[str]]] = {}  # reason -> hue -> groups
     top = df[value].max() if df[value].notna().any() else 1.0
@@ -141,7 +143,8 @@ def not_available_notes(missing: dict[str, dict[str, list[str]]], groups: Sequen
 def footnote(fig: Figure, lines: Sequence[str]) -> None:
     """Small print under the axes: what was not available and why."""
     if lines:
-        wrapped = "\n".join(textwrap.fill(line, 130, subsequent_indent="    ") for line in lines)
+        # a reason may be a multi-line error message: each note is one paragraph
+        wrapped = "\n".join(textwrap.fill(" ".join(line.split()), 130, subsequent_indent="    ") for line in lines)
         fig.text(0.0, -0.01, wrapped, fontsize=6.5, color="0.25", va="top", ha="left")  # saved with a tight box
 
 

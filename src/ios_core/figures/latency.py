@@ -93,8 +93,16 @@ def frameworks(df: pd.DataFrame, prefix: str | os.PathLike) -> list[Path]:
     df["relative"] = df["model"].map(ios) / df["latency_ms"]
     models = _ordered(df["model"])
     systems = [IOS] + [FRAMEWORK_LABELS.get(f, f) for f in _ordered(df[df["kind"] == "baseline"]["framework"])]
+    # a framework with no number anywhere gets a footnote, not an empty slot in every group
+    nowhere = [s for s in systems[1:] if df.loc[df["system"] == s, "latency_ms"].isna().all()]
+    shown = df[~df["system"].isin(nowhere)]
     fig, ax = figure(1.9 * len(models) + 3.0, 3.6)
-    notes = _normalized_bars(ax, df, "system", "relative", (models, systems), "IOS")
+    notes = _normalized_bars(ax, shown, "system", "relative", (models, [s for s in systems if s not in nowhere]),
+                             "IOS")
+    missing: dict[str, dict[str, list[str]]] = {}
+    for row in df[df["system"].isin(nowhere)].itertuples():
+        missing.setdefault(row.reason or "not measured", {}).setdefault(row.system, []).append(row.model)
+    notes += not_available_notes(missing, models)
     ax.set_xticks(range(len(models)), [f"{m}\nIOS {ms(ios.get(m, np.nan))}\n{_ios_limits(df, m)}" for m in models])
     ax.set_xlabel("model")
     ax.set_title(f"IOS against framework baselines, {_one_batch(df)}\n{source_label(df)}")
@@ -110,12 +118,14 @@ def frameworks_of_rows(rows: Iterable[Mapping[str, Any]], prefix: str | os.PathL
     frame = []
     for row in rows:
         ios = row["framework"] == "ios_both"
+        # an output above the tolerance is no result: the table stars it, the figure draws no bar for it
         reason = row.get("error") or row.get("reason") or ("" if row["ms"] is not None else "no number")
+        ms = None if row.get("error") else row["ms"]
         frame.append({"name": f"{row['framework']}/{row['model']}/b{row['batch']}", "kind": "measure" if ios
                       else "baseline", "model": f"{row['model']} b{row['batch']}", "batch": row["batch"],
                       "opt": "both" if ios else None, "framework": None if ios else row["framework"],
-                      "device_name": device_name, "source": row["source"], "available": row["ms"] is not None,
-                      "reason": reason, "latency_ms": row["ms"]})
+                      "device_name": device_name, "source": row["source"], "available": ms is not None,
+                      "reason": reason, "latency_ms": ms})
     df = pd.DataFrame(frame, columns=COLUMNS)
     df["latency_ms"] = pd.to_numeric(df["latency_ms"], errors="coerce").astype(float)
     return frameworks(df, prefix)
