@@ -4,8 +4,9 @@ For each model (inception_v3, nasnet, randwire, squeezenet) and batch (1 and 16)
 convolutions: PyTorch's cuDNN default and the engine's), on the same deterministic weights and input:
 
 - ``ios_both``: `ios_core.engine.build_plan` of the committed IOS-Both schedule (``--ios-schedule``, by default
-  ``schedules/<model>_b<batch>_both_h200_fp32_measured.json``, batch 1's where none was searched at that batch: the
-  row names the file), replayed as one CUDA graph;
+  ``schedules/<model>_b<batch>_both_h200_fp32_measured.json``; where that file is missing, searched into it at the
+  row's batch with ``--search COST_CACHE`` (the measured cost, judged end to end), else batch 1's: the row names the
+  file; `records.BothSchedules`), replayed as one CUDA graph;
 - every framework of `ios_core.baselines.FRAMEWORKS` that runs on a GPU, through `ios_core.baselines.measure`: PyTorch
   eager, one CUDA graph, torch.compile (reduce-overhead with and without freezing; max-autotune with freezing), XLA
   through JAX, hidet, ONNX Runtime (CUDA); TensorRT, TVM-cuDNN, TASO and TensorFlow, which are not obtainable on the
@@ -57,6 +58,7 @@ from typing import Any
 
 import numpy as np
 from records import (
+    BothSchedules,
     Call,
     RecordPack,
     RowFile,
@@ -68,6 +70,8 @@ from records import (
     missing_rows,
     names_of,
     network,
+    schedule_arguments,
+    schedules_of,
     tolerance_error,
 )
 
@@ -98,11 +102,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Bench:
-    """One call's settings: what every benchmark's call holds (`records.Call`), the template of IOS-Both's schedule
-    files, and the engine's and Inductor's caches."""
+    """One call's settings: what every benchmark's call holds (`records.Call`), where IOS-Both's schedules come from
+    (`records.BothSchedules`), and the engine's and Inductor's caches."""
 
     call: Call
-    ios_schedule: str = str(ROOT / IOS_SCHEDULE)
+    schedules: BothSchedules = BothSchedules(str(ROOT / IOS_SCHEDULE))
     tune_cache: str | None = None
     inductor_cache: str | None = None
 
@@ -111,15 +115,10 @@ def key(row: dict[str, Any]) -> tuple:
     return row["model"], row["batch"], row["precision"], row["framework"]
 
 
-def schedule_file(template: str, model: str, batch: int) -> Path:
-    """IOS-Both's schedule of ``model`` searched at ``batch``, else at batch 1."""
-    path = Path(template.format(model=model, batch=batch))
-    return path if path.exists() else Path(template.format(model=model, batch=1))
-
-
 def engine_row(net: Network, batch: int, bench: Bench, pack: RecordPack | None) -> dict[str, Any]:
     """IOS-Both on the engine (or, in a dry run, its simulated latency)."""
-    path, call = schedule_file(bench.ios_schedule, net.name, batch), bench.call
+    call = bench.call
+    path = bench.schedules.path(net.graph, batch, PRECISION, call, bench.tune_cache)
     if not path.exists():
         return {"available": False, "status": "unavailable", "reason": f"no IOS-Both schedule {path}"}
     schedule = S.load(path, net.graph)
@@ -219,7 +218,8 @@ def environment(call: Call) -> dict[str, Any]:
 def run(bench: Bench, wanted: list[tuple[str, int, str]]) -> RowFile:
     """Every wanted row not yet in the output, until the budget is spent."""
     call = bench.call
-    settings = {"timing": asdict(call.timing), "ios_schedule": bench.ios_schedule, "device": call.device,
+    settings = {"timing": asdict(call.timing), "ios_schedule": bench.schedules.template,
+                "search": bench.schedules.cost_cache, "device": call.device,
                 "precision": PRECISION, "tune_cache": bench.tune_cache, "inductor_cache": bench.inductor_cache}
     rows = RowFile(call.out, "frameworks", environment(call), settings, key)
     pack = None if call.dry_run else RecordPack(call.out.with_name(call.out.name + ".records.tar.gz"))
@@ -282,8 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", type=lambda s: [int(b) for b in s.split(",")], default=[1, 16])
     parser.add_argument("--frameworks", type=names_of(ORDER), default=list(ORDER), help="default: ios_both and every "
                         "GPU framework of ios_core.baselines")
-    parser.add_argument("--ios-schedule", default=str(ROOT / IOS_SCHEDULE),
-                        help="IOS-Both's schedule of each model: a path with {model} and {batch}")
+    schedule_arguments(parser, str(ROOT / IOS_SCHEDULE))
     parser.add_argument("--tune-cache", default=None, help="the engine's cuDNN autotuning cache (JSON)")
     parser.add_argument("--inductor-cache", default=str(ROOT / ".inductor-cache"),
                         help="Inductor's cache directory, reused by a later call")
@@ -295,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.table or args.figure:
         return report(args.out, args.table, args.figure)
-    bench = Bench(call_of(args), args.ios_schedule, args.tune_cache, args.inductor_cache)
+    bench = Bench(call_of(args), schedules_of(args), args.tune_cache, args.inductor_cache)
     rows = run(bench, planned(args.models, args.batches, args.frameworks))
     print(table({"rows": rows.rows, "environments": rows.environments}))
     return 0

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import math
 import sys
 import time
@@ -51,18 +50,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from records import Call, RowFile, call_arguments, call_of, missing_rows, network, one_line, tolerance_error
+from records import (
+    BothSchedules,
+    Call,
+    RowFile,
+    call_arguments,
+    call_of,
+    missing_rows,
+    network,
+    one_line,
+    schedule_arguments,
+    schedules_of,
+    tolerance_error,
+)
 
 from ios_core import models
 from ios_core import schedule as S
 from ios_core.baselines import get, measure
 from ios_core.baselines.core import reference_first, versions
 from ios_core.config import device_profile
-from ios_core.cost import CostSpec, build_cost
 from ios_core.measure import simulated
 from ios_core.models.zoo import build_module, calibrate_batch_norm
 from ios_core.onnx_io import Network
-from ios_core.optimizer import OptimizerOptions, search_end_to_end
 from ios_core.precision import spec_of
 from ios_core.reference import relative_error
 from ios_core.weights import make_input
@@ -80,13 +89,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Bench:
-    """One call's settings: what every benchmark's call holds (`records.Call`), the template of IOS-Both's schedule
-    files, the engine's tuning cache and the searches' stage costs."""
+    """One call's settings: what every benchmark's call holds (`records.Call`), where IOS-Both's schedules come from
+    (`records.BothSchedules`) and the engine's tuning cache."""
 
     call: Call
-    ios_schedule: str = str(ROOT / IOS_SCHEDULE)
+    schedules: BothSchedules = BothSchedules(str(ROOT / IOS_SCHEDULE))
     tune_cache: str | None = None
-    cost_cache: str | None = None  # where IOS-Both's searches keep their stage costs; None: no search
 
 
 def key(row: dict[str, Any]) -> tuple:
@@ -97,27 +105,12 @@ def key(row: dict[str, Any]) -> tuple:
 
 
 def engine_schedule(graph, mode: str, batch: int, precision: str, bench: Bench) -> tuple[S.Schedule, str]:
-    """The schedule of an engine mode and where it came from: IOS-Both's is ``--ios-schedule`` filled in with the
-    row's model, batch, precision and device, searched into that file first where it is missing and ``--search``
-    keeps a cost cache (`search_both`)."""
+    """The schedule of an engine mode and where it came from: IOS-Both's from `records.BothSchedules` (searched at
+    the row's batch and precision where ``--search`` asks)."""
     if mode == "sequential":
         return S.sequential(graph), "sequential"
-    path = bench.ios_schedule.format(model=graph.name, batch=batch, precision=precision, device=bench.call.device)
-    if bench.cost_cache is not None and not Path(path).exists():
-        search_both(graph, batch, precision, bench, Path(path))
-    return S.load(path, graph), path
-
-
-def search_both(graph, batch: int, precision: str, bench: Bench, path: Path) -> None:
-    """IOS-Both searched at the row's batch and precision, judged end to end (`ios_core.optimizer.rerank`), with the
-    measured cost (the simulated one in a dry run) and its stage costs kept in ``bench.cost_cache``."""
-    kind = bench.call.source
-    spec = CostSpec(kind=kind, precision=precision, cache=bench.cost_cache, tune_cache=bench.tune_cache)
-    with build_cost(spec, device_profile(bench.call.device)) as cost:
-        result = search_end_to_end(graph, cost, batch, OptimizerOptions("both", candidates=8))
-    meta = {**result.schedule.meta, "model": graph.name, "device": bench.call.device, "precision": precision}
-    S.save(dataclasses.replace(result.schedule, meta=meta), path)
-    print(f"searched {path}: {result.latency_ms:.3f} ms ({kind})", flush=True)
+    path = bench.schedules.path(graph, batch, precision, bench.call, bench.tune_cache)
+    return S.load(path, graph), str(path)
 
 
 def float32_storage(plan: Any, network: Network, precision: str) -> str | None:
@@ -248,7 +241,8 @@ def environment(dry_run: bool) -> dict[str, Any]:
 def run(bench: Bench, args: argparse.Namespace) -> RowFile:
     """Every planned row not yet in the output, until the budget is spent."""
     call = bench.call
-    settings = {"timing": vars(call.timing), "ios_schedule": bench.ios_schedule, "device": call.device}
+    settings = {"timing": vars(call.timing), "ios_schedule": bench.schedules.template,
+                "search": bench.schedules.cost_cache, "device": call.device}
     rows = RowFile(call.out, "half_precision", environment(call.dry_run), settings, key)
     for row in missing_rows(rows, call, planned(args), lambda wanted: measure_row(*wanted, bench)):
         ms = "-" if row["ms"] is None else f"{row['ms']:.3f}"
@@ -289,10 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-128", action="store_true", help="batch 128 too, after 1 and 16")
     parser.add_argument("--bf16", action="store_true", help="bf16 too, after fp16")
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
-    parser.add_argument("--ios-schedule", default=str(ROOT / IOS_SCHEDULE),
-                        help="IOS-Both's schedule: a path with {model} and optionally {batch}, {precision}, {device}")
-    parser.add_argument("--search", metavar="COST_CACHE", default=None,
-                        help="search IOS-Both where --ios-schedule's file is missing, stage costs kept here")
+    schedule_arguments(parser, str(ROOT / IOS_SCHEDULE))
     parser.add_argument("--tune-cache", default=None)
     call_arguments(parser, "start no row once the call has lasted this", "no GPU: the engine modes' simulated latency")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "half_precision.json")
@@ -302,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(args.modes) - set(MODES))
     if unknown:
         parser.error(f"unknown modes {unknown}; known: {', '.join(MODES)}")
-    bench = Bench(call_of(args), args.ios_schedule, args.tune_cache, args.search)
+    bench = Bench(call_of(args), schedules_of(args), args.tune_cache)
     print(table(run(bench, args).rows))
     return 0
 

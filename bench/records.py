@@ -9,7 +9,8 @@ arena, an output's error against a reference, the rounds) is a param or metric m
 
 It also holds what the benchmarks share: `Call` (where a call's rows go, how it times, when it stops), which each
 script's own settings hold as a field, with its options (`call_arguments`, `call_of`); `done`, `tolerance_error`,
-`missing_rows`, `one_line`, `network`, `RecordPack` and `names_of`.
+`missing_rows`, `one_line`, `network`, `BothSchedules` (where a row's IOS-Both schedule comes from, searched at
+the row's batch and precision where asked), `RecordPack` and `names_of`.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from ios_core import models
 from ios_core.baseline import tags_of
 from ios_core.baselines import Measurement
 from ios_core.config import device_profile
+from ios_core.cost import CostSpec, build_cost
 from ios_core.engine import PlanOptions
 from ios_core.files import write_atomic
+from ios_core.ir import Graph
 from ios_core.measure import engine_params, gpu_mismatch, schedule_params
 from ios_core.onnx_io import Network
+from ios_core.optimizer import OptimizerOptions, search_end_to_end
 from ios_core.precision import TOLERANCE
-from ios_core.schedule import Schedule
+from ios_core.schedule import Schedule, save
 from ios_core.timing import Timing
 from ios_core.tracking import Record, stringify
 from ios_core.tracking.adapters import search_metrics
@@ -226,6 +230,52 @@ def one_line(error: BaseException) -> str:
 def network(model: str) -> Network:
     """The model with its deterministic weights, one object per model: its float64 reference is computed once."""
     return Network.of(models.get(model))
+
+
+@dataclass(frozen=True)
+class BothSchedules:
+    """Where a benchmark's IOS-Both schedules come from: ``template``, a path naming any of ``{model}``, ``{batch}``,
+    ``{precision}`` and ``{device}``, filled in with the row's. Where that file is missing, it is first searched
+    into at the row's batch and precision when ``cost_cache`` is set (`search`), else batch 1's file stands in
+    (the row names the file it ran)."""
+
+    template: str
+    cost_cache: str | None = None  # where the searches keep their stage costs; None: no search
+
+    def path(self, graph: Graph, batch: int, precision: str, call: Call, tune_cache: str | None = None) -> Path:
+        """The row's schedule file: searched into first where missing and asked for, else batch 1's where missing
+        (which may not exist either: the caller says so)."""
+        path = self.filled(graph.name, batch, precision, call.device)
+        if not path.exists() and self.cost_cache is not None:
+            self.search(graph, batch, precision, call, path, tune_cache)
+        return path if path.exists() else self.filled(graph.name, 1, precision, call.device)
+
+    def filled(self, model: str, batch: int, precision: str, device: str) -> Path:
+        return Path(self.template.format(model=model, batch=batch, precision=precision, device=device))
+
+    def search(self, graph: Graph, batch: int, precision: str, call: Call, path: Path,
+               tune_cache: str | None) -> None:
+        """IOS-Both searched at ``batch`` and ``precision``, judged end to end (`ios_core.optimizer.rerank`), with
+        the measured cost (the simulated one in a dry run), its stage costs kept in ``cost_cache``; saved at
+        ``path``."""
+        spec = CostSpec(kind=call.source, precision=precision, cache=self.cost_cache, tune_cache=tune_cache)
+        with build_cost(spec, device_profile(call.device)) as cost:
+            result = search_end_to_end(graph, cost, batch, OptimizerOptions("both", candidates=8))
+        meta = {**result.schedule.meta, "model": graph.name, "device": call.device, "precision": precision}
+        save(replace(result.schedule, meta=meta), path)
+        print(f"searched {path}: {result.latency_ms:.3f} ms ({call.source})", flush=True)
+
+
+def schedule_arguments(parser: argparse.ArgumentParser, template: str) -> None:
+    """``--ios-schedule`` and ``--search``, read back by `schedules_of`."""
+    parser.add_argument("--ios-schedule", default=template, help="IOS-Both's schedule of each row: a path naming "
+                        "{model}, {batch}, {precision} or {device}; batch 1's file where it is missing")
+    parser.add_argument("--search", metavar="COST_CACHE", default=None,
+                        help="search IOS-Both where --ios-schedule's file is missing, stage costs kept here")
+
+
+def schedules_of(args: argparse.Namespace) -> BothSchedules:
+    return BothSchedules(args.ios_schedule, args.search)
 
 
 class RecordPack:

@@ -72,6 +72,18 @@ def test_a_second_call_skips_the_rows_there_and_retries_failed_ones(bench, demo_
     assert {r["call"] for r in third["rows"] if r["framework"] == "ios_both"} == {0}
 
 
+def test_with_a_cost_cache_ios_both_is_searched_at_the_batch_its_file_lacks(bench, demo_schedule, tmp_path):
+    costs = tmp_path / "costs.jsonl"
+    document = dry_run(bench, tmp_path / "frameworks.json", demo_schedule, "--frameworks", "ios_both",
+                       "--search", str(costs))
+    schedules = {r["batch"]: r["schedule"] for r in document["rows"]}
+    assert schedules[1].endswith("demo_b1_both.json")  # there already: not searched again
+    assert schedules[16].endswith("demo_b16_both.json") and costs.exists()
+    searched = S.load(Path(schedules[16]), models.get("demo"))
+    assert searched.meta["batch"] == 16 and searched.meta["opt"] == "both" and searched.meta["precision"] == "fp32"
+    assert document["settings"]["search"] == str(costs)
+
+
 def row(framework: str, batch: int, ms: float | None, **more) -> dict:
     return {"model": "inception_v3", "batch": batch, "precision": "fp32", "framework": framework, "ms": ms,
             "error_vs_reference": 1e-6, "error": None, "available": True, "reason": "", "source": "measured", **more}

@@ -70,8 +70,8 @@ def test_the_simulated_ios_both_is_faster_in_fp16_than_in_fp32_at_batch_16(half,
 
 def test_ios_both_is_searched_at_the_rows_batch_and_precision_where_its_file_is_missing(half, tmp_path):
     template = str(tmp_path / "{model}_b{batch}_both_{device}_{precision}.json")
-    bench = half.Bench(half.Call(tmp_path / "x.json", "h200", dry_run=True), template,
-                       cost_cache=str(tmp_path / "costs.jsonl"))
+    bench = half.Bench(half.Call(tmp_path / "x.json", "h200", dry_run=True),
+                       half.BothSchedules(template, cost_cache=str(tmp_path / "costs.jsonl")))
     graph = half.network("squeezenet").graph
     schedule, source = half.engine_schedule(graph, "ios_both", 16, "fp16", bench)
     assert source == str(tmp_path / "squeezenet_b16_both_h200_fp16.json") and Path(source).exists()
