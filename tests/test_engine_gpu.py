@@ -96,6 +96,17 @@ def test_autotuned_plan_is_correct_and_timed():
     plan.close()
 
 
+def test_a_settled_plan_is_replayed_for_that_long_before_it_is_timed():
+    import time
+
+    graph, weights = network("squeezenet")
+    plan = build_plan(graph, SCHEDULES["sequential"](graph), 1, "fp32", weights, PlanOptions(autotune=False))
+    started = time.perf_counter()
+    measurement = latency(plan, Timing(warmup=0, number=1, repeat=1), settle_ms=30.0)
+    assert time.perf_counter() - started >= 0.030 and 0 < measurement.ms < 10
+    plan.close()
+
+
 def test_stage_alone_is_a_plan_of_its_own():
     graph, weights = network("inception_v3")
     schedule = SCHEDULES["merged_greedy"](graph)

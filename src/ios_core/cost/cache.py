@@ -124,9 +124,14 @@ def append_lines(path: Path, data: bytes) -> None:
         os.close(fd)  # releases the lock
 
 
+END_TO_END_REVISION = 2
+"""Bumped whenever how a whole schedule is timed changes, so that older end-to-end times are never mixed in:
+2 -- the measured cost replays the plan for `ios_core.engine.SETTLE_MS` first."""
+
+
 def end_to_end_text(keys: StageKeys, schedule: Schedule, batch: int) -> str:
     """The canonical text of a whole schedule timed end to end: its stages' keys in run order, which matters."""
-    return "end-to-end\n" + "\n".join(keys.text(stage, batch) for stage in schedule.stages)
+    return f"end-to-end r{END_TO_END_REVISION}\n" + "\n".join(keys.text(stage, batch) for stage in schedule.stages)
 
 
 @dataclass

@@ -12,6 +12,7 @@ candidate with `Replays` too (`ios_core.engine.gpu.convs`).
 from __future__ import annotations
 
 import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import pairwise
@@ -66,6 +67,17 @@ def time_replays(launch: Callable[[], None], stream: drv.Stream, timing: Timing)
     return [ms for _ in range(timing.repeat) for ms in Replays(launch, stream, one, marks).samples()]
 
 
+def settle(plan: Plan, ms: float, replays_between_checks: int = 8) -> None:
+    """Replay ``plan`` until ``ms`` of wall clock have passed (at least once when ``ms`` > 0)."""
+    deadline = time.perf_counter() + ms / 1000.0
+    while ms > 0:
+        for _ in range(replays_between_checks):
+            plan.replay()
+        plan.synchronize()
+        if time.perf_counter() >= deadline:
+            return
+
+
 @dataclass(frozen=True)
 class Measurement:
     """One latency measurement and the conditions it was taken in."""
@@ -82,15 +94,17 @@ class Measurement:
     clocks_after: dict[str, Any] = field(default_factory=dict)
 
 
-def latency(plan: Plan, timing: Timing | None = None) -> Measurement:
+def latency(plan: Plan, timing: Timing | None = None, settle_ms: float = 0.0) -> Measurement:
     """Median over ``timing.repeat`` of the mean of ``timing.number`` replays of the plan's CUDA graph, in ms.
 
     ``timing`` is IOS's profiling setting (2 warm-up, 6 x 6) when None. The graph is captured first if it was not
-    yet.
+    yet. With ``settle_ms`` the plan is first replayed for that long (wall clock), so that a GPU come from idle has
+    raised its clocks before the warm-up.
     """
     timing = timing or Timing()
     plan.capture()
     plan.synchronize()
+    settle(plan, settle_ms)
     before = gpu.clocks()
     samples = time_replays(plan.replay, plan.streams[0], timing)
     after = gpu.clocks()
