@@ -74,5 +74,6 @@ def run_hidet(network: Network, x: np.ndarray, timing: Timing, precision: str, o
     with cuda_only_hidet():
         return COMPILED_WITH_HIDET(network, x, timing, precision, options)
 
+
 FRAMEWORK = Framework("hidet", "torch.compile(backend='hidet'), hidet's default options", "cuda", available,
                       run_hidet)

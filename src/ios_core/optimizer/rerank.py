@@ -11,10 +11,10 @@ replays the plan), `search_end_to_end` times a few contenders and returns the fa
   IOS-Merge's and Sequential's for the same ``r``, ``s`` and parts), whose stages the cost has mostly seen already.
 
 Then, in IOS-Both's space, a local search keeps a merge only where it wins in context (`keep_winning_merges`): a
-merged stage looks cheaper alone than it runs inside the schedule (on the H100, torchvision's Inception V3: Both's
-best schedules, 9 merged stages, 21% above their stage sums end to end, Parallel's 14%), so each merged stage of
-the fastest contender is split, in order, into its convolutions side by side -- a parallel ending of the same
-operators -- and the split is kept where the whole schedule then runs faster by more than `SPLIT_GAIN`.
+merged stage may look cheaper alone than it runs inside the schedule (on the H100, torchvision's Inception V3:
+Both's best schedules ran 21% above their stage sums end to end, Parallel's, without merges, 14%), so each merged
+stage of the fastest contender is split, in order, into its convolutions side by side -- a parallel ending of the
+same operators -- and the split is kept where the whole schedule then runs faster by more than `SPLIT_GAIN`.
 
 Every contender is a schedule of the space searched, so the answer is too; under the stage cost it is never cheaper
 than the DP's best (which is proven optimal for that cost), and a cost that cannot time whole schedules gets the
