@@ -141,8 +141,9 @@ class RowFile:
 @dataclass
 class Call:
     """What every benchmark's call holds: where its rows go (``out``), the device profile, how it times, whether it
-    only simulates (``dry_run``), when it starts nothing more (``budget_s`` after ``started``) and whether the rows
-    without a number are run again (``retry_failed``)."""
+    only simulates (``dry_run``), when it starts nothing more (``budget_s`` after ``started``), whether the rows
+    without a number are run again (``retry_failed``) and which rows of earlier calls are run again in this one
+    (``again``: those whose key holds one of these names, e.g. a framework or a mode)."""
 
     out: Path
     device: str
@@ -151,6 +152,7 @@ class Call:
     budget_s: float | None = None
     retry_failed: bool = False
     started: float = field(default_factory=time.perf_counter)
+    again: tuple[str, ...] = ()
 
     @property
     def source(self) -> str:
@@ -178,6 +180,9 @@ def call_arguments(parser: argparse.ArgumentParser, budget: str, dry_run: str, r
     parser.add_argument("--budget-s", type=float, default=None, help=budget)
     if retry_failed:
         parser.add_argument("--retry-failed", action="store_true", help="run again the rows without a number")
+    parser.add_argument("--again", type=lambda text: tuple(text.split(",")), default=(),
+                        help="run again, once, the rows of earlier calls whose key holds one of these names (a comma "
+                        "list: frameworks, modes, models), e.g. after a new schedule")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
 
 
@@ -185,7 +190,7 @@ def call_of(args: argparse.Namespace) -> Call:
     """The call that ``--out`` and the options of `call_arguments` ask for, once this GPU is the device profile's
     (else `SystemExit`, the reason; a dry run needs no GPU)."""
     call = Call(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                args.dry_run, args.budget_s, getattr(args, "retry_failed", False))
+                args.dry_run, args.budget_s, getattr(args, "retry_failed", False), again=args.again)
     if not call.dry_run and (mismatch := gpu_mismatch(device_profile(call.device))):
         raise SystemExit(mismatch)
     return call
@@ -193,9 +198,12 @@ def call_of(args: argparse.Namespace) -> Call:
 
 def done(rows: RowFile, wanted: tuple, call: Call) -> bool:
     """Whether the row with key ``wanted`` is there: measured (a dry run's does not count for a real run), with a
-    number unless ``call.retry_failed`` asks for those again."""
+    number unless ``call.retry_failed`` asks for those again, and in this call if ``call.again`` names it."""
+    this_call = len(rows.environments) - 1
+    again = any(name in call.again for name in wanted if isinstance(name, str))
     return any(rows.key(row) == wanted and (row["source"] == call.source or call.dry_run)
-               and (row["ms"] is not None or not call.retry_failed) for row in rows.rows)
+               and (row["ms"] is not None or not call.retry_failed)
+               and (not again or row.get("call") == this_call) for row in rows.rows)
 
 
 def missing_rows(rows: RowFile, call: Call, wanted: Iterable[tuple],

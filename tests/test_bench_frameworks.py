@@ -72,6 +72,16 @@ def test_a_second_call_skips_the_rows_there_and_retries_failed_ones(bench, demo_
     assert {r["call"] for r in third["rows"] if r["framework"] == "ios_both"} == {0}
 
 
+def test_again_runs_the_named_rows_of_earlier_calls_once_more(bench, demo_schedule, tmp_path):
+    out = tmp_path / "frameworks.json"
+    dry_run(bench, out, demo_schedule, "--frameworks", "ios_both,tensorrt")
+    again = dry_run(bench, out, demo_schedule, "--frameworks", "ios_both,tensorrt", "--again", "ios_both")
+    calls = {(r["framework"], r["batch"]): r["call"] for r in again["rows"]}
+    assert calls == {("ios_both", 1): 1, ("ios_both", 16): 1, ("tensorrt", 1): 0, ("tensorrt", 16): 0}
+    kept = dry_run(bench, out, demo_schedule, "--frameworks", "ios_both,tensorrt")  # without it: nothing runs
+    assert {(r["framework"], r["batch"]): r["call"] for r in kept["rows"]} == calls
+
+
 def test_with_a_cost_cache_ios_both_is_searched_at_the_batch_its_file_lacks(bench, demo_schedule, tmp_path):
     costs = tmp_path / "costs.jsonl"
     document = dry_run(bench, tmp_path / "frameworks.json", demo_schedule, "--frameworks", "ios_both",
