@@ -28,7 +28,7 @@ from ios_core.engine import (
 from ios_core.engine.elements import ELEMENTS
 from ios_core.engine.lower import conv_params
 from ios_core.engine.memory import assign_offsets
-from ios_core.engine.packing import depthwise_strides, kernel_strides, lay_out, pack
+from ios_core.engine.packing import depthwise_strides, kernel_strides, lay_out, one_pixel_strides, pack
 from ios_core.engine.program import Buffer, WeightKey, starts_aligned
 from ios_core.ir import Activation, Conv, GraphBuilder, concat
 from ios_core.reference import KERNELS, gather, run_graph
@@ -258,3 +258,16 @@ def test_separable_convolution_folds_its_relu_into_the_depthwise_kernel():
     assert all(t.pre_act == "none" for t in cudnn.tasks if isinstance(t, ConvTask))
     for program in (ours, cudnn):
         assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
+
+
+def test_a_one_pixel_tensor_is_described_to_cudnn_as_in_nhwc_whatever_the_layout():
+    # (N, C, 1, 1) in NCHW has C, H and W strides 1; in NHWC H and W take the N stride; a channel slice of a wider
+    # buffer keeps the wider buffer's N stride
+    assert one_pixel_strides((2, 8, 1, 1), (8, 1, 1, 1)) == (8, 1, 8, 8) == one_pixel_strides((2, 8, 1, 1),
+                                                                                               (8, 1, 8, 8))
+    assert one_pixel_strides((1, 8, 1, 1), (32, 1, 1, 1)) == (32, 1, 32, 32)
+    kernel = (16, 8, 1, 1)
+    assert one_pixel_strides(kernel, kernel_strides(kernel, "nchw")) == kernel_strides(kernel, "nhwc")
+    more = [((1, 8, 4, 5), (160, 20, 5, 1)), ((1, 8, 1, 5), (40, 5, 5, 1)), ((4, 3, 4, 5), (60, 1, 15, 3))]
+    for dims, strides in more:
+        assert one_pixel_strides(dims, strides) == strides  # more than one pixel: as they are

@@ -28,7 +28,7 @@ from ios_core.engine import channelwise, depthwise, pooling
 from ios_core.engine.dependencies import Group, Waits
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers, fused_activation
-from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides
+from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides, one_pixel_strides
 from ios_core.engine.program import (
     ConvTask,
     NormTask,
@@ -298,8 +298,10 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     weights, conv = context.weights[task.weights], task.conv
     w_dims = tuple(weights.dims)
     top, left, bottom, right = conv.pads
-    geometry = Geometry(x_dims, x_strides, w_dims, kernel_strides(w_dims, context.program.layout), y_dims, y_strides,
-                        (top, left), conv.stride, conv.dilation, fused_activation(conv.act), context.precision,
+    w_strides = kernel_strides(w_dims, context.program.layout)
+    geometry = Geometry(x_dims, one_pixel_strides(x_dims, x_strides), w_dims, one_pixel_strides(w_dims, w_strides),
+                        y_dims, one_pixel_strides(y_dims, y_strides), (top, left), conv.stride, conv.dilation,
+                        fused_activation(conv.act), context.precision,
                         None if (bottom, right) == (top, left) else (bottom, right))
     wp, bp = weights.weight, weights.bias
     graph = context.library.get(geometry, TuningBuffers(xp, wp, bp, yp))
