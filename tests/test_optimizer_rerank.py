@@ -13,7 +13,7 @@ from ios_core.cost import CachedCost, SimulatedCost
 from ios_core.cost.protocol import end_to_end_latency, schedule_latency
 from ios_core.models import get
 from ios_core.optimizer import NARROWER, OptimizerOptions, search, search_end_to_end
-from ios_core.optimizer.rerank import SPLIT_GAIN, Contender, keep_winning_merges, split
+from ios_core.optimizer.rerank import SPLIT_GAIN, Contender, contenders, keep_winning_merges, split
 from ios_core.schedule import validate
 
 GROUP_PENALTY_MS = 0.004
@@ -54,7 +54,7 @@ def test_the_answer_is_the_fastest_contender_end_to_end(inception, reranked):
     timed = {c["label"]: c for c in meta["rerank"]}
     assert list(timed)[:4] == ["both#1", "both#2", "both#3", "both#4"]
     others = set(timed) - {"both#1", "both#2", "both#3", "both#4"}
-    assert {label for label in others if "/split" not in label} <= set(NARROWER["both"])
+    assert {label for label in others if "/split" not in label} <= {*NARROWER["both"], "both r=2"}
     fastest = min(timed.values(), key=lambda c: c["end_to_end_ms"])
     assert meta["chosen"] == fastest["label"] and result.latency_ms == meta["latency_ms"] == fastest["end_to_end_ms"]
     assert math.isclose(end_to_end_latency(ContextCost(), inception, result.schedule, 1), result.latency_ms)
@@ -126,6 +126,16 @@ def test_a_split_stage_runs_the_merged_convolutions_side_by_side(inception, both
     assert [g.ops for g in parted.stages[index].groups] == [(op,) for op in both.stages[index].groups[0].ops]
     assert not any(g.merge for g in parted.stages[index].groups)
     assert parted.stages[:index] + parted.stages[index + 1:] == both.stages[:index] + both.stages[index + 1:]
+
+
+def test_the_same_space_with_smaller_groups_is_a_contender(inception):
+    cost = SimulatedCost(device_profile("h100"))
+    _, found = contenders(inception, cost, 1, OptimizerOptions("both", r=3, candidates=2))
+    smaller = {label: schedule for label, schedule, _ in found}["both r=2"]
+    assert max(len(g.ops) for stage in smaller.stages for g in stage.groups if not g.merge) <= 2
+    assert smaller.stages == search(inception, cost, 1, OptimizerOptions("both", r=2)).schedule.stages
+    _, found = contenders(inception, cost, 1, OptimizerOptions("both", r=1, candidates=2))
+    assert not any(" r=" in label for label, _, _ in found)
 
 
 def test_a_cost_that_times_stages_only_gets_the_dps_best_unchanged(inception):

@@ -8,7 +8,10 @@ replays the plan), `search_end_to_end` times a few contenders and returns the fa
 * the ``candidates`` cheapest schedules of ``opt``'s space under the stage cost (the DP's k best,
   `ios_core.optimizer.dp`);
 * the best schedule of each narrower space inside it (`NARROWER`: IOS-Both's space holds IOS-Parallel's,
-  IOS-Merge's and Sequential's for the same ``r``, ``s`` and parts), whose stages the cost has mostly seen already.
+  IOS-Merge's and Sequential's for the same ``r``, ``s`` and parts), whose stages the cost has mostly seen already;
+* the best of the same space with groups of at most ``r - 1`` operators, whose stages the cost has all seen: on the
+  H100, Inception V3's IOS-Both at r=2 ran faster end to end than at r=3 (experiment 5: 0.518 against 0.538 ms),
+  although r=3's space holds it.
 
 Then, in IOS-Both's space, a local search keeps a merge only where it wins in context (`keep_winning_merges`): a
 merged stage may look cheaper alone than it runs inside the schedule (on the H100, torchvision's Inception V3:
@@ -57,12 +60,16 @@ class Contender:
 def contenders(graph: Graph, cost: StageCost, batch: int, options: OptimizerOptions,
                progress: Progress | None = None) -> tuple[SearchResult, list[tuple[str, Schedule, float]]]:
     """The search of ``options`` keeping its ``candidates`` best, and the contenders as (label, schedule, stage sum):
-    the DP's ranked schedules first, then the best of each `NARROWER` space."""
+    the DP's ranked schedules first, then the best of each `NARROWER` space, then (``r`` > 1) the best of ``opt``'s
+    space at ``r - 1`` (label ``<opt> r=<r - 1>``)."""
     result = search(graph, cost, batch, options, progress)
     found = [(f"{options.opt}#{rank}", schedule, ms) for rank, (ms, schedule) in enumerate(result.ranked, 1)]
-    for opt in NARROWER.get(options.opt, ()):
-        narrower = search(graph, cost, batch, replace(options, opt=opt, candidates=1))
-        found.append((opt, narrower.schedule, narrower.latency_ms))
+    narrower = [(opt, replace(options, opt=opt, candidates=1)) for opt in NARROWER.get(options.opt, ())]
+    if options.r > 1:
+        narrower.append((f"{options.opt} r={options.r - 1}", replace(options, r=options.r - 1, candidates=1)))
+    for label, space in narrower:
+        best = search(graph, cost, batch, space)
+        found.append((label, best.schedule, best.latency_ms))
     return result, found
 
 
