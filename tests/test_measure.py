@@ -170,7 +170,7 @@ def test_an_onnx_network_runs_on_the_engine_with_the_file_s_own_weights(tmp_path
     assert all(np.array_equal(weights[n][k], expected[n][k]) for n in expected for k in expected[n])
     first = next(iter(expected))
     assert not np.allclose(weights[first]["weight"], make_weights(graph)[first]["weight"])  # not seed 0's
-    assert record.latest("rel_error") == 0.0 and record.params["model"] == "onnx"
+    assert record.latest("rel_error") == 0.0 and record.params["model"] == "demo"  # named by the file, not "onnx"
 
 
 def test_an_engine_that_computes_something_else_fails_the_run(schedule_file, monkeypatch, tmp_path):

@@ -54,6 +54,18 @@ def test_an_onnx_model_is_optimized_like_a_built_in_one(tmp_path):
     assert load(out, models.get("onnx", path=str(tmp_path / "demo.onnx"))).ops
 
 
+def test_networks_read_from_files_are_named_by_the_file_in_outputs_and_records():
+    """Two ONNX files never share a default schedule path, a baseline record or an MLflow run's model."""
+    resnet = config("model=onnx", "model.path=nets/resnet50.onnx", "device=h100")
+    mobilenet = config("model=onnx", "model.path=other/mobilenet_v2.onnx", "device=h100")
+    assert resnet.output == "schedules/resnet50_b1_both_h100_fp32_simulated.json"
+    assert mobilenet.output == "schedules/mobilenet_v2_b1_both_h100_fp32_simulated.json"
+    baseline = compose("baseline", ["model=onnx", "model.path=nets/resnet50.onnx", "device=h100"])
+    assert "/resnet50/b1/" in baseline.out
+    # no file named yet: the template still resolves; building the model says what is missing (test_models)
+    assert config("model=onnx").output == "schedules/onnx_b1_both_h100_fp32_simulated.json"
+
+
 def test_run_writes_a_valid_schedule_with_its_provenance_that_computes_the_graph(tmp_path, capsys):
     out = tmp_path / "demo.json"
     outcome = run(config("model=demo", "batch=2", "device=sim", "opt=both", "r=2", "s=4", f"output={out}"))

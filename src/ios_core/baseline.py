@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from ios_core.baselines import Measurement, get, load_network, measure
-from ios_core.config import check_batch, hydra_command
+from ios_core.config import check_batch, hydra_command, network_name
 from ios_core.errors import run_command
 from ios_core.timing import Timing
 from ios_core.tracking import TrackingConfig, stringify, tracked
@@ -54,11 +54,11 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
     model = cfg.model.get("path") or cfg.model.name
     timing, precision = Timing(**OmegaConf.to_container(cfg.timing)), str(cfg.precision)
     options = OmegaConf.to_container(cfg.options) if cfg.get("options") else {}
-    params = {"framework": framework.name, "model": cfg.model.name, "batch": cfg.batch, "precision": precision,
+    params = {"framework": framework.name, "model": network_name(cfg.model), "batch": cfg.batch, "precision": precision,
               "warmup": timing.warmup, "number": timing.number, "repeat": timing.repeat, "seed": cfg.seed,
               "device_profile": cfg.device.name, "options": options}
     tracking = TrackingConfig(**OmegaConf.to_container(cfg.tracking))
-    with tracked(f"baseline/{framework.name}/{cfg.model.name}/b{cfg.batch}", "baseline", params,
+    with tracked(f"baseline/{framework.name}/{network_name(cfg.model)}/b{cfg.batch}", "baseline", params,
                  {"source": "measured", "framework": framework.name}, cfg.get("out"), tracking) as record:
         network = load_network(model, cfg.seed)
         if cfg.device.get("real", True):

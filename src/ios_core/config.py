@@ -105,6 +105,19 @@ class ModelConfig:
     path: str | None = None  # the .onnx file, for name=onnx
 
 
+def network_name(model: ModelConfig | DictConfig) -> str:
+    """What a model config's outputs and records are named by: a file's stem for a network read from a file
+    (``model=onnx model.path=nets/resnet50.onnx``: ``resnet50``, as `ios_core.onnx_io.load_onnx` names its graph),
+    else the model's name -- so that two files never share a schedule, a record or an MLflow run's ``model``."""
+    if isinstance(model, DictConfig) and OmegaConf.is_missing(model, "path"):
+        return model.name
+    return Path(model.path).stem if model.path else model.name
+
+
+# ``${network:${model}}`` in the configs' output templates
+OmegaConf.register_new_resolver("network", network_name, replace=True)
+
+
 def build_model(model: ModelConfig) -> tuple[Graph, models.Weights | None]:
     """The graph a model config names and the weights it comes with (`ios_core.models.load`: a file's own for
     ``onnx``, whose ``path`` is the file; None for a built-in model, run on its `make_weights`)."""
@@ -155,7 +168,7 @@ class OptimizeConfig:
     max_part_size: int = 40
     candidates: int = 1
     precision: Precision = Precision["fp32"]
-    output: str = "schedules/${model.name}_b${batch}_${opt}_${device.name}_${precision}_${cost.kind}.json"
+    output: str = "schedules/${network:${model}}_b${batch}_${opt}_${device.name}_${precision}_${cost.kind}.json"
     progress: bool = True
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from ios_core.config import ConfigError, Mode, build_model, check_batch, hydra_command
+from ios_core.config import ConfigError, Mode, build_model, check_batch, hydra_command, network_name
 from ios_core.cost import CostSpec, DeviceProfile, build_cost, stage_latencies
 from ios_core.errors import UserError, run_command
 from ios_core.ir import Graph
@@ -156,9 +156,9 @@ def schedule_params(schedule: Schedule | None) -> dict[str, Any]:
 
 
 def _params(cfg: DictConfig, schedule: Schedule | None, source: str) -> dict[str, Any]:
-    return {"model": cfg.model.name, "batch": cfg.batch, "device": cfg.device.name, "precision": str(cfg.precision),
-            **schedule_params(schedule), "schedule": cfg.schedule, "variant": "autotune" if cfg.autotune else "",
-            "mode": source}
+    return {"model": network_name(cfg.model), "batch": cfg.batch, "device": cfg.device.name,
+            "precision": str(cfg.precision), **schedule_params(schedule), "schedule": cfg.schedule,
+            "variant": "autotune" if cfg.autotune else "", "mode": source}
 
 
 def _search_metrics(record: Record, schedule: Schedule) -> None:
@@ -193,7 +193,7 @@ def run(cfg: DictConfig) -> Record:
         schedule = load(cfg.schedule, graph)
     params = {**_params(cfg, schedule, source), **({} if schedule else cfg.schedule_params)}
     tags = {**cfg.tags, "source": source, "available": str(reason is None).lower(), "reason": reason or ""}
-    name = f"measure/{cfg.model.name}/b{cfg.batch}/{params['opt'] or '-'}{'+autotune' if cfg.autotune else ''}"
+    name = f"measure/{network_name(cfg.model)}/b{cfg.batch}/{params['opt'] or '-'}{'+autotune' if cfg.autotune else ''}"
     tracking = TrackingConfig(**OmegaConf.to_container(cfg.tracking))
     with tracked(name, "measure", params, tags, cfg.out, tracking) as record:
         if schedule is not None:

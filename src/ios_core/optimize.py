@@ -16,7 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
-from ios_core.config import ConfigError, build_model, check_batch, hydra_command
+from ios_core.config import ConfigError, build_model, check_batch, hydra_command, network_name
 from ios_core.cost import CostSpec, DeviceProfile, build_cost
 from ios_core.cost.bound import critical_path
 from ios_core.errors import run_command
@@ -64,7 +64,7 @@ def run(cfg: DictConfig) -> Outcome:
         # Every operator alone is an ending the search costed, so the bound costs no new stage.
         bound = critical_path(graph, cost, cfg.batch)
     meta = {
-        "model": cfg.model.name,
+        "model": network_name(cfg.model),
         "device": device.name,
         "precision": spec.precision,
         **result.schedule.meta,
