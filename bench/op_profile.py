@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from records import call_arguments, call_of, network
+from records import Call, call_arguments, call_of, machine, network
 
 from ios_core import schedule as S
 from ios_core.config import device_profile
@@ -86,7 +86,7 @@ def group_rows(system: str, spent: Iterable[tuple[str, float]], base: dict[str, 
             for group, ms in sorted(total.items(), key=lambda item: -item[1])]
 
 
-def ours(net: Network, batch: int, precision: str, call: Any) -> tuple[list[dict[str, Any]], dict[str, float]]:
+def ours(net: Network, batch: int, precision: str, call: Call) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Our operators, each timed alone (the Sequential schedule's stages), per kind; and the Sequential schedule's
     stage sum (and, measured, its end-to-end latency)."""
     schedule = S.sequential(net.graph)
@@ -94,11 +94,8 @@ def ours(net: Network, batch: int, precision: str, call: Any) -> tuple[list[dict
     with build_cost(spec, device_profile(call.device)) as cost:
         latencies = cost.stage_latencies(net.graph, schedule.stages, batch)
         whole = {"sequential_stage_sum_ms": sum(latencies)}
-        if not call.dry_run:
-            from ios_core.engine import end_to_end_latency
-
-            whole["sequential_ms"] = end_to_end_latency(net.graph, schedule, batch, precision, net.weights,
-                                                        timing=call.timing)
+        if not call.dry_run:  # the whole plan, as the re-ranking times it
+            whole["sequential_ms"] = cost.end_to_end_latency(net.graph, schedule, batch)
     base = {"model": net.name, "batch": batch, "precision": precision, "source": call.source}
     spent = [(kind(net.graph, stage.ops[0]), ms) for stage, ms in zip(schedule.stages, latencies, strict=True)]
     return group_rows("ours", spent, base), whole
@@ -106,12 +103,10 @@ def ours(net: Network, batch: int, precision: str, call: Any) -> tuple[list[dict
 
 def torch_kernels(net: Network, batch: int, precision: str, number: int) -> list[tuple[str, float]]:
     """PyTorch's GPU kernels under torch.compile + freezing (no CUDA graphs): (name, ms per call) each."""
-    import torch
-
     from ios_core.baselines.torch_adapters import Compile, compiled_call, prepared
 
-    torch_, module, x = prepared(net, make_input(net.graph, batch), precision)
-    call = compiled_call(torch_, module, x, Compile(mode=None, freezing=True))
+    torch, module, x = prepared(net, make_input(net.graph, batch), precision)
+    call = compiled_call(torch, module, x, Compile(mode=None, freezing=True))
     activities = [torch.profiler.ProfilerActivity.CUDA]
     with torch.inference_mode(), torch.profiler.profile(activities=activities) as profile:
         for _ in range(number):
@@ -125,17 +120,6 @@ def torch_kernels(net: Network, batch: int, precision: str, number: int) -> list
         if us > 0:
             found.append((event.key, us / 1000.0 / number))
     return found
-
-
-def environment(dry_run: bool) -> dict[str, Any]:
-    if dry_run:
-        return {"source": "simulated"}
-    import torch
-
-    from ios_core.baselines.torch_adapters import torch_environment
-    from ios_core.engine import environment as gpu_environment
-
-    return {**gpu_environment(), "torch": torch_environment(torch)[1], "source": "measured"}
 
 
 def table(document: dict[str, Any]) -> str:
@@ -163,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         base = {"model": net.name, "batch": args.batch, "precision": args.precision, "source": "measured"}
         kernels = torch_kernels(net, args.batch, args.precision, call.timing.number)
         rows += group_rows("torch", ((kernel_family(name), ms) for name, ms in kernels), base)
-    document = {"benchmark": "op_profile", "environment": environment(call.dry_run), "ours": whole, "rows": rows}
+    document = {"benchmark": "op_profile", "environment": machine(call, not call.dry_run), "ours": whole,
+                "rows": rows}
     write_atomic(args.out, json.dumps(document, indent=1, default=str) + "\n")
     print(table(document))
     return 0

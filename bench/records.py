@@ -9,8 +9,8 @@ arena, an output's error against a reference, the rounds) is a param or metric m
 
 It also holds what the benchmarks share: `Call` (where a call's rows go, how it times, when it stops), which each
 script's own settings hold as a field, with its options (`call_arguments`, `call_of`); `done`, `tolerance_error`,
-`missing_rows`, `one_line`, `network`, `BothSchedules` (where a row's IOS-Both schedule comes from, searched at
-the row's batch and precision where asked), `RecordPack` and `names_of`.
+`missing_rows`, `one_line`, `machine` (where a call ran), `network`, `BothSchedules` (where a row's IOS-Both
+schedule comes from, searched at the row's batch and precision where asked), `RecordPack` and `names_of`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import io
 import json
 import math
+import platform
 import statistics
 import tarfile
 import time
@@ -232,6 +233,26 @@ def one_line(error: BaseException) -> str:
     """A row's ``error`` for an exception: its type and the first line of its message."""
     first = str(error).strip().splitlines()
     return f"{type(error).__name__}: {first[0] if first else ''}"[:500]
+
+
+def machine(call: Call, with_torch: bool) -> dict[str, Any]:
+    """Where a call ran: Python's version and the rows' source always; on a GPU its name, driver, CUDA, cuDNN and
+    clocks, and PyTorch's device and versions where ``with_torch`` (the call times PyTorch too)."""
+    found: dict[str, Any] = {"python": platform.python_version(), "source": call.source}
+    if call.dry_run:
+        return found
+    from ios_core import gpu
+    from ios_core.engine import environment as engine_environment
+
+    found |= {**engine_environment(), "clocks": gpu.clocks()}
+    if with_torch:
+        import torch
+
+        from ios_core.baselines.torch_adapters import torch_environment
+
+        device, versions = torch_environment(torch)
+        found |= {"torch_device": device, "torch": versions}
+    return found
 
 
 @cache

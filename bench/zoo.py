@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import platform
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from records import (
     call_arguments,
     call_of,
     done,
+    machine,
     measure_record,
     names_of,
     one_line,
@@ -409,31 +409,13 @@ def given(bench: Bench, name: str, exporter: str) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def environment(bench: Bench) -> dict[str, Any]:
-    """The machine: on a GPU its name, driver, CUDA, cuDNN and clocks, and PyTorch's versions where it is timed;
-    Python's always."""
-    found: dict[str, Any] = {"python": platform.python_version(), "source": bench.call.source}
-    if not bench.call.dry_run:
-        from ios_core import gpu
-        from ios_core.engine import environment as engine_environment
-
-        found |= {**engine_environment(), "clocks": gpu.clocks()}
-    if not bench.call.dry_run and set(TORCH_MODES) & set(bench.modes):
-        import torch
-
-        from ios_core.baselines.torch_adapters import torch_environment
-
-        device, versions = torch_environment(torch)
-        found |= {"torch_device": device, "torch": versions}
-    return found
-
-
 def run(bench: Bench, models: list[str], exporters: tuple[str, ...]) -> RowFile:
     """Every row of ``models`` x ``exporters`` not in ``bench.call.out`` yet, written as it comes; stops starting new
     work once ``bench.call.budget_s`` has passed."""
     settings = {"timing": asdict(bench.call.timing), "search": list(SEARCH), "compile_mode": bench.compile_mode,
                 "resolution": bench.resolution}
-    rows = row_file(bench.call.out, environment(bench), settings)
+    timed_torch = bool(set(TORCH_MODES) & set(bench.modes))
+    rows = row_file(bench.call.out, machine(bench.call, timed_torch), settings)
     bench.unpack()
     for name in models:
         if bench.call.over_budget():

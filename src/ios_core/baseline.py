@@ -54,11 +54,12 @@ def run(cfg: DictConfig | Mapping[str, Any]) -> Measurement:
     model = cfg.model.get("path") or cfg.model.name
     timing, precision = Timing(**OmegaConf.to_container(cfg.timing)), str(cfg.precision)
     options = OmegaConf.to_container(cfg.options) if cfg.get("options") else {}
-    params = {"framework": framework.name, "model": network_name(cfg.model), "batch": cfg.batch, "precision": precision,
+    name = network_name(cfg.model)
+    params = {"framework": framework.name, "model": name, "batch": cfg.batch, "precision": precision,
               "warmup": timing.warmup, "number": timing.number, "repeat": timing.repeat, "seed": cfg.seed,
               "device_profile": cfg.device.name, "options": options}
     tracking = TrackingConfig(**OmegaConf.to_container(cfg.tracking))
-    with tracked(f"baseline/{framework.name}/{network_name(cfg.model)}/b{cfg.batch}", "baseline", params,
+    with tracked(f"baseline/{framework.name}/{name}/b{cfg.batch}", "baseline", params,
                  {"source": "measured", "framework": framework.name}, cfg.get("out"), tracking) as record:
         network = load_network(model, cfg.seed)
         if cfg.device.get("real", True):

@@ -84,7 +84,7 @@ def one_pixel_strides(dims: tuple[int, ...], strides: tuple[int, ...]) -> tuple[
     nonzero index, so they are given as the N stride -- what the same bytes have in NHWC. In NCHW such a tensor's C,
     H and W strides are all 1, and cuDNN's heuristic engine choice computed the head test graph (a classifier:
     convolutions on 1 x 1) wrong from them in NCHW and right in NHWC (H100, cuDNN 9.19). Other tensors: unchanged."""
-    n, c, h, w = dims
+    _, _, h, w = dims
     return (strides[0], strides[1], strides[0], strides[0]) if h == w == 1 else tuple(strides)
 
 

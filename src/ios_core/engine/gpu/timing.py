@@ -69,8 +69,10 @@ def time_replays(launch: Callable[[], None], stream: drv.Stream, timing: Timing)
 
 def settle(plan: Plan, ms: float, replays_between_checks: int = 8) -> None:
     """Replay ``plan`` until ``ms`` of wall clock have passed (at least once when ``ms`` > 0)."""
+    if ms <= 0:
+        return
     deadline = time.perf_counter() + ms / 1000.0
-    while ms > 0:
+    while True:
         for _ in range(replays_between_checks):
             plan.replay()
         plan.synchronize()
