@@ -49,7 +49,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import platform
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -66,6 +65,7 @@ from records import (
     baseline_record,
     call_arguments,
     call_of,
+    machine,
     measure_record,
     missing_rows,
     names_of,
@@ -201,18 +201,8 @@ def planned(models_: list[str], batches: list[int], frameworks: list[str]) -> li
 
 
 def environment(call: Call) -> dict[str, Any]:
-    """The GPU, driver, CUDA and cuDNN (the engine's) with its clocks, torch's CUDA and cuDNN, and the frameworks'
-    versions."""
-    found = {"python": platform.python_version(), "source": call.source, "versions": versions(*VERSIONS)}
-    if call.dry_run:
-        return {"name": f"simulated {call.device}", **found}
-    import torch
-
-    from ios_core import gpu
-    from ios_core.baselines.torch_adapters import torch_environment
-    from ios_core.engine import environment as gpu_environment
-
-    return {**gpu_environment(), "clocks": gpu.clocks(), "torch": torch_environment(torch)[1], **found}
+    """Where the call ran (`records.machine`, PyTorch's versions included) and the frameworks' versions."""
+    return {**machine(call, with_torch=True), "versions": versions(*VERSIONS)}
 
 
 def run(bench: Bench, wanted: list[tuple[str, int, str]]) -> RowFile:

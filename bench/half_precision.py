@@ -56,6 +56,7 @@ from records import (
     RowFile,
     call_arguments,
     call_of,
+    machine,
     missing_rows,
     network,
     one_line,
@@ -67,7 +68,7 @@ from records import (
 from ios_core import models
 from ios_core import schedule as S
 from ios_core.baselines import get, measure
-from ios_core.baselines.core import reference_first, versions
+from ios_core.baselines.core import reference_first
 from ios_core.config import device_profile
 from ios_core.measure import simulated
 from ios_core.models.zoo import build_module, calibrate_batch_norm
@@ -225,25 +226,12 @@ def planned(args: argparse.Namespace) -> list[tuple[str, int, str, str]]:
             if mode in args.modes and (mode != "lib_compile_freeze" or model in LIBRARY)]
 
 
-def environment(dry_run: bool) -> dict[str, Any]:
-    """The GPU, driver, CUDA and cuDNN (the engine's), and torch with its own CUDA and cuDNN."""
-    if dry_run:
-        return {"name": "none (dry run)", **versions("torch")}
-    import torch
-
-    from ios_core.baselines.torch_adapters import torch_environment
-    from ios_core.engine import environment as gpu_environment
-
-    _, found = torch_environment(torch)
-    return {**gpu_environment(), "torch": found}
-
-
 def run(bench: Bench, args: argparse.Namespace) -> RowFile:
     """Every planned row not yet in the output, until the budget is spent."""
     call = bench.call
     settings = {"timing": vars(call.timing), "ios_schedule": bench.schedules.template,
                 "search": bench.schedules.cost_cache, "device": call.device}
-    rows = RowFile(call.out, "half_precision", environment(call.dry_run), settings, key)
+    rows = RowFile(call.out, "half_precision", machine(call, with_torch=True), settings, key)
     for row in missing_rows(rows, call, planned(args), lambda wanted: measure_row(*wanted, bench)):
         ms = "-" if row["ms"] is None else f"{row['ms']:.3f}"
         print(f"{row['model']:13s} b{row['batch']:<4d} {row['precision']:5s} {row['mode']:21s} {ms:>9s} ms  "

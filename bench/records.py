@@ -237,10 +237,11 @@ def one_line(error: BaseException) -> str:
 
 def machine(call: Call, with_torch: bool) -> dict[str, Any]:
     """Where a call ran: Python's version and the rows' source always; on a GPU its name, driver, CUDA, cuDNN and
-    clocks, and PyTorch's device and versions where ``with_torch`` (the call times PyTorch too)."""
+    clocks, and PyTorch's device and versions where ``with_torch`` (the call times PyTorch too); in a dry run the
+    name says so."""
     found: dict[str, Any] = {"python": platform.python_version(), "source": call.source}
     if call.dry_run:
-        return found
+        return {"name": f"simulated {call.device}", **found}
     from ios_core import gpu
     from ios_core.engine import environment as engine_environment
 

@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 from collections.abc import Callable
@@ -56,7 +55,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from records import Call, RowFile, call_arguments, call_of, one_line, tolerance_error
+from records import Call, RowFile, call_arguments, call_of, machine, one_line, tolerance_error
 from side_by_side import side_by_side
 
 from ios_core import models
@@ -191,17 +190,6 @@ def done(rows: RowFile, model: str, call: Call) -> bool:
     return have >= set(TYPES)
 
 
-def environment(call: Call) -> dict[str, Any]:
-    """The GPU, driver, CUDA and cuDNN (the engine's) and its clocks at the start of the call."""
-    found = {"python": platform.python_version(), "source": call.source}
-    if call.dry_run:
-        return {"name": f"simulated {call.device}", **found}
-    from ios_core import gpu
-    from ios_core.engine import environment as gpu_environment
-
-    return {**gpu_environment(), "clocks": gpu.clocks(), **found}
-
-
 def run(bench: Bench, wanted: list[str]) -> RowFile:
     """Every wanted model not yet in the output, until the budget is spent."""
     call = bench.call
@@ -209,7 +197,7 @@ def run(bench: Bench, wanted: list[str]) -> RowFile:
                 "device": call.device, "cost_cache": bench.cost_cache, "tune_cache": bench.tune_cache,
                 "from_schedules": None if bench.from_schedules is None else str(bench.from_schedules),
                 "noise": NOISE}
-    rows = RowFile(call.out, "schedules_e2e", environment(call), settings, key)
+    rows = RowFile(call.out, "schedules_e2e", machine(call, with_torch=False), settings, key)
     spec = CostSpec(kind=call.source, precision=PRECISION, cache=bench.cost_cache, tune_cache=bench.tune_cache)
     with build_cost(spec, device_profile(call.device)) as cost:
         for model in wanted:
