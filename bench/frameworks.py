@@ -18,7 +18,9 @@ NVML's clocks are read before and after. ``error_vs_reference`` is the relative 
 against the float64 reference (`ios_core.reference`); above `ios_core.precision.TOLERANCE` the row says so in
 ``error`` and the table marks it. The fast frameworks run first, then torch.compile's, then the slow ones (hidet,
 max-autotune: minutes of compiling a row). torch.compile's rows share Inductor's cache ``--inductor-cache``
-(git-ignored, kept on a warm machine), so a call killed while compiling leaves the next call less to do.
+(git-ignored, kept on a warm machine), so a call killed while compiling leaves the next call less to do;
+``--row-timeout-s`` stops a row that compiles longer and keeps it as a failed row with that reason (the rows after
+it still run; ``--retry-failed`` tries it again on the warmer cache).
 
 ``--out`` (``results/h200/frameworks.json``) holds the rows ``{model, batch, precision, framework, ms,
 error_vs_reference, available, reason, ...}`` and, per call, the GPU, driver, CUDA, cuDNN, torch, jax and hidet
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inductor-cache", default=str(ROOT / ".inductor-cache"),
                         help="Inductor's cache directory, reused by a later call")
     call_arguments(parser, "start no row once the call has lasted this",
-                   "no GPU: IOS-Both's simulated latency, no framework")
+                   "no GPU: IOS-Both's simulated latency, no framework", row_timeout=True)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "frameworks.json")
     parser.add_argument("--table", action="store_true", help="print the README table of --out and stop")
     parser.add_argument("--figure", type=Path, default=None, help="draw experiment 2's figure of --out here and stop")

@@ -273,7 +273,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", type=lambda s: s.split(","), default=list(MODES))
     schedule_arguments(parser, str(ROOT / IOS_SCHEDULE))
     parser.add_argument("--tune-cache", default=None)
-    call_arguments(parser, "start no row once the call has lasted this", "no GPU: the engine modes' simulated latency")
+    call_arguments(parser, "start no row once the call has lasted this", "no GPU: the engine modes' simulated latency",
+                   row_timeout=True)
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "h200" / "half_precision.json")
     args = parser.parse_args(argv)
     args.batches += [128] if args.batch_128 and 128 not in args.batches else []

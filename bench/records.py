@@ -9,8 +9,9 @@ arena, an output's error against a reference, the rounds) is a param or metric m
 
 It also holds what the benchmarks share: `Call` (where a call's rows go, how it times, when it stops), which each
 script's own settings hold as a field, with its options (`call_arguments`, `call_of`); `done`, `tolerance_error`,
-`missing_rows`, `one_line`, `machine` (where a call ran), `network`, `BothSchedules` (where a row's IOS-Both
-schedule comes from, searched at the row's batch and precision where asked), `RecordPack` and `names_of`.
+`missing_rows` (each row within the call's ``row_timeout_s``: `RowTimeout`), `one_line`, `machine` (where a call
+ran), `network`, `BothSchedules` (where a row's IOS-Both schedule comes from, searched at the row's batch and
+precision where asked), `RecordPack` and `names_of`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import io
 import json
 import math
 import platform
+import signal
 import statistics
 import tarfile
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from functools import cache, cached_property
 from pathlib import Path
@@ -143,8 +146,10 @@ class RowFile:
 class Call:
     """What every benchmark's call holds: where its rows go (``out``), the device profile, how it times, whether it
     only simulates (``dry_run``), when it starts nothing more (``budget_s`` after ``started``), whether the rows
-    without a number are run again (``retry_failed``) and which rows of earlier calls are run again in this one
-    (``again``: those whose key holds one of these names, e.g. a framework or a mode)."""
+    without a number are run again (``retry_failed``), which rows of earlier calls are run again in this one
+    (``again``: those whose key holds one of these names, e.g. a framework or a mode) and how long one row may last
+    (``row_timeout_s``: a torch.compile max-autotune row compiles for many minutes; stopped, it is a failed row
+    with its reason instead of a call killed by its time limit with the rows after it)."""
 
     out: Path
     device: str
@@ -154,6 +159,7 @@ class Call:
     retry_failed: bool = False
     started: float = field(default_factory=time.perf_counter)
     again: tuple[str, ...] = ()
+    row_timeout_s: float | None = None
 
     @property
     def source(self) -> str:
@@ -171,9 +177,11 @@ class Call:
         return False
 
 
-def call_arguments(parser: argparse.ArgumentParser, budget: str, dry_run: str, retry_failed: bool = True) -> None:
+def call_arguments(parser: argparse.ArgumentParser, budget: str, dry_run: str, retry_failed: bool = True,
+                   row_timeout: bool = False) -> None:
     """The options of a `Call` but ``--out``: ``--device``, the timing, ``--budget-s`` (``budget``: what it stops),
-    ``--retry-failed`` where the benchmark has it, and ``--dry-run`` (``dry_run``: what it does instead)."""
+    ``--retry-failed`` and ``--row-timeout-s`` where the benchmark has them (its rows are `missing_rows`), and
+    ``--dry-run`` (``dry_run``: what it does instead)."""
     parser.add_argument("--device", default="h200", help="this GPU's device profile")
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--number", type=int, default=20)
@@ -184,6 +192,9 @@ def call_arguments(parser: argparse.ArgumentParser, budget: str, dry_run: str, r
     parser.add_argument("--again", type=lambda text: tuple(text.split(",")), default=(),
                         help="run again, once, the rows of earlier calls whose key holds one of these names (a comma "
                         "list: frameworks, modes, models), e.g. after a new schedule")
+    if row_timeout:
+        parser.add_argument("--row-timeout-s", type=float, default=None, help="stop a row that lasts longer (e.g. "
+                            "compiling): it is failed with the reason, and --retry-failed runs it again")
     parser.add_argument("--dry-run", action="store_true", help=dry_run)
 
 
@@ -191,7 +202,8 @@ def call_of(args: argparse.Namespace) -> Call:
     """The call that ``--out`` and the options of `call_arguments` ask for, once this GPU is the device profile's
     (else `SystemExit`, the reason; a dry run needs no GPU)."""
     call = Call(args.out, args.device, Timing(warmup=args.warmup, number=args.number, repeat=args.repeat),
-                args.dry_run, args.budget_s, getattr(args, "retry_failed", False), again=args.again)
+                args.dry_run, args.budget_s, getattr(args, "retry_failed", False), again=args.again,
+                row_timeout_s=getattr(args, "row_timeout_s", None))
     if not call.dry_run and (mismatch := gpu_mismatch(device_profile(call.device))):
         raise SystemExit(mismatch)
     return call
@@ -210,15 +222,42 @@ def done(rows: RowFile, wanted: tuple, call: Call) -> bool:
 def missing_rows(rows: RowFile, call: Call, wanted: Iterable[tuple],
                  measure: Callable[[tuple], dict[str, Any]]) -> Iterator[dict[str, Any]]:
     """The row of each key of ``wanted`` not `done` yet, made by ``measure`` and added to ``rows`` before it is
-    yielded, until the call's budget is spent (`Call.stopped`)."""
+    yielded, until the call's budget is spent (`Call.stopped`). ``measure`` runs within ``call.row_timeout_s``: past
+    it, `RowTimeout` is raised inside it, for ``measure`` to turn into its failed row like any other failure."""
     for wanted_key in wanted:
         if done(rows, wanted_key, call):
             continue
         if call.stopped():
             return
-        row = measure(wanted_key)
+        with within(call.row_timeout_s):
+            row = measure(wanted_key)
         rows.add(row)
         yield row
+
+
+class RowTimeout(Exception):
+    """A row lasted longer than the call's ``row_timeout_s``."""
+
+
+@contextmanager
+def within(seconds: float | None) -> Iterator[None]:
+    """Raise `RowTimeout` in the body once it has run ``seconds`` (None: no limit). A real-time timer's signal, so
+    that Python code (Inductor's compiling, waiting on its workers) is interrupted where it is; the main thread's
+    only, as a benchmark's rows are."""
+    if seconds is None:
+        yield
+        return
+
+    def expire(signum: int, frame: object) -> None:
+        raise RowTimeout(f"did not finish within {seconds:g} s (--row-timeout-s)")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def tolerance_error(error: float | None, precision: str, against: str = "the float64 reference") -> str | None:

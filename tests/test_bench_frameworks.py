@@ -2,6 +2,7 @@
 availability with its reason), resuming from its rows, the README table, the figure, and the records' pack."""
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,25 @@ def test_a_second_call_skips_the_rows_there_and_retries_failed_ones(bench, demo_
     third = dry_run(bench, out, demo_schedule, "--frameworks", "ios_both,tensorrt", "--retry-failed")
     assert {r["call"] for r in third["rows"] if r["framework"] == "tensorrt"} == {1}  # no number: run again
     assert {r["call"] for r in third["rows"] if r["framework"] == "ios_both"} == {0}
+
+
+def test_a_row_past_its_timeout_is_failed_with_the_reason_and_the_next_rows_run(bench, demo_schedule, tmp_path,
+                                                                                   monkeypatch):
+    def compiling_forever(net, name, batch, bench_, pack):
+        if name == "tensorrt":
+            time.sleep(30)  # interrupted by the row's timer
+        return {"available": True, "status": "not run", "reason": "dry run: not run"}
+
+    monkeypatch.setattr(bench, "framework_row", compiling_forever)
+    started = time.perf_counter()
+    document = dry_run(bench, tmp_path / "frameworks.json", demo_schedule, "--frameworks", "tensorrt,xla",
+                       "--batches", "1", "--row-timeout-s", "0.2")
+    assert time.perf_counter() - started < 10
+    rows = {r["framework"]: r for r in document["rows"]}
+    assert rows["tensorrt"]["status"] == "failed" and rows["tensorrt"]["ms"] is None
+    assert rows["tensorrt"]["reason"].endswith("did not finish within 0.2 s (--row-timeout-s)")
+    assert rows["xla"]["status"] == "not run"
+    time.sleep(0.3)  # the timer of the last row is gone with it: nothing fires later
 
 
 def test_again_runs_the_named_rows_of_earlier_calls_once_more(bench, demo_schedule, tmp_path):
