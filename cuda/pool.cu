@@ -16,8 +16,10 @@
 //   strides and the base pointers are aligned to 4 elements).
 //   Threads are numbered channel vector fastest, then output column, row and sample, so a warp's
 //   loads of one input pixel are contiguous; a global pool is one thread per (sample, channel
-//   vector) walking H x W pixels, coalesced across channels. No grid-stride loop; index math is
-//   32-bit, divisions by runtime sizes use multiply-high magic numbers from the host.
+//   vector) walking H x W pixels, coalesced across channels (the lowering gives it at most
+//   GLOBAL_POOL_ONE_PASS_PIXELS of them: a larger one runs each row first, then the rows). No
+//   grid-stride loop; index math is 32-bit, divisions by runtime sizes use multiply-high magic
+//   numbers from the host.
 // pool2d_<suffix>: the generic fallback for everything else (NCHW, offsets beyond 32 bits): a thread
 //   per output element with a grid-stride loop and 64-bit strides. With c_inner the thread index
 //   runs (n, oh, ow, c), channel fastest, which coalesces NHWC views; otherwise (n, c, oh, ow).

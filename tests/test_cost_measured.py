@@ -20,7 +20,7 @@ from ios_core.config import compose
 from ios_core.cost import CachedCost, CostSpec, CostUnavailableError, DeviceProfile, SimulatedCost, build_cost
 from ios_core.cost import factory as cost_factory
 from ios_core.cost.bound import critical_path
-from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
+from ios_core.cost.measured import PROFILE_REVISION, MeasuredCost, MeasureSettings, measured_space
 from ios_core.engine import ConvTask, PlanOptions
 from ios_core.engine import profile as engine_profile
 from ios_core.engine.profile import ProfileError, SerialBackend, StageProfiler
@@ -125,7 +125,7 @@ def test_timing_is_validated():
 
 def test_the_space_names_gpu_precision_and_revision_and_digests_every_input():
     space = measured_space(MeasureSettings(), ENVIRONMENT)
-    assert space.startswith("measured/NVIDIA H100 80GB HBM3/fp32/r3/")
+    assert space.startswith(f"measured/NVIDIA H100 80GB HBM3/fp32/r{PROFILE_REVISION}/")
     changed = [measured_space(MeasureSettings(**{name: value}), ENVIRONMENT) for name, value in (
         ("precision", "fp32-strict"), ("autotune", False), ("layout", "nchw"), ("timing", Timing(warmup=3)),
         ("timing", Timing(number=5)), ("timing", Timing(repeat=7)))]

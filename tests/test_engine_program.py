@@ -16,6 +16,7 @@ from ios_core import schedule as S
 from ios_core.engine import (
     ConvTask,
     PointwiseTask,
+    PoolTask,
     Program,
     ProgramError,
     View,
@@ -271,3 +272,26 @@ def test_a_one_pixel_tensor_is_described_to_cudnn_as_in_nhwc_whatever_the_layout
     more = [((1, 8, 4, 5), (160, 20, 5, 1)), ((1, 8, 1, 5), (40, 5, 5, 1)), ((4, 3, 4, 5), (60, 1, 15, 3))]
     for dims, strides in more:
         assert one_pixel_strides(dims, strides) == strides  # more than one pixel: as they are
+
+
+def test_a_global_pool_over_many_pixels_runs_each_row_then_the_rows():
+    b = GraphBuilder("excite", channels=8, height=20, width=17)  # 340 pixels: two passes
+    x = b.conv(b.input, 8, 1)
+    scale = b.sequential(b.pool(x, "global_avg"), Conv(8, (1, 1)), Activation("sigmoid"))
+    peak = b.pool(x, "global_max")
+    b.end_block(b.mul(x, scale, b.add(peak, peak)))
+    graph = b.build()
+    weights, inputs = make_weights(graph), make_input(graph, 2)
+    for layout in ("nhwc", "nchw"):
+        program = lower(graph, S.sequential(graph), 2, layout)
+        pools = [(t.pool.kind, t.pool.kernel, program.buffers[t.y.buffer].height) for t in program.tasks
+                 if isinstance(t, PoolTask)]
+        assert pools == [("avg", (1, 17), 20), ("global_avg", (1, 1), 1), ("max", (1, 17), 20),
+                         ("global_max", (1, 1), 1)]
+        out = simulate(program, graph, weights, {"input": inputs})[graph.output]
+        assert close(out, run_graph(graph, inputs, weights))
+    small = GraphBuilder("small", channels=8, height=16, width=16)  # 256 pixels: one pass
+    small.end_block(small.pool(small.conv(small.input, 8, 1), "global_avg"))
+    graph = small.build()
+    assert [t.pool.kind for t in lower(graph, S.sequential(graph), 1).tasks if isinstance(t, PoolTask)] == [
+        "global_avg"]

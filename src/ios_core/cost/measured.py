@@ -31,10 +31,10 @@ from ios_core.schedule import Schedule, Stage
 from ios_core.timing import Timing
 from ios_core.weights import Params
 
-PROFILE_REVISION = 3
+PROFILE_REVISION = 4
 """Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
 2 -- a merge copies home the members a concatenation hosts; number runs chained as child graphs; fast NHWC
-depthwise kernels; 3 -- fast NHWC pooling kernels."""
+depthwise kernels; 3 -- fast NHWC pooling kernels; 4 -- a global pool over many pixels in two passes."""
 
 
 class Profiler(Protocol):
