@@ -264,3 +264,12 @@ def test_an_onnx_model_of_the_table_is_refused_by_onnx_runtime_too(tmp_path):
 def test_no_case_left_debris_beside_its_files(outcomes, tmp_path_factory):
     folder = next(Path(tmp_path_factory.getbasetemp()).glob("user*"))
     assert not [p.name for p in folder.rglob(".*") if p.is_file()]
+
+
+def test_one_line_keeps_what_failed_and_drops_pytorchs_logging_advice():
+    from ios_core.errors import one_line
+
+    error = RuntimeError("backend='hidet' raised:\nRecursionError: maximum recursion depth exceeded\n\n"
+                         "Set TORCHDYNAMO_VERBOSE=1 for the internal stack trace (please do this especially if "
+                         "you're reporting a bug to PyTorch).")
+    assert one_line(error) == "backend='hidet' raised: RecursionError: maximum recursion depth exceeded"

@@ -47,8 +47,10 @@ def json_error(error: json.JSONDecodeError) -> str:
     return f"not JSON, torn or truncated? ({error.msg} at line {error.lineno}, column {error.colno})"
 
 
-_DETAIL = ("full_key:", "object_type=", "reference_type=", "Config search path", "Set the environment variable")
-"""Where Hydra's and OmegaConf's messages turn from what is wrong to where in their own machinery it was found."""
+_DETAIL = ("full_key:", "object_type=", "reference_type=", "Config search path", "Set the environment variable",
+           "Set TORCHDYNAMO_VERBOSE=1")
+"""Where Hydra's and OmegaConf's messages turn from what is wrong to where in their own machinery it was found, and
+PyTorch's compiler's to how to log more of it."""
 
 
 def one_line(error: BaseException) -> str:
