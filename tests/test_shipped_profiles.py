@@ -16,7 +16,7 @@ import pytest
 
 from ios_core import models
 from ios_core.cost import CachedCost, TableCost
-from ios_core.cost.measured import MeasuredCost, MeasureSettings, measured_space
+from ios_core.cost.measured import PROFILE_REVISION, MeasuredCost, MeasureSettings, measured_space
 from ios_core.engine.tunecache import TuneCache, tune_space
 from ios_core.optimizer import OptimizerOptions, search
 from ios_core.schedule import load
@@ -29,10 +29,11 @@ def space_of(profile: Path) -> str:
         return json.loads(next(lines))["space"]
 
 
-# Each profile with the schedules searched under it: the H100's of the current revision (top level, also the
-# warm start for searches on an H100 now); the H200's of revision 2 (before the fast pooling kernels), kept
-# under results/profiles/r2/ with the H200 schedules it produced.
-PROFILES = {"h100": ROOT / "results" / "profiles" / "stage_costs_h100.jsonl",
+# Each profile with the schedules searched under it, in the folder of the revision it was measured at
+# (results/profiles/r<N>/; a profile of the current revision would lie at the top): the H100's of revision 3
+# (before global pools over many pixels ran in two passes, which no paper model has) and the H200's of
+# revision 2 (before the fast pooling kernels), with the schedules they produced.
+PROFILES = {"h100": ROOT / "results" / "profiles" / "r3" / "stage_costs_h100.jsonl",
             "h200": ROOT / "results" / "profiles" / "r2" / "stage_costs_h200.jsonl"}
 
 
@@ -54,11 +55,16 @@ ENVIRONMENTS = {device: {"name": name, "driver": "580.159.04", "cuda": "13.0", "
                 for device, name in (("h100", "NVIDIA H100 80GB HBM3"), ("h200", "NVIDIA H200"))}
 
 
-def test_the_shipped_profiles_are_keyed_for_the_gpu_they_were_measured_on_at_the_current_revision():
-    for profile in sorted((ROOT / "results" / "profiles").glob("stage_costs_*.jsonl")):  # r2/ holds older ones
+def test_the_shipped_profiles_are_keyed_for_the_gpu_and_the_revision_of_their_folder():
+    profiles = sorted((ROOT / "results" / "profiles").glob("**/stage_costs_*.jsonl"))
+    assert set(PROFILES.values()) <= set(profiles)
+    for profile in profiles:
         environment = ENVIRONMENTS[profile.stem.rsplit("_", 1)[1]]
+        folder = profile.parent.name
+        revision = int(folder[1:]) if folder.startswith("r") else PROFILE_REVISION
         with profile.open() as lines:
-            assert {json.loads(line)["space"] for line in lines} == {measured_space(MeasureSettings(), environment)}
+            assert {json.loads(line)["space"] for line in lines} == {
+                measured_space(MeasureSettings(), environment, revision)}
 
 
 def test_the_shipped_tune_caches_are_keyed_for_the_gpus_they_were_tuned_on(capsys):
@@ -78,7 +84,7 @@ def test_a_warm_measured_search_on_the_shipped_profile_profiles_nothing(tmp_path
     shipped = load(ROOT / "schedules" / "inception_v3_b1_both_h100_fp32_measured.json")
     options = OptimizerOptions("both", shipped.meta["r"], shipped.meta["s"])
     inner = MeasuredCost(MeasureSettings(), no_gpu, ENVIRONMENTS["h100"])
-    with CachedCost(inner, inner.space, profile) as cost:
+    with CachedCost(inner, space_of(profile), profile) as cost:  # the profile's revision, not necessarily today's
         found = search(models.get("inception_v3"), cost, 1, options)
     assert cost.stats.misses == 0 and found.schedule.stages == shipped.stages
 

@@ -62,14 +62,15 @@ class MeasureSettings:
         check_precision(self.precision)
 
 
-def measured_space(settings: MeasureSettings, environment: Mapping[str, Any]) -> str:
+def measured_space(settings: MeasureSettings, environment: Mapping[str, Any], revision: int = PROFILE_REVISION) -> str:
     """The cache namespace: ``measured/<GPU>/<precision>/r<revision>/<digest>``, the digest of the environment
-    (`ios_core.gpu.ENVIRONMENT_KEYS`), every setting but where the tune cache is, and `PROFILE_REVISION`."""
+    (`ios_core.gpu.ENVIRONMENT_KEYS`), every setting but where the tune cache is, and the profile revision (the
+    current one, `PROFILE_REVISION`, unless an older profile's is asked for)."""
     # The timing's fields sit beside the other settings, as before settings held a `Timing`: the shipped
     # profiles (results/profiles/) are keyed by this digest.
     flat = {k: v for k, v in asdict(settings).items() if k not in ("tune_cache", "timing")} | asdict(settings.timing)
-    inputs = {"environment": environment_inputs(environment), "settings": flat, "revision": PROFILE_REVISION}
-    return content_space(inputs, "measured", str(environment["name"]), settings.precision, f"r{PROFILE_REVISION}")
+    inputs = {"environment": environment_inputs(environment), "settings": flat, "revision": revision}
+    return content_space(inputs, "measured", str(environment["name"]), settings.precision, f"r{revision}")
 
 
 class MeasuredCost:
