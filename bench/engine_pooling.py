@@ -3,8 +3,10 @@
 For each distinct pool operator of the model (Inception V3 by default: its 3x3 max pools at stride
 2, 3x3 average pools at stride 1 and the final global average) at each batch size, on the same
 NHWC buffers (x filled with pseudo-random values on the GPU), every kernel of ``cuda/pool.cu`` that
-can run it: ``pool2d_f32`` and ``pool_nhwc_<kind>_v<V>`` at each channel vector the alignment
-allows, the one the engine picks marked ``*``. Each is timed with CUDA events, the median over
+can run it: ``pool2d_f32``, ``pool_nhwc_<kind>_v<V>`` and for a wide window (a global pool)
+``pool_nhwc_wide_<kind>_v<V>`` at each channel vector the alignment allows, the one the engine picks
+marked ``*`` (a block sums in another order than a thread: ``identical_to_generic`` is false for a
+wide average). Each is timed with CUDA events, the median over
 ``repeat`` of the mean of ``number`` launches after ``warmup``, with NVML clocks before and after;
 GB/s counts one read of x and one write of y. At the ``--check-batches`` every kernel's output,
 written over NaN, is compared with the float64 numpy reference and with the generic kernel's.
@@ -67,11 +69,14 @@ def nhwc_operand(address: int, dims: tuple[int, int, int, int]) -> Operand:
 
 
 def candidates(call: pooling.PoolCall, sms: int) -> dict[str, Launch]:
-    """Every kernel that can run ``call``, by label: ``generic`` and the fast one at each vector width allowed."""
+    """Every kernel that can run ``call``, by label: ``generic``, and the fast one (``v<V>``) and for a wide window
+    the wide one (``wide_v<V>``) at each vector width allowed."""
     found = {"generic": pooling.generic_launch(call, sms)}
     if pooling.fast_path_refusal(call) is None:
         vectors = pooling.FAST_VECTORS if pooling.vectorizable(call) else pooling.FAST_VECTORS[-1:]
         found |= {f"v{v}": pooling.fast_launch(call, v) for v in vectors}
+        if pooling.is_wide(call):
+            found |= {f"wide_v{v}": pooling.wide_launch(call, v) for v in vectors}
     return found
 
 
@@ -212,10 +217,12 @@ def run(args: argparse.Namespace) -> dict:
 def print_row(row: dict) -> None:
     """One line: each kernel's time and GB/s (* marks the engine's pick), the speedup, the worst check error."""
     cells = []
-    for label in ("generic", "v4", "v1"):
+    for label in ("generic", "v4", "v1", "wide_v4", "wide_v1"):
         entry = row["kernels"].get(label)
         mark = "*" if entry and entry["kernel"] == row["chosen"] else " "
-        cells.append(f"{label}{mark} {entry['ms'] * 1e3:8.1f} us {entry['gb_per_s']:6.0f} GB/s" if entry else " " * 28)
+        if entry or not label.startswith("wide"):  # only wide windows have wide kernels
+            cells.append(f"{label}{mark} {entry['ms'] * 1e3:8.1f} us {entry['gb_per_s']:6.0f} GB/s" if entry
+                         else " " * 28)
     errors = [e["error_vs_reference"] for e in row["kernels"].values() if "error_vs_reference" in e]
     checked = f"  err {max(errors):.1e}" if errors else ""
     print(f"{row['pool']:24s} b{row['batch']:<4d} {'  '.join(cells)}  {row['speedup']:5.2f}x{checked}", flush=True)

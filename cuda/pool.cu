@@ -20,11 +20,18 @@
 //   GLOBAL_POOL_ONE_PASS_PIXELS of them: a larger one runs each row first, then the rows). No
 //   grid-stride loop; index math is 32-bit, divisions by runtime sizes use multiply-high magic
 //   numbers from the host.
+// pool_nhwc_wide_<max|avg>_v<V>: the same views, for windows of many cells (a global pool, or the first
+//   pass of a two-pass one: ios_core.engine.pooling.WIDE_CELLS). A block reduces one output pixel's window
+//   for up to 32 channel vectors: its threads are `lanes` channel lanes (fastest) times a power of two of
+//   cell lanes, each thread walks every cell_lanes-th cell of the window, and the cell lanes' partial
+//   results meet in shared memory, halving each round. A one-thread-a-window global pool is latency-bound:
+//   a 14 x 14 pool makes 196 loads in a row, here a few dozen. Blocks are numbered channel tile fastest,
+//   then output pixel, then sample. The sum runs in another order than the other families' (same max).
 // pool2d_<suffix>: the generic fallback for everything else (NCHW, offsets beyond 32 bits): a thread
 //   per output element with a grid-stride loop and 64-bit strides. With c_inner the thread index
 //   runs (n, oh, ow, c), channel fastest, which coalesces NHWC views; otherwise (n, c, oh, ow).
 //
-// Both families share the window arithmetic below, so they give bit-identical outputs.
+// The families share the window arithmetic below; the per-thread ones give bit-identical outputs.
 
 #include "element.cuh"
 #include "indexing.cuh"
@@ -42,6 +49,11 @@ __device__ __forceinline__ int window_range(int o, int stride, int pad, int pad_
 }
 
 // The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
+// One more cell v into a running max or sum; a NaN wins the max, as in numpy.
+__device__ __forceinline__ float combine(bool is_max, float acc, float v) {
+    return is_max ? ((v > acc || v != v) ? v : acc) : acc + v;
+}
+
 template <int V, class Stride, class E>
 __device__ __forceinline__ void reduce_window(bool is_max, const E* __restrict__ x, Stride xh, Stride xw,
                                               int h0, int h1, int w0, int w1, float count, float (&acc)[V])
@@ -53,8 +65,7 @@ __device__ __forceinline__ void reduce_window(bool is_max, const E* __restrict__
             float v[V];
             load_vector<V>(x + h * xh + w * xw, v);
 #pragma unroll
-            for (int e = 0; e < V; ++e)  // a NaN wins the max, as in numpy
-                acc[e] = is_max ? ((v[e] > acc[e] || v[e] != v[e]) ? v[e] : acc[e]) : acc[e] + v[e];
+            for (int e = 0; e < V; ++e) acc[e] = combine(is_max, acc[e], v[e]);
         }
     }
     if (!is_max) {
@@ -142,3 +153,77 @@ __device__ __forceinline__ void pool_nhwc(
     POOL_NHWC(avg, false, 4, NAME, E) POOL_NHWC(avg, false, 1, NAME, E)
 
 FOR_EACH_ELEMENT(POOL_NHWC_ALL)
+
+// ---- wide windows: a block per output pixel --------------------------------------------------
+
+#define WIDE_BLOCK 256  // the most threads of a wide block: ios_core.engine.pooling.WIDE_BLOCK
+
+template <bool MAX, int V, class E>
+__device__ __forceinline__ void pool_nhwc_wide(
+    int lanes, int tiles, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,
+    int eh, int ew, int count_pad, const E* __restrict__ x, int xn, int xh, int xw, E* __restrict__ y, int yn,
+    int yh, int yw)
+{
+    __shared__ float partial[WIDE_BLOCK * V];
+    const int tile = (int)blockIdx.x % tiles, pixel = (int)blockIdx.x / tiles;
+    const int n = pixel / (OH * OW), oh = pixel % (OH * OW) / OW, ow = pixel % OW;
+    const int lane = (int)threadIdx.x % lanes, cell_lane = (int)threadIdx.x / lanes;
+    const int cell_lanes = (int)blockDim.x / lanes, c = (tile * lanes + lane) * V;
+    int h0, h1, w0, w1;
+    const int rows = window_range(oh, sh, ph, eh, kh, H, h0, h1);
+    const int columns = window_range(ow, sw, pw, ew, kw, W, w0, w1);
+    const int width = w1 - w0, cells = (h1 - h0) * width;
+    float acc[V];
+#pragma unroll
+    for (int e = 0; e < V; ++e) acc[e] = MAX ? -INFINITY : 0.0f;
+    if (c < C) {
+        const E* __restrict__ corner = x + n * xn + h0 * xh + w0 * xw + c;
+#pragma unroll 4
+        for (int cell = cell_lane; cell < cells; cell += cell_lanes) {
+            const int r = cell / width;
+            float v[V];
+            load_vector<V>(corner + r * xh + (cell - r * width) * xw, v);
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc[e] = combine(MAX, acc[e], v[e]);
+        }
+    }
+    // The cell lanes' results meet in shared memory: each round the lower half takes in the upper half's.
+#pragma unroll
+    for (int e = 0; e < V; ++e) partial[threadIdx.x * V + e] = acc[e];
+    for (int half = cell_lanes / 2; half > 0; half /= 2) {
+        __syncthreads();
+        if (cell_lane < half) {
+#pragma unroll
+            for (int e = 0; e < V; ++e) {
+                acc[e] = combine(MAX, acc[e], partial[(threadIdx.x + half * lanes) * V + e]);
+                partial[threadIdx.x * V + e] = acc[e];
+            }
+        }
+    }
+    if (cell_lane == 0 && c < C) {
+        if (!MAX) {
+            const float count = (float)(count_pad ? rows * columns : cells);
+#pragma unroll
+            for (int e = 0; e < V; ++e) acc[e] /= count;
+        }
+        store_vector<V>(y + n * yn + oh * yh + ow * yw + c, acc);
+    }
+}
+
+// One named kernel per instantiation and element type, as for pool_nhwc; the list must match WIDE_KERNELS in
+// ios_core/engine/pooling.py.
+#define POOL_NHWC_WIDE(KIND, MAX, V, NAME, E)                                                                        \
+    extern "C" __global__ void __launch_bounds__(WIDE_BLOCK) pool_nhwc_wide_##KIND##_v##V##NAME(                     \
+        int lanes, int tiles, int C, int H, int W, int OH, int OW, int kh, int kw, int sh, int sw, int ph, int pw,   \
+        int eh, int ew, int count_pad, const E* __restrict__ x, int xn, int xh, int xw, E* __restrict__ y, int yn,   \
+        int yh, int yw)                                                                                              \
+    {                                                                                                                \
+        pool_nhwc_wide<MAX, V, E>(lanes, tiles, C, H, W, OH, OW, kh, kw, sh, sw, ph, pw, eh, ew, count_pad, x, xn,   \
+                                  xh, xw, y, yn, yh, yw);                                                            \
+    }
+
+#define POOL_NHWC_WIDE_ALL(SUFFIX, NAME, E)                                                                          \
+    POOL_NHWC_WIDE(max, true, 4, NAME, E) POOL_NHWC_WIDE(max, true, 1, NAME, E)                                      \
+    POOL_NHWC_WIDE(avg, false, 4, NAME, E) POOL_NHWC_WIDE(avg, false, 1, NAME, E)
+
+FOR_EACH_ELEMENT(POOL_NHWC_WIDE_ALL)

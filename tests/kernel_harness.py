@@ -7,7 +7,8 @@
   instances: ``pointwise_f16``, ``pool_nhwc_max_v4_f16``); a launch then runs thread by thread, in order or
   in reverse (a thread that writes another's output shows
   in one order or the other), on NaN-filled buffers with NaN guards around them; or warp by warp,
-  a warp's 32 lanes as concurrent host threads that meet at each shuffle.
+  a warp's 32 lanes as concurrent host threads that meet at each shuffle; or block by block, a block's
+  threads as concurrent host threads that meet at each ``__syncthreads``.
 - A graph run through the engine on the GPU, against `ios_core.reference`.
 """
 
@@ -113,6 +114,7 @@ static Dim3 blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __shared__ static  // one block runs at a time (launch_blocks)
 struct float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 struct uint2 { unsigned int x, y; };
@@ -159,6 +161,25 @@ inline float __shfl_xor_sync(unsigned int, float v, int offset) {
     warp->meet();
     return other;
 }
+// A block whose threads run as threads of the host, meeting at each __syncthreads (launch_blocks); a thread run
+// alone (launch, launch_warps) has no block and must not synchronize.
+struct Block {
+    std::mutex mutex;
+    std::condition_variable turned;
+    unsigned int size = 0, arrived = 0;
+    unsigned long round = 0;
+    void meet() {  // every thread waits here until all `size` have come
+        std::unique_lock<std::mutex> lock(mutex);
+        const unsigned long mine = round;
+        if (++arrived == size) { arrived = 0; ++round; turned.notify_all(); }
+        else turned.wait(lock, [&] { return round != mine; });
+    }
+};
+static thread_local Block* block_of_thread = nullptr;
+inline void __syncthreads() {
+    if (block_of_thread == nullptr) std::abort();
+    block_of_thread->meet();
+}
 #include "{source}"
 template <class... P, class... A>
 void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
@@ -192,7 +213,30 @@ void launch_warps(void (*kernel)(P...), unsigned int grid, unsigned int block, i
         for (auto& t : lanes) t.join();
     }
 }
+// Block by block (last first when reverse), each block's threads concurrently, so that they can synchronize.
+template <class... P, class... A>
+void launch_blocks(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
+    gridDim = {grid, 1, 1};
+    blockDim = {block, 1, 1};
+    for (unsigned int i = 0; i < grid; ++i) {
+        const unsigned int b = reverse ? grid - 1 - i : i;
+        Block shared;
+        shared.size = block;
+        std::vector<std::thread> threads;
+        for (unsigned int t = 0; t < block; ++t) {
+            threads.emplace_back([&, t] {
+                block_of_thread = &shared;
+                blockIdx = {b, 0, 0};
+                threadIdx = {t, 0, 0};
+                kernel(args...);
+            });
+        }
+        for (auto& thread : threads) thread.join();
+    }
+}
 """
+LAUNCHERS = ("launch", "launch_warps", "launch_blocks")
+"""How a launch's threads run on the host: one after another; warp by warp; block by block (see the shim)."""
 CTYPES = {"i": ctypes.c_int, "I": ctypes.c_uint, "q": ctypes.c_longlong, "P": ctypes.c_void_p, "f": ctypes.c_float}
 ELEMENT_TYPES = {"f32": "float", "f16": "__half", "bf16": "__nv_bfloat16"}  # by suffix, as cuda/element.cuh's
 F32 = ELEMENTS["float32"]
@@ -215,7 +259,7 @@ def build_for_host(source: Path, markers: dict[str, str], folder: Path, element:
     for f32_name, marker in markers.items():
         name = element.kernel(f32_name)
         params = kernel_params(source, marker)
-        for launcher in ("launch", "launch_warps"):
+        for launcher in LAUNCHERS:
             lines.append(
                 f'extern "C" void host_{launcher}_{name}(unsigned int grid, unsigned int block, int reverse, '
                 f"{', '.join(p for _, _, p in params)}) {{ {launcher}({name}, grid, block, reverse, "
@@ -230,10 +274,12 @@ def build_for_host(source: Path, markers: dict[str, str], folder: Path, element:
 
 
 def run_threads(lib: ctypes.CDLL, launch: Launch, signature: str, reverse: bool = False, warps: bool = False,
-                element: Element = F32) -> None:
+                element: Element = F32, blocks: bool = False) -> None:
     """Every thread of ``launch`` (its kernel's ``element`` instance), one after another (last first when
-    ``reverse``); with ``warps``, warp by warp, the 32 lanes of each running concurrently so that they can shuffle."""
-    fn = getattr(lib, f"host_{'launch_warps' if warps else 'launch'}_{element.kernel(launch.kernel)}")
+    ``reverse``); with ``warps``, warp by warp, the 32 lanes of each running concurrently so that they can shuffle;
+    with ``blocks``, block by block, each block's threads concurrently so that they can synchronize."""
+    launcher = "launch_blocks" if blocks else "launch_warps" if warps else "launch"
+    fn = getattr(lib, f"host_{launcher}_{element.kernel(launch.kernel)}")
     fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_int] + [CTYPES[t] for t in signature]
     fn(launch.grid[0], launch.block[0], int(reverse), *launch.args)
 

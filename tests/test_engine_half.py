@@ -8,6 +8,7 @@ import pytest
 from fake_gpu import FakeGpu
 from kernel_harness import KERNEL_DIR, build_for_host, marker, run_threads
 from test_engine_cases import SCHEDULES
+from test_pooling import host_markers
 
 from ios_core import models
 from ios_core.engine import PlanOptions, lower, verify
@@ -189,21 +190,22 @@ def test_the_pointwise_kernel_adds_and_activates_16_bit_elements_in_float(tmp_pa
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 @pytest.mark.parametrize("kind", ["max", "avg"])
-def test_the_fast_pool_reads_16_bit_vectors_and_equals_the_reference(tmp_path, dtype, kind):
+def test_the_fast_pools_read_16_bit_vectors_and_equal_the_reference(tmp_path, dtype, kind):
     element = ELEMENTS[dtype]
-    markers = {name: "pool2d_##SUFFIX(" if name == pl.GENERIC else "pool_nhwc_##KIND##_v##V##NAME("
-               for name in pl.KERNELS}
-    lib = build_for_host(KERNEL_DIR / "pool.cu", markers, tmp_path, element)
+    lib = build_for_host(KERNEL_DIR / "pool.cu", host_markers(), tmp_path, element)
     x = np.random.default_rng(3).standard_normal((2, 7, 9, 8)).astype(np.float32)  # NHWC, C = 8
-    pool = Pool(kind, (3, 3), (2, 2), (1, 1))
-    hx, hy = host_array(x.shape, element, x), host_array((2, 4, 5, 8), element)
-    call = pl.PoolCall(nhwc_operand(hx), nhwc_operand(hy), pool)
-    assert pl.vectorizable(call)  # 8-byte aligned: four 16-bit channels a load
-    launch = pl.fast_launch(call, 4)
-    run_threads(lib, launch, pl.KERNELS[launch.kernel], element=element)
-    ref = pool2d(pool, [element.to_float32(hx).transpose(0, 3, 1, 2).astype(np.float64)], {})
-    out = element.to_float32(hy).transpose(0, 3, 1, 2)
-    assert np.abs(out - ref).max() <= 2 * np.abs(ref).max() * (2**-11 if dtype == "float16" else 2**-8)
+    hx = host_array(x.shape, element, x)
+    # a window a thread, and a global pool a block (its 63 cells make a wide window)
+    for pool, launcher, dims in ((Pool(kind, (3, 3), (2, 2), (1, 1)), pl.fast_launch, (2, 4, 5, 8)),
+                                 (Pool(f"global_{kind}"), pl.wide_launch, (2, 1, 1, 8))):
+        hy = host_array(dims, element)
+        call = pl.PoolCall(nhwc_operand(hx), nhwc_operand(hy), pool)
+        assert pl.vectorizable(call)  # 8-byte aligned: four 16-bit channels a load
+        launch = launcher(call, 4)
+        run_threads(lib, launch, pl.KERNELS[launch.kernel], element=element, blocks=launcher is pl.wide_launch)
+        ref = pool2d(pool, [element.to_float32(hx).transpose(0, 3, 1, 2).astype(np.float64)], {})
+        out = element.to_float32(hy).transpose(0, 3, 1, 2)
+        assert np.abs(out - ref).max() <= 2 * np.abs(ref).max() * (2**-11 if dtype == "float16" else 2**-8)
 
 
 @pytest.mark.slow

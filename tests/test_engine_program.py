@@ -30,6 +30,7 @@ from ios_core.engine.elements import ELEMENTS
 from ios_core.engine.lower import conv_params
 from ios_core.engine.memory import assign_offsets
 from ios_core.engine.packing import depthwise_strides, kernel_strides, lay_out, one_pixel_strides, pack
+from ios_core.engine.pooling import first_pass_rows, one_pass_cells
 from ios_core.engine.program import Buffer, WeightKey, starts_aligned
 from ios_core.ir import Activation, Conv, GraphBuilder, concat
 from ios_core.reference import KERNELS, gather, run_graph
@@ -274,8 +275,9 @@ def test_a_one_pixel_tensor_is_described_to_cudnn_as_in_nhwc_whatever_the_layout
         assert one_pixel_strides(dims, strides) == strides  # more than one pixel: as they are
 
 
-def test_a_global_pool_over_many_pixels_runs_each_row_then_the_rows():
-    b = GraphBuilder("excite", channels=8, height=20, width=17)  # 340 pixels: two passes
+def test_a_global_pool_too_wide_for_one_pass_runs_bands_of_rows_then_the_bands():
+    assert 60 * 40 > one_pass_cells(8) >= 32 * 64  # 8 channels: two vectors of 4, 128 cell lanes a block
+    b = GraphBuilder("excite", channels=8, height=60, width=40)
     x = b.conv(b.input, 8, 1)
     scale = b.sequential(b.pool(x, "global_avg"), Conv(8, (1, 1)), Activation("sigmoid"))
     peak = b.pool(x, "global_max")
@@ -286,12 +288,35 @@ def test_a_global_pool_over_many_pixels_runs_each_row_then_the_rows():
         program = lower(graph, S.sequential(graph), 2, layout)
         pools = [(t.pool.kind, t.pool.kernel, program.buffers[t.y.buffer].height) for t in program.tasks
                  if isinstance(t, PoolTask)]
-        assert pools == [("avg", (1, 17), 20), ("global_avg", (1, 1), 1), ("max", (1, 17), 20),
+        # the most rows that divide 60 within one pass: 30 (40 x 30 = 1,200 cells), so 2 equal bands
+        assert pools == [("avg", (30, 40), 2), ("global_avg", (1, 1), 1), ("max", (30, 40), 2),
                          ("global_max", (1, 1), 1)]
         out = simulate(program, graph, weights, {"input": inputs})[graph.output]
         assert close(out, run_graph(graph, inputs, weights))
-    small = GraphBuilder("small", channels=8, height=16, width=16)  # 256 pixels: one pass
+    small = GraphBuilder("small", channels=8, height=32, width=64)  # within one pass
     small.end_block(small.pool(small.conv(small.input, 8, 1), "global_avg"))
     graph = small.build()
     assert [t.pool.kind for t in lower(graph, S.sequential(graph), 1).tasks if isinstance(t, PoolTask)] == [
         "global_avg"]
+
+
+@pytest.mark.parametrize(
+    ("channels", "height", "width", "rows"),
+    [
+        (32, 112, 112, 4),  # EfficientNet-B0's first SE pool: 8 vectors x 32 cell lanes, 512 cells; 28 bands
+        (672, 14, 14, 7),  # 32 channel lanes x 8 cell lanes, 128 cells: 2 bands of 98
+        (3, 7, 1000, 1),  # a row wider than a pass: bands of one row
+        (16, 1, 5000, None),  # one row: nothing to band
+        (2048, 8, 8, None),
+    ],
+)
+def test_first_pass_rows_divide_the_height_within_one_pass(channels, height, width, rows):
+    most = one_pass_cells(channels)
+    got = first_pass_rows(channels, height, width)
+    if got is None:
+        assert height * width <= most or height == 1
+    else:
+        assert height % got == 0 and (got * width <= most or got == 1)
+        assert not any(height % r == 0 and r * width <= most for r in range(got + 1, height + 1))
+    if rows is not None or got is None:
+        assert got == rows

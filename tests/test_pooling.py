@@ -48,6 +48,7 @@ from ios_core.reference import pool2d
 
 SOURCE = KERNEL_DIR / "pool.cu"
 GENERIC_MARKER, FAST_MARKER = "pool2d_##SUFFIX(", "pool_nhwc_##KIND##_v##V##NAME("
+WIDE_MARKER = "pool_nhwc_wide_##KIND##_v##V##NAME("
 OUTPUT = ARENA + (1 << 30)
 
 # ---- CPU: calls as the launcher builds them ----------------------------------------------------
@@ -78,6 +79,7 @@ def most_work(monkeypatch):
 def test_signatures_match_the_source():
     assert "".join(letter for letter, _, _ in kernel_params(SOURCE, GENERIC_MARKER)) == pl.GENERIC_SIGNATURE
     assert "".join(letter for letter, _, _ in kernel_params(SOURCE, FAST_MARKER)) == pl.FAST_SIGNATURE
+    assert "".join(letter for letter, _, _ in kernel_params(SOURCE, WIDE_MARKER)) == pl.WIDE_SIGNATURE
 
 
 def test_fast_kernels_are_the_ones_the_source_instantiates():
@@ -85,7 +87,18 @@ def test_fast_kernels_are_the_ones_the_source_instantiates():
     assert all((kind == "max") == (is_max == "true") for kind, is_max, _ in instances)
     names = [pl.fast_kernel(kind, int(vector)) for kind, _, vector in instances]
     assert sorted(names) == sorted(pl.FAST_KERNELS) and len(set(names)) == 4
-    assert set(pl.KERNELS) == {pl.GENERIC, *pl.FAST_KERNELS}
+    wide = re.findall(r"POOL_NHWC_WIDE\((\w+), (true|false), (\d), NAME, E\)", SOURCE.read_text())
+    assert all((kind == "max") == (is_max == "true") for kind, is_max, _ in wide)
+    assert sorted(pl.wide_kernel(kind, int(vector)) for kind, _, vector in wide) == sorted(pl.WIDE_KERNELS)
+    assert set(pl.KERNELS) == {pl.GENERIC, *pl.FAST_KERNELS, *pl.WIDE_KERNELS} and len(pl.KERNELS) == 9
+
+
+def test_the_wide_block_fits_the_shared_memory_of_the_source():
+    assert f"#define WIDE_BLOCK {pl.WIDE_BLOCK} " in SOURCE.read_text()
+    for vectors in (1, 3, 8, 10, 32, 500):
+        lanes, cell_lanes = pl.wide_lanes(vectors)
+        assert lanes == min(vectors, 32) and lanes * cell_lanes <= pl.WIDE_BLOCK < lanes * cell_lanes * 2
+        assert cell_lanes & (cell_lanes - 1) == 0  # the block's halving reduction
 
 
 @pytest.mark.slow
@@ -110,8 +123,7 @@ def test_source_compiles_without_warnings_to_every_kernel_of_the_table(tmp_path)
         (square("max", 3, 2), (2, 64, 147, 147), "pool_nhwc_max_v4", (3, 3, 2, 2, 0, 0, 0, 0, 0)),
         (square("avg", 3, 1, 1), (2, 192, 35, 35), "pool_nhwc_avg_v4", (3, 3, 1, 1, 1, 1, 1, 1, 0)),
         (Pool("avg", (3, 2), (2, 1), (1, 0)), (1, 8, 9, 7), "pool_nhwc_avg_v4", (3, 2, 2, 1, 1, 0, 1, 0, 0)),
-        (Pool("global_avg"), (2, 2048, 8, 8), "pool_nhwc_avg_v4", (8, 8, 1, 1, 0, 0, 0, 0, 0)),
-        (Pool("global_max"), (1, 16, 5, 7), "pool_nhwc_max_v4", (5, 7, 1, 1, 0, 0, 0, 0, 0)),
+        (Pool("global_max"), (1, 16, 3, 5), "pool_nhwc_max_v4", (3, 5, 1, 1, 0, 0, 0, 0, 0)),  # 15 cells
         (Pool("avg", (3, 3), (2, 2), (1, 0), (0, 2), True, True), (1, 8, 9, 9), "pool_nhwc_avg_v4",
          (3, 3, 2, 2, 1, 0, 0, 2, 1)),
     ],
@@ -122,6 +134,22 @@ def test_nhwc_pools_take_a_fast_kernel(most_work, pool, dims, kernel, window):
     launch = pl.launch(call, H100_SMS)
     assert launch.kernel == kernel and launch.args[6:15] == window
     assert launch.block == (pl.FAST_BLOCK, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("pool", "dims", "kernel", "grid", "block"),
+    [  # grid: channel tiles x output pixels x samples; block: channel lanes x cell lanes
+        (Pool("global_avg"), (2, 2048, 8, 8), "pool_nhwc_wide_avg_v4", 16 * 2, 32 * 8),
+        (Pool("global_max"), (1, 16, 5, 7), "pool_nhwc_wide_max_v4", 1, 4 * 64),  # 35 cells
+        (Pool("global_avg"), (1, 42, 7, 7), "pool_nhwc_wide_avg_v1", 2, 32 * 8),  # C % 4: scalar, two tiles
+        (Pool("max", (4, 112), (4, 112)), (1, 32, 112, 112), "pool_nhwc_wide_max_v4", 28, 8 * 32),  # a band pass
+    ],
+)
+def test_wide_windows_take_a_block_each(pool, dims, kernel, grid, block):
+    launch = pl.launch(nhwc_call(pool, nhwc(dims)), H100_SMS)
+    assert launch.kernel == kernel and launch.grid == (grid, 1) and launch.block == (block, 1, 1)
+    p = dict(zip([name for _, name, _ in kernel_params(SOURCE, WIDE_MARKER)], launch.args, strict=True))
+    assert p["lanes"] * pl.wide_lanes(p["lanes"])[1] == block and p["tiles"] * p["OH"] * p["OW"] * dims[0] == grid
 
 
 @pytest.mark.parametrize("pool", [square("max", 3, 2), square("avg", 3, 1, 1), Pool("global_avg")])
@@ -177,7 +205,6 @@ def test_float4_only_where_channels_strides_and_addresses_align(most_work, x, y,
         (square("max", 3, 2), (128, 64, 147, 147), 4),  # plenty of threads
         (square("avg", 3, 1, 1), (16, 288, 35, 35), 4),
         (square("max", 3, 2), (1, 64, 147, 147), 1),  # batch 1: spread over the SMs
-        (Pool("global_avg"), (16, 2048, 8, 8), 1),
         (square("avg", 3, 1, 1), (128, 42, 21, 21), 1),  # C % 4: scalar
     ],
 )
@@ -222,11 +249,16 @@ def test_arguments_fit_their_signature(x, pool):
 # ---- CPU: the kernels themselves, compiled for the host and run thread by thread -----------------
 
 
+def host_markers() -> dict[str, str]:
+    """Each kernel of ``pool.cu`` by its float32 name, with the text its parameter list follows (`build_for_host`)."""
+    return {name: GENERIC_MARKER if name == pl.GENERIC else WIDE_MARKER if name in pl.WIDE_KERNELS else FAST_MARKER
+            for name in pl.KERNELS}
+
+
 @pytest.fixture(scope="module")
 def host_kernels(tmp_path_factory) -> ctypes.CDLL:
     """``pool.cu`` built for the CPU; see `kernel_harness.build_for_host`."""
-    markers = {name: GENERIC_MARKER if name == pl.GENERIC else FAST_MARKER for name in pl.KERNELS}
-    return build_for_host(SOURCE, markers, tmp_path_factory.mktemp("pool_kernels"))
+    return build_for_host(SOURCE, host_markers(), tmp_path_factory.mktemp("pool_kernels"))
 
 
 @dataclass(frozen=True)
@@ -276,7 +308,7 @@ def run_on_host(lib: ctypes.CDLL, case: HostCase, reverse: bool = False, generic
     """The kernel's output (NCHW), the float64 reference and the kernel's name; checks writes stay in y's slice."""
     call, x, xb, yb = host_call(case)
     launch = pl.generic_launch(call, H100_SMS) if generic else pl.launch(call, H100_SMS)
-    run_threads(lib, launch, pl.KERNELS[launch.kernel], reverse)
+    run_threads(lib, launch, pl.KERNELS[launch.kernel], reverse, blocks=launch.kernel in pl.WIDE_KERNELS)
     assert guards_intact(xb) and guards_intact(yb), "written outside a buffer"
     return y_channels(case, yb), pool2d(case.pool, [x.astype(np.float64)], {}), launch.kernel
 
@@ -301,8 +333,14 @@ HOST_CASES = {
     ),
     "avg-uneven-window-vector": HostCase(Pool("avg", (3, 2), (2, 1), (1, 0)), 4, (9, 7), "pool_nhwc_avg_v4"),
     "avg-nan-scalar": HostCase(square("avg", 2, 2), 6, (8, 8), "pool_nhwc_avg_v1", nans=3),
-    "global-avg-y-slice-vector": HostCase(Pool("global_avg"), 12, (7, 9), "pool_nhwc_avg_v4", y_slice=(4, 20)),
-    "global-max-nan-scalar": HostCase(Pool("global_max"), 6, (5, 4), "pool_nhwc_max_v1", nans=2),
+    "global-avg-y-slice-vector": HostCase(Pool("global_avg"), 12, (7, 9), "pool_nhwc_wide_avg_v4", y_slice=(4, 20)),
+    "global-max-nan-scalar": HostCase(Pool("global_max"), 6, (5, 3), "pool_nhwc_max_v1", nans=2),
+    "global-max-nan-wide-scalar": HostCase(Pool("global_max"), 6, (8, 9), "pool_nhwc_wide_max_v1", nans=5),
+    "global-max-tiles-wide-vector": HostCase(Pool("global_max"), 144, (6, 7), "pool_nhwc_wide_max_v4", batch=3,
+                                             x_slice=(4, 152)),
+    "global-avg-slices-wide-scalar": HostCase(Pool("global_avg"), 5, (6, 7), "pool_nhwc_wide_avg_v1", batch=1,
+                                              x_slice=(1, 9), y_slice=(2, 8)),
+    "avg-band-wide-vector": HostCase(Pool("avg", (4, 10), (4, 10)), 8, (8, 10), "pool_nhwc_wide_avg_v4"),
     "max-nchw-generic": HostCase(square("max", 3, 2, 1), 8, (11, 10), pl.GENERIC, layout="nchw", x_slice=(2, 12)),
     "avg-nchw-generic": HostCase(square("avg", 3, 1, 1), 5, (7, 9), pl.GENERIC, layout="nchw", y_slice=(1, 8)),
     "global-avg-nchw-generic": HostCase(Pool("global_avg"), 6, (6, 5), pl.GENERIC, layout="nchw"),
@@ -332,8 +370,8 @@ def test_host_cases_cover_every_kernel():
 def test_kernels_on_the_host_equal_reference(host_kernels, monkeypatch, case, reverse, threads_per_sm):
     monkeypatch.setattr(pl, "THREADS_PER_SM", threads_per_sm)
     out, ref, kernel = run_on_host(host_kernels, HOST_CASES[case], reverse)
-    expected = HOST_CASES[case].kernel
-    assert kernel == (expected.replace("_v4", "_v1") if threads_per_sm else expected)  # these pools are small
+    expected = HOST_CASES[case].kernel  # these pools are small: one thread a window takes float4 with most_work
+    assert kernel == (expected.replace("_v4", "_v1") if threads_per_sm and expected in pl.FAST_KERNELS else expected)
     assert_pooled(out, ref, HOST_CASES[case].pool.kind)
 
 
@@ -342,7 +380,10 @@ def test_fast_and_generic_kernels_agree_bit_for_bit(host_kernels, most_work, cas
     fast, _, _ = run_on_host(host_kernels, HOST_CASES[case])
     generic, _, kernel = run_on_host(host_kernels, HOST_CASES[case], generic=True)
     assert kernel == pl.GENERIC
-    np.testing.assert_array_equal(fast, generic)
+    if HOST_CASES[case].kernel.startswith("pool_nhwc_wide_avg"):  # a block sums in another order
+        np.testing.assert_allclose(fast, generic, rtol=1e-6, atol=1e-7)
+    else:
+        np.testing.assert_array_equal(fast, generic)
 
 
 # ---- graphs: the engine's own views (CPU), run on the GPU below ----------------------------------
@@ -399,11 +440,12 @@ def gpu():
 GPU_CASES = {  # name: (channels, (H, W), pool, batch, layout, kernel when every SM has enough threads)
     "inception-max-s2": (288, (35, 35), square("max", 3, 2), 2, "nhwc", "pool_nhwc_max_v4"),
     "inception-avg-s1": (192, (35, 35), square("avg", 3, 1, 1), 2, "nhwc", "pool_nhwc_avg_v4"),
-    "inception-global-avg": (2048, (8, 8), Pool("global_avg"), 2, "nhwc", "pool_nhwc_avg_v4"),
+    "inception-global-avg": (2048, (8, 8), Pool("global_avg"), 2, "nhwc", "pool_nhwc_wide_avg_v4"),
     "squeezenet-max-s2": (64, (55, 55), square("max", 3, 2), 2, "nhwc", "pool_nhwc_max_v4"),
     "nasnet-odd-avg-s2": (11, (21, 21), square("avg", 3, 2, 1), 3, "nhwc", "pool_nhwc_avg_v1"),
     "nasnet-odd-max-s1": (42, (11, 11), square("max", 3, 1, 1), 2, "nhwc", "pool_nhwc_max_v1"),
-    "global-max": (24, (7, 5), Pool("global_max"), 2, "nhwc", "pool_nhwc_max_v4"),
+    "global-max": (24, (7, 5), Pool("global_max"), 2, "nhwc", "pool_nhwc_wide_max_v4"),
+    "global-avg-scalar": (42, (14, 14), Pool("global_avg"), 1, "nhwc", "pool_nhwc_wide_avg_v1"),
     "nchw-avg": (16, (13, 11), square("avg", 3, 1, 1), 2, "nchw", pl.GENERIC),
     "nchw-max": (16, (13, 11), square("max", 3, 2, 1), 2, "nchw", pl.GENERIC),
 }
@@ -434,4 +476,17 @@ def test_pools_on_slices_of_concatenations_equal_reference(gpu, most_work, first
     fast = [name for name in kernels if name.startswith("pool_nhwc_")]
     assert kernels["pool"] == 4 and pl.GENERIC not in kernels
     assert ("pool_nhwc_max_v4" in fast) is vector and ("pool_nhwc_max_v1" in fast) is not vector
+    assert_close(out, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("channels", "size", "kind"),
+    [(32, (112, 112), "global_avg"), (96, (56, 56), "global_max"), (672, (14, 14), "global_avg"),
+     (6, (60, 61), "global_avg")],
+)
+def test_global_pools_in_bands_equal_reference(gpu, channels, size, kind):
+    # squeeze-excitation's pools: bands of rows by the wide kernel, then the bands (engine.pooling.first_pass_rows)
+    out, ref, kernels = run_on_gpu(pool_graph(channels, size, Pool(kind)), 1)
+    assert kernels["pool"] == 2 and kernels.keys() & set(pl.WIDE_KERNELS)
     assert_close(out, ref)

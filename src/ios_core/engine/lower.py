@@ -1,7 +1,7 @@
 """Lowering: a graph and some of its stages become a `Program` for one batch size and layout.
 
 Every node becomes at most a few tasks on its group's stream: a convolution one `ConvTask`, a
-pooling one `PoolTask` (a global pool over many pixels two: `GLOBAL_POOL_ONE_PASS_PIXELS`), a channel shuffle one
+pooling one `PoolTask` (a global pool over many pixels two: `pooling.first_pass_rows`), a channel shuffle one
 `ShuffleTask`, a pad (or crop) one `PadTask`, a layer
 norm or softmax over channels one `NormTask`, the rest -- activations, clips, sums, products, copies --
 `PointwiseTask`s. A ``C x 1 x 1`` operand of an element-wise node is read as it is, broadcast by the
@@ -24,6 +24,7 @@ from itertools import pairwise
 
 from ios_core.engine.memory import assign_offsets
 from ios_core.engine.placement import MERGE_PREFIX, Placement, merge_key, place
+from ios_core.engine.pooling import first_pass_rows
 from ios_core.engine.program import (
     ARENA_ALIGNMENT,
     LAYOUTS,
@@ -64,12 +65,6 @@ from ios_core.ir import (
 )
 from ios_core.schedule import Schedule, Stage, merged_conv
 from ios_core.weights import Params, merged_weights
-
-GLOBAL_POOL_ONE_PASS_PIXELS = 256
-"""The most pixels a global pool reduces in one pass. ``cuda/pool.cu`` gives each thread one output pixel's window
-for a few channels, so a global pool runs one thread per channel walking every pixel: a squeeze-excitation block's
-pool of 32 channels over 112 x 112 pixels (EfficientNet-B0) is 32 threads of 12,544 loads in a row, on a GPU of
-tens of thousands of threads. Two passes (each row, then the rows) walk 112 pixels a thread, for one more launch."""
 
 
 class LoweringError(RuntimeError):
@@ -206,17 +201,17 @@ class _Lowering:
         return padded, replace(conv, padding=symmetric, padding_end=None)
 
     def pool(self, node: str, x: View, y: View, pool: Pool) -> None:
-        """``y = pool(x)``; a global pool over more than `GLOBAL_POOL_ONE_PASS_PIXELS` pixels in two passes, each
-        row's pool into scratch, then the rows' (the max of the rows' maxima, the mean of their equally long means)."""
+        """``y = pool(x)``; a global pool too wide for one pass (`pooling.first_pass_rows`) in two: each band of
+        rows pooled into scratch, then the bands (the max of their maxima, the mean of their equally large means)."""
         shape = self.buffers[x.buffer].shape
-        if (not pool.kind.startswith("global") or shape.height * shape.width <= GLOBAL_POOL_ONE_PASS_PIXELS
-                or min(shape.height, shape.width) == 1):
+        rows = first_pass_rows(x.channels, shape.height, shape.width) if pool.kind.startswith("global") else None
+        if rows is None:
             self.emit(PoolTask(node, x, y, pool))
             return
-        rows = self.scratch(x.channels, shape.height, 1)
-        row = Pool(pool.kind.removeprefix("global_"), kernel=(1, shape.width), stride=(1, shape.width))
-        self.emit(PoolTask(node, x, rows, row))
-        self.emit(PoolTask(node, rows, y, pool))
+        bands = self.scratch(x.channels, shape.height // rows, 1)
+        band = Pool(pool.kind.removeprefix("global_"), kernel=(rows, shape.width), stride=(rows, shape.width))
+        self.emit(PoolTask(node, x, bands, band))
+        self.emit(PoolTask(node, bands, y, pool))
 
     def inner(self, node: str, op: Op, x: View, y: View, key: WeightKey) -> None:
         """One single-operand operator on views (a node's own op, or one inside a `Sequential`)."""
