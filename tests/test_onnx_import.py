@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_random import random_onnx, run_ort
 
 from ios_core.errors import UserError
-from ios_core.ir import Activation, Conv, Elementwise, Pool
+from ios_core.ir import Activation, Conv, Elementwise, Identity, Pool
 from ios_core.onnx_io import OnnxImportError, UnsupportedOperatorError, load_onnx, run_network, supported_operators
 from ios_core.reference import relative_error
 
@@ -103,6 +103,29 @@ def test_nothing_folds_into_a_convolution_whose_output_has_other_readers():
     assert ops["conv"].act == "none"
     assert ops["bn"] == Conv(4, (1, 1), groups=4)  # a lone batch norm: a depthwise 1x1 convolution
     assert ops["relu"] == Activation("relu")
+
+
+def test_a_relu_folds_into_a_lone_batch_norm_that_only_it_reads():
+    # DenseNet's BN-ReLU after each concatenation: one depthwise 1x1 convolution with the ReLU, not two nodes
+    n = Net()
+    cat = n.op("Concat", "cat", [n.conv("a", "x", 3, 4), n.conv("b", "x", 3, 2)], axis=1)
+    n.conv("c", n.op("Relu", "relu", [n.bn("bn", cat, 6)]), 6, 3)
+    network = check_equal(n.model("c"))
+    ops = {node.name: node.op for node in network.graph.operators}
+    assert ops["bn"] == Conv(6, (1, 1), groups=6, act="relu") and not network.graph.count(Activation)
+
+
+def test_a_residual_sum_and_its_relu_end_one_block_and_make_one_node():
+    # ResNet's add and ReLU: the activation reads the sum, so the engine adds and rectifies in one kernel
+    n = Net()
+    a = n.conv("a", "x", 3, 4)
+    out = n.op("Relu", "relu", [n.op("Add", "add", [a, n.conv("b", a, 4, 4)])])
+    n.conv("c", out, 4, 2)
+    network = check_equal(n.model("c"))
+    assert not network.graph.count(Identity)
+    assert str(network.graph["relu"]) == "relu = relu (a[0:4] + b[0:4])"
+    assert [(b.nodes, b.exit) for b in network.graph.blocks] == [(("a",), "a"), (("b", "relu"), "relu"),
+                                                                   (("c",), "c")]
 
 
 def test_a_sum_read_by_one_convolution_is_a_summed_operand():

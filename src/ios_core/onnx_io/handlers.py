@@ -72,10 +72,11 @@ def _conv_misfit(weight: np.ndarray, bias: np.ndarray | None, kernel: Pair, grou
     return None
 
 
-def channelwise(ctx: Context, node: OnnxNode, x: Value, scale: np.ndarray, shift: np.ndarray) -> Value:
-    """``x * scale + shift`` per channel, exactly, as a depthwise 1x1 convolution."""
+def channelwise(ctx: Context, node: OnnxNode, x: Value, scale: np.ndarray, shift: np.ndarray,
+                act: str = "none") -> Value:
+    """``act(x * scale + shift)`` per channel, exactly, as a depthwise 1x1 convolution."""
     c = x.channels
-    op = Conv(c, (1, 1), groups=c)
+    op = Conv(c, (1, 1), groups=c, act=act)
     return ctx.add(
         node,
         op,
@@ -95,7 +96,7 @@ def _batch_norm(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
         shape = ctx.const(node, i).shape  # each must be a constant, of one value per channel
         if shape != (x.channels,):
             raise OnnxImportError(f"{node}: {statistic} has shape {shape} for an input of {x.channels} channels")
-    return (channelwise(ctx, node, x, *batch_norm_affine(ctx.parsed, node)),)
+    return (channelwise(ctx, node, x, *batch_norm_affine(ctx.parsed, node), node.attrs.get(ACTIVATION_ATTR, "none")),)
 
 
 CHANNEL_AXIS = {"nchw": 1, "nhwc": 3, "flat": 1}

@@ -24,6 +24,7 @@ from ios_core.onnx_io.handlers import ANY_LAYOUT_OPS, NCHW_OPS
 from ios_core.onnx_io.layouts import LAYOUT_OPS
 from ios_core.onnx_io.network import Network
 from ios_core.onnx_io.parse import (
+    ACTIVATION_OP,
     OnnxImportError,
     OnnxNode,
     Parsed,
@@ -121,12 +122,19 @@ def _convert(parsed: Parsed) -> Network:
                 ctx.env[t] = v
                 ctx.layouts.setdefault(t, layout)
         for t in node.outputs:
-            if t in cuts and ctx.current:
+            if t in cuts and ctx.current and not _sum_for_an_activation(ctx, t):
                 ctx.env[t] = ctx.end_block(ctx.env[t])
     if ctx.current or ctx.env[parsed.output] != ctx.last_exit:
         ctx.end_block(ctx.env[parsed.output])
     graph = builder.build()
     return Network(graph, ctx.weights, _output_shape(ctx, graph.shapes[graph.output]))
+
+
+def _sum_for_an_activation(ctx: Context, tensor: str) -> bool:
+    """Whether ``tensor`` is a sum that one activation alone reads (a residual block's add and ReLU): its block ends
+    after the activation, which is then a cut too, so that the activation adds the terms in its own kernel
+    (`ios_core.engine.lower`) instead of reading them back from an exit that an identity wrote."""
+    return len(ctx.env[tensor].terms) > 1 and ctx.readers.get(tensor) == [ACTIVATION_OP]
 
 
 def _operand_layout(ctx: Context, node: OnnxNode) -> str:

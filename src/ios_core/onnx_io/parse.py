@@ -11,8 +11,8 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
    padding before a convolution or pool, MatMul + Add) as one node;
 3. `live` drops nodes whose results nothing reads (the rewritten patterns' first nodes, dead branches);
 4. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
-   convolution's (or matrix product's) ``ios.activation`` attribute, whenever the tensor in between has no
-   other reader;
+   convolution's (or matrix product's, or a BatchNormalization's left alone) ``ios.activation`` attribute,
+   whenever the tensor in between has no other reader;
 5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value, and in long
    spans without one, NASNet cells' exits (two-exit cuts).
 """
@@ -270,7 +270,8 @@ def sanitize(name: str) -> str:
 
 def fuse(parsed: Parsed) -> None:
     """Fold BatchNormalization, then an activation, into each convolution (an activation also into each matrix
-    product, `PRODUCTS`) whose output only they read.
+    product, `PRODUCTS`, and into each BatchNormalization with no convolution to fold into, which becomes a
+    channel affine: DenseNet's BN-ReLU after each concatenation) whose output only they read.
 
     Folding rewrites the Conv node in place of the chain: its weights become new constants
     ``<conv>::weight``/``::bias`` and its output the chain's last tensor, so numerics stay exact
@@ -288,12 +289,22 @@ def fuse(parsed: Parsed) -> None:
         if bn is not None and bn.op_type == "BatchNormalization" and _foldable(parsed, readers, current, bn):
             current = _fold_batch_norm(parsed, current, bn)
             dropped.add(id(bn))
-        act = reader_of.get(current.outputs[0])
-        if act is not None and act.op_type == ACTIVATION_OP and readers[current.outputs[0]] == 1:
-            current = replace(current, outputs=act.outputs, attrs={**current.attrs, ACTIVATION_ATTR: act.attrs["kind"]})
-            dropped.add(id(act))
-        replaced[id(conv)] = current
+        replaced[id(conv)] = _fold_activation(readers, reader_of, current, dropped)
+    for bn in parsed.nodes:
+        if bn.op_type == "BatchNormalization" and id(bn) not in dropped:
+            replaced[id(bn)] = _fold_activation(readers, reader_of, bn, dropped)
     parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
+
+
+def _fold_activation(readers: Counter[str], reader_of: dict[str, OnnxNode], node: OnnxNode,
+                     dropped: set[int]) -> OnnxNode:
+    """``node`` with the activation after it folded in (``ios.activation``, its output the activation's) where the
+    activation alone reads it; the activation is added to ``dropped``."""
+    act = reader_of.get(node.outputs[0])
+    if act is None or act.op_type != ACTIVATION_OP or readers[node.outputs[0]] != 1:
+        return node
+    dropped.add(id(act))
+    return replace(node, outputs=act.outputs, attrs={**node.attrs, ACTIVATION_ATTR: act.attrs["kind"]})
 
 
 def _constant_inputs(parsed: Parsed, names: tuple[str, ...]) -> bool:
