@@ -63,7 +63,7 @@ from ios_core.config import device_profile
 from ios_core.cost.factory import CostSpec, build_cost
 from ios_core.cost.protocol import StageCost, stage_latencies
 from ios_core.ir import Graph
-from ios_core.optimizer import NARROWER, OptimizerOptions, fastest, keep_winning_merges, search, search_end_to_end
+from ios_core.optimizer import NARROWER, OptimizerOptions, choose, search, search_end_to_end
 from ios_core.schedule import Schedule, load
 
 MODELS = ("squeezenet", "inception_v3", "nasnet", "randwire")  # the quick searches first
@@ -127,8 +127,8 @@ def by_search(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predicte
 
 def from_files(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predicted]:
     """Each type's schedule read from ``bench.from_schedules``, costed with ``cost``; IOS-Both's the fastest end to
-    end of the files of its space and the narrower ones, its merged stages split where that runs faster
-    (`keep_winning_merges`), as `ios_core.optimizer.search_end_to_end` chooses."""
+    end of the files of its space and the narrower ones, its merged stages split where that runs faster, and
+    Sequential where it is within the noise (`ios_core.optimizer.choose`, as `search_end_to_end` chooses)."""
     paths = {opt: bench.from_schedules / SCHEDULE_FILE.format(model=graph.name, batch=BATCH, opt=opt,
                                                               device=bench.call.device, precision=PRECISION)
              for opt in TYPES}
@@ -138,9 +138,7 @@ def from_files(graph: Graph, cost: StageCost, bench: Bench) -> dict[str, Predict
              for opt in TYPES[:-1]}
     # The DP's own answer first: ties keep it, as the rerank's do.
     labelled = [(label, loaded[label], sums[label]) for label in ("both", *NARROWER["both"])]
-    best, timed = fastest(graph, cost, BATCH, labelled)
-    best, splits = keep_winning_merges(graph, cost, BATCH, best, bench.options.s)
-    timed += splits
+    best, timed = choose(graph, cost, BATCH, labelled, bench.options.s)
     schedule = replace(best.schedule, meta={**best.schedule.meta, "opt": "both", "chosen": best.label})
     found["both"] = Predicted(schedule, best.end_to_end_ms, best.stage_sum_ms,
                               {"schedule_file": str(paths[best.label.split("/")[0]]), "chosen": best.label,

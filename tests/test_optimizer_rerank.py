@@ -13,8 +13,16 @@ from ios_core.cost import CachedCost, SimulatedCost
 from ios_core.cost.protocol import end_to_end_latency, schedule_latency
 from ios_core.models import get
 from ios_core.optimizer import NARROWER, OptimizerOptions, search, search_end_to_end
-from ios_core.optimizer.rerank import SPLIT_GAIN, Contender, contenders, keep_winning_merges, split
-from ios_core.schedule import validate
+from ios_core.optimizer.rerank import (
+    GRAPH_ORDER,
+    REPLAY_NOISE,
+    Contender,
+    contenders,
+    keep_winning_merges,
+    one_at_a_time,
+    split,
+)
+from ios_core.schedule import sequential, validate
 
 GROUP_PENALTY_MS = 0.004
 
@@ -54,7 +62,7 @@ def test_the_answer_is_the_fastest_contender_end_to_end(inception, reranked):
     timed = {c["label"]: c for c in meta["rerank"]}
     assert list(timed)[:4] == ["both#1", "both#2", "both#3", "both#4"]
     others = set(timed) - {"both#1", "both#2", "both#3", "both#4"}
-    assert {label for label in others if "/split" not in label} <= {*NARROWER["both"], "both r=2"}
+    assert {label for label in others if "/split" not in label} <= {*NARROWER["both"], "both r=2", GRAPH_ORDER}
     fastest = min(timed.values(), key=lambda c: c["end_to_end_ms"])
     assert meta["chosen"] == fastest["label"] and result.latency_ms == meta["latency_ms"] == fastest["end_to_end_ms"]
     assert math.isclose(end_to_end_latency(ContextCost(), inception, result.schedule, 1), result.latency_ms)
@@ -106,7 +114,7 @@ def test_a_merge_that_loses_in_context_is_split_and_one_that_wins_is_kept(incept
     validate(inception, kept.schedule)
     if splits_win:  # each split pays for itself: all kept, one after another
         assert merged_stages(kept.schedule) == 0 and kept.label == "both#1/" + "/".join(f"split{i}" for i in merged)
-        assert kept.end_to_end_ms < best.end_to_end_ms * (1 - SPLIT_GAIN)
+        assert kept.end_to_end_ms < best.end_to_end_ms * (1 - REPLAY_NOISE)
     else:
         assert kept == best
 
@@ -126,6 +134,31 @@ def test_a_split_stage_runs_the_merged_convolutions_side_by_side(inception, both
     assert [g.ops for g in parted.stages[index].groups] == [(op,) for op in both.stages[index].groups[0].ops]
     assert not any(g.merge for g in parted.stages[index].groups)
     assert parted.stages[:index] + parted.stages[index + 1:] == both.stages[:index] + both.stages[index + 1:]
+
+
+class NearlySequentialCost(ContextCost):
+    """Whole schedules that run one operator at a time take 1 ms; any other takes ``others_ms``."""
+
+    def __init__(self, others_ms: float) -> None:
+        super().__init__()
+        self.others_ms = others_ms
+
+    def end_to_end_latency(self, graph, schedule, batch):
+        self.schedules.append(schedule.stages)
+        return 1.0 if one_at_a_time(schedule) else self.others_ms
+
+
+@pytest.mark.parametrize("others_ms, plain", [(1 - REPLAY_NOISE / 2, True), (1 - 2 * REPLAY_NOISE, False)])
+def test_one_operator_at_a_time_wins_unless_beaten_by_more_than_replay_noise(inception, others_ms, plain):
+    result = search_end_to_end(inception, NearlySequentialCost(others_ms), 1, OptimizerOptions("both", candidates=2))
+    assert one_at_a_time(result.schedule) is plain
+    assert result.latency_ms == (1.0 if plain else others_ms)
+
+
+def test_sequential_in_the_graphs_order_is_the_last_contender(inception):
+    _, found = contenders(inception, SimulatedCost(device_profile("h100")), 1, OptimizerOptions("both", candidates=2))
+    label, schedule, stage_sum = found[-1]
+    assert label == GRAPH_ORDER and schedule.stages == sequential(inception).stages and stage_sum > 0
 
 
 def test_the_same_space_with_smaller_groups_is_a_contender(inception):
