@@ -7,7 +7,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_random import random_onnx, run_ort
 
 from ios_core.errors import UserError
-from ios_core.ir import Activation, Conv, Elementwise, Identity, Pool
+from ios_core.ir import Activation, Conv, Elementwise, Identity, Pool, Sequential
 from ios_core.onnx_io import OnnxImportError, UnsupportedOperatorError, load_onnx, run_network, supported_operators
 from ios_core.reference import relative_error
 
@@ -126,6 +126,36 @@ def test_a_residual_sum_and_its_relu_end_one_block_and_make_one_node():
     assert str(network.graph["relu"]) == "relu = relu (a[0:4] + b[0:4])"
     assert [(b.nodes, b.exit) for b in network.graph.blocks] == [(("a",), "a"), (("b", "relu"), "relu"),
                                                                    (("c",), "c")]
+
+
+def depthwise(n, name, x, c):
+    w = n.const(f"{name}.w", n.rng.normal(0, 0.3, (c, 1, 3, 3)))
+    return n.op("Conv", name, [x, w, n.const(f"{name}.b", n.rng.normal(0, 0.1, c))], kernel_shape=[3, 3],
+                pads=[1] * 4, group=c)
+
+
+def test_a_relu_that_only_depthwise_convolutions_read_moves_into_each():
+    # NASNet's ReLU before a cell's separable convolutions: applied as each depthwise kernel loads its input
+    n = Net()
+    a = n.conv("a", "x", 3, 4)
+    relu = n.op("Relu", "relu", [a])  # a is read raw too: the ReLU cannot fold into it
+    both = n.op("Add", "both", [depthwise(n, "d1", relu, 4), depthwise(n, "d2", relu, 4)])
+    n.op("Add", "add", [both, a])
+    network = check_equal(n.model("add"))
+    assert not any(isinstance(node.op, Activation) for node in network.graph.operators)
+    for name in ("d1", "d2"):
+        assert network.graph[name].op == Sequential((Activation("relu"), Conv(4, (3, 3), padding=(1, 1), groups=4)))
+        assert str(network.graph[name].inputs[0]) == "a[0:4]"
+
+
+def test_a_relu_that_another_operator_reads_too_stays():
+    n = Net()
+    a = n.conv("a", "x", 3, 4)
+    relu = n.op("Relu", "relu", [a])
+    both = n.op("Add", "both", [depthwise(n, "d1", relu, 4), n.conv("c", relu, 4, 4, k=1, pads=[0] * 4)])
+    n.op("Add", "add", [both, a])
+    network = check_equal(n.model("add"))
+    assert network.graph["relu"].op == Activation("relu") and network.graph["d1"].op.groups == 4
 
 
 def test_a_sum_read_by_one_convolution_is_a_summed_operand():

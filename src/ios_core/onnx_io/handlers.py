@@ -17,12 +17,13 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ios_core.ir import Activation, ChannelShuffle, Clip, Conv, Elementwise, Pad, Pool, Value, concat
+from ios_core.ir import Activation, ChannelShuffle, Clip, Conv, Elementwise, Pad, Pool, Sequential, Value, concat
 from ios_core.onnx_io.context import Context, Pair, pair, window_pads
 from ios_core.onnx_io.parse import (
     ACTIVATION_ATTR,
     ACTIVATION_OP,
     CHANNEL_SHUFFLE_OP,
+    PRE_ACTIVATION_ATTR,
     OnnxImportError,
     OnnxNode,
     batch_norm_affine,
@@ -53,6 +54,9 @@ def _conv(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
         None if end == begin else end,
     )
     bias = np.zeros(weight.shape[0]) if bias is None else bias
+    if PRE_ACTIVATION_ATTR in node.attrs:  # the activation of its input, applied as a depthwise kernel loads it
+        op = Sequential((Activation(node.attrs[PRE_ACTIVATION_ATTR]), op))
+        return (ctx.add(node, op, x, params={"1.weight": weight, "1.bias": bias}),)
     return (ctx.add(node, op, x, params={"weight": weight, "bias": bias}),)
 
 

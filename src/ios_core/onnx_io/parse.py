@@ -12,7 +12,8 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 3. `live` drops nodes whose results nothing reads (the rewritten patterns' first nodes, dead branches);
 4. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
    convolution's (or matrix product's, or a BatchNormalization's left alone) ``ios.activation`` attribute,
-   whenever the tensor in between has no other reader;
+   whenever the tensor in between has no other reader; a ReLU that only depthwise convolutions read moves into
+   each of them (``ios.pre_activation``);
 5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value, and in long
    spans without one, NASNet cells' exits (two-exit cuts).
 """
@@ -36,6 +37,11 @@ from ios_core.errors import UserError
 ACTIVATION_OP = "ios::Activation"
 """The node `ios_core.onnx_io.patterns` makes of any ONNX spelling of an IR activation; attribute ``kind``."""
 ACTIVATION_ATTR = "ios.activation"
+PRE_ACTIVATION_ATTR = "ios.pre_activation"
+"""A depthwise convolution's activation of its input, applied as it loads it (`fuse`)."""
+PRE_ACTIVATIONS = frozenset({"relu"})
+"""The activations `fuse` moves into their depthwise readers: the one the engine's fast depthwise kernels apply on
+their loads (another would run once per reader, where it ran once)."""
 CHANNEL_SHUFFLE_OP = "ios::ChannelShuffle"
 DENSE_OP = "ios::Dense"
 """``x @ weight + bias`` with constant weight (K x M) and bias (M): a MatMul and the Add of its bias, fused."""
@@ -294,6 +300,38 @@ def fuse(parsed: Parsed) -> None:
         if bn.op_type == "BatchNormalization" and id(bn) not in dropped:
             replaced[id(bn)] = _fold_activation(readers, reader_of, bn, dropped)
     parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
+    _activations_into_depthwise_readers(parsed)
+
+
+def _activations_into_depthwise_readers(parsed: Parsed) -> None:
+    """Each `PRE_ACTIVATIONS` activation that only depthwise convolutions read (NASNet's ReLU before the separable
+    convolutions of a cell's branches) moves into them: each reads the activation's input and applies it on load,
+    and the pass that wrote the activated tensor, and the reads of it, go."""
+    readers: dict[str, list[OnnxNode]] = {}
+    for node in parsed.nodes:
+        for t in node.inputs:
+            readers.setdefault(t, []).append(node)
+    moved: dict[int, OnnxNode] = {}
+    dropped: set[int] = set()
+    for act in parsed.nodes:
+        if act.op_type != ACTIVATION_OP or act.attrs["kind"] not in PRE_ACTIVATIONS or act.outputs[0] == parsed.output:
+            continue
+        convs = readers.get(act.outputs[0], [])
+        if not convs or not all(_is_depthwise(parsed, c) and c.inputs[0] == act.outputs[0] for c in convs):
+            continue
+        dropped.add(id(act))
+        for conv in convs:
+            moved[id(conv)] = replace(conv, inputs=(act.inputs[0], *conv.inputs[1:]),
+                                      attrs={**conv.attrs, PRE_ACTIVATION_ATTR: act.attrs["kind"]})
+    parsed.nodes = [moved.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
+
+
+def _is_depthwise(parsed: Parsed, node: OnnxNode) -> bool:
+    """A Conv of constant weights with one filter per input channel, of as many outputs (no pre-activation yet)."""
+    if node.op_type != "Conv" or PRE_ACTIVATION_ATTR in node.attrs or not _constant_inputs(parsed, node.inputs[1:]):
+        return False
+    weight, group = parsed.consts[node.inputs[1]], int(node.attrs.get("group", 1))
+    return weight.ndim == 4 and weight.shape[1] == 1 and weight.shape[0] == group > 1
 
 
 def _fold_activation(readers: Counter[str], reader_of: dict[str, OnnxNode], node: OnnxNode,
