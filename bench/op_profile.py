@@ -2,7 +2,8 @@
 
 The per-operator profile issues 16 and 17 ask for where IOS-Both loses (a zoo network, a batch, a precision): what
 our kernels spend on each kind of operator, beside what PyTorch's kernels spend on the same network, so that the
-difference points at what would close the gap. For one model (built-in, or ``--onnx FILE``), batch and precision,
+difference points at what would close the gap. For one model (built-in, ``--onnx FILE``, or ``--zoo NAME``: a network
+of `bench/zoo.py`, exported on the spot), batch and precision,
 in one process on one GPU:
 
 - ``ours``: every stage of the Sequential schedule -- one operator each -- timed alone by the measured stage cost
@@ -22,6 +23,7 @@ groups by time.
 Usage (device; ``.gpu-wheels`` carried as for the other benchmarks)::
 
     python3 bench/op_profile.py --device h200 --model randwire --batch 16 --precision fp16 --out $OUT/op_randwire.json
+    python3 bench/op_profile.py --device h200 --zoo efficientnet_b0 --out $OUT/op_efficientnet_b0_b1_fp32.json
 """
 
 from __future__ import annotations
@@ -29,11 +31,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from records import Call, call_arguments, call_of, machine, network
 
 from ios_core import schedule as S
@@ -41,6 +45,7 @@ from ios_core.config import device_profile
 from ios_core.cost import CostSpec, build_cost
 from ios_core.files import write_atomic
 from ios_core.ir import Conv, Graph, Identity, Pool
+from ios_core.models.zoo import ZOO, build_module, export
 from ios_core.onnx_io import Network, load_onnx
 from ios_core.precision import PRECISIONS
 from ios_core.weights import make_input
@@ -130,10 +135,21 @@ def table(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def zoo_network(name: str) -> Network:
+    """The zoo network ``name`` as `bench/zoo.py` builds it (seeded, at its resolution), exported by TorchScript and
+    imported with its weights."""
+    with tempfile.TemporaryDirectory() as folder:
+        size = ZOO[name].resolution
+        x = np.random.default_rng(0).standard_normal((1, 3, size, size)).astype(np.float32)
+        return load_onnx(export(build_module(name), x, "torchscript", Path(folder) / f"{name}.onnx"), name=name)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="inception_v3", help="a built-in model (ignored with --onnx)")
     parser.add_argument("--onnx", type=Path, default=None, help="a network from this ONNX file, with its weights")
+    parser.add_argument("--zoo", choices=sorted(ZOO), default=None,
+                        help="a zoo network (bench/zoo.py), exported here by PyTorch's TorchScript exporter")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--precision", choices=PRECISIONS, default="fp32")
     parser.add_argument("--out", type=Path, required=True)
@@ -141,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                    retry_failed=False)
     args = parser.parse_args(argv)
     call = call_of(args)
-    net = load_onnx(args.onnx) if args.onnx else network(args.model)
+    net = zoo_network(args.zoo) if args.zoo else load_onnx(args.onnx) if args.onnx else network(args.model)
     rows, whole = ours(net, args.batch, args.precision, call)
     if not call.dry_run:
         base = {"model": net.name, "batch": args.batch, "precision": args.precision, "source": "measured"}

@@ -31,6 +31,16 @@ def test_a_dry_run_sums_every_operator_into_its_kind(op_profile, tmp_path, capsy
     assert "| ours | Conv 1x1 |" in capsys.readouterr().out
 
 
+def test_a_zoo_network_is_exported_on_the_spot_and_profiled_whole(op_profile, tmp_path):
+    pytest.importorskip("torchvision")
+    out = tmp_path / "op.json"
+    assert op_profile.main(["--dry-run", "--device", "h100", "--zoo", "squeezenet1_1", "--out", str(out)]) == 0
+    rows = {r["group"]: r for r in json.loads(out.read_text())["rows"]}
+    assert {r["model"] for r in rows.values()} == {"squeezenet1_1"}
+    assert sum(r["count"] for r in rows.values()) == 38  # the body and the classifier, as in results/h100/zoo.json
+    assert {"Conv 1x1", "Conv 3x3", "Pool max", "Pool global_avg"} <= set(rows)
+
+
 @pytest.mark.parametrize(("name", "family"), [
     ("sm90_xmma_fprop_implicit_gemm_tf32f32_tf32f32_f32_nhwckrsc_nhwc_tilesize128x128x32", "convolution"),
     ("cudnn::engines_precompiled::nchwToNhwcKernel<float, float, float, false, true>", "layout"),
