@@ -25,7 +25,8 @@ checked against ONNX Runtime's (``rel_l2``; above `ios_core.precision.TOLERANCE`
 ``--out`` (``results/h200/zoo.json``) holds the rows ``{model, exporter, batch, precision, mode, ms, error, ...}``
 (``exporter`` is null for the PyTorch modes, which export nothing), with the GPU, driver, cuDNN, torch version and
 clocks of each call; it is rewritten after every row and read first, so a run killed by its time limit resumes where
-it stopped (rows already there are skipped; ``--retry-failed`` runs those without a number again). A network that
+it stopped (rows already there are skipped, but for an engine row measured on an older import or engine,
+`REVISIONS`; ``--retry-failed`` runs those without a number again). A network that
 fails to export, import or run gets rows with ``ms: null`` and ``error``, the one-line reason. Each measurement is
 also a record of the project's schema (`records`: ``measure`` for the engine, ``baseline`` for PyTorch) in the folder
 ``--keep`` (``<out>.records``), with the IOS-Both schedules, the stage-cost and autotuning caches and ONNX Runtime's
@@ -77,10 +78,11 @@ from records import (
 
 from ios_core.baselines import Measurement
 from ios_core.config import device_profile
+from ios_core.cost.measured import PROFILE_REVISION
 from ios_core.ir import Graph
 from ios_core.measure import simulated
 from ios_core.models.zoo import EXPORTERS, ZOO, build_module, export
-from ios_core.onnx_io import Network, load_onnx
+from ios_core.onnx_io import IMPORT_REVISION, Network, load_onnx
 from ios_core.reference import relative_error, run_graph
 from ios_core.schedule import Schedule, load, sequential
 from ios_core.tracking import write
@@ -89,6 +91,8 @@ ENGINE_MODES = ("sequential", "ios_both")
 TORCH_MODES = ("torch_eager", "torch_cudagraph", "torch_compile_freeze")
 MODES = (*ENGINE_MODES, *TORCH_MODES)
 SEARCH = ("opt=both", "r=3", "s=8")
+REVISIONS = {"import": IMPORT_REVISION, "profile": PROFILE_REVISION}
+"""What an engine row was measured with: a row of an older import or engine is measured again (`pending`)."""
 PRECISION = "fp32"  # TF32 allowed in convolutions and matmuls, on the engine and in PyTorch
 
 
@@ -242,7 +246,7 @@ def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Pat
         try:
             schedules["ios_both"] = search(bench, name, exporter, path, network.graph)
         except SearchError as error:  # a row that says so; --retry-failed resumes it from the cost cache
-            rows.add(row(bench, name, exporter, "ios_both", error=one_line(error), ops=ops))
+            rows.add(row(bench, name, exporter, "ios_both", error=one_line(error), ops=ops, revisions=REVISIONS))
     for mode in [m for m in todo if m in schedules]:
         try:
             if bench.call.dry_run:
@@ -252,13 +256,15 @@ def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Pat
                 record_engine(bench, (name, exporter, mode), schedules[mode], m, numbers)
         except Exception as error:  # noqa: BLE001 -- one failing mode must not lose the others
             numbers = {"error": one_line(error)}
-        rows.add(row(bench, name, exporter, mode, ops=ops, **numbers))
+        rows.add(row(bench, name, exporter, mode, ops=ops, revisions=REVISIONS, **numbers))
 
 
 def pending(bench: Bench, rows: RowFile, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
-    """The ``modes`` asked for whose rows are still to do."""
-    return [m for m in modes if m in bench.modes
-            and not done(rows, (name, exporter, bench.batch, PRECISION, m, bench.call.source), bench.call)]
+    """The ``modes`` asked for whose rows are still to do: not `done`, or of the engine and measured with other
+    `REVISIONS` (an older import or engine)."""
+    keys = {m: (name, exporter, bench.batch, PRECISION, m, bench.call.source) for m in modes if m in bench.modes}
+    return [m for m, key in keys.items() if not done(rows, key, bench.call)
+            or (m in ENGINE_MODES and not any(_key(r) == key and r.get("revisions") == REVISIONS for r in rows.rows))]
 
 
 def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:

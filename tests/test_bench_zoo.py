@@ -104,8 +104,8 @@ def test_the_table_gives_ios_both_against_sequential_and_torch_compile_and_their
 def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
     bench = zoo.Bench(zoo.Call(tmp_path / "zoo.json", "h200", dry_run=True), tmp_path / "keep", 1, zoo.MODES)
     rows = zoo.row_file(bench.call.out, {"machine": 1}, {})
-    rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0))
-    rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU"))
+    rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0, revisions=zoo.REVISIONS))
+    rows.add(zoo.row(bench, "a", "torchscript", "ios_both", error="RuntimeError: no GPU", revisions=zoo.REVISIONS))
     again = zoo.row_file(bench.call.out, {"machine": 2}, {})
     assert again.environments == [{"machine": 1}, {"machine": 2}]
     assert zoo.pending(bench, again, "a", "torchscript", zoo.ENGINE_MODES) == []
@@ -114,6 +114,20 @@ def test_rows_are_resumed_and_failed_ones_retried_when_asked(tmp_path, zoo):
     again.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))
     assert [(r["mode"], r["ms"], r["call"]) for r in zoo.row_file(bench.call.out, {}, {}).rows] == [
         ("sequential", 1.0, 0), ("ios_both", 0.5, 1)]
+
+
+def test_engine_rows_of_an_older_import_or_engine_are_measured_again_and_pytorch_rows_are_not(tmp_path, zoo):
+    bench = zoo.Bench(zoo.Call(tmp_path / "zoo.json", "h200", dry_run=True), tmp_path / "keep", 1, zoo.MODES)
+    rows = zoo.row_file(bench.call.out, {"machine": 1}, {})
+    older = {**zoo.REVISIONS, "import": zoo.REVISIONS["import"] - 1}
+    rows.add(zoo.row(bench, "a", "torchscript", "sequential", 1.0, revisions=older))
+    rows.add(zoo.row(bench, "a", "torchscript", "ios_both", 0.5))  # before rows said what they were measured with
+    rows.add(zoo.row(bench, "a", None, "torch_eager", 2.0))
+    assert zoo.pending(bench, rows, "a", "torchscript", zoo.ENGINE_MODES) == ["sequential", "ios_both"]
+    assert zoo.pending(bench, rows, "a", None, zoo.TORCH_MODES) == ["torch_cudagraph", "torch_compile_freeze"]
+    rows.add(zoo.row(bench, "a", "torchscript", "sequential", 0.9, revisions=zoo.REVISIONS))  # replaces the old row
+    assert zoo.pending(bench, rows, "a", "torchscript", zoo.ENGINE_MODES) == ["ios_both"]
+    assert [r["ms"] for r in rows.rows if r["mode"] == "sequential"] == [0.9]
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the fake GPU downloads uninitialized memory

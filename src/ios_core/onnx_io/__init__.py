@@ -6,12 +6,13 @@ input of TensorRT, ONNX Runtime, TVM and TASO. `run_network` is the float64 refe
 """
 
 from ios_core.onnx_io.exporter import save_onnx, to_onnx
-from ios_core.onnx_io.importer import BODY_OPS, load_onnx, supported_operators
+from ios_core.onnx_io.importer import BODY_OPS, IMPORT_REVISION, load_onnx, supported_operators
 from ios_core.onnx_io.network import Network, run_network
 from ios_core.onnx_io.parse import OnnxImportError, UnsupportedOperatorError
 
 __all__ = [
     "BODY_OPS",
+    "IMPORT_REVISION",
     "Network",
     "OnnxImportError",
     "UnsupportedOperatorError",
