@@ -209,14 +209,15 @@ def call_of(args: argparse.Namespace) -> Call:
     return call
 
 
-def done(rows: RowFile, wanted: tuple, call: Call) -> bool:
+def done(rows: RowFile, wanted: tuple, call: Call, fresh: Callable[[dict[str, Any]], bool] = lambda row: True) -> bool:
     """Whether the row with key ``wanted`` is there: measured (a dry run's does not count for a real run), with a
-    number unless ``call.retry_failed`` asks for those again, and in this call if ``call.again`` names it."""
+    number unless ``call.retry_failed`` asks for those again, in this call if ``call.again`` names it, and
+    ``fresh`` (e.g. not measured with an older engine)."""
     this_call = len(rows.environments) - 1
     again = any(name in call.again for name in wanted if isinstance(name, str))
     return any(rows.key(row) == wanted and (row["source"] == call.source or call.dry_run)
                and (row["ms"] is not None or not call.retry_failed)
-               and (not again or row.get("call") == this_call) for row in rows.rows)
+               and (not again or row.get("call") == this_call) and fresh(row) for row in rows.rows)
 
 
 def missing_rows(rows: RowFile, call: Call, wanted: Iterable[tuple],

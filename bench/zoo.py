@@ -262,9 +262,11 @@ def engine_rows(bench: Bench, rows: RowFile, name: str, exporter: str, path: Pat
 def pending(bench: Bench, rows: RowFile, name: str, exporter: str | None, modes: tuple[str, ...]) -> list[str]:
     """The ``modes`` asked for whose rows are still to do: not `done`, or of the engine and measured with other
     `REVISIONS` (an older import or engine)."""
-    keys = {m: (name, exporter, bench.batch, PRECISION, m, bench.call.source) for m in modes if m in bench.modes}
-    return [m for m, key in keys.items() if not done(rows, key, bench.call)
-            or (m in ENGINE_MODES and not any(_key(r) == key and r.get("revisions") == REVISIONS for r in rows.rows))]
+    def fresh(row: dict[str, Any]) -> bool:
+        return row["mode"] not in ENGINE_MODES or row.get("revisions") == REVISIONS
+
+    return [m for m in modes if m in bench.modes
+            and not done(rows, (name, exporter, bench.batch, PRECISION, m, bench.call.source), bench.call, fresh)]
 
 
 def reference(bench: Bench, name: str, path: Path | None, x: np.ndarray) -> np.ndarray:

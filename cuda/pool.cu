@@ -15,11 +15,10 @@
 //   elements, 16 bytes of float or 8 of a 16-bit type, when the host has checked that C, the pixel
 //   strides and the base pointers are aligned to 4 elements).
 //   Threads are numbered channel vector fastest, then output column, row and sample, so a warp's
-//   loads of one input pixel are contiguous; a global pool is one thread per (sample, channel
-//   vector) walking H x W pixels, coalesced across channels (the lowering gives it at most
-//   GLOBAL_POOL_ONE_PASS_PIXELS of them: a larger one runs each row first, then the rows). No
-//   grid-stride loop; index math is 32-bit, divisions by runtime sizes use multiply-high magic
-//   numbers from the host.
+//   loads of one input pixel are contiguous; a global pool of fewer than WIDE_CELLS pixels is one
+//   thread per (sample, channel vector) walking them, coalesced across channels (a larger one takes
+//   the wide kernels below). No grid-stride loop; index math is 32-bit, divisions by runtime sizes use
+//   multiply-high magic numbers from the host.
 // pool_nhwc_wide_<max|avg>_v<V>: the same views, for windows of many cells (a global pool, or the first
 //   pass of a two-pass one: ios_core.engine.pooling.WIDE_CELLS). A block reduces one output pixel's window
 //   for up to 32 channel vectors: its threads are `lanes` channel lanes (fastest) times a power of two of
@@ -48,11 +47,12 @@ __device__ __forceinline__ int window_range(int o, int stride, int pad, int pad_
     return padded;
 }
 
-// The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
 // One more cell v into a running max or sum; a NaN wins the max, as in numpy.
 __device__ __forceinline__ float combine(bool is_max, float acc, float v) {
     return is_max ? ((v > acc || v != v) ? v : acc) : acc + v;
 }
+
+// The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
 
 template <int V, class Stride, class E>
 __device__ __forceinline__ void reduce_window(bool is_max, const E* __restrict__ x, Stride xh, Stride xw,

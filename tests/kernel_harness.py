@@ -136,46 +136,40 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
 }
 template <class T> inline T __ldg(const T* p) { return *p; }
 inline unsigned int __umulhi(unsigned int a, unsigned int b) { return (unsigned int)(((uint64_t)a * b) >> 32); }
-// A warp whose 32 lanes run as threads of the host, meeting at each shuffle (launch_warps); a lane run alone
-// (launch) has no warp and must not shuffle.
-struct Warp {
+// Threads of the host that wait for each other: meet() returns once all `size` have come.
+struct Barrier {
     std::mutex mutex;
     std::condition_variable turned;
-    float values[32];
-    int arrived = 0;
+    const unsigned int size;
+    unsigned int arrived = 0;
     unsigned long round = 0;
-    void meet() {  // every lane waits here until all 32 have come
-        std::unique_lock<std::mutex> lock(mutex);
-        const unsigned long mine = round;
-        if (++arrived == 32) { arrived = 0; ++round; turned.notify_all(); }
-        else turned.wait(lock, [&] { return round != mine; });
-    }
-};
-static thread_local Warp* warp = nullptr;
-inline float __shfl_xor_sync(unsigned int, float v, int offset) {
-    if (warp == nullptr) std::abort();
-    const unsigned int lane = threadIdx.x % 32;
-    warp->values[lane] = v;
-    warp->meet();
-    const float other = warp->values[lane ^ (unsigned int)offset];
-    warp->meet();
-    return other;
-}
-// A block whose threads run as threads of the host, meeting at each __syncthreads (launch_blocks); a thread run
-// alone (launch, launch_warps) has no block and must not synchronize.
-struct Block {
-    std::mutex mutex;
-    std::condition_variable turned;
-    unsigned int size = 0, arrived = 0;
-    unsigned long round = 0;
-    void meet() {  // every thread waits here until all `size` have come
+    explicit Barrier(unsigned int size) : size(size) {}
+    void meet() {
         std::unique_lock<std::mutex> lock(mutex);
         const unsigned long mine = round;
         if (++arrived == size) { arrived = 0; ++round; turned.notify_all(); }
         else turned.wait(lock, [&] { return round != mine; });
     }
 };
-static thread_local Block* block_of_thread = nullptr;
+// A warp whose 32 lanes run as threads of the host, meeting at each shuffle (launch_warps); a lane run alone
+// (launch) has no warp and must not shuffle.
+struct Warp {
+    Barrier barrier{32};
+    float values[32];
+};
+static thread_local Warp* warp = nullptr;
+inline float __shfl_xor_sync(unsigned int, float v, int offset) {
+    if (warp == nullptr) std::abort();
+    const unsigned int lane = threadIdx.x % 32;
+    warp->values[lane] = v;
+    warp->barrier.meet();
+    const float other = warp->values[lane ^ (unsigned int)offset];
+    warp->barrier.meet();
+    return other;
+}
+// A block whose threads run as threads of the host, meeting at each __syncthreads (launch_blocks); a thread run
+// alone (launch, launch_warps) has no block and must not synchronize.
+static thread_local Barrier* block_of_thread = nullptr;
 inline void __syncthreads() {
     if (block_of_thread == nullptr) std::abort();
     block_of_thread->meet();
@@ -192,6 +186,21 @@ void launch(void (*kernel)(P...), unsigned int grid, unsigned int block, int rev
         kernel(args...);
     }
 }
+// Threads first .. first + count - 1 of the launch (numbered block by block) at once, each a thread of the host
+// that runs `join` first (pointing its warp or block at the one it shares with the others).
+template <class Join, class... P, class... A>
+void run_together(unsigned int first, unsigned int count, Join join, void (*kernel)(P...), A... args) {
+    std::vector<std::thread> threads;
+    for (unsigned int k = 0; k < count; ++k) {
+        threads.emplace_back([&, k] {
+            join();
+            blockIdx = {(first + k) / blockDim.x, 0, 0};
+            threadIdx = {(first + k) % blockDim.x, 0, 0};
+            kernel(args...);
+        });
+    }
+    for (auto& t : threads) t.join();
+}
 // Warp by warp (last first when reverse), each warp's 32 lanes concurrently; block is a multiple of 32.
 template <class... P, class... A>
 void launch_warps(void (*kernel)(P...), unsigned int grid, unsigned int block, int reverse, A... args) {
@@ -199,18 +208,8 @@ void launch_warps(void (*kernel)(P...), unsigned int grid, unsigned int block, i
     blockDim = {block, 1, 1};
     const unsigned int warps = grid * block / 32;
     for (unsigned int i = 0; i < warps; ++i) {
-        const unsigned int first = 32 * (reverse ? warps - 1 - i : i);
         Warp shared;
-        std::vector<std::thread> lanes;
-        for (unsigned int lane = 0; lane < 32; ++lane) {
-            lanes.emplace_back([&, lane] {
-                warp = &shared;
-                blockIdx = {(first + lane) / block, 0, 0};
-                threadIdx = {(first + lane) % block, 0, 0};
-                kernel(args...);
-            });
-        }
-        for (auto& t : lanes) t.join();
+        run_together(32 * (reverse ? warps - 1 - i : i), 32, [&] { warp = &shared; }, kernel, args...);
     }
 }
 // Block by block (last first when reverse), each block's threads concurrently, so that they can synchronize.
@@ -219,19 +218,9 @@ void launch_blocks(void (*kernel)(P...), unsigned int grid, unsigned int block, 
     gridDim = {grid, 1, 1};
     blockDim = {block, 1, 1};
     for (unsigned int i = 0; i < grid; ++i) {
-        const unsigned int b = reverse ? grid - 1 - i : i;
-        Block shared;
-        shared.size = block;
-        std::vector<std::thread> threads;
-        for (unsigned int t = 0; t < block; ++t) {
-            threads.emplace_back([&, t] {
-                block_of_thread = &shared;
-                blockIdx = {b, 0, 0};
-                threadIdx = {t, 0, 0};
-                kernel(args...);
-            });
-        }
-        for (auto& thread : threads) thread.join();
+        Barrier shared(block);
+        run_together(block * (reverse ? grid - 1 - i : i), block, [&] { block_of_thread = &shared; }, kernel,
+                     args...);
     }
 }
 """
