@@ -232,7 +232,8 @@ def _ours(name: str) -> bool:
 
 
 def _cudnn_graph(recorder: Recorder, geometry: Any, fused: bool) -> tuple[CudnnGraph, tuple]:
-    """Fusing bias and activation fails for about half the kernel shapes (by hash): both paths get taken."""
+    """Fusing bias, addend and activation fails for about half the kernel shapes (by hash): both paths get taken."""
     if fused and hash(geometry.w_dims) % 2:
         raise RuntimeError("no fused engine for this geometry")
-    return CudnnGraph(recorder, geometry), ("X", "W", "B" if fused else None, "Y")
+    addend = "Z" if fused and geometry.addend_strides is not None else None
+    return CudnnGraph(recorder, geometry), ("X", "W", "B" if fused else None, addend, "Y")

@@ -77,7 +77,13 @@ def merged_greedy(graph: Graph) -> Schedule:
     return Schedule(graph.name, tuple(stages), {"opt": "merged_greedy"})
 
 
-SCHEDULES = {"sequential": S.sequential, "greedy": S.greedy, "merged_greedy": merged_greedy}
+def one_stream(graph: Graph) -> Schedule:
+    """Every operator in one group, in the graph's order: the longest chains, so that every sum of a convolution's
+    output that can fold into it (`ios_core.engine.lower`) does."""
+    return Schedule(graph.name, (Stage((Group(tuple(n.name for n in graph.operators)),)),), {"opt": "one_stream"})
+
+
+SCHEDULES = {"sequential": S.sequential, "greedy": S.greedy, "merged_greedy": merged_greedy, "one_stream": one_stream}
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -58,7 +58,8 @@ def pointers(call: tuple) -> list[int]:
 
 
 @pytest.mark.parametrize(("name", "options"), [("inception_v3", {}), ("nasnet", {"own_depthwise": False}),
-                                               ("randwire", {"layout": "nchw"}), ("squeezenet", {"autotune": False})])
+                                               ("randwire", {"layout": "nchw"}), ("squeezenet", {"autotune": False}),
+                                               ("nasnet", {"schedule": "one_stream"})])
 def test_a_plan_launches_every_task_inside_the_memory_it_owns(gpu, name, options):
     graph, plan = plan_of(gpu, name, **options)
     start = len(gpu.recorder.calls)
@@ -78,6 +79,27 @@ def test_a_plan_launches_every_task_inside_the_memory_it_owns(gpu, name, options
     assert plan.stats.convs == len(cudnn) == sum(call[0] == "cudnn" for call in calls)
     assert 0 < plan.stats.unfused_convs < plan.stats.convs  # the fake fuses some geometries and not others
     assert plan.stats.weight_bytes <= plan.weights.size and plan.stats.workspace_bytes > 0
+
+
+def test_a_folded_sum_is_cudnns_addend_or_else_our_kernel_adds_bias_and_addend(gpu):
+    graph, plan = plan_of(gpu, "nasnet", schedule="one_stream")
+    folded = [t for t in plan.program.tasks if isinstance(t, ConvTask) and t.addend is not None]
+    assert folded
+    start = len(gpu.recorder.calls)
+    plan.enqueue()
+    calls = launched(gpu.recorder.calls[start:])
+    executions = iter(i for i, call in enumerate(calls) if call[0] == "cudnn")
+    ours = plan.options.own_depthwise
+    cudnn = [t for t in plan.program.tasks if isinstance(t, ConvTask) and not (t.depthwise and ours)]
+    seen = Counter()
+    for task, i in zip(cudnn, executions, strict=True):
+        if task.addend is None:
+            continue
+        fused = any(tensor == "Z" for tensor, _ in calls[i][2])
+        seen[fused] += 1
+        if not fused:  # the bias, then the addend and the activation, each by our pointwise kernel
+            assert [call[1] for call in calls[i + 1:i + 3]] == ["pointwise_f32"] * 2
+    assert seen[True] and seen[False]  # the fake fuses some geometries and not others
 
 
 def test_a_plan_runs_eagerly_and_replays_its_capture_then_frees_its_memory(gpu):

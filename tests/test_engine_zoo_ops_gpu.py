@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from gpu_guard import require_gpu
+from test_engine_cases import one_stream
 from test_engine_zoo_ops import GRAPHS, NEW_ACTIVATIONS, zoo_paths
 
 from ios_core import schedule as S
@@ -109,6 +110,26 @@ def test_each_activation_fused_or_not_equals_reference(act):
     graph = b.build()
     check(graph, "fp32-strict", PlanOptions(autotune=False), S.sequential(graph))
     check(graph, "fp32", PlanOptions(autotune=True), S.sequential(graph))
+
+
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize("act", ["none", "relu", "hardswish", "silu"])
+def test_sums_folded_into_convolutions_equal_reference(act, precision, layout):
+    """A residual sum in the convolution's group is cuDNN's addend (or, where no engine fuses it, our pointwise
+    kernel's): before an activation it has a node for, one it has not, and none; the addend a slice of a wider
+    tensor."""
+    b = GraphBuilder("folded_sums", 64, 14, 14)
+    wide = b.conv(b.input, 96, 1, act="relu")
+    residual = b.activation(b.conv(wide, 32, 3, padding=1, act="none") + wide[32:64], act) if act != "none" else (
+        b.add(b.conv(wide, 32, 3, padding=1, act="none"), wide[32:64]))
+    b.end_block(b.conv(residual, 16, 1, act="relu"))
+    graph = b.build()
+    options = PlanOptions(layout=layout, autotune=precision == "fp32")
+    plan = build_plan(graph, one_stream(graph), 1, precision, None, options)
+    assert plan.program.folded, "the sum did not fold"
+    plan.close()
+    check(graph, precision, options, one_stream(graph))
 
 
 @pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])

@@ -223,6 +223,34 @@ def test_a_convnext_block_channels_last_is_layer_norm_and_1x1_convolutions():
     assert isinstance(graph_ops["ln"], LayerNorm) and graph_ops["ln"].eps == pytest.approx(1e-6)
     assert graph_ops["up"] == Conv(16, (1, 1), act="gelu")
     assert graph_ops["down"] == Conv(4, (1, 1))
+    assert "layer_scale" not in graph_ops  # folded into the weights of "down"
+
+
+@pytest.mark.parametrize("after", ["conv", "matmul_then_transpose"])
+def test_a_per_channel_scale_folds_into_the_product_it_alone_reads(after):
+    """A layer scale written after the transpose back to NCHW (torchvision's ConvNeXt) or after a convolution: the
+    product's weights and bias are scaled, and no node of its own is left."""
+    n = Net(channels=4)
+    if after == "conv":
+        product = n.conv("product", "x", 4, 4)
+    else:
+        nhwc = n.op("Transpose", "to_nhwc", ["x"], perm=[0, 2, 3, 1])
+        down = n.op("MatMul", "down", [nhwc, n.const("w", n.rng.normal(0, 0.3, (4, 4)))])
+        product = n.op("Transpose", "to_nchw", [down], perm=[0, 3, 1, 2])
+    scaled = n.op("Mul", "layer_scale", [n.const("gamma", n.rng.uniform(0.5, 1.5, (4, 1, 1))), product])
+    n.op("Add", "residual", [scaled, "x"])
+    graph_ops = ops(imported(n.model("residual"), channels=4))
+    assert "layer_scale" not in graph_ops
+    assert sum(isinstance(op, Conv) for op in graph_ops.values()) == 1
+
+
+def test_a_scale_of_a_product_read_elsewhere_too_stays_a_channel_affine():
+    n = Net(channels=4)
+    product = n.conv("product", "x", 4, 4)
+    scaled = n.op("Mul", "layer_scale", [product, n.const("gamma", n.rng.uniform(0.5, 1.5, (4, 1, 1)))])
+    n.op("Add", "residual", [scaled, product])
+    graph_ops = ops(imported(n.model("residual"), channels=4))
+    assert graph_ops["layer_scale"] == Conv(4, (1, 1), groups=4)
 
 
 @pytest.mark.parametrize("flatten", ["Flatten", "Reshape"])

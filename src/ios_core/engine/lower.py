@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from itertools import pairwise
+from math import inf
 
 from ios_core.engine.memory import assign_offsets
 from ios_core.engine.placement import MERGE_PREFIX, Placement, merge_key, place
@@ -41,6 +42,7 @@ from ios_core.engine.program import (
     WeightKey,
     channel_stride,
     is_depthwise,
+    overlaps,
     starts_aligned,
     verify,
 )
@@ -75,8 +77,6 @@ class LoweringError(RuntimeError):
 class _Buf:
     name: str
     shape: Shape
-    first: int = 1 << 30
-    last: int = -1
 
 
 class _Lowering:
@@ -89,8 +89,8 @@ class _Lowering:
         self.pad_asymmetric = pad_asymmetric  # cuDNN gets symmetric padding only; a pad task does the rest
         self.buffers: list[_Buf] = []
         self.roots: dict[str, int] = {}
-        self.stage = 0
         self.tasks: list[Task] = []
+        self.folded: list[str] = []
 
     # ---- buffers and views ------------------------------------------------------------------
 
@@ -139,10 +139,56 @@ class _Lowering:
     # ---- emission ---------------------------------------------------------------------------
 
     def emit(self, task: Task) -> None:
-        for view in (*task.reads(), task.y):
-            buf = self.buffers[view.buffer]
-            buf.first, buf.last = min(buf.first, self.stage), max(buf.last, self.stage)
         self.tasks.append(task)
+
+    # ---- sums folded into convolutions ---------------------------------------------------------
+
+    def fold_sums(self, tasks: list[Task]) -> list[Task]:
+        """``tasks`` (one group's) with each sum of a convolution's output and another tensor computed by the
+        convolution itself (its ``addend``), where that sum is the output's only reader.
+
+        The folded convolution runs where the sum did, so nothing it reads may be written in between; its own
+        output is never written (`Program.folded`). cuDNN adds the addend after the bias and before the
+        activation, which is why the convolution must have none of its own.
+        """
+        i = 0
+        while i < len(tasks):
+            conv = tasks[i]
+            j = self._foldable_sum(tasks, i) if isinstance(conv, ConvTask) else None
+            if j is None:
+                i += 1
+                continue
+            total = tasks[j]
+            addend = total.b if total.a == conv.y else total.a
+            tasks[j] = replace(conv, y=total.y, conv=replace(conv.conv, act=total.act), addend=addend)
+            self.folded.append(conv.node)
+            del tasks[i]
+        return tasks
+
+    def _foldable_sum(self, tasks: list[Task], i: int) -> int | None:
+        """The index of the task that can fold into convolution ``tasks[i]`` (see `fold_sums`), or None."""
+        conv = tasks[i]
+        if (conv.pre_act != "none" or conv.addend is not None or conv.conv.act != "none"
+                or (self.own_depthwise and conv.depthwise) or conv.y != self.view(conv.node)
+                or conv.node == self.graph.output or len(self.graph.consumers[conv.node]) != 1):
+            return None
+        for j in range(i + 1, len(tasks)):
+            task = tasks[j]
+            if any(overlaps(conv.y, view) for view in task.reads()):
+                return j if self._folds(conv, task) else None
+            if overlaps(task.y, conv.x):
+                return None
+        return None
+
+    def _folds(self, conv: ConvTask, task: Task) -> bool:
+        """Whether ``task``, the first reader of ``conv``'s output, is a plain sum cuDNN can compute for it."""
+        if not (isinstance(task, PointwiseTask) and task.op == "add" and task.b is not None
+                and (task.low, task.high) == (-inf, inf) and (task.a == conv.y) != (task.b == conv.y)):
+            return False
+        addend = task.b if task.a == conv.y else task.a
+        shape, addend_shape = self.buffers[conv.y.buffer].shape, self.buffers[addend.buffer].shape
+        return ((addend_shape.height, addend_shape.width) == (shape.height, shape.width)
+                and not overlaps(addend, task.y) and self.aligned(addend) and self.aligned(task.y))
 
     def operand(self, node: str, value: Value) -> View:
         """The value as a view: in place when it is one, else gathered into scratch."""
@@ -340,6 +386,7 @@ def lower(
     concat_in_place: bool = True,
     own_depthwise: bool = True,
     pad_asymmetric: bool = False,
+    fold_sums: bool = True,
 ) -> Program:
     """The program running ``stages`` of ``graph`` at ``batch`` in ``layout``.
 
@@ -365,6 +412,10 @@ def lower(
     pad_asymmetric
         A convolution on cuDNN with unequal begin and end padding reads a padded scratch copy
         of its input (a `PadTask`) and pads symmetrically itself (`PlanOptions.pad_asymmetric`).
+    fold_sums
+        A sum that is the only reader of a convolution's output in the same group is computed by that convolution
+        (cuDNN adds it in its epilogue: `ConvTask.addend`) instead of by a kernel of its own
+        (`PlanOptions.fold_sums`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
@@ -374,8 +425,7 @@ def lower(
     lowering = _Lowering(graph, place(graph, merges, concat_in_place), layout, itemsize, own_depthwise,
                          pad_asymmetric)
     program_stages = []
-    for s, stage in enumerate(stages):
-        lowering.stage = s
+    for stage in stages:
         streams = []
         for group in stage.groups:
             lowering.tasks = []
@@ -384,6 +434,8 @@ def lower(
             else:
                 for name in group.ops:
                     lowering.node(graph[name])
+            if fold_sums:
+                lowering.fold_sums(lowering.tasks)
             if lowering.tasks:
                 streams.append(tuple(lowering.tasks))
         program_stages.append(tuple(streams))
@@ -398,18 +450,25 @@ def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch:
         if name == graph.output or any(c not in produced for c in graph.consumers[name])
     )
     end = max(len(stages) - 1, 0)
-    values = {name: lowering.view(name) for name in (*inputs, *sorted(produced))}
+    folded = tuple(name for name in lowering.folded if name in produced)
+    values = {name: lowering.view(name) for name in (*inputs, *sorted(produced)) if name not in folded}
     pinned_first = {values[name].buffer for name in inputs}
     pinned_last = pinned_first | {values[name].buffer for name in outputs}
+    used: dict[int, list[int]] = {}  # the stages each buffer is read or written in
+    for s, streams in enumerate(program_stages):
+        for task in (t for stream in streams for t in stream):
+            for view in (*task.reads(), task.y):
+                used.setdefault(view.buffer, []).append(s)
     buffers = []
     for i, b in enumerate(lowering.buffers):
-        first = 0 if i in pinned_first or b.last < 0 else b.first
-        last = end if i in pinned_last else max(b.last, first)
+        stages_used = used.get(i, [0])
+        first = 0 if i in pinned_first else min(stages_used)
+        last = end if i in pinned_last else max(stages_used)
         buffers.append(Buffer(i, b.name, b.shape.channels, b.shape.height, b.shape.width, first, last))
     sizes = [b.elements(batch) * lowering.itemsize for b in buffers]
     offsets, arena = assign_offsets(sizes, [(b.first, b.last) for b in buffers], ARENA_ALIGNMENT)
     program = Program(graph.name, batch, lowering.layout, lowering.itemsize, tuple(buffers), tuple(offsets), arena,
-                      tuple(program_stages), values, inputs, outputs)
+                      tuple(program_stages), values, inputs, outputs, folded)
     verify(program)
     return program
 

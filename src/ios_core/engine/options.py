@@ -42,6 +42,10 @@ class PlanOptions:
         the H100 in both orders (``results/h100/fp32/barrier/``), it is never slower beyond the order's own effect
         (Inception V3 0.539-0.545 ms against 0.540-0.555, NasNet 2.327-2.333 against 2.370-2.376, SqueezeNet equal).
         Stage plans (profiling a stage alone) always use stage barriers: one stage has nothing to relax.
+    fold_sums
+        A sum whose term is a convolution's output that nothing else reads, in the convolution's own group (a
+        residual block's sum, with the activation after it), is computed by the convolution: cuDNN adds the other
+        term in its epilogue, and no kernel of ours writes, then reads back, the convolution's output.
     """
 
     layout: str = "nhwc"
@@ -53,6 +57,7 @@ class PlanOptions:
     own_depthwise: bool = True
     barrier: str = "exact"
     pad_asymmetric: bool = False
+    fold_sums: bool = True
 
     def __post_init__(self) -> None:
         if self.barrier not in BARRIERS:

@@ -114,7 +114,8 @@ class StageProfiler:
         """The stage alone, lowered as the plan of a whole schedule would lower it."""
         o = self.options
         return lower(self.graph, [stage], self.batch, o.layout, itemsize=self.itemsize,
-                     concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric)
+                     concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric,
+                     fold_sums=o.fold_sums)
 
     def latency(self, stage: Stage) -> float:
         """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""

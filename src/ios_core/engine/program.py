@@ -11,7 +11,8 @@ Invariants (checked by `verify`):
 - within a stage, no stream writes channels of a buffer that another stream reads or writes
   (the groups of a stage run concurrently, and nothing orders them);
 - an element-wise operand has its output's height and width, or is 1 x 1: one value per channel,
-  broadcast over the output's pixels (a squeeze-and-excitation scale).
+  broadcast over the output's pixels (a squeeze-and-excitation scale);
+- a convolution's addend has its output's shape and does not overlap it (cuDNN reads it as the output is written).
 """
 
 from __future__ import annotations
@@ -79,10 +80,13 @@ class WeightKey:
 
 @dataclass(frozen=True)
 class ConvTask:
-    """``y = act(conv(pre_act(x), W) + b)``: a cuDNN convolution with bias and activation fused, or our depthwise one.
+    """``y = act(conv(pre_act(x), W) + b + addend)``: a cuDNN convolution with bias, sum and activation fused, or our
+    depthwise one.
 
     ``pre_act`` (an activation applied to each input value as it is read) is only ever set on a
-    depthwise convolution (`is_depthwise`), which our own kernel runs.
+    depthwise convolution (`is_depthwise`), which our own kernel runs. ``addend`` (a residual sum's other term,
+    of ``y``'s shape) only on one cuDNN runs, where the lowering folded the sum of the convolution's output into it
+    (`Program.folded`).
     """
 
     node: str
@@ -91,9 +95,10 @@ class ConvTask:
     conv: Conv
     weights: WeightKey
     pre_act: str = "none"
+    addend: View | None = None
 
     def reads(self) -> tuple[View, ...]:
-        return (self.x,)
+        return (self.x,) if self.addend is None else (self.x, self.addend)
 
     @property
     def depthwise(self) -> bool:
@@ -101,7 +106,10 @@ class ConvTask:
 
     def __str__(self) -> str:
         x = str(self.x) if self.pre_act == "none" else f"{self.pre_act}({self.x})"
-        return f"{self.y} = {'depthwise' if self.depthwise else 'conv'}[{self.weights}] {x}"
+        expr = f"{'depthwise' if self.depthwise else 'conv'}[{self.weights}] {x}"
+        if self.addend is not None:
+            expr = f"{expr} + {self.addend}" if self.conv.act == "none" else f"{self.conv.act}({expr} + {self.addend})"
+        return f"{self.y} = {expr}"
 
 
 def is_depthwise(conv: Conv, in_channels: int) -> bool:
@@ -227,7 +235,8 @@ class Program:
     when every stream has finished the previous one. ``offsets[i]`` is buffer ``i``'s byte offset
     in the arena of ``arena_bytes``. ``values`` says where every node the program reads or writes
     lives; ``inputs`` are the nodes it reads but does not compute, ``outputs`` those it computes
-    that are read after it (or the graph's output).
+    that are read after it (or the graph's output). ``folded`` are the convolutions it computes whose own output no
+    task writes: each one's only reader, a sum, is folded into its `ConvTask` (``addend``), so it has no value.
     """
 
     graph: str
@@ -241,6 +250,7 @@ class Program:
     values: Mapping[str, View] = field(compare=False)
     inputs: tuple[str, ...] = ()
     outputs: tuple[str, ...] = ()
+    folded: tuple[str, ...] = ()
 
     @property
     def streams(self) -> int:
@@ -314,6 +324,8 @@ def verify(program: Program) -> None:
                 raise ProgramError(f"task {task} ({task.node}): view {view} outside {buf.name} of {buf.channels}")
         if isinstance(task, PointwiseTask):
             _verify_broadcast(program, task)
+        if isinstance(task, ConvTask) and task.addend is not None:
+            _verify_addend(program, task)
     _verify_arena(program)
     for s, stage in enumerate(program.stages):
         for (k1, one), (k2, other) in combinations(enumerate(stage), 2):
@@ -328,6 +340,14 @@ def _verify_broadcast(program: Program, task: PointwiseTask) -> None:
         if view.channels != task.y.channels or (buf.height, buf.width) not in ((y.height, y.width), (1, 1)):
             raise ProgramError(f"task {task} ({task.node}): operand {view} of {buf.name} ({buf.channels}x{buf.height}"
                                f"x{buf.width}) is neither {task.y.channels} channels of {y.height}x{y.width} nor 1x1")
+
+
+def _verify_addend(program: Program, task: ConvTask) -> None:
+    y, z = program.buffers[task.y.buffer], program.buffers[task.addend.buffer]
+    if task.addend.channels != task.y.channels or (z.height, z.width) != (y.height, y.width):
+        raise ProgramError(f"task {task} ({task.node}): addend {task.addend} of {z.name} is not of the output's shape")
+    if overlaps(task.addend, task.y):
+        raise ProgramError(f"task {task} ({task.node}): addend {task.addend} overlaps the output it is added into")
 
 
 def _verify_arena(program: Program) -> None:
@@ -345,7 +365,8 @@ def _verify_arena(program: Program) -> None:
                 raise ProgramError(f"buffers {b1.name} and {b2.name} share arena bytes while both are live")
 
 
-def _overlap(a: View, b: View) -> bool:
+def overlaps(a: View, b: View) -> bool:
+    """Whether two views share any element: channels of one buffer that meet."""
     return a.buffer == b.buffer and a.channel < b.channel + b.channels and b.channel < a.channel + a.channels
 
 
@@ -353,6 +374,6 @@ def _clash(one: tuple[Task, ...], other: tuple[Task, ...]) -> str | None:
     for t1 in one:
         for t2 in other:
             for w, t, views in ((t1.y, t2, (*t2.reads(), t2.y)), (t2.y, t1, (*t1.reads(), t1.y))):
-                if any(_overlap(w, v) for v in views):
+                if any(overlaps(w, v) for v in views):
                     return f"{w} ({t1.node} / {t2.node})" if t is t2 else f"{w} ({t2.node} / {t1.node})"
     return None

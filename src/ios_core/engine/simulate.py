@@ -10,6 +10,7 @@ in any ``order`` that keeps their `ios_core.engine.dependencies`, as exact barri
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
@@ -50,7 +51,11 @@ Runner = Callable[[_Arena, Task, Graph, dict[str, Params]], np.ndarray]
 
 def _conv(arena: _Arena, task: ConvTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
     x = ACTIVATION_FUNCTIONS[task.pre_act](arena[task.x].copy())
-    return conv2d(task.conv, [x], conv_params(graph, weights, task.weights))
+    params = conv_params(graph, weights, task.weights)
+    if task.addend is None:
+        return conv2d(task.conv, [x], params)
+    total = conv2d(replace(task.conv, act="none"), [x], params) + arena[task.addend]
+    return ACTIVATION_FUNCTIONS[task.conv.act](total)
 
 
 def _pool(arena: _Arena, task: PoolTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:

@@ -52,11 +52,11 @@ ACCEPTS: dict[str, frozenset[str]] = {
 """The layouts (`ios_core.onnx_io.context.LAYOUTS`) in which each operator reads its activations."""
 
 
-IMPORT_REVISION = 2
+IMPORT_REVISION = 3
 """Bumped whenever the graph imported from the same file changes (its operators, blocks or weights), so that what
 was measured on an older import is not taken for today's (`bench/zoo.py`'s rows): 2 -- an activation folds into a
 lone BatchNormalization and rides on the loads of its depthwise readers; a sum read by one activation ends no
-block."""
+block; 3 -- a per-channel Mul by a constant folds into the product before it (ConvNeXt's layer scale)."""
 
 
 def supported_operators() -> dict[str, list[str]]:

@@ -10,7 +10,8 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 2. `ios_core.onnx_io.patterns` rewrites what ONNX spells in several nodes (activations, channel shuffle,
    padding before a convolution or pool, MatMul + Add) as one node;
 3. `live` drops nodes whose results nothing reads (the rewritten patterns' first nodes, dead branches);
-4. `fuse` folds a BatchNormalization into the convolution before it, then an activation into the
+4. `fuse` folds a per-channel scale (a Mul by a constant) and a BatchNormalization into the convolution before it,
+   then an activation into the
    convolution's (or matrix product's, or a BatchNormalization's left alone) ``ios.activation`` attribute,
    whenever the tensor in between has no other reader; a ReLU that only depthwise convolutions read moves into
    each of them (``ios.pre_activation``);
@@ -275,14 +276,16 @@ def sanitize(name: str) -> str:
 
 
 def fuse(parsed: Parsed) -> None:
-    """Fold BatchNormalization, then an activation, into each convolution (an activation also into each matrix
-    product, `PRODUCTS`, and into each BatchNormalization with no convolution to fold into, which becomes a
-    channel affine: DenseNet's BN-ReLU after each concatenation) whose output only they read.
+    """Fold a per-channel scale (`_scales_into_products`), then BatchNormalization, then an activation, into each
+    convolution (an activation also into each matrix product, `PRODUCTS`, and into each BatchNormalization with no
+    convolution to fold into, which becomes a channel affine: DenseNet's BN-ReLU after each concatenation) whose
+    output only they read.
 
     Folding rewrites the Conv node in place of the chain: its weights become new constants
     ``<conv>::weight``/``::bias`` and its output the chain's last tensor, so numerics stay exact
     (up to rounding) and the folded nodes disappear.
     """
+    _scales_into_products(parsed)
     readers = parsed.readers()
     reader_of = {t: node for node in parsed.nodes for t in node.inputs if t}
     dropped: set[int] = set()
@@ -301,6 +304,76 @@ def fuse(parsed: Parsed) -> None:
             replaced[id(bn)] = _fold_activation(readers, reader_of, bn, dropped)
     parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
     _activations_into_depthwise_readers(parsed)
+
+
+def _scales_into_products(parsed: Parsed) -> None:
+    """Each Mul by a per-channel constant of a convolution's or matrix product's output that only it reads, directly
+    or through Transposes only it reads (ConvNeXt's layer scale, after its MLP's second product and the transpose
+    back to NCHW), scales that product's weights and bias instead: one pass over the tensor less."""
+    readers = parsed.readers()
+    producer = {t: node for node in parsed.nodes for t in node.outputs if t}
+    replaced: dict[int, OnnxNode] = {}
+    dropped: set[int] = set()
+    for mul in parsed.nodes:
+        consts = [t for t in mul.inputs if t in parsed.consts]
+        if mul.op_type != "Mul" or len(mul.inputs) != 2 or len(consts) != 1:
+            continue
+        tensor, transposes = next(t for t in mul.inputs if t not in parsed.consts), []
+        while (node := producer.get(tensor)) is not None and node.op_type == "Transpose" and readers[tensor] == 1:
+            transposes.append(node)
+            tensor = node.inputs[0]
+        product = producer.get(tensor)
+        if (product is None or readers[tensor] != 1 or product.op_type not in ("Conv", "MatMul", DENSE_OP)
+                or id(product) in replaced or not _constant_inputs(parsed, product.inputs[1:])):
+            continue
+        scale = _channel_vector(parsed, product, transposes, parsed.consts[consts[0]])
+        if scale is None:
+            continue
+        replaced[id(product)] = _scaled(parsed, product, scale)
+        last = transposes[0] if transposes else product
+        replaced[id(last)] = replace(replaced.get(id(last), last), outputs=mul.outputs)
+        dropped.add(id(mul))
+    parsed.nodes = [replaced.get(id(n), n) for n in parsed.nodes if id(n) not in dropped]
+
+
+def _channel_vector(parsed: Parsed, product: OnnxNode, transposes: list[OnnxNode],
+                    const: np.ndarray) -> np.ndarray | None:
+    """``const`` as one factor per output channel of ``product``, seen through ``transposes`` (nearest first); None
+    where it is not one (or the layout cannot be followed)."""
+    weight = parsed.consts[product.inputs[1]]
+    if weight.ndim != (4 if product.op_type == "Conv" else 2):
+        return None
+    if product.op_type == "Conv":
+        rank, axis, channels = 4, 1, weight.shape[0]
+    else:  # a dense product's channels are its output's last axis, of a rank only a transpose says
+        rank = len(transposes[-1].attrs.get("perm", ())) if transposes else max(np.ndim(const), 1)
+        axis, channels = rank - 1, weight.shape[1]
+    for transpose in reversed(transposes):
+        perm = list(transpose.attrs.get("perm", ()))
+        if len(perm) != rank or axis not in perm:
+            return None
+        axis = perm.index(axis)
+    c = np.asarray(const, dtype=np.float64)
+    if c.ndim > rank:
+        return None
+    c = c.reshape((1,) * (rank - c.ndim) + c.shape)
+    if any(n != 1 for i, n in enumerate(c.shape) if i != axis) or c.shape[axis] not in (1, channels):
+        return None
+    return np.broadcast_to(c.reshape(-1), (channels,))
+
+
+def _scaled(parsed: Parsed, product: OnnxNode, scale: np.ndarray) -> OnnxNode:
+    """``product`` with each output channel's weights and bias multiplied by ``scale``, as new constants (a MatMul
+    becomes a `DENSE_OP` with that bias)."""
+    weight = np.asarray(parsed.consts[product.inputs[1]], dtype=np.float64)
+    has_bias = len(product.inputs) > 2 and product.inputs[2]
+    channels = weight.shape[0] if product.op_type == "Conv" else weight.shape[1]
+    bias = np.asarray(parsed.consts[product.inputs[2]], dtype=np.float64) if has_bias else np.zeros(channels)
+    names = (f"{product.name}::scaled_weight", f"{product.name}::scaled_bias")
+    parsed.consts[names[0]] = weight * (scale[:, None, None, None] if product.op_type == "Conv" else scale)
+    parsed.consts[names[1]] = bias.reshape(-1) * scale
+    op_type = DENSE_OP if product.op_type == "MatMul" else product.op_type
+    return replace(product, op_type=op_type, inputs=(product.inputs[0], *names))
 
 
 def _activations_into_depthwise_readers(parsed: Parsed) -> None:

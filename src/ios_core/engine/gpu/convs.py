@@ -5,8 +5,8 @@ slice of a larger buffer has the larger buffer's strides), padding, stride, dila
 activation and the precision -- so two convolutions with one geometry share one built graph and
 differ only in the pointers they execute with. Every tensor's strides are set explicitly.
 
-Bias and activation are fused into the graph (conv -> bias -> act) when some engine supports
-it; otherwise the graph is the convolution alone and the caller applies bias and activation
+Bias, a residual addend and activation are fused into the graph (conv -> bias -> add -> act) when some engine
+supports it; otherwise the graph is the convolution alone and the caller applies bias, addend and activation
 with our pointwise kernel (``ConvGraph.fused`` says which). An activation cuDNN has no node for
 (`CUDNN_ACTIVATIONS`) is never in a geometry: the caller applies it after the fused bias.
 
@@ -88,6 +88,7 @@ class Geometry:
     act: str
     precision: str
     padding_end: tuple[int, int] | None = None  # bottom and right, when they differ from ``padding``
+    addend_strides: tuple[int, ...] | None = None  # of a tensor of ``y_dims`` added before the activation, if any
 
     @property
     def bias_strides(self) -> tuple[int, ...]:
@@ -96,27 +97,28 @@ class Geometry:
 
     def key(self) -> str:
         fields = asdict(self)
-        if self.padding_end is None:  # a symmetric convolution keeps the key it had before asymmetric padding
-            del fields["padding_end"]
+        for name in ("padding_end", "addend_strides"):  # keys made before these existed stay valid without them
+            if fields[name] is None:
+                del fields[name]
         return json.dumps(fields, sort_keys=True)
 
 
 @dataclass
 class ConvGraph:
-    """A built cuDNN graph, its four tensors, and what running it needs."""
+    """A built cuDNN graph, its five tensors, and what running it needs."""
 
     geometry: Geometry
     graph: object
-    tensors: tuple  # X, W, B (None when not fused), Y
+    tensors: tuple  # X, W, B and Z (each None when not fused, Z also without an addend), Y
     fused: bool
     workspace: int
     engine: str
     tuned_ms: float | None = None
     heuristic_ms: float | None = None
 
-    def execute(self, handle: object, x: int, w: int, b: int, y: int, workspace: int) -> None:
-        X, W, B, Y = self.tensors
-        pack = {X: x, W: w, Y: y} if B is None else {X: x, W: w, B: b, Y: y}
+    def execute(self, handle: object, x: int, w: int, b: int, y: int, workspace: int, z: int = 0) -> None:
+        X, W, B, Z, Y = self.tensors
+        pack = {X: x, W: w, Y: y} | ({} if B is None else {B: b}) | ({} if Z is None else {Z: z})
         self.graph.execute(pack, workspace, handle=handle)
 
 
@@ -135,11 +137,15 @@ def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tup
     y = g.conv_fprop(image=X, weight=W, **pads, stride=list(geometry.stride), dilation=list(geometry.dilation),
                      compute_data_type=f32, name="conv")
     y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
-    B = None
+    B = Z = None
     if fused:
         B = g.tensor(name="B", dim=[1, geometry.y_dims[1], 1, 1], stride=list(geometry.bias_strides), data_type=io)
         y = g.bias(input=y, bias=B, name="bias")
         y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
+        if geometry.addend_strides is not None:
+            Z = g.tensor(name="Z", dim=list(geometry.y_dims), stride=list(geometry.addend_strides), data_type=io)
+            y = g.add(a=y, b=Z, name="addend")
+            y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
         if geometry.act != "none":
             y = CUDNN_ACTIVATIONS[geometry.act](g, y)
             y.set_dim(list(geometry.y_dims)).set_stride(list(geometry.y_strides)).set_data_type(f32)
@@ -151,7 +157,7 @@ def _graph(geometry: Geometry, fused: bool, handle: object) -> tuple[object, tup
         g.deselect_numeric_notes([cudnn.numerical_note.TENSOR_CORE])
     g.deselect_workspace_greater_than(WORKSPACE_LIMIT)
     g.check_support()
-    return g, (X, W, B, y)
+    return g, (X, W, B, Z, y)
 
 
 @dataclass
@@ -162,6 +168,7 @@ class TuningBuffers:
     w: int
     b: int
     y: int
+    z: int = 0
     workspace: drv.DeviceAllocation | None = None
     workspace_bytes: int = 0
 
@@ -237,7 +244,7 @@ class ConvLibrary:
 
                 def enqueue(workspace: int = workspace) -> None:
                     for _ in range(CANDIDATE_RUNS):
-                        conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace)
+                        conv.execute(self.handle, buffers.x, buffers.w, buffers.b, buffers.y, workspace, buffers.z)
 
                 captured = device.CapturedGraph(self.stream, enqueue)
                 # one warm-up launch (it uploads the graph), then one sample of every replay

@@ -18,7 +18,7 @@ only for the earlier groups it conflicts with, and stream 0 joins every side str
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import numpy as np
@@ -295,6 +295,7 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     if task.pre_act != "none":
         raise ValueError("only our depthwise kernel applies an activation to its input")
     (xp, x_dims, x_strides), (yp, y_dims, y_strides) = context.pointer(task.x), context.pointer(task.y)
+    addend = None if task.addend is None else context.pointer(task.addend)
     weights, conv = context.weights[task.weights], task.conv
     w_dims = tuple(weights.dims)
     top, left, bottom, right = conv.pads
@@ -302,23 +303,30 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     geometry = Geometry(x_dims, one_pixel_strides(x_dims, x_strides), w_dims, one_pixel_strides(w_dims, w_strides),
                         y_dims, one_pixel_strides(y_dims, y_strides), (top, left), conv.stride, conv.dilation,
                         fused_activation(conv.act), context.precision,
-                        None if (bottom, right) == (top, left) else (bottom, right))
-    wp, bp = weights.weight, weights.bias
-    graph = context.library.get(geometry, TuningBuffers(xp, wp, bp, yp))
+                        None if (bottom, right) == (top, left) else (bottom, right),
+                        None if addend is None else one_pixel_strides(y_dims, addend[2]))
+    wp, bp, zp = weights.weight, weights.bias, 0 if addend is None else addend[0]
+    buffers = TuningBuffers(xp, wp, bp, yp, zp)
+    graph = context.library.get(geometry, buffers)
+    if addend is not None and not graph.fused:  # no engine adds it: our kernel does, after the convolution and bias
+        graph = context.library.get(replace(geometry, act="none", addend_strides=None), buffers)
     handle = context.handles[k]
     y = (yp, y_dims, y_strides)
-    after = None
-    if not graph.fused:  # bias and activation by our pointwise kernel, after the convolution
-        after = pointwise_call(context, k, y, y, (bp, y_dims, (0, 1, 0, 0)), "add", conv.act)
-    elif geometry.act != conv.act:  # an activation cuDNN has no node for, in place after the fused bias
-        after = pointwise_call(context, k, y, y, None, "none", conv.act)
+    after: list[Callable[[], None]] = []
+    if not graph.fused:  # the bias (and the activation, unless an addend comes first) by our pointwise kernel
+        after.append(pointwise_call(context, k, y, y, (bp, y_dims, (0, 1, 0, 0)), "add",
+                                    conv.act if addend is None else "none"))
+    if addend is not None and graph.geometry.addend_strides is None:
+        after.append(pointwise_call(context, k, y, y, addend, "add", conv.act))
+    elif graph.fused and graph.geometry.act != conv.act:  # an activation cuDNN has no node for, in place after it
+        after.append(pointwise_call(context, k, y, y, None, "none", conv.act))
 
     def call(workspace: int) -> None:
-        graph.execute(handle, xp, wp, bp, yp, workspace)
-        if after is not None:
-            after()
+        graph.execute(handle, xp, wp, bp, yp, workspace, zp)
+        for launch in after:
+            launch()
 
-    return TaskLaunch(call, () if after is None else ("pointwise",), graph)
+    return TaskLaunch(call, ("pointwise",) * len(after), graph)
 
 
 def _pool(context: LaunchContext, task: PoolTask, k: int) -> TaskLaunch:
