@@ -60,13 +60,16 @@ FAMILIES = (  # a kernel's family: the first whose markers its name holds (lower
 
 
 def kind(graph: Graph, name: str) -> str:
-    """An operator's kind: its IR type; a convolution's kernel (``Conv 1x1``, ``Conv depthwise``, ``Conv 3x3``), a
-    pooling's kind (``Pool max``); an identity's ``Sum`` or ``Concat`` of several operators' outputs."""
+    """An operator's kind: its IR type; a convolution's kernel (``Conv 1x1``, ``Conv depthwise``, ``Conv 3x3``, and
+    ``Conv 1x1 of one pixel``: a squeeze-excitation's or a classifier's dense layer), a pooling's kind
+    (``Pool max``); an identity's ``Sum`` or ``Concat`` of several operators' outputs."""
     node = graph.by_name[name]
     op = node.op
     if isinstance(op, Conv):
         depthwise = op.groups > 1 and op.groups == op.out_channels
-        return "Conv depthwise" if depthwise else f"Conv {op.kernel[0]}x{op.kernel[1]}"
+        pixels = graph.shapes[name].height * graph.shapes[name].width
+        return ("Conv depthwise" if depthwise else f"Conv {op.kernel[0]}x{op.kernel[1]}"
+                + (" of one pixel" if pixels == 1 else ""))
     if isinstance(op, Pool):
         return f"Pool {op.kind}"
     if isinstance(op, Identity):  # its operand, a `Value`: a sum of terms, each a concatenation of slices

@@ -244,6 +244,33 @@ def test_a_per_channel_scale_folds_into_the_product_it_alone_reads(after):
     assert sum(isinstance(op, Conv) for op in graph_ops.values()) == 1
 
 
+def channel_slice(n, name, x, begin, end):
+    bounds = [n.const(f"{name}.{k}", [v], dtype=np.int64) for k, v in
+              (("starts", begin), ("ends", end), ("axes", 1), ("steps", 1))]
+    return n.op("Slice", name, [x, *bounds])
+
+
+def test_a_convolution_read_only_by_disjoint_channel_slices_is_one_convolution_per_slice():
+    """DPN's dual path: the block's last convolution, split between the residual sum and the dense concatenation."""
+    n = Net(channels=4)
+    product = n.conv("product", "x", 4, 6, k=1)
+    residual = n.op("Add", "residual", [channel_slice(n, "sum_part", product, 0, 4), "x"])
+    n.op("Concat", "dense", [residual, channel_slice(n, "dense_part", product, 4, 2**62)], axis=1)
+    graph_ops = ops(imported(n.model("dense"), channels=4))
+    assert "product" not in graph_ops
+    assert graph_ops["sum_part"] == Conv(4, (1, 1)) and graph_ops["dense_part"] == Conv(2, (1, 1))
+
+
+@pytest.mark.parametrize("ranges", [((0, 4), (2, 6)), ((0, 4), None)])
+def test_overlapping_slices_or_another_reader_keep_the_convolution_whole(ranges):
+    n = Net(channels=4)
+    product = n.conv("product", "x", 4, 6, k=1)
+    first = channel_slice(n, "first", product, *ranges[0])
+    second = channel_slice(n, "second", product, *ranges[1]) if ranges[1] else n.op("Relu", "second", [product])
+    n.op("Concat", "both", [first, second], axis=1)
+    assert isinstance(ops(imported(n.model("both"), channels=4))["product"], Conv)
+
+
 def test_a_scale_of_a_product_read_elsewhere_too_stays_a_channel_affine():
     n = Net(channels=4)
     product = n.conv("product", "x", 4, 4)

@@ -28,7 +28,7 @@ from ios_core.onnx_io.parse import (
     OnnxNode,
     batch_norm_affine,
 )
-from ios_core.onnx_io.patterns import pad_amounts
+from ios_core.onnx_io.patterns import pad_amounts, slice_bound
 
 Handler = Callable[[Context, OnnxNode], tuple[Value, ...]]
 
@@ -211,19 +211,12 @@ def _slice(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:
         if int(step) != 1:
             raise OnnxImportError(f"{node}: slices with step {int(step)} are not supported")
         if axis == 1:
-            begin, end = _clamp(int(start), x.channels), _clamp(int(stop), x.channels)
-        elif (_clamp(int(start), dims[axis]), _clamp(int(stop), dims[axis])) != (0, dims[axis]):
+            begin, end = slice_bound(int(start), x.channels), slice_bound(int(stop), x.channels)
+        elif (slice_bound(int(start), dims[axis]), slice_bound(int(stop), dims[axis])) != (0, dims[axis]):
             raise OnnxImportError(f"{node}: only channel slices are supported, this one slices axis {axis}")
     if begin >= end:
         raise OnnxImportError(f"{node}: empty channel slice [{begin}:{end}]")
     return (x[begin:end],)
-
-
-def _clamp(index: int, size: int | None) -> int | None:
-    """An ONNX slice bound in ``[0, size]``; for the batch axis (size None) the bounds of the whole axis."""
-    if size is None:
-        return 0 if index == 0 else None if index >= 2**31 - 1 else -1
-    return min(max(index + size if index < 0 else index, 0), size)
 
 
 def _activation(ctx: Context, node: OnnxNode) -> tuple[Value, ...]:

@@ -56,7 +56,8 @@ IMPORT_REVISION = 3
 """Bumped whenever the graph imported from the same file changes (its operators, blocks or weights), so that what
 was measured on an older import is not taken for today's (`bench/zoo.py`'s rows): 2 -- an activation folds into a
 lone BatchNormalization and rides on the loads of its depthwise readers; a sum read by one activation ends no
-block; 3 -- a per-channel Mul by a constant folds into the product before it (ConvNeXt's layer scale)."""
+block; 3 -- a per-channel Mul by a constant folds into the product before it (ConvNeXt's layer scale), and a
+convolution read only by disjoint channel slices is one convolution per slice (DPN's dual path)."""
 
 
 def supported_operators() -> dict[str, list[str]]:

@@ -12,12 +12,14 @@ them, and where something does they stay, so a rewrite is exact whatever else th
 - `padded_windows`: a constant Pad read only by a convolution (zero pad) or pool (-inf pad before a
   max, zero pad before an average, which then counts the padding) goes into that node's pads;
 - `dense_biases`: MatMul by a constant matrix then Add of a constant vector becomes one `DENSE_OP`;
-- `contiguous_gathers`: Reshape to 1-D then Gather of indices 0, 1, 2... in a shape is a Reshape to it.
+- `contiguous_gathers`: Reshape to 1-D then Gather of indices 0, 1, 2... in a shape is a Reshape to it;
+- `sliced_products`: a convolution whose output only disjoint channel Slices read is one convolution per Slice.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 from collections.abc import Callable
 from dataclasses import replace
@@ -276,6 +278,57 @@ def constant_identities(parsed: Parsed) -> None:
     parsed.nodes = [n for n in parsed.nodes if not (n.op_type == "Identity" and n.inputs[0] in parsed.consts)]
 
 
+def slice_bound(index: int, size: int | None) -> int | None:
+    """An ONNX slice bound in ``[0, size]``; for the batch axis (size None) the bounds of the whole axis."""
+    if size is None:
+        return 0 if index == 0 else None if index >= 2**31 - 1 else -1
+    return min(max(index + size if index < 0 else index, 0), size)
+
+
+def _channel_range(parsed: Parsed, node: OnnxNode, channels: int) -> tuple[int, int] | None:
+    """The channels ``[begin, end)`` a Slice of constant bounds, over the channel axis only, step 1, keeps."""
+    if parsed.opset < 10 or not all(t in parsed.consts for t in node.inputs[1:] if t) or len(node.inputs) < 4:
+        return None
+    starts, ends, axes = (np.asarray(parsed.consts[t]).reshape(-1) for t in node.inputs[1:4])
+    steps = np.asarray(parsed.consts[node.inputs[4]]).reshape(-1) if len(node.inputs) > 4 and node.inputs[4] else [1]
+    if list(map(int, axes)) != [1] or list(map(int, steps)) != [1]:
+        return None
+    begin, end = slice_bound(int(starts[0]), channels), slice_bound(int(ends[0]), channels)
+    return (begin, end) if begin < end else None
+
+
+def sliced_products(parsed: Parsed) -> None:
+    """Rewrite a Conv (one group) whose output only channel Slices read, over disjoint channels, as one Conv per
+    Slice computing only its channels (those rows of the weights and bias).
+
+    DPN's dual path splits each block's last convolution between the residual sum and the dense concatenation: as
+    two convolutions, the first one's output is the sum's alone (so the engine can add it in the convolution,
+    `ios_core.engine.lower`) and the second one's the concatenation's (which can host it in place), instead of a
+    sum kernel and a copy."""
+    readers = parsed.readers()
+    slices: dict[str, list[OnnxNode]] = {}
+    for node in parsed.nodes:
+        if node.op_type == "Slice":
+            slices.setdefault(node.inputs[0], []).append(node)
+    rewritten: dict[int, OnnxNode] = {}
+    for conv in parsed.nodes:
+        parts = slices.get(conv.outputs[0], []) if conv.op_type == "Conv" else []
+        if (not parts or readers[conv.outputs[0]] != len(parts) or int(conv.attrs.get("group", 1)) != 1
+                or not all(t in parsed.consts for t in conv.inputs[1:] if t)):
+            continue
+        weight = np.asarray(parsed.consts[conv.inputs[1]])
+        has_bias = len(conv.inputs) > 2 and conv.inputs[2]
+        bias = np.asarray(parsed.consts[conv.inputs[2]]) if has_bias else np.zeros(weight.shape[0], weight.dtype)
+        ranges = [_channel_range(parsed, part, weight.shape[0]) for part in parts]
+        if any(r is None for r in ranges) or any(a[1] > b[0] for a, b in itertools.pairwise(sorted(ranges))):
+            continue
+        for part, (begin, end) in zip(parts, ranges, strict=True):
+            names = (f"{part.name}::weight", f"{part.name}::bias")
+            parsed.consts[names[0]], parsed.consts[names[1]] = weight[begin:end], bias[begin:end]
+            rewritten[id(part)] = OnnxNode("Conv", part.name, (conv.inputs[0], *names), part.outputs, conv.attrs)
+    parsed.nodes = [rewritten.get(id(n), n) for n in parsed.nodes]
+
+
 REWRITES: tuple[Callable[[Parsed], None], ...] = (
     constant_identities,
     contiguous_gathers,
@@ -283,6 +336,7 @@ REWRITES: tuple[Callable[[Parsed], None], ...] = (
     channel_shuffles,
     padded_windows,
     dense_biases,
+    sliced_products,
 )
 """The rewrites, in the order `rewrite` applies them."""
 
