@@ -143,9 +143,9 @@ class _Lowering:
 
     # ---- sums folded into convolutions ---------------------------------------------------------
 
-    def fold_sums(self, tasks: list[Task]) -> list[Task]:
-        """``tasks`` (one group's) with each sum of a convolution's output and another tensor computed by the
-        convolution itself (its ``addend``), where that sum is the output's only reader.
+    def fold_sums(self, tasks: list[Task]) -> None:
+        """Rewrite ``tasks`` (one group's, in place) so that each sum of a convolution's output and another tensor
+        is computed by the convolution itself (its ``addend``), where that sum is the output's only reader.
 
         The folded convolution runs where the sum did, so nothing it reads may be written in between; its own
         output is never written (`Program.folded`). cuDNN adds the addend after the bias and before the
@@ -163,7 +163,6 @@ class _Lowering:
             tasks[j] = replace(conv, y=total.y, conv=replace(conv.conv, act=total.act), addend=addend)
             self.folded.append(conv.node)
             del tasks[i]
-        return tasks
 
     def _foldable_sum(self, tasks: list[Task], i: int) -> int | None:
         """The index of the task that can fold into convolution ``tasks[i]`` (see `fold_sums`), or None."""
@@ -188,7 +187,8 @@ class _Lowering:
         addend = task.b if task.a == conv.y else task.a
         shape, addend_shape = self.buffers[conv.y.buffer].shape, self.buffers[addend.buffer].shape
         return ((addend_shape.height, addend_shape.width) == (shape.height, shape.width)
-                and not overlaps(addend, task.y) and self.aligned(addend) and self.aligned(task.y))
+                and not overlaps(addend, task.y) and not overlaps(conv.x, task.y)
+                and self.aligned(addend) and self.aligned(task.y))
 
     def operand(self, node: str, value: Value) -> View:
         """The value as a view: in place when it is one, else gathered into scratch."""
