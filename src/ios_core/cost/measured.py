@@ -36,7 +36,8 @@ PROFILE_REVISION = 6
 2 -- a merge copies home the members a concatenation hosts; number runs chained as child graphs; fast NHWC
 depthwise kernels; 3 -- fast NHWC pooling kernels; 4 -- a global pool over many pixels in two passes; 5 -- a block of
 threads per wide pooling window (a global pool), a global pool in two passes by bands of rows; 6 -- a sum that alone
-reads a convolution's output in its group is added by the convolution (`ios_core.engine.PlanOptions.fold_sums`)."""
+reads a convolution's output in its group is added by the convolution (`ios_core.engine.PlanOptions.fold_sums`);
+cuDNN applies hardsigmoid and hardswish in the convolution's graph."""
 
 
 class Profiler(Protocol):

@@ -7,8 +7,8 @@ differ only in the pointers they execute with. Every tensor's strides are set ex
 
 Bias, a residual addend and activation are fused into the graph (conv -> bias -> add -> act) when some engine
 supports it; otherwise the graph is the convolution alone and the caller applies bias, addend and activation
-with our pointwise kernel (``ConvGraph.fused`` says which). An activation cuDNN has no node for
-(`CUDNN_ACTIVATIONS`) is never in a geometry: the caller applies it after the fused bias.
+with our pointwise kernel (``ConvGraph.fused`` says which). Where a graph with the addend or activation finds no
+engine, the caller asks for the convolution with its bias alone, and applies the rest itself.
 
 Engine choice: ``autotune=False`` takes cuDNN's heuristic (mode A, then fallback) first plan
 that builds; ``autotune=True`` builds every candidate, times each inside a captured CUDA graph,
@@ -40,6 +40,13 @@ from ios_core.timing import Timing
 CANDIDATE_TIMING = Timing(warmup=1, number=CANDIDATE_REPLAYS * CANDIDATE_RUNS, repeat=1)
 """How a candidate engine is timed: `CANDIDATE_RUNS` runs captured in a graph, replayed `CANDIDATE_REPLAYS` times."""
 
+def _hard_sigmoid(g: Any, y: Any) -> Any:
+    """``clip(y / 6 + 1/2, 0, 1)``, its two constants passed by value."""
+    f32 = cudnn.data_type.FLOAT
+    scaled = g.add(a=g.mul(a=y, b=g.tensor_scalar(1.0 / 6.0, f32)), b=g.tensor_scalar(0.5, f32))
+    return g.relu(input=scaled, lower_clip=0.0, upper_clip=1.0, name="act")
+
+
 CUDNN_ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "relu": lambda g, y: g.relu(input=y, name="act"),
     "relu6": lambda g, y: g.relu(input=y, lower_clip=0.0, upper_clip=6.0, name="act"),
@@ -48,13 +55,13 @@ CUDNN_ACTIVATIONS: dict[str, Callable[[Any, Any], Any]] = {
     "silu": lambda g, y: g.swish(input=y, name="act"),  # SWISH_FWD, beta 1
     "gelu": lambda g, y: g.gelu(input=y, name="act"),  # GELU_FWD: the erf form
     "gelu_tanh": lambda g, y: g.gelu_approx_tanh(input=y, name="act"),
+    "hardsigmoid": _hard_sigmoid,
+    "hardswish": lambda g, y: g.mul(a=y, b=_hard_sigmoid(g, y), name="hardswish"),
 }
-"""The activations a convolution's cuDNN graph applies after its bias, by the pointwise node that computes each.
-
-The one table of that choice: ``hardsigmoid`` and ``hardswish`` are missing because cuDNN has no mode for them and
-spelling them as a chain (scale by 1/6, add 1/2, clip, multiply) needs scalar operands passed by value, which
-runtime-fusion engines do not reliably take; the launcher runs them with our pointwise kernel, in place, right
-after the convolution's fused bias (`fused_activation`).
+"""The activations a convolution's cuDNN graph applies after its bias (and addend), by the pointwise nodes that
+compute each: one node where cuDNN has a mode for it, a chain for ``hardsigmoid`` and ``hardswish`` (which it has
+not). Where no engine runs a graph with its activation, the launcher builds the convolution with its bias alone and
+runs the activation with our pointwise kernel, in place, right after (`ios_core.engine.gpu.launch`).
 """
 
 

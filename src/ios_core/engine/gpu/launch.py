@@ -308,7 +308,9 @@ def _conv(context: LaunchContext, task: ConvTask, k: int) -> TaskLaunch:
     wp, bp, zp = weights.weight, weights.bias, 0 if addend is None else addend[0]
     buffers = TuningBuffers(xp, wp, bp, yp, zp)
     graph = context.library.get(geometry, buffers)
-    if addend is not None and not graph.fused:  # no engine adds it: our kernel does, after the convolution and bias
+    if not graph.fused and (addend is not None or geometry.act != "none"):
+        # no engine adds the addend or applies the activation: the convolution and bias alone (if an engine fuses
+        # those), and our kernel does the rest
         graph = context.library.get(replace(geometry, act="none", addend_strides=None), buffers)
     handle = context.handles[k]
     y = (yp, y_dims, y_strides)
