@@ -450,7 +450,7 @@ def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch:
         if name == graph.output or any(c not in produced for c in graph.consumers[name])
     )
     end = max(len(stages) - 1, 0)
-    folded = tuple(name for name in lowering.folded if name in produced)
+    folded = tuple(lowering.folded)
     values = {name: lowering.view(name) for name in (*inputs, *sorted(produced)) if name not in folded}
     pinned_first = {values[name].buffer for name in inputs}
     pinned_last = pinned_first | {values[name].buffer for name in outputs}

@@ -10,11 +10,10 @@ later step touches protobufs. Steps, each a small function over `Parsed`:
 2. `ios_core.onnx_io.patterns` rewrites what ONNX spells in several nodes (activations, channel shuffle,
    padding before a convolution or pool, MatMul + Add) as one node;
 3. `live` drops nodes whose results nothing reads (the rewritten patterns' first nodes, dead branches);
-4. `fuse` folds a per-channel scale (a Mul by a constant) and a BatchNormalization into the convolution before it,
-   then an activation into the
-   convolution's (or matrix product's, or a BatchNormalization's left alone) ``ios.activation`` attribute,
-   whenever the tensor in between has no other reader; a ReLU that only depthwise convolutions read moves into
-   each of them (``ios.pre_activation``);
+4. `fuse` folds a per-channel scale (a Mul by a constant) and a BatchNormalization into the convolution before
+   it, then an activation into the convolution's (or matrix product's, or a BatchNormalization's left alone)
+   ``ios.activation`` attribute, whenever the tensor in between has no other reader; a ReLU that only depthwise
+   convolutions read moves into each of them (``ios.pre_activation``);
 5. `cut_tensors` finds the block boundaries: tensors that are, once computed, the only live value, and in long
    spans without one, NASNet cells' exits (two-exit cuts).
 """
