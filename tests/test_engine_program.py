@@ -286,7 +286,8 @@ def test_a_sum_that_alone_reads_a_convolution_in_its_group_folds_into_it(layout)
     assert [(t.node, t.conv.act) for t in folded] == [("conv2", "relu"), ("conv4", "none")]
     assert folded[0].addend == program.values["conv1"].sub(8, 16) and "relu(conv[conv2]" in str(program)
     assert not any(isinstance(t, PointwiseTask) and t.op == "add" for t in program.tasks)
-    assert "conv2" not in program.values  # no value: nothing ever writes it
+    assert "conv2" not in program.values  # no value: nothing ever writes it, and it takes no arena bytes
+    assert not {"conv2", "conv4"} & {b.name for b in program.buffers}
     assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
 
 

@@ -19,7 +19,7 @@ not compute are the program's inputs, and everything computed that is read later
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from itertools import pairwise
 from math import inf
 
@@ -459,18 +459,31 @@ def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch:
         for task in (t for stream in streams for t in stream):
             for view in (*task.reads(), task.y):
                 used.setdefault(view.buffer, []).append(s)
+    # a buffer no task touches and no value lies in (a folded convolution's own) takes no arena bytes
+    valued = {view.buffer for view in values.values()}
+    kept = [i for i in range(len(lowering.buffers)) if i in used or i in valued]
+    index = {old: new for new, old in enumerate(kept)}
     buffers = []
-    for i, b in enumerate(lowering.buffers):
-        stages_used = used.get(i, [0])
-        first = 0 if i in pinned_first else min(stages_used)
-        last = end if i in pinned_last else max(stages_used)
-        buffers.append(Buffer(i, b.name, b.shape.channels, b.shape.height, b.shape.width, first, last))
+    for new, old in enumerate(kept):
+        b, stages_used = lowering.buffers[old], used.get(old, [0])
+        first = 0 if old in pinned_first else min(stages_used)
+        last = end if old in pinned_last else max(stages_used)
+        buffers.append(Buffer(new, b.name, b.shape.channels, b.shape.height, b.shape.width, first, last))
+    program_stages = [tuple(tuple(_renumbered(t, index) for t in stream) for stream in streams)
+                      for streams in program_stages]
+    values = {name: replace(view, buffer=index[view.buffer]) for name, view in values.items()}
     sizes = [b.elements(batch) * lowering.itemsize for b in buffers]
     offsets, arena = assign_offsets(sizes, [(b.first, b.last) for b in buffers], ARENA_ALIGNMENT)
     program = Program(graph.name, batch, lowering.layout, lowering.itemsize, tuple(buffers), tuple(offsets), arena,
                       tuple(program_stages), values, inputs, outputs, folded)
     verify(program)
     return program
+
+
+def _renumbered(task: Task, index: dict[int, int]) -> Task:
+    """``task`` with the buffer of each of its views renumbered by ``index`` (old number to new)."""
+    return replace(task, **{f.name: replace(view, buffer=index[view.buffer]) for f in fields(task)
+                            if isinstance(view := getattr(task, f.name), View)})
 
 
 def conv_params(graph: Graph, weights: dict[str, Params], key: WeightKey) -> Params:
