@@ -53,7 +53,6 @@ __device__ __forceinline__ float combine(bool is_max, float acc, float v) {
 }
 
 // The max, or the sum divided by `count`, of the window [h0, h1) x [w0, w1) of V consecutive channels at x.
-
 template <int V, class Stride, class E>
 __device__ __forceinline__ void reduce_window(bool is_max, const E* __restrict__ x, Stride xh, Stride xw,
                                               int h0, int h1, int w0, int w1, float count, float (&acc)[V])

@@ -361,16 +361,16 @@ def _channel_vector(parsed: Parsed, product: OnnxNode, transposes: list[OnnxNode
     return np.broadcast_to(c.reshape(-1), (channels,))
 
 
-def _scaled(parsed: Parsed, product: OnnxNode, scale: np.ndarray) -> OnnxNode:
-    """``product`` with each output channel's weights and bias multiplied by ``scale``, as new constants (a MatMul
-    becomes a `DENSE_OP` with that bias)."""
+def _scaled(parsed: Parsed, product: OnnxNode, scale: np.ndarray, shift: np.ndarray | float = 0.0) -> OnnxNode:
+    """``product`` followed by ``x * scale + shift`` per output channel, as one product: its weights and bias
+    scaled, the bias shifted, as new constants (a MatMul becomes a `DENSE_OP` with that bias)."""
     weight = np.asarray(parsed.consts[product.inputs[1]], dtype=np.float64)
     has_bias = len(product.inputs) > 2 and product.inputs[2]
     channels = weight.shape[0] if product.op_type == "Conv" else weight.shape[1]
     bias = np.asarray(parsed.consts[product.inputs[2]], dtype=np.float64) if has_bias else np.zeros(channels)
-    names = (f"{product.name}::scaled_weight", f"{product.name}::scaled_bias")
+    names = (f"{product.name}::weight", f"{product.name}::bias")
     parsed.consts[names[0]] = weight * (scale[:, None, None, None] if product.op_type == "Conv" else scale)
-    parsed.consts[names[1]] = bias.reshape(-1) * scale
+    parsed.consts[names[1]] = bias.reshape(-1) * scale + shift
     op_type = DENSE_OP if product.op_type == "MatMul" else product.op_type
     return replace(product, op_type=op_type, inputs=(product.inputs[0], *names))
 
@@ -440,14 +440,7 @@ def batch_norm_affine(parsed: Parsed, bn: OnnxNode) -> tuple[np.ndarray, np.ndar
 
 
 def _fold_batch_norm(parsed: Parsed, conv: OnnxNode, bn: OnnxNode) -> OnnxNode:
-    weight = np.asarray(parsed.consts[conv.inputs[1]], dtype=np.float64)
-    has_bias = len(conv.inputs) > 2 and conv.inputs[2]
-    bias = np.asarray(parsed.consts[conv.inputs[2]], dtype=np.float64) if has_bias else np.zeros(weight.shape[0])
-    scale, shift = batch_norm_affine(parsed, bn)
-    names = (f"{conv.name}::weight", f"{conv.name}::bias")
-    parsed.consts[names[0]] = weight * scale[:, None, None, None]
-    parsed.consts[names[1]] = bias * scale + shift
-    return replace(conv, inputs=(conv.inputs[0], *names), outputs=bn.outputs[:1])
+    return replace(_scaled(parsed, conv, *batch_norm_affine(parsed, bn)), outputs=bn.outputs[:1])
 
 
 def live(nodes: list[OnnxNode], output: str) -> list[OnnxNode]:
