@@ -132,6 +132,25 @@ def test_sums_folded_into_convolutions_equal_reference(act, precision, layout):
     check(graph, precision, options, one_stream(graph))
 
 
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize(("pool", "size", "channels"), [("global_avg", 7, 1152), ("global_max", 56, 96),
+                                                         ("global_avg", 112, 32)])  # one pass; bands first
+def test_squeeze_excitations_folded_equal_reference(pool, size, channels, precision, layout):
+    """EfficientNet's squeeze-and-excitation as one kernel of ours (`ExciteTask`), a block per sample: more
+    channels than the block has threads, a max, and a pool whose first pass is bands of rows."""
+    b = GraphBuilder("folded_excitation", channels, size, size)
+    x = b.conv(b.input, channels, 3, padding=1, groups=channels, act="silu")
+    scale = b.conv(b.conv(b.pool(x, pool), channels // 24, 1, act="silu"), channels, 1, act="sigmoid")
+    b.end_block(b.conv(b.mul(x, scale), 16, 1, act="none"))
+    graph = b.build()
+    options = PlanOptions(layout=layout, autotune=precision == "fp32")
+    plan = build_plan(graph, one_stream(graph), 2, precision, None, options)
+    assert plan.stats.kernels.get("excite") == 1, "the squeeze-and-excitation did not fold"
+    plan.close()
+    check(graph, precision, options, one_stream(graph))
+
+
 @pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
 @pytest.mark.parametrize("path", zoo_paths(), ids=lambda p: p.stem)
 def test_every_zoo_network_equals_reference(path, precision):

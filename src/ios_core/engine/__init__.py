@@ -4,7 +4,7 @@ Two halves, one per folder. This package is the half that runs anywhere and impo
 numpy: `lower` makes a `Program` (buffers in one arena, channel-slice views, tasks per stream; `placement`
 and `memory` decide where values live), `dependencies` finds which earlier groups each group must follow,
 `simulate` runs it with numpy, `elements` says how each precision stores tensors (float32, or 16 bits with float32
-arithmetic), `packing` lays out weights, `depthwise`, `pooling` and `channelwise` (pads,
+arithmetic), `packing` lays out weights, `depthwise`, `pooling`, `excitation` and `channelwise` (pads,
 norms over channels, shuffles, the pointwise kernel's arguments) choose our kernels' launches, `profile` is the
 CPU half of stage profiling and `tunecache` keeps autotuning winners. The GPU half, ``ios_core.engine.gpu``,
 imports PyCUDA and the cuDNN frontend; the four functions below import it only when called, so
@@ -31,6 +31,7 @@ from ios_core.engine.program import (
     LAYOUTS,
     Buffer,
     ConvTask,
+    ExciteTask,
     NormTask,
     PadTask,
     PointwiseTask,
@@ -105,8 +106,8 @@ def environment() -> dict[str, Any]:
 
 
 __all__ = [
-    "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "LoweringError", "NormTask", "PadTask", "Placement", "PlanOptions",
-    "PointwiseTask", "PoolTask", "Program", "ProgramError", "ShuffleTask", "View", "WeightKey", "build_plan",
-    "conv_params", "end_to_end_latency", "environment", "gpu_profiler", "latency", "lower", "place", "simulate",
-    "unplanned_bytes", "verify",
+    "LAYOUTS", "PRECISIONS", "Buffer", "ConvTask", "ExciteTask", "LoweringError", "NormTask", "PadTask", "Placement",
+    "PlanOptions", "PointwiseTask", "PoolTask", "Program", "ProgramError", "ShuffleTask", "View", "WeightKey",
+    "build_plan", "conv_params", "end_to_end_latency", "environment", "gpu_profiler", "latency", "lower", "place",
+    "simulate", "unplanned_bytes", "verify",
 ]

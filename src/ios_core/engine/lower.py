@@ -14,6 +14,10 @@ through an aligned scratch copy instead.
 Scratch buffers live one stage, so streams of a stage never share one. `lower` works for a whole
 schedule and for a few stages alone (what the measured cost times): nodes the stages read but do
 not compute are the program's inputs, and everything computed that is read later is an output.
+
+Within a group, two folds then remove kernels: a squeeze-and-excitation's pool and two 1 x 1 convolutions become one
+`ExciteTask` (`_Lowering.fold_excitations`), and a sum that alone reads a convolution's output is added by the
+convolution (`_Lowering.fold_sums`).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, fields, replace
 from itertools import pairwise
 from math import inf
 
+from ios_core.engine.excitation import fits
 from ios_core.engine.memory import assign_offsets
 from ios_core.engine.placement import MERGE_PREFIX, Placement, merge_key, place
 from ios_core.engine.pooling import first_pass_rows
@@ -31,6 +36,7 @@ from ios_core.engine.program import (
     LAYOUTS,
     Buffer,
     ConvTask,
+    ExciteTask,
     NormTask,
     PadTask,
     PointwiseTask,
@@ -140,6 +146,38 @@ class _Lowering:
 
     def emit(self, task: Task) -> None:
         self.tasks.append(task)
+
+    # ---- squeeze-and-excitations folded into one kernel -------------------------------------------
+
+    def fold_excitations(self, tasks: list[Task]) -> None:
+        """Rewrite ``tasks`` (one group's, in place) so that each global pool followed by the two 1 x 1
+        convolutions of a squeeze-and-excitation, each the only reader of the one before, is one `ExciteTask`.
+
+        The three run one after another where the pool's last pass did, and nothing between them writes; the pool's
+        and the squeeze's outputs are never written (`Program.folded`). A first pass of the pool over bands of rows
+        stays a task of its own, and the excitation pools the bands.
+        """
+        i = 0
+        while i + 2 < len(tasks):
+            pool, squeeze, excite = tasks[i:i + 3]
+            if self._excitation(pool, squeeze, excite):
+                tasks[i:i + 3] = [ExciteTask(excite.node, pool.x, excite.y, pool.pool, squeeze.conv, squeeze.weights,
+                                             excite.conv, excite.weights)]
+                self.folded += [pool.node, squeeze.node]
+            i += 1
+
+    def _excitation(self, pool: Task, squeeze: Task, excite: Task) -> bool:
+        """Whether three tasks in a row are a squeeze-and-excitation our kernel computes (see `fold_excitations`)."""
+        return (isinstance(pool, PoolTask) and pool.pool.kind.startswith("global")
+                and isinstance(squeeze, ConvTask) and isinstance(excite, ConvTask)
+                and squeeze.x == pool.y and excite.x == squeeze.y and self._read_once(pool) and self._read_once(squeeze)
+                and squeeze.pre_act == excite.pre_act == "none" and squeeze.addend is None and excite.addend is None
+                and not overlaps(pool.x, excite.y) and fits(pool.x.channels, squeeze.conv, excite.conv))
+
+    def _read_once(self, task: PoolTask | ConvTask) -> bool:
+        """Whether ``task`` writes its node's whole value, which one other node alone reads."""
+        return (task.y == self.view(task.node) and task.node != self.graph.output
+                and len(self.graph.consumers[task.node]) == 1)
 
     # ---- sums folded into convolutions ---------------------------------------------------------
 
@@ -387,6 +425,7 @@ def lower(
     own_depthwise: bool = True,
     pad_asymmetric: bool = False,
     fold_sums: bool = True,
+    fold_excitations: bool = True,
 ) -> Program:
     """The program running ``stages`` of ``graph`` at ``batch`` in ``layout``.
 
@@ -416,6 +455,9 @@ def lower(
         A sum that is the only reader of a convolution's output in the same group is computed by that convolution
         (cuDNN adds it in its epilogue: `ConvTask.addend`) instead of by a kernel of its own
         (`PlanOptions.fold_sums`).
+    fold_excitations
+        A squeeze-and-excitation's global pool and two 1 x 1 convolutions in one group, each read only by the next,
+        run as one kernel of ours (`ExciteTask`) instead of three (`PlanOptions.fold_excitations`).
     """
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
@@ -434,6 +476,8 @@ def lower(
             else:
                 for name in group.ops:
                     lowering.node(graph[name])
+            if fold_excitations:
+                lowering.fold_excitations(lowering.tasks)
             if fold_sums:
                 lowering.fold_sums(lowering.tasks)
             if lowering.tasks:

@@ -46,6 +46,10 @@ class PlanOptions:
         A sum whose term is a convolution's output that nothing else reads, in the convolution's own group (a
         residual block's sum, with the activation after it), is computed by the convolution: cuDNN adds the other
         term in its epilogue, and no kernel of ours writes, then reads back, the convolution's output.
+    fold_excitations
+        A squeeze-and-excitation in one group -- a global pool and two 1 x 1 convolutions of the pooled pixel, each
+        read only by the next -- is one kernel of ours (`ios_core.engine.excitation`), not three launches that each
+        do almost nothing.
     """
 
     layout: str = "nhwc"
@@ -58,6 +62,7 @@ class PlanOptions:
     barrier: str = "exact"
     pad_asymmetric: bool = False
     fold_sums: bool = True
+    fold_excitations: bool = True
 
     def __post_init__(self) -> None:
         if self.barrier not in BARRIERS:

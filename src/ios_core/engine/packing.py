@@ -18,7 +18,7 @@ import numpy as np
 
 from ios_core.engine.elements import Element
 from ios_core.engine.memory import align
-from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, NormTask
+from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, Weighted
 from ios_core.weights import Params
 
 
@@ -43,7 +43,7 @@ def kernel_array(params: Params, layout: str, ours: bool) -> np.ndarray:
     return np.ascontiguousarray(w.transpose(0, 2, 3, 1) if layout == "nhwc" else w)
 
 
-def ours(task: ConvTask | NormTask, own_depthwise: bool) -> bool:
+def ours(task: Weighted, own_depthwise: bool) -> bool:
     """Whether ``task``'s weights are read by our depthwise kernel (in its own order) when ``own_depthwise``."""
     return isinstance(task, ConvTask) and task.depthwise and own_depthwise
 

@@ -115,7 +115,7 @@ class StageProfiler:
         o = self.options
         return lower(self.graph, [stage], self.batch, o.layout, itemsize=self.itemsize,
                      concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric,
-                     fold_sums=o.fold_sums)
+                     fold_sums=o.fold_sums, fold_excitations=o.fold_excitations)
 
     def latency(self, stage: Stage) -> float:
         """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""

@@ -12,7 +12,8 @@ Invariants (checked by `verify`):
   (the groups of a stage run concurrently, and nothing orders them);
 - an element-wise operand has its output's height and width, or is 1 x 1: one value per channel,
   broadcast over the output's pixels (a squeeze-and-excitation scale);
-- a convolution's addend has its output's shape and does not overlap it (cuDNN reads it as the output is written).
+- a convolution's addend has its output's shape and does not overlap it (cuDNN reads it as the output is written);
+- a squeeze-and-excitation's output is one pixel of its input's channels, and does not overlap its input.
 """
 
 from __future__ import annotations
@@ -224,7 +225,41 @@ class NormTask:
         return f"{self.y} = {name}{'' if self.weights is None else f'[{self.weights}]'} {self.x}"
 
 
-Task = ConvTask | PoolTask | PointwiseTask | ShuffleTask | PadTask | NormTask
+@dataclass(frozen=True)
+class ExciteTask:
+    """``y = excite(squeeze(pool(x)))``: a squeeze-and-excitation's global pool and its two 1 x 1 convolutions of the
+    pooled pixel (each with its bias and activation) in one kernel of ours, a block per sample
+    (`ios_core.engine.excitation`). The lowering folds the three nodes' tasks into it; the pool and the squeeze
+    are then `Program.folded`. ``node`` is the excitation's."""
+
+    node: str
+    x: View
+    y: View
+    pool: Pool
+    squeeze: Conv
+    squeeze_weights: WeightKey
+    excite: Conv
+    excite_weights: WeightKey
+
+    def reads(self) -> tuple[View, ...]:
+        return (self.x,)
+
+    def __str__(self) -> str:
+        return (f"{self.y} = excite[{self.squeeze_weights} {self.squeeze.act}, {self.excite_weights} "
+                f"{self.excite.act}] {self.pool.kind}_pool {self.x}")
+
+
+Task = ConvTask | PoolTask | PointwiseTask | ShuffleTask | PadTask | NormTask | ExciteTask
+Weighted = ConvTask | NormTask | ExciteTask
+"""A task that reads weights: each of its weight keys (`weight_keys`)."""
+
+
+def weight_keys(task: Task) -> tuple[WeightKey, ...]:
+    """The weight keys ``task`` reads, in the order it reads them."""
+    if isinstance(task, ExciteTask):
+        return task.squeeze_weights, task.excite_weights
+    key = getattr(task, "weights", None)
+    return () if key is None else (key,)
 
 
 @dataclass(frozen=True)
@@ -235,8 +270,9 @@ class Program:
     when every stream has finished the previous one. ``offsets[i]`` is buffer ``i``'s byte offset
     in the arena of ``arena_bytes``. ``values`` says where every node the program reads or writes
     lives; ``inputs`` are the nodes it reads but does not compute, ``outputs`` those it computes
-    that are read after it (or the graph's output). ``folded`` are the convolutions it computes whose own output no
-    task writes: each one's only reader, a sum, is folded into its `ConvTask` (``addend``), so it has no value.
+    that are read after it (or the graph's output). ``folded`` are the nodes it computes whose own output no task
+    writes, so that they have no value: a convolution whose only reader, a sum, is folded into its `ConvTask`
+    (``addend``), and a squeeze-and-excitation's pool and squeeze, folded into an `ExciteTask`.
     """
 
     graph: str
@@ -260,12 +296,11 @@ class Program:
     def tasks(self) -> tuple[Task, ...]:
         return tuple(t for stage in self.stages for stream in stage for t in stream)
 
-    def weighted(self) -> dict[WeightKey, ConvTask | NormTask]:
+    def weighted(self) -> dict[WeightKey, Weighted]:
         """Every weight key the tasks use, with the first task that uses it (what decides how it is packed)."""
-        found: dict[WeightKey, ConvTask | NormTask] = {}
+        found: dict[WeightKey, Weighted] = {}
         for task in self.tasks:
-            key = getattr(task, "weights", None)
-            if key is not None:
+            for key in weight_keys(task):
                 found.setdefault(key, task)
         return found
 
@@ -326,6 +361,8 @@ def verify(program: Program) -> None:
             _verify_broadcast(program, task)
         if isinstance(task, ConvTask) and task.addend is not None:
             _verify_addend(program, task)
+        if isinstance(task, ExciteTask):
+            _verify_excitation(program, task)
     _verify_arena(program)
     for s, stage in enumerate(program.stages):
         for (k1, one), (k2, other) in combinations(enumerate(stage), 2):
@@ -348,6 +385,15 @@ def _verify_addend(program: Program, task: ConvTask) -> None:
         raise ProgramError(f"task {task} ({task.node}): addend {task.addend} of {z.name} is not of the output's shape")
     if overlaps(task.addend, task.y):
         raise ProgramError(f"task {task} ({task.node}): addend {task.addend} overlaps the output it is added into")
+
+
+def _verify_excitation(program: Program, task: ExciteTask) -> None:
+    y = program.buffers[task.y.buffer]
+    if task.y.channels != task.x.channels or (y.height, y.width) != (1, 1):
+        raise ProgramError(f"task {task} ({task.node}): output {task.y} of {y.name} is not one pixel of "
+                           f"{task.x.channels} channels")
+    if overlaps(task.x, task.y):
+        raise ProgramError(f"task {task} ({task.node}): output {task.y} overlaps its input")
 
 
 def _verify_arena(program: Program) -> None:

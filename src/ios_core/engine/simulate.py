@@ -19,6 +19,7 @@ from ios_core.engine.dependencies import Group
 from ios_core.engine.lower import conv_params
 from ios_core.engine.program import (
     ConvTask,
+    ExciteTask,
     NormTask,
     PadTask,
     PointwiseTask,
@@ -98,6 +99,12 @@ def _norm(arena: _Arena, task: NormTask, graph: Graph, weights: dict[str, Params
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _excite(arena: _Arena, task: ExciteTask, graph: Graph, weights: dict[str, Params]) -> np.ndarray:
+    pooled = pool2d(task.pool, [arena[task.x].copy()], {})
+    hidden = conv2d(task.squeeze, [pooled], conv_params(graph, weights, task.squeeze_weights))
+    return conv2d(task.excite, [hidden], conv_params(graph, weights, task.excite_weights))
+
+
 _RUNNERS: dict[type, Runner] = {
     ConvTask: _conv,
     PoolTask: _pool,
@@ -105,6 +112,7 @@ _RUNNERS: dict[type, Runner] = {
     ShuffleTask: _shuffle,
     PadTask: _pad,
     NormTask: _norm,
+    ExciteTask: _excite,
 }
 """What each type of task computes, from the arena as it is before the task runs (every read is a copy or done
 before ``y`` is written)."""

@@ -20,7 +20,7 @@ import pycuda.driver as drv
 from cuda.bindings import driver as cu
 from pycuda.compiler import SourceModule
 
-from ios_core.engine import channelwise, depthwise, pooling
+from ios_core.engine import channelwise, depthwise, excitation, pooling
 from ios_core.engine.elements import ELEMENTS, Element
 from ios_core.engine.program import POINTWISE_SIGNATURE
 
@@ -152,6 +152,7 @@ class Kernels:
     fill: drv.Function
     pad: drv.Function
     norm: drv.Function  # LayerNorm and softmax over channels
+    excite: drv.Function  # a squeeze-and-excitation's pool and two 1 x 1 convolutions
     convert_in: drv.Function  # float32 to the element type, n contiguous elements (a plan's input)
     convert_out: drv.Function  # the element type to float32 (a plan's output)
 
@@ -163,8 +164,8 @@ def default_kernel_dir() -> Path:
 
 @cache
 def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"]) -> Kernels:
-    """Compile our kernel files (``pointwise.cu``, ``pool.cu``, ``depthwise.cu``, ``pad.cu``, ``norm.cu``) once per
-    process for the running GPU, ``element``'s instances alone."""
+    """Compile our kernel files (``pointwise.cu``, ``pool.cu``, ``depthwise.cu``, ``pad.cu``, ``norm.cu``,
+    ``excite.cu``) once per process for the running GPU, ``element``'s instances alone."""
     folder = Path(kernel_dir) if kernel_dir else default_kernel_dir()
     arch = device_context().arch
     options = ["-O3", f"-DELEMENT_ONLY={element.only}"]
@@ -172,7 +173,7 @@ def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"
     modules = {  # functions keep their module alive
         file: SourceModule((folder / file).read_text(), arch=arch, no_extern_c=True, options=options,
                            include_dirs=[str(folder)])
-        for file in ("pointwise.cu", "pool.cu", "depthwise.cu", "pad.cu", "norm.cu")
+        for file in ("pointwise.cu", "pool.cu", "depthwise.cu", "pad.cu", "norm.cu", "excite.cu")
     }
 
     def load(file: str, name: str, signature: str) -> drv.Function:
@@ -188,6 +189,7 @@ def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
         pad=load("pad.cu", channelwise.PAD, channelwise.PAD_SIGNATURE),
         norm=load("norm.cu", channelwise.NORM, channelwise.NORM_SIGNATURE),
+        excite=load("excite.cu", excitation.EXCITE, excitation.EXCITE_SIGNATURE),
         convert_in=load("pointwise.cu", "convert_in_f32", CONVERT_SIGNATURE),
         convert_out=load("pointwise.cu", "convert_out_f32", CONVERT_SIGNATURE),
     )

@@ -24,13 +24,14 @@ from functools import partial
 import numpy as np
 import pycuda.driver as drv
 
-from ios_core.engine import channelwise, depthwise, pooling
+from ios_core.engine import channelwise, depthwise, excitation, pooling
 from ios_core.engine.dependencies import Group, Waits
 from ios_core.engine.gpu import device
 from ios_core.engine.gpu.convs import ConvGraph, ConvLibrary, Geometry, TuningBuffers, fused_activation
 from ios_core.engine.packing import Pack, depthwise_strides, kernel_strides, one_pixel_strides
 from ios_core.engine.program import (
     ConvTask,
+    ExciteTask,
     NormTask,
     PadTask,
     PointwiseTask,
@@ -269,6 +270,14 @@ def _norm(context: LaunchContext, task: NormTask, k: int) -> TaskLaunch:
     return _chosen(context, k, "norm", {channelwise.NORM: context.kernels.norm}, launch)
 
 
+def _excite(context: LaunchContext, task: ExciteTask, k: int) -> TaskLaunch:
+    squeeze, excite = context.weights[task.squeeze_weights], context.weights[task.excite_weights]
+    launch = excitation.excite_launch(_operand(context, task.x), _operand(context, task.y), task.pool.kind,
+                                      (task.squeeze, task.excite), (squeeze.weight, squeeze.bias, excite.weight,
+                                                                    excite.bias))
+    return _chosen(context, k, "excite", {excitation.EXCITE: context.kernels.excite}, launch)
+
+
 def _chosen(context: LaunchContext, k: int, family: str, functions: Mapping[str, drv.Function],
             launch: depthwise.Launch) -> TaskLaunch:
     """The launch of a kernel of ``family`` chosen on the host, counted under the family and under its own name."""
@@ -346,4 +355,5 @@ _LAUNCHERS: dict[type, Callable[[LaunchContext, Task, int], TaskLaunch]] = {
     ShuffleTask: _shuffle,
     PadTask: _pad,
     NormTask: _norm,
+    ExciteTask: _excite,
 }

@@ -284,7 +284,8 @@ def build_plan(
     weights = weights if weights is not None else make_weights(graph)
     program = lower(graph, stages, batch, options.layout, itemsize=element.itemsize, schedule=options.schedule,
                     concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,
-                    pad_asymmetric=options.pad_asymmetric, fold_sums=options.fold_sums)
+                    pad_asymmetric=options.pad_asymmetric, fold_sums=options.fold_sums,
+                    fold_excitations=options.fold_excitations)
     plan = Plan(graph, program, precision, weights, options)
     rng = np.random.default_rng(0)
     for index in dict.fromkeys(program.values[name].buffer for name in program.inputs):

@@ -52,7 +52,7 @@ from ios_core.engine.memory import align
 from ios_core.engine.options import PlanOptions
 from ios_core.engine.packing import ours, pack
 from ios_core.engine.profile import StageProfiler
-from ios_core.engine.program import ARENA_ALIGNMENT, ConvTask, NormTask, Program, WeightKey
+from ios_core.engine.program import ARENA_ALIGNMENT, Program, Weighted, WeightKey
 from ios_core.ir import Graph
 from ios_core.timing import Timing
 from ios_core.weights import Params, make_weights
@@ -149,15 +149,16 @@ class WeightStore:
         self.at: dict[WeightKey, WeightAddress] = {}
         self._memory: list[drv.DeviceAllocation] = []
 
-    def get(self, task: ConvTask | NormTask) -> WeightAddress:
-        """Where the weights of a convolution (or LayerNorm) task are."""
-        found = self.at.get(task.weights)
+    def get(self, key: WeightKey, task: Weighted) -> WeightAddress:
+        """Where the weights of ``key``, which ``task`` reads (a convolution, LayerNorm or squeeze-and-excitation),
+        are."""
+        found = self.at.get(key)
         if found is None:
-            packed = pack(conv_params(self.graph, self.params, task.weights), self.layout,
-                          ours(task, self.own_depthwise), self.element)
+            packed = pack(conv_params(self.graph, self.params, key), self.layout, ours(task, self.own_depthwise),
+                          self.element)
             memory = drv.to_device(packed.host)
             self._memory.append(memory)
-            found = self.at[task.weights] = WeightAddress.of(packed, int(memory))
+            found = self.at[key] = WeightAddress.of(packed, int(memory))
         return found
 
 
@@ -173,7 +174,7 @@ class StagePlan:
         library = conv_library(options.autotune, options.tune_cache)
         arena = pool.lend_arena(program.arena_bytes)
         streams, handles = pool.lend_streams(program.streams)
-        weights = {key: store.get(t) for key, t in program.weighted().items()}
+        weights = {key: store.get(key, t) for key, t in program.weighted().items()}
         self.context = LaunchContext(program, precision, options.own_depthwise, pool.context.multiprocessors,
                                      pool.kernels, library, tuple(streams), tuple(handles), int(arena), weights)
         prepared = prepare_program(self.context)
