@@ -27,7 +27,7 @@ from test_engine_zoo_ops import empty, placed, read
 from ios_core import schedule as S
 from ios_core.engine import PlanOptions, lower, simulate
 from ios_core.engine import excitation as ex
-from ios_core.engine.depthwise import Launch
+from ios_core.engine.depthwise import Launch, Operand
 from ios_core.engine.elements import ELEMENTS
 from ios_core.engine.program import ExciteTask, PoolTask, ProgramError, verify
 from ios_core.ir import Conv, Graph, GraphBuilder, Pool
@@ -197,8 +197,6 @@ def test_the_half_precision_instances_compute_in_float(host, suffix):
     xs = np.ascontiguousarray(element.to_storage(x.astype(np.float32)).transpose(0, 2, 3, 1))
     ys = np.zeros((1, 1, 1, 24), xs.dtype)
     item = xs.itemsize
-    from ios_core.engine.depthwise import Operand
-
     xv = Operand(xs.ctypes.data, dims, (16 * 24, 1, 4 * 24, 24), item)
     yv = Operand(ys.ctypes.data, (1, 24, 1, 1), (24, 1, 24, 24), item)
     launch = ex.excite_launch(xv, yv, "global_avg", convs, tuple(a.ctypes.data for a in stored))
