@@ -188,7 +188,7 @@ class FakeGpu:
         self._swap(self.engine["device"], self.engine["convs"])
 
     def _swap(self, device: Any, convs: Any) -> None:
-        from ios_core.engine import depthwise, pooling
+        from ios_core.engine import depthwise, excitation, pooling
         from ios_core.engine.elements import ELEMENTS
 
         recorder = self.recorder
@@ -205,8 +205,8 @@ class FakeGpu:
                                   pool={name: kernel(name) for name in pooling.KERNELS},
                                   depthwise={name: kernel(name) for name in depthwise.KERNELS},
                                   fill=kernel("fill_random_f32"), pad=kernel("pad_f32"), norm=kernel("norm_f32"),
-                                  excite=kernel("excite_f32"), convert_in=kernel("convert_in_f32"),
-                                  convert_out=kernel("convert_out_f32"))
+                                  excite={name: kernel(name) for name in excitation.KERNELS},
+                                  convert_in=kernel("convert_in_f32"), convert_out=kernel("convert_out_f32"))
 
         device.device_context = lambda ordinal=0: current
         device.kernels = kernels

@@ -38,7 +38,7 @@ from test_engine_barrier import check as barrier_check
 from test_engine_cases import one_stream
 
 from ios_core import schedule as S
-from ios_core.engine import PlanOptions, depthwise, lower, pooling, simulate
+from ios_core.engine import PlanOptions, depthwise, excitation, lower, pooling, simulate
 from ios_core.engine import channelwise as cw
 from ios_core.engine.depthwise import Launch, Operand
 from ios_core.engine.program import (
@@ -432,7 +432,7 @@ def gpu():
 
 
 def signatures() -> dict[str, str]:
-    return {**SIGNATURES, **pooling.KERNELS, **depthwise.KERNELS}
+    return {**SIGNATURES, **pooling.KERNELS, **depthwise.KERNELS, **excitation.KERNELS}
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])

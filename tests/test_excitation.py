@@ -5,6 +5,7 @@ plan on the fake GPU launches."""
 from __future__ import annotations
 
 import ctypes
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -18,7 +19,6 @@ from kernel_harness import (
     assert_fits,
     build_for_host,
     kernel_params,
-    marker,
     run_threads,
 )
 from test_engine_cases import one_stream
@@ -118,10 +118,14 @@ def test_the_folded_program_simulates_as_the_reference(pool, size, layout):
 # ---- the kernel on the host ------------------------------------------------------------------------
 
 
+MARKER = "KERNEL##NAME("  # every instance's parameter list follows its macro's name
+
+
 def test_the_signature_matches_the_source_and_the_limits_its_shared_memory():
     source = (KERNEL_DIR / "excite.cu").read_text()
-    letters = "".join(letter for letter, _, _ in kernel_params(KERNEL_DIR / "excite.cu", marker(ex.EXCITE)))
-    assert letters == ex.EXCITE_SIGNATURE
+    letters = "".join(letter for letter, _, _ in kernel_params(KERNEL_DIR / "excite.cu", MARKER))
+    assert letters == ex.SIGNATURE and set(ex.KERNELS.values()) == {ex.SIGNATURE}
+    assert sorted(re.findall(r"EXCITE\((excite_v\d), (\d)", source)) == sorted((k, k[-1]) for k in ex.KERNELS)
     for name, value in (("EXCITE_BLOCK", ex.BLOCK), ("EXCITE_CHANNELS", ex.MAX_CHANNELS), ("EXCITE_MID", ex.MAX_MID)):
         assert f"#define {name} {value} " in source
 
@@ -139,17 +143,19 @@ def test_the_source_compiles_without_warnings(tmp_path):
 
 @pytest.fixture(scope="module")
 def host(tmp_path_factory) -> dict[str, ctypes.CDLL]:
-    """The kernel built for the CPU, by element type."""
-    return {suffix: build_for_host(KERNEL_DIR / "excite.cu", {ex.EXCITE: marker(ex.EXCITE)},
+    """The kernels built for the CPU, by element type."""
+    return {suffix: build_for_host(KERNEL_DIR / "excite.cu", dict.fromkeys(ex.KERNELS, MARKER),
                                    tmp_path_factory.mktemp(suffix), element)
             for element in ELEMENTS.values() if (suffix := element.suffix) in ELEMENT_TYPES}
 
 
-HOST_CASES = {  # (n, C, H, W), mid, pool, acts, layout, (first channel, channels of x's buffer)
-    "efficientnet-late": ((1, 40, 7, 7), 10, "global_avg", ("silu", "sigmoid"), "nhwc", (0, 0)),
-    "more-channels-than-threads": ((2, 300, 2, 3), 20, "global_avg", ("relu", "hardsigmoid"), "nhwc", (4, 310)),
-    "more-rows-than-warps": ((1, 16, 28, 1), 40, "global_max", ("relu6", "sigmoid"), "nhwc", (0, 0)),
-    "nchw-cell-lanes": ((3, 12, 5, 6), 3, "global_avg", ("silu", "sigmoid"), "nchw", (2, 20)),
+HOST_CASES = {  # (n, C, H, W), mid, pool, acts, layout, (first channel, channels of x's buffer), kernel
+    "efficientnet-late": ((1, 40, 7, 7), 10, "global_avg", ("silu", "sigmoid"), "nhwc", (0, 0), "excite_v4"),
+    "more-channels-than-threads": ((2, 1030, 2, 1), 20, "global_avg", ("relu", "hardsigmoid"), "nhwc", (3, 1040),
+                                   "excite_v1"),
+    "more-vectors-than-threads": ((1, 4104, 1, 2), 9, "global_max", ("silu", "sigmoid"), "nhwc", (0, 0), "excite_v4"),
+    "more-rows-than-warps": ((1, 16, 28, 1), 40, "global_max", ("relu6", "sigmoid"), "nhwc", (4, 24), "excite_v4"),
+    "nchw-cell-lanes": ((3, 12, 5, 6), 3, "global_avg", ("silu", "sigmoid"), "nchw", (2, 20), "excite_v1"),
 }
 
 
@@ -157,11 +163,11 @@ HOST_CASES = {  # (n, C, H, W), mid, pool, acts, layout, (first channel, channel
 @pytest.mark.parametrize("reverse", [False, True])
 def test_the_kernel_on_the_host_equals_the_reference(host, case, reverse):
     """A block's threads run concurrently on the host, meeting at each __syncthreads; blocks in either order."""
-    dims, mid, kind, acts, layout, (first, total) = HOST_CASES[case]
+    dims, mid, kind, acts, layout, (first, total), kernel = HOST_CASES[case]
     n, c, _, _ = dims
     x = RNG.standard_normal(dims).astype(np.float32)
     if kind == "global_max":
-        x[0, 3, 5, 0] = np.nan  # the max keeps a NaN, as the reference does
+        x[0, 3, -1, 0] = np.nan  # the max keeps a NaN, as the reference does
     convs = (Conv(mid, (1, 1), act=acts[0]), Conv(c, (1, 1), act=acts[1]))
     params = [{"weight": RNG.standard_normal((conv.out_channels, k, 1, 1)) / np.sqrt(k),
                "bias": RNG.standard_normal(conv.out_channels)} for conv, k in zip(convs, (c, mid), strict=True)]
@@ -172,10 +178,10 @@ def test_the_kernel_on_the_host_equals_the_reference(host, case, reverse):
     _, xv = placed(x, layout, first, total)
     yb, yv = empty((n, c, 1, 1), layout, first, total)
     launch = ex.excite_launch(xv, yv, kind, convs, tuple(a.ctypes.data for a in arrays))
-    assert launch.grid == (n, 1) and launch.block == (ex.BLOCK, 1, 1)
-    assert launch.args[1] == (min(c, ex.BLOCK) if layout == "nhwc" else 1)
-    assert_fits(launch, ex.EXCITE_SIGNATURE)
-    run_threads(host["f32"], launch, ex.EXCITE_SIGNATURE, reverse, blocks=True)
+    assert launch.kernel == kernel and launch.grid == (n, 1) and launch.block == (ex.BLOCK, 1, 1)
+    assert launch.args[1] == (min(c // int(kernel[-1]), ex.BLOCK) if layout == "nhwc" else 1)
+    assert_fits(launch, ex.SIGNATURE)
+    run_threads(host["f32"], launch, ex.SIGNATURE, reverse, blocks=True)
     out = read(yb, layout, first, c)
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
@@ -200,7 +206,8 @@ def test_the_half_precision_instances_compute_in_float(host, suffix):
     xv = Operand(xs.ctypes.data, dims, (16 * 24, 1, 4 * 24, 24), item)
     yv = Operand(ys.ctypes.data, (1, 24, 1, 1), (24, 1, 24, 24), item)
     launch = ex.excite_launch(xv, yv, "global_avg", convs, tuple(a.ctypes.data for a in stored))
-    run_threads(host[suffix], launch, ex.EXCITE_SIGNATURE, blocks=True, element=element)
+    assert launch.kernel == "excite_v4"
+    run_threads(host[suffix], launch, ex.SIGNATURE, blocks=True, element=element)
     out = element.to_float32(ys).reshape(1, 24, 1, 1)
     np.testing.assert_allclose(out, expected, rtol=1e-2, atol=1e-2)
 
@@ -222,10 +229,11 @@ def test_a_plan_launches_the_excitation_with_its_weights_inside_their_memory(gpu
                                          PlanOptions(layout=layout, autotune=False))
     start = len(gpu.recorder.calls)
     plan.enqueue()
-    calls = [call for call in gpu.recorder.calls[start:] if call[0] == "kernel" and call[1] == ex.EXCITE]
+    calls = [call for call in gpu.recorder.calls[start:] if call[0] == "kernel" and call[1] in ex.KERNELS]
     assert len(calls) == 1 and plan.stats.kernels["excite"] == 1
     call = calls[0]
-    assert_fits(Launch(call[1], call[2], call[3], call[5]), ex.EXCITE_SIGNATURE)
+    assert call[1] == ("excite_v4" if layout == "nhwc" else "excite_v1")
+    assert_fits(Launch(call[1], call[2], call[3], call[5]), ex.SIGNATURE)
     w1, b1, w2, b2 = call[5][13:17]
     weights = gpu.recorder.where(int(plan.weights))[0]
     assert all(gpu.recorder.where(a)[0] == weights for a in (w1, b1, w2, b2) if a >= REGION)

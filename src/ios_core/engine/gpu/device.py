@@ -152,7 +152,7 @@ class Kernels:
     fill: drv.Function
     pad: drv.Function
     norm: drv.Function  # LayerNorm and softmax over channels
-    excite: drv.Function  # a squeeze-and-excitation's pool and two 1 x 1 convolutions
+    excite: dict[str, drv.Function]  # by name: a squeeze-and-excitation's pool and two 1 x 1 convolutions
     convert_in: drv.Function  # float32 to the element type, n contiguous elements (a plan's input)
     convert_out: drv.Function  # the element type to float32 (a plan's output)
 
@@ -189,7 +189,7 @@ def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"
         fill=load("pointwise.cu", "fill_random_f32", "PII"),
         pad=load("pad.cu", channelwise.PAD, channelwise.PAD_SIGNATURE),
         norm=load("norm.cu", channelwise.NORM, channelwise.NORM_SIGNATURE),
-        excite=load("excite.cu", excitation.EXCITE, excitation.EXCITE_SIGNATURE),
+        excite={name: load("excite.cu", name, signature) for name, signature in excitation.KERNELS.items()},
         convert_in=load("pointwise.cu", "convert_in_f32", CONVERT_SIGNATURE),
         convert_out=load("pointwise.cu", "convert_out_f32", CONVERT_SIGNATURE),
     )

@@ -275,7 +275,7 @@ def _excite(context: LaunchContext, task: ExciteTask, k: int) -> TaskLaunch:
     launch = excitation.excite_launch(_operand(context, task.x), _operand(context, task.y), task.pool.kind,
                                       (task.squeeze, task.excite), (squeeze.weight, squeeze.bias, excite.weight,
                                                                     excite.bias))
-    return _chosen(context, k, "excite", {excitation.EXCITE: context.kernels.excite}, launch)
+    return _chosen(context, k, "excite", context.kernels.excite, launch)
 
 
 def _chosen(context: LaunchContext, k: int, family: str, functions: Mapping[str, drv.Function],
