@@ -297,6 +297,19 @@ def test_a_sum_does_not_fold_across_groups_or_when_switched_off():
     assert lower(graph, one_stream(graph), 1, fold_sums=False).folded == ()
 
 
+def test_a_sum_that_reads_its_convolution_twice_keeps_it():
+    """``(input + conv) + conv`` is two kernels, each reading the convolution's output: folding it into the first
+    would leave the second reading memory nothing wrote (found by the random-graph test)."""
+    b = GraphBuilder("twice", channels=4, height=6, width=6)
+    conv = b.conv(b.input, 4, 1, act="none")
+    b.end_block(b.conv(b.add(b.input + conv, conv), 4, 1))
+    graph = b.build()
+    weights, x = make_weights(graph), make_input(graph, 2)
+    program = lower(graph, one_stream(graph), 2)
+    assert program.folded == ()
+    assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
+
+
 def test_a_convolution_with_its_own_activation_or_a_broadcast_term_keeps_its_sum():
     b = GraphBuilder("unfoldable", channels=8, height=6, width=6)
     activated = b.conv(b.input, 8, 3, padding=1, act="relu") + b.input

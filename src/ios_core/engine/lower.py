@@ -159,18 +159,20 @@ class _Lowering:
         """
         i = 0
         while i + 2 < len(tasks):
-            pool, squeeze, excite = tasks[i:i + 3]
-            if self._excitation(pool, squeeze, excite):
+            if self._excitation(tasks, i):
+                pool, squeeze, excite = tasks[i:i + 3]
                 tasks[i:i + 3] = [ExciteTask(excite.node, pool.x, excite.y, pool.pool, squeeze.conv, squeeze.weights,
                                              excite.conv, excite.weights)]
                 self.folded += [pool.node, squeeze.node]
             i += 1
 
-    def _excitation(self, pool: Task, squeeze: Task, excite: Task) -> bool:
-        """Whether three tasks in a row are a squeeze-and-excitation our kernel computes (see `fold_excitations`)."""
+    def _excitation(self, tasks: list[Task], i: int) -> bool:
+        """Whether ``tasks[i:i + 3]`` are a squeeze-and-excitation our kernel computes (see `fold_excitations`)."""
+        pool, squeeze, excite = tasks[i:i + 3]
         return (isinstance(pool, PoolTask) and pool.pool.kind.startswith("global")
                 and isinstance(squeeze, ConvTask) and isinstance(excite, ConvTask)
                 and squeeze.x == pool.y and excite.x == squeeze.y and self._read_once(pool) and self._read_once(squeeze)
+                and _read_by_one(tasks, pool.y) and _read_by_one(tasks, squeeze.y)
                 and squeeze.pre_act == excite.pre_act == "none" and squeeze.addend is None and excite.addend is None
                 and not overlaps(pool.x, excite.y) and fits(pool.x.channels, squeeze.conv, excite.conv))
 
@@ -212,7 +214,7 @@ class _Lowering:
         for j in range(i + 1, len(tasks)):
             task = tasks[j]
             if any(overlaps(conv.y, view) for view in task.reads()):
-                return j if self._folds(conv, task) else None
+                return j if self._folds(conv, task) and _read_by_one(tasks, conv.y) else None
             if overlaps(task.y, conv.x):
                 return None
         return None
@@ -522,6 +524,12 @@ def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch:
                       tuple(program_stages), values, inputs, outputs, folded)
     verify(program)
     return program
+
+
+def _read_by_one(tasks: list[Task], view: View) -> bool:
+    """Whether one task of ``tasks`` alone reads ``view`` (a node's operand can be read by several of its tasks: a sum
+    ``(a + b) + b`` is two, each reading ``b``)."""
+    return sum(any(overlaps(view, v) for v in task.reads()) for task in tasks) == 1
 
 
 def _renumbered(task: Task, index: dict[int, int]) -> Task:
