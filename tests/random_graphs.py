@@ -87,7 +87,9 @@ def _zoo_node(b: GraphBuilder, draw, kind: str, x):
         return b.node(Softmax(), x)
     if kind == "activation":
         return b.activation(x, draw(st.sampled_from(ACTIVATIONS[1:])))
-    return b.mul(x, b.conv(b.pool(x, "global_avg"), 4, 1, act="sigmoid"))  # squeeze-and-excitation's scale
+    # a squeeze-and-excitation: a global pool, a squeeze and an excitation of the pooled pixel, the scale multiplied in
+    pooled = b.pool(x, draw(st.sampled_from(["global_avg", "global_max"])))
+    return b.mul(x, b.conv(b.conv(pooled, 2, 1, act="relu"), 4, 1, act="sigmoid"))
 
 
 def every_op_graph() -> Graph:

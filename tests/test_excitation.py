@@ -13,6 +13,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from fake_gpu import REGION, FakeGpu
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kernel_harness import (
     ELEMENT_TYPES,
     KERNEL_DIR,
@@ -21,7 +23,8 @@ from kernel_harness import (
     kernel_params,
     run_threads,
 )
-from test_engine_cases import one_stream
+from random_graphs import random_graphs
+from test_engine_cases import SCHEDULES, one_stream
 from test_engine_zoo_ops import empty, placed, read
 
 from ios_core import schedule as S
@@ -113,6 +116,16 @@ def test_the_folded_program_simulates_as_the_reference(pool, size, layout):
     assert any(isinstance(t, ExciteTask) for t in program.tasks)
     out = simulate(program, graph, weights, {"input": x})[graph.output]
     assert relative_error(out, run_graph(graph, x, weights)) <= 1e-12
+
+
+@settings(max_examples=50, deadline=None)
+@given(random_graphs(max_ops=8, zoo=True), st.sampled_from(list(SCHEDULES)), st.sampled_from(["nhwc", "nchw"]))
+def test_random_zoo_graphs_with_their_folds_simulate_as_the_reference(graph, schedule, layout):
+    """Squeeze-and-excitations (and sums) among the zoo's other operators, folded wherever a schedule lets them."""
+    weights, x = make_weights(graph), make_input(graph, 2)
+    program = lower(graph, SCHEDULES[schedule](graph), 2, layout)
+    out = simulate(program, graph, weights, {"input": x}, reverse=True)[graph.output]
+    assert relative_error(out, run_graph(graph, x, weights)) <= 1e-9
 
 
 # ---- the kernel on the host ------------------------------------------------------------------------
