@@ -29,6 +29,7 @@ from math import inf
 
 from ios_core.engine.excitation import fits
 from ios_core.engine.memory import assign_offsets
+from ios_core.engine.options import PlanOptions
 from ios_core.engine.placement import MERGE_PREFIX, Placement, merge_key, place
 from ios_core.engine.pooling import first_pass_rows
 from ios_core.engine.program import (
@@ -486,6 +487,16 @@ def lower(
                 streams.append(tuple(lowering.tasks))
         program_stages.append(tuple(streams))
     return _finish(graph, stages, lowering, batch, program_stages)
+
+
+def lower_planned(graph: Graph, stages: Schedule | Sequence[Stage], batch: int, options: PlanOptions, itemsize: int,
+                  schedule: Schedule | None = None) -> Program:
+    """`lower` under the layout and lowering switches of ``options``: what a plan runs, and what the stage profiler
+    times of each stage (with no ``schedule``: the search has none yet)."""
+    return lower(graph, stages, batch, options.layout, schedule=schedule, itemsize=itemsize,
+                 concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,
+                 pad_asymmetric=options.pad_asymmetric, fold_sums=options.fold_sums,
+                 fold_excitations=options.fold_excitations)
 
 
 def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch: int, program_stages: list) -> Program:

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ios_core.engine.lower import lower
+from ios_core.engine.lower import lower_planned
 from ios_core.engine.options import PlanOptions
 from ios_core.engine.program import Program
 from ios_core.ir import Graph
@@ -112,10 +112,7 @@ class StageProfiler:
 
     def program(self, stage: Stage) -> Program:
         """The stage alone, lowered as the plan of a whole schedule would lower it."""
-        o = self.options
-        return lower(self.graph, [stage], self.batch, o.layout, itemsize=self.itemsize,
-                     concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise, pad_asymmetric=o.pad_asymmetric,
-                     fold_sums=o.fold_sums, fold_excitations=o.fold_excitations)
+        return lower_planned(self.graph, [stage], self.batch, self.options, self.itemsize)
 
     def latency(self, stage: Stage) -> float:
         """Milliseconds per run of ``stage`` alone; 0 for a stage with no task, ``inf`` for one that failed."""

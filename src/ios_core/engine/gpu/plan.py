@@ -38,7 +38,7 @@ from ios_core.engine.gpu.launch import (
     prepare_program,
     workspace_sizes,
 )
-from ios_core.engine.lower import conv_params, lower
+from ios_core.engine.lower import conv_params, lower_planned
 from ios_core.engine.options import PlanOptions
 from ios_core.engine.packing import lay_out, ours, pack
 from ios_core.engine.program import Program, WeightKey
@@ -282,10 +282,7 @@ def build_plan(
     element = element_of(precision)  # refuses a precision the engine does not implement
     options = padding_supported(options or PlanOptions())
     weights = weights if weights is not None else make_weights(graph)
-    program = lower(graph, stages, batch, options.layout, itemsize=element.itemsize, schedule=options.schedule,
-                    concat_in_place=options.concat_in_place, own_depthwise=options.own_depthwise,
-                    pad_asymmetric=options.pad_asymmetric, fold_sums=options.fold_sums,
-                    fold_excitations=options.fold_excitations)
+    program = lower_planned(graph, stages, batch, options, element.itemsize, options.schedule)
     plan = Plan(graph, program, precision, weights, options)
     rng = np.random.default_rng(0)
     for index in dict.fromkeys(program.values[name].buffer for name in program.inputs):
