@@ -15,6 +15,7 @@ from test_engine_zoo_ops import GRAPHS, NEW_ACTIVATIONS, zoo_paths
 
 from ios_core import schedule as S
 from ios_core.ir import ChannelShuffle, Conv, Graph, GraphBuilder, LayerNorm, Pad, Pool, Softmax, concat
+from ios_core.precision import TOLERANCE
 
 pytestmark = pytest.mark.gpu
 require_gpu()
@@ -22,8 +23,6 @@ require_gpu()
 from ios_core.engine import PlanOptions, build_plan  # noqa: E402 -- only once a GPU is known to be there
 from ios_core.reference import relative_error, run_graph  # noqa: E402
 from ios_core.weights import make_input, make_weights  # noqa: E402
-
-TOLERANCE = {"fp32-strict": 1e-4, "fp32": 1e-2}
 
 
 def convnext_block(channels: int = 96, size: int = 28) -> Graph:
@@ -133,12 +132,12 @@ def test_sums_folded_into_convolutions_equal_reference(act, precision, layout):
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
-@pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp32", "fp16", "bf16"])
 @pytest.mark.parametrize(("pool", "size", "channels"), [("global_avg", 7, 1152), ("global_max", 56, 96),
                                                          ("global_avg", 112, 32)])  # one pass; bands first
 def test_squeeze_excitations_folded_equal_reference(pool, size, channels, precision, layout):
     """EfficientNet's squeeze-and-excitation as one kernel of ours (`ExciteTask`), a block per sample: more
-    channels than the block has threads, a max, and a pool whose first pass is bands of rows."""
+    channels than the block has threads, a max, and a pool whose first pass is bands of rows; in every precision."""
     b = GraphBuilder("folded_excitation", channels, size, size)
     x = b.conv(b.input, channels, 3, padding=1, groups=channels, act="silu")
     scale = b.conv(b.conv(b.pool(x, pool), channels // 24, 1, act="silu"), channels, 1, act="sigmoid")
