@@ -123,13 +123,20 @@ def fast_path_refusal(call: DepthwiseCall) -> str | None:
     return next((why for ok, why in checks if not ok), None)
 
 
+def vectors_aligned(views: tuple[Operand, ...], addresses: tuple[int, ...] = ()) -> bool:
+    """Whether accesses of 4 elements of ``views`` (channels innermost) are aligned: C and every pixel stride
+    multiples of 4, every view's and every other one of ``addresses`` aligned to 4 elements (16 bytes of float32, 8
+    of a 16-bit type): the one rule of our kernels' vector loads and stores (depthwise, pooling, excitation)."""
+    strides = [s for view in views for s in view.pixel_strides]
+    vector = 4 * views[0].itemsize
+    return (views[0].dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides)
+            and all(a % vector == 0 for a in (*(view.address for view in views), *addresses)))
+
+
 def vectorizable(call: DepthwiseCall) -> bool:
-    """Whether accesses of 4 elements are aligned: C and every pixel stride multiples of 4, every base address of
-    4 elements (16 bytes of float32, 8 of a 16-bit type; weights and bias are in the activations' type)."""
-    strides = call.x.pixel_strides + call.y.pixel_strides
-    addresses = (call.x.address, call.y.address, call.weights, call.bias)
-    vector = 4 * call.x.itemsize
-    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % vector == 0 for a in addresses)
+    """Whether accesses of 4 elements are aligned (`vectors_aligned`), the weights and bias too (they are in the
+    activations' type)."""
+    return vectors_aligned((call.x, call.y), (call.weights, call.bias))
 
 
 def fast_threads(call: DepthwiseCall, vector: int, outputs: int) -> int:

@@ -12,7 +12,7 @@ from `ios_core.engine.gpu.launch`, so that it is tested without a GPU.
 
 from __future__ import annotations
 
-from ios_core.engine.depthwise import Launch, Operand
+from ios_core.engine.depthwise import Launch, Operand, vectors_aligned
 from ios_core.engine.program import ACTIVATIONS
 from ios_core.ir import Conv
 
@@ -39,10 +39,9 @@ def fits(channels: int, squeeze: Conv, excite: Conv) -> bool:
 
 
 def vector(x: Operand) -> int:
-    """Channels a thread loads at once from ``x``: 4 where they are contiguous, C and every pixel stride multiples of
-    4 and the address aligned to 4 elements (one float4, or 8 bytes of a 16-bit type), else 1."""
-    aligned = x.address % (4 * x.itemsize) == 0 and all(s % 4 == 0 for s in x.pixel_strides)
-    return 4 if x.strides[1] == 1 and x.dims[1] % 4 == 0 and aligned else 1
+    """Channels a thread loads at once from ``x``: 4 where they are contiguous and such loads are aligned
+    (`ios_core.engine.depthwise.vectors_aligned`: one float4, or 8 bytes of a 16-bit type), else 1."""
+    return 4 if x.strides[1] == 1 and vectors_aligned((x,)) else 1
 
 
 def excite_launch(x: Operand, y: Operand, kind: str, convs: tuple[Conv, Conv], weights: tuple[int, int, int, int]

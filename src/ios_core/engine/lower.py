@@ -172,15 +172,18 @@ class _Lowering:
         pool, squeeze, excite = tasks[i:i + 3]
         return (isinstance(pool, PoolTask) and pool.pool.kind.startswith("global")
                 and isinstance(squeeze, ConvTask) and isinstance(excite, ConvTask)
-                and squeeze.x == pool.y and excite.x == squeeze.y and self._read_once(pool) and self._read_once(squeeze)
-                and _read_by_one(tasks, pool.y) and _read_by_one(tasks, squeeze.y)
+                and squeeze.x == pool.y and excite.x == squeeze.y
+                and self._read_once(tasks, pool) and self._read_once(tasks, squeeze)
                 and squeeze.pre_act == excite.pre_act == "none" and squeeze.addend is None and excite.addend is None
                 and not overlaps(pool.x, excite.y) and fits(pool.x.channels, squeeze.conv, excite.conv))
 
-    def _read_once(self, task: PoolTask | ConvTask) -> bool:
-        """Whether ``task`` writes its node's whole value, which one other node alone reads."""
+    def _read_once(self, tasks: list[Task], task: PoolTask | ConvTask) -> bool:
+        """Whether ``task`` writes its node's whole value, which one other node alone reads, by one task of ``tasks``
+        (a node can read an operand in several tasks: a sum ``(a + b) + b`` is two, each reading ``b``): what a task
+        must be for a fold to leave its output unwritten."""
         return (task.y == self.view(task.node) and task.node != self.graph.output
-                and len(self.graph.consumers[task.node]) == 1)
+                and len(self.graph.consumers[task.node]) == 1
+                and sum(any(overlaps(task.y, v) for v in t.reads()) for t in tasks) == 1)
 
     # ---- sums folded into convolutions ---------------------------------------------------------
 
@@ -209,13 +212,12 @@ class _Lowering:
         """The index of the task that can fold into convolution ``tasks[i]`` (see `fold_sums`), or None."""
         conv = tasks[i]
         if (conv.pre_act != "none" or conv.addend is not None or conv.conv.act != "none"
-                or (self.own_depthwise and conv.depthwise) or conv.y != self.view(conv.node)
-                or conv.node == self.graph.output or len(self.graph.consumers[conv.node]) != 1):
+                or (self.own_depthwise and conv.depthwise) or not self._read_once(tasks, conv)):
             return None
         for j in range(i + 1, len(tasks)):
             task = tasks[j]
             if any(overlaps(conv.y, view) for view in task.reads()):
-                return j if self._folds(conv, task) and _read_by_one(tasks, conv.y) else None
+                return j if self._folds(conv, task) else None
             if overlaps(task.y, conv.x):
                 return None
         return None
@@ -535,12 +537,6 @@ def _finish(graph: Graph, stages: tuple[Stage, ...], lowering: _Lowering, batch:
                       tuple(program_stages), values, inputs, outputs, folded)
     verify(program)
     return program
-
-
-def _read_by_one(tasks: list[Task], view: View) -> bool:
-    """Whether one task of ``tasks`` alone reads ``view`` (a node's operand can be read by several of its tasks: a sum
-    ``(a + b) + b`` is two, each reading ``b``)."""
-    return sum(any(overlaps(view, v) for v in task.reads()) for task in tasks) == 1
 
 
 def _renumbered(task: Task, index: dict[int, int]) -> Task:

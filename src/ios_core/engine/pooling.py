@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ios_core.engine.depthwise import INT32_MAX, Launch, Operand, divider
+from ios_core.engine.depthwise import INT32_MAX, Launch, Operand, divider, vectors_aligned
 from ios_core.ir import Pool
 
 GENERIC = "pool2d_f32"
@@ -100,12 +100,8 @@ def fast_path_refusal(call: PoolCall) -> str | None:
 
 
 def vectorizable(call: PoolCall) -> bool:
-    """Whether accesses of 4 elements are aligned: C and every pixel stride multiples of 4, both base addresses of 4
-    elements (16 bytes of float32, 8 of a 16-bit type)."""
-    strides = call.x.pixel_strides + call.y.pixel_strides
-    addresses = (call.x.address, call.y.address)
-    vector = 4 * call.x.itemsize
-    return call.x.dims[1] % 4 == 0 and all(s % 4 == 0 for s in strides) and all(a % vector == 0 for a in addresses)
+    """Whether accesses of 4 elements of x and y are aligned (`ios_core.engine.depthwise.vectors_aligned`)."""
+    return vectors_aligned((call.x, call.y))
 
 
 def fast_threads(call: PoolCall, vector: int) -> int:
