@@ -265,12 +265,13 @@ def test_separable_convolution_folds_its_relu_into_the_depthwise_kernel():
 
 
 def residual_blocks(act: str = "relu") -> GraphBuilder:
-    """Two residual sums: one of a convolution and a slice of a wider tensor, then an activation; one of two
-    convolutions' outputs, the first of which a third convolution also reads."""
+    """Three residual sums: one of a convolution and the input, then an activation; one of a convolution and a
+    slice of a wider tensor; one of two convolutions' outputs, the first of which a third convolution also reads."""
     b = GraphBuilder("residual", channels=8, height=6, width=6)
     wide = b.conv(b.input, 16, 1)
-    first = b.activation(b.conv(wide, 8, 3, padding=1, act="none") + wide[8:16], act)
-    left, right = b.conv(first, 8, 1, act="none"), b.conv(first, 8, 3, padding=1, act="none")
+    first = b.activation(b.conv(wide, 8, 3, padding=1, act="none") + b.input, act)
+    sliced = b.add(b.conv(first, 8, 1, act="none"), wide[8:16])
+    left, right = b.conv(sliced, 8, 1, act="none"), b.conv(sliced, 8, 3, padding=1, act="none")
     b.end_block(b.identity(concat([b.add(left, right), b.conv(left, 4, 1)])))
     return b
 
@@ -280,14 +281,16 @@ def test_a_sum_that_alone_reads_a_convolution_in_its_group_folds_into_it(layout)
     graph = residual_blocks().build()
     weights, x = make_weights(graph), make_input(graph, 2)
     program = lower(graph, one_stream(graph), 2, layout)
-    # conv2's output is read by the sum alone; of the second sum's terms, conv3 is read twice and conv4 comes after it
-    assert program.folded == ("conv2", "conv4")
+    # conv2's output is read by the sum alone; conv3's too, but its addend is a slice of conv1's output; of the third
+    # sum's terms, conv4 is read twice and conv5 comes after it
+    assert program.folded == ("conv2", "conv5")
     folded = [t for t in program.tasks if isinstance(t, ConvTask) and t.addend is not None]
-    assert [(t.node, t.conv.act) for t in folded] == [("conv2", "relu"), ("conv4", "none")]
-    assert folded[0].addend == program.values["conv1"].sub(8, 16) and "relu(conv[conv2]" in str(program)
-    assert not any(isinstance(t, PointwiseTask) and t.op == "add" for t in program.tasks)
+    assert [(t.node, t.conv.act) for t in folded] == [("conv2", "relu"), ("conv5", "none")]
+    assert folded[0].addend == program.values["input"] and "relu(conv[conv2]" in str(program)
+    assert [t.b for t in program.tasks if isinstance(t, PointwiseTask) and t.op == "add"] == [
+        program.values["conv1"].sub(8, 16)]
     assert "conv2" not in program.values  # no value: nothing ever writes it, and it takes no arena bytes
-    assert not {"conv2", "conv4"} & {b.name for b in program.buffers}
+    assert not {"conv2", "conv5"} & {b.name for b in program.buffers}
     assert close(simulate(program, graph, weights, {"input": x})[graph.output], run_graph(graph, x, weights))
 
 
@@ -318,11 +321,12 @@ def test_a_convolution_with_its_own_activation_or_a_broadcast_term_keeps_its_sum
     assert lower(graph, one_stream(graph), 1).folded == ()
 
 
-def test_an_addend_must_have_the_output_shape_and_lie_apart_from_it():
+def test_an_addend_must_be_a_whole_value_of_the_output_shape_apart_from_it():
     graph = residual_blocks().build()
     program = lower(graph, one_stream(graph), 1)
     stage = program.stages[0]
-    for broken in (View(program.values["conv1"].buffer, 0, 4), None):
+    conv1 = program.values["conv1"].buffer
+    for broken in (View(conv1, 0, 4), View(conv1, 8, 8), None):  # a shape not the output's, a slice, the output
         tasks = [replace(t, addend=broken or t.y) if isinstance(t, ConvTask) and t.addend is not None else t
                  for t in stage[0]]
         with pytest.raises(ProgramError, match="addend"):

@@ -31,14 +31,15 @@ from ios_core.schedule import Schedule, Stage
 from ios_core.timing import Timing
 from ios_core.weights import Params
 
-PROFILE_REVISION = 7
+PROFILE_REVISION = 8
 """Bumped whenever what a stage measurement covers changes, so older profiles are never mixed in:
 2 -- a merge copies home the members a concatenation hosts; number runs chained as child graphs; fast NHWC
 depthwise kernels; 3 -- fast NHWC pooling kernels; 4 -- a global pool over many pixels in two passes; 5 -- a block of
 threads per wide pooling window (a global pool), a global pool in two passes by bands of rows; 6 -- a sum that alone
 reads a convolution's output in its group is added by the convolution (`ios_core.engine.PlanOptions.fold_sums`);
 cuDNN applies hardsigmoid and hardswish in the convolution's graph; 7 -- a squeeze-and-excitation's pool and two 1 x 1
-convolutions in one group are one kernel (`ios_core.engine.PlanOptions.fold_excitations`)."""
+convolutions in one group are one kernel (`ios_core.engine.PlanOptions.fold_excitations`); 8 -- a sum folds into
+its convolution only where its other term is a whole value (a slice as cuDNN's addend was summed wrongly)."""
 
 
 class Profiler(Protocol):

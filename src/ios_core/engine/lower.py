@@ -189,7 +189,8 @@ class _Lowering:
 
     def fold_sums(self, tasks: list[Task]) -> None:
         """Rewrite ``tasks`` (one group's, in place) so that each sum of a convolution's output and another tensor
-        is computed by the convolution itself (its ``addend``), where that sum is the output's only reader.
+        is computed by the convolution itself (its ``addend``), where that sum is the output's only reader and the
+        other tensor a whole value.
 
         The folded convolution runs where the sum did, so nothing it reads may be written in between; its own
         output is never written (`Program.folded`). cuDNN adds the addend after the bias and before the
@@ -229,7 +230,10 @@ class _Lowering:
             return False
         addend = task.b if task.a == conv.y else task.a
         shape, addend_shape = self.buffers[conv.y.buffer].shape, self.buffers[addend.buffer].shape
-        return ((addend_shape.height, addend_shape.width) == (shape.height, shape.width)
+        # A whole value only: with a channel slice of a wider tensor as its addend, cuDNN's fused graph computed a
+        # wrong sum on the H100 (cuDNN 9.19, NHWC: the addend's pixel stride not the output's), and nothing rejected it
+        return (addend_shape.channels == addend.channels
+                and (addend_shape.height, addend_shape.width) == (shape.height, shape.width)
                 and not overlaps(addend, task.y) and not overlaps(conv.x, task.y)
                 and self.aligned(addend) and self.aligned(task.y))
 

@@ -12,7 +12,8 @@ Invariants (checked by `verify`):
   (the groups of a stage run concurrently, and nothing orders them);
 - an element-wise operand has its output's height and width, or is 1 x 1: one value per channel,
   broadcast over the output's pixels (a squeeze-and-excitation scale);
-- a convolution's addend has its output's shape and does not overlap it (cuDNN reads it as the output is written);
+- a convolution's addend is a whole buffer of its output's shape and does not overlap it (cuDNN reads it as the
+  output is written, and read a slice wrongly);
 - a squeeze-and-excitation's output is one pixel of its input's channels, and does not overlap its input.
 """
 
@@ -383,6 +384,8 @@ def _verify_addend(program: Program, task: ConvTask) -> None:
     y, z = program.buffers[task.y.buffer], program.buffers[task.addend.buffer]
     if task.addend.channels != task.y.channels or (z.height, z.width) != (y.height, y.width):
         raise ProgramError(f"task {task} ({task.node}): addend {task.addend} of {z.name} is not of the output's shape")
+    if task.addend.channels != z.channels:
+        raise ProgramError(f"task {task} ({task.node}): addend {task.addend} is a slice of {z.name}, not all of it")
     if overlaps(task.addend, task.y):
         raise ProgramError(f"task {task} ({task.node}): addend {task.addend} overlaps the output it is added into")
 
