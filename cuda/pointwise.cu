@@ -7,7 +7,8 @@
 // dimensions need not be N, C, H, W: a channel shuffle is a copy over (n, i, j, pixel) with permuted
 // strides. y may be a itself (accumulation in place): each thread reads its element of a before it
 // writes the same element of y, so no pointer is __restrict__. Elements are float, __half or
-// __nv_bfloat16 (element.cuh), the arithmetic float.
+// __nv_bfloat16 (element.cuh), the arithmetic float. pointwise_batch_* runs up to 16 independent such
+// tasks in one launch, a row of blocks each.
 
 #include "activation.cuh"
 #include "element.cuh"
@@ -33,6 +34,39 @@ __device__ __forceinline__ void pointwise(
         }
         y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = from_float<E>(clamp_keep_nan(activate(act, v), low, high));
     }
+}
+
+// One part of a batch of independent pointwise tasks: pointwise()'s arguments, in its order, as the host packs them
+// (ios_core.engine.channelwise.POINTWISE_PART): 32 bytes of scalars, then each view's address and strides, 152 in all.
+struct PointwisePart {
+    int op, act;
+    float low, high;
+    unsigned int total, d1, d2, d3;
+    unsigned long long y;
+    long long y0, y1, y2, y3;
+    unsigned long long a;
+    long long a0, a1, a2, a3;
+    unsigned long long b;
+    long long b0, b1, b2, b3;
+};
+
+// Up to POINTWISE_BATCH parts, passed by value (2,432 bytes of the 4 KB a launch's parameters may take), so that a
+// batch needs no memory of its own; blockIdx.y picks the part, and the grid has as many rows as there are parts.
+#define POINTWISE_BATCH 16
+struct PointwiseBatch {
+    PointwisePart parts[POINTWISE_BATCH];
+};
+
+// The parts of a batch side by side, each a task of its own: one launch where a run of independent pointwise tasks
+// on one stream took one each.
+template <class E>
+__device__ __forceinline__ void pointwise_batch(const PointwiseBatch& batch)
+{
+    const PointwisePart& p = batch.parts[blockIdx.y];
+    pointwise<E>(p.op, p.act, p.low, p.high, p.total, p.d1, p.d2, p.d3,
+                 reinterpret_cast<E*>(p.y), p.y0, p.y1, p.y2, p.y3,
+                 reinterpret_cast<const E*>(p.a), p.a0, p.a1, p.a2, p.a3,
+                 reinterpret_cast<const E*>(p.b), p.b0, p.b1, p.b2, p.b3);
 }
 
 // Pseudo-random values in [-1, 1) from a hash of the index: what convolutions are autotuned on
@@ -66,6 +100,10 @@ __device__ __forceinline__ void convert(const From* __restrict__ x, To* __restri
         const E* b, long long b0, long long b1, long long b2, long long b3)                                          \
     {                                                                                                                \
         pointwise<E>(op, act, low, high, total, d1, d2, d3, y, y0, y1, y2, y3, a, a0, a1, a2, a3, b, b0, b1, b2, b3); \
+    }                                                                                                                \
+    extern "C" __global__ void pointwise_batch_##SUFFIX(const __grid_constant__ PointwiseBatch batch)               \
+    {                                                                                                                \
+        pointwise_batch<E>(batch);                                                                                   \
     }                                                                                                                \
     extern "C" __global__ void fill_random_##SUFFIX(E* y, unsigned int n, unsigned int seed)                         \
     {                                                                                                                \

@@ -118,6 +118,16 @@ def _modules(recorder: Recorder) -> dict[str, types.ModuleType]:
     return modules
 
 
+def launch_parts(call: tuple) -> list[tuple]:
+    """A recorded launch's arguments, as one part; a batch's (`channelwise.pointwise_batch`) as its parts', each the
+    arguments of ``pointwise_f32`` it stands for."""
+    from ios_core.engine import channelwise
+
+    if call[1] != channelwise.POINTWISE_BATCH:
+        return [call[5]]
+    return np.frombuffer(call[5][0], channelwise.POINTWISE_PART)[: call[2][1]].tolist()
+
+
 class Kernel:
     """One of our kernels: records its launches."""
 
@@ -188,7 +198,7 @@ class FakeGpu:
         self._swap(self.engine["device"], self.engine["convs"])
 
     def _swap(self, device: Any, convs: Any) -> None:
-        from ios_core.engine import depthwise, excitation, pooling
+        from ios_core.engine import channelwise, depthwise, excitation, pooling
         from ios_core.engine.elements import ELEMENTS
 
         recorder = self.recorder
@@ -202,6 +212,7 @@ class FakeGpu:
                 return Kernel(recorder, element.kernel(name))
 
             return device.Kernels(element=element, pointwise=kernel("pointwise_f32"),
+                                  pointwise_batch=kernel(channelwise.POINTWISE_BATCH),
                                   pool={name: kernel(name) for name in pooling.KERNELS},
                                   depthwise={name: kernel(name) for name in depthwise.KERNELS},
                                   fill=kernel("fill_random_f32"), pad=kernel("pad_f32"), norm=kernel("norm_f32"),

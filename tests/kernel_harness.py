@@ -114,6 +114,7 @@ static Dim3 blockDim, gridDim;
 #define __device__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __grid_constant__
 #define __shared__ static  // one block runs at a time (launch_blocks)
 struct float4 { float x, y, z, w; };
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
@@ -237,11 +238,13 @@ def marker(kernel: str) -> str:
     return kernel.rsplit("_", 1)[0] + "_##SUFFIX("
 
 
-def build_for_host(source: Path, markers: dict[str, str], folder: Path, element: Element = F32) -> ctypes.CDLL:
+def build_for_host(source: Path, markers: dict[str, str], folder: Path, element: Element = F32,
+                   extra: str = "") -> ctypes.CDLL:
     """``source`` built for the CPU: ``host_<kernel>(grid, block, reverse, args...)`` runs a launch's threads.
 
     ``markers`` maps each kernel, by its float32 name, to the text its parameter list follows in the source (see
-    `kernel_params`); ``element``'s instance of it runs, its element type ``E`` in the parameters.
+    `kernel_params`); ``element``'s instance of it runs, its element type ``E`` in the parameters. ``extra`` is
+    host code of the caller's own after them, for a launch the generic launchers do not make.
     """
     compiler = shutil.which("g++") or pytest.skip("g++ is not installed")
     lines = [HOST_SHIM.replace("{source}", source.name), f"using E = {ELEMENT_TYPES[element.suffix]};"]
@@ -254,6 +257,7 @@ def build_for_host(source: Path, markers: dict[str, str], folder: Path, element:
                 f"{', '.join(p for _, _, p in params)}) {{ {launcher}({name}, grid, block, reverse, "
                 f"{', '.join(n for _, n, _ in params)}); }}"
             )
+    lines.append(extra)
     (folder / "host.cpp").write_text("\n".join(lines))
     library = folder / "host.so"
     command = [compiler, "-std=c++17", "-O1", "-fno-strict-aliasing", "-shared", "-fPIC", "-pthread",

@@ -14,11 +14,12 @@ from collections import Counter
 
 import numpy as np
 import pytest
-from fake_gpu import REGION, FakeGpu
+from fake_gpu import REGION, FakeGpu, launch_parts
 from test_engine_cases import SCHEDULES
 
 from ios_core import engine, models
 from ios_core.engine import ConvTask, PlanOptions
+from ios_core.engine import channelwise as cw
 from ios_core.engine.profile import StageProfiler
 from ios_core.gpu import ENVIRONMENT_KEYS
 from ios_core.timing import Timing
@@ -53,7 +54,7 @@ def uncaptured(calls: list[tuple]) -> list[tuple]:
 
 
 def pointers(call: tuple) -> list[int]:
-    args = call[5] if call[0] == "kernel" else [address for _, address in call[2]]
+    args = [a for part in launch_parts(call) for a in part] if call[0] == "kernel" else [a for _, a in call[2]]
     return [a for a in args if isinstance(a, int) and a >= REGION]
 
 
@@ -102,6 +103,29 @@ def test_a_folded_sum_is_cudnns_addend_or_else_our_kernel_adds_bias_and_addend(g
         after = {"addend": 0, "bias": 1, "alone": 2}[path]
         assert [call[1] for call in calls[i + 1:i + 1 + after]] == ["pointwise_f32"] * after
     assert seen["addend"] and seen["bias"] + seen["alone"]  # the fake fuses some geometries and not others
+
+
+def test_independent_pointwise_tasks_in_a_row_are_one_launch_of_the_same_work(gpu):
+    """NASNet's cells add their branches side by side: as batches, the same pointwise work in the same order (at
+    the same arena offsets), in fewer launches."""
+    def kernel_launches(batch_pointwise: bool) -> list[tuple]:
+        _, plan = plan_of(gpu, "nasnet", schedule="greedy", batch_pointwise=batch_pointwise)
+        start = len(gpu.recorder.calls)
+        plan.enqueue()
+        plan.close()
+        return [call for call in launched(gpu.recorder.calls[start:]) if call[0] == "kernel"]
+
+    def work(calls: list[tuple]) -> list[tuple]:
+        at = gpu.recorder.where
+        return [tuple(at(a)[1] if isinstance(a, int) and a >= REGION else a for a in part)
+                for call in calls if call[1] in ("pointwise_f32", cw.POINTWISE_BATCH) for part in launch_parts(call)]
+
+    batched, alone = kernel_launches(True), kernel_launches(False)
+    batches = [call for call in batched if call[1] == cw.POINTWISE_BATCH]
+    assert batches and not any(call[1] == cw.POINTWISE_BATCH for call in alone)
+    assert all(len(launch_parts(call)) >= 2 for call in batches)
+    assert work(batched) == work(alone)
+    assert len(batched) == len(alone) - sum(len(launch_parts(call)) - 1 for call in batches)
 
 
 def test_a_plan_runs_eagerly_and_replays_its_capture_then_frees_its_memory(gpu):

@@ -18,7 +18,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-from fake_gpu import REGION, FakeGpu
+from fake_gpu import REGION, FakeGpu, launch_parts
 from kernel_harness import (
     H100_SMS,
     KERNEL_DIR,
@@ -446,10 +446,12 @@ def test_a_plan_launches_every_task_inside_its_memory_with_arguments_that_fit(gp
     calls = [call for call in gpu.recorder.calls[start:] if call[0] == "kernel"]
     owned = {gpu.recorder.where(int(m))[0]: m.size for m in (plan.arena, plan.weights, *plan.workspaces) if m}
     for call in calls:
-        assert_fits(Launch(call[1], call[2], call[3], call[5]), signatures()[call[1]])
-        for address in (a for a in call[5] if isinstance(a, int) and a >= REGION):
-            index, offset = gpu.recorder.where(address)
-            assert index in owned and offset < owned[index], call
+        kernel = "pointwise_f32" if call[1] == cw.POINTWISE_BATCH else call[1]  # a batch: each part's arguments
+        for args in launch_parts(call):
+            assert_fits(Launch(kernel, call[2], call[3], args), signatures()[kernel])
+            for address in (a for a in args if isinstance(a, int) and a >= REGION):
+                index, offset = gpu.recorder.where(address)
+                assert index in owned and offset < owned[index], call
     launched = Counter(call[1] for call in calls)
     tasks = Counter(type(t) for t in plan.program.tasks)
     assert launched[cw.PAD] == tasks[PadTask] and launched[cw.NORM] == tasks[NormTask]

@@ -152,6 +152,25 @@ def test_squeeze_excitations_folded_equal_reference(pool, size, channels, precis
     check(graph, precision, options, one_stream(graph))
 
 
+@pytest.mark.parametrize("layout", ["nhwc", "nchw"])
+@pytest.mark.parametrize("precision", ["fp32-strict", "fp16"])
+def test_pointwise_tasks_in_one_launch_equal_reference(precision, layout):
+    """Three sums side by side into a concatenation, as NASNet's cells add their branches: one launch of
+    ``pointwise_batch`` (a row of blocks each), its parameter the parts by value."""
+    from ios_core.engine import channelwise
+
+    b = GraphBuilder("sums_side_by_side", 32, 14, 14)
+    x = b.conv(b.input, 64, 1)
+    c1, c2 = b.conv(x, 32, 3, padding=1), b.conv(x, 32, 1)
+    b.end_block(b.identity(concat([b.add(c1, c2), b.add(c2, x[0:32]), b.add(c1, x[32:64])])))
+    graph = b.build()
+    options = PlanOptions(layout=layout, autotune=False)
+    plan = build_plan(graph, one_stream(graph), 2, precision, None, options)
+    assert plan.stats.kernels.get(channelwise.POINTWISE_BATCH) == 1, "the sums are not one launch"
+    plan.close()
+    check(graph, precision, options, one_stream(graph))
+
+
 @pytest.mark.parametrize("schedule", [S.greedy, one_stream], ids=["greedy", "one_stream"])
 @pytest.mark.parametrize("precision", ["fp32-strict", "fp32"])
 @pytest.mark.parametrize("path", zoo_paths(), ids=lambda p: p.stem)

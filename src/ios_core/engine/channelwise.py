@@ -4,6 +4,10 @@
 - A LayerNorm or softmax over channels is ``norm_f32`` of ``cuda/norm.cu``: a warp per pixel where channels are
   contiguous (NHWC, or a 1 x 1 image: a classifier's), else a thread per pixel (NCHW, where neighbouring threads
   then read neighbouring pixels).
+- A run of pointwise tasks in a row on one stream, none reading or writing what another writes (`pointwise_runs`),
+  is one launch of ``pointwise_batch_f32``: each task a part (its `pointwise_args`, a row of the table that is the
+  launch's one parameter, `pointwise_batch`), ``blockIdx.y`` picking the part. NASNet's cells add their branches
+  so, side by side.
 - A channel shuffle is our pointwise copy over views re-read as (n, i, j, pixel) (`shuffle_views`): a permutation
   of channels by strides alone, one launch. The pointwise kernel's arguments (`pointwise_args`) broadcast an
   operand of size 1 where the output is larger by a stride of 0: a C x 1 x 1 scale multiplies in one launch.
@@ -17,8 +21,10 @@ from __future__ import annotations
 
 from math import inf, prod
 
+import numpy as np
+
 from ios_core.engine.depthwise import INT32_MAX, Launch, Operand
-from ios_core.engine.program import ACTIVATIONS, POINTWISE_OPS
+from ios_core.engine.program import ACTIVATIONS, POINTWISE_OPS, PointwiseTask, Task, overlaps
 from ios_core.ir import LayerNorm, Pads, Softmax
 
 PAD = "pad_f32"
@@ -26,6 +32,13 @@ PAD_SIGNATURE = "i" * 8 + "f" + "i" + "Pqqqq" * 2
 NORM = "norm_f32"
 NORM_SIGNATURE = "iiIiii" + "f" + "Pqqqq" + "PP" + "Pqqqq"
 NORM_KINDS = {LayerNorm: 0, Softmax: 1}  # enum NormKind of cuda/norm.cu
+POINTWISE_BATCH = "pointwise_batch_f32"
+POINTWISE_PART = np.dtype(  # struct PointwisePart of cuda/pointwise.cu: pointwise_args in their order
+    [(name, "<i4") for name in ("op", "act")] + [(name, "<f4") for name in ("low", "high")]
+    + [(name, "<u4") for name in ("total", "d1", "d2", "d3")]
+    + [(f"{view}{field}", "<u8" if field == "" else "<i8") for view in "yab" for field in ("", "0", "1", "2", "3")])
+BATCH_PARTS = 16  # POINTWISE_BATCH of cuda/pointwise.cu: the parts a launch's 4 KB of parameters hold
+POINTWISE_BATCH_SIGNATURE = f"{BATCH_PARTS * POINTWISE_PART.itemsize}s"  # struct PointwiseBatch, by value
 BLOCK = 256  # a multiple of the warp: a pixel's lanes never straddle two blocks
 BLOCKS_PER_SM = 16  # the grid-stride loops cover the rest
 WARP = 32
@@ -50,6 +63,35 @@ def pointwise_args(y: Operand, a: Operand, b: Operand | None, op: str, act: str,
         raise ValueError(f"{total} outputs overflow pointwise_f32's 32-bit index")
     return (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, *(y.dims[d] for d in order[1:]),
             *(v for view in (y, a, b) for v in (view.address, *(view.strides[d] for d in order))))
+
+
+def pointwise_runs(tasks: tuple[Task, ...] | list[Task]) -> list[list[Task]]:
+    """One stream's ``tasks`` in their order, cut into runs that can each be one launch: up to `BATCH_PARTS`
+    pointwise tasks in a row, none of which reads or writes what another of the run writes (its parts run in any
+    order, concurrently), and every other task alone."""
+    runs: list[list[Task]] = []
+    for task in tasks:
+        run = runs[-1] if runs else []
+        if (isinstance(task, PointwiseTask) and run and isinstance(run[0], PointwiseTask) and len(run) < BATCH_PARTS
+                and not any(_conflict(task, other) for other in run)):
+            run.append(task)
+        else:
+            runs.append([task])
+    return runs
+
+
+def _conflict(one: PointwiseTask, other: PointwiseTask) -> bool:
+    return any(overlaps(w, v) for w, t in ((one.y, other), (other.y, one)) for v in (*t.reads(), t.y))
+
+
+def pointwise_batch(args: list[tuple]) -> bytes:
+    """The parameter of ``pointwise_batch_f32`` (struct PointwiseBatch) for the parts ``args``, each its task's
+    `pointwise_args`; the rows after the last part are zeros that no block reads."""
+    if not 1 <= len(args) <= BATCH_PARTS:
+        raise ValueError(f"a batch holds 1 to {BATCH_PARTS} parts, not {len(args)}")
+    table = np.zeros(BATCH_PARTS, POINTWISE_PART)
+    table[:len(args)] = [tuple(part) for part in args]
+    return table.tobytes()
 
 
 def _grid(threads: int, sms: int) -> tuple[int, int]:

@@ -50,6 +50,10 @@ class PlanOptions:
         A squeeze-and-excitation in one group -- a global pool and two 1 x 1 convolutions of the pooled pixel, each
         read only by the next -- is one kernel of ours (`ios_core.engine.excitation`), not three launches that each
         do almost nothing.
+    batch_pointwise
+        A run of pointwise tasks in a row on one stream, none reading or writing what another writes (NASNet's
+        cells add their branches so), is one launch of ours (`ios_core.engine.channelwise.pointwise_runs`), a row
+        of blocks per task, not a launch each: the same work, in fewer launches.
     """
 
     layout: str = "nhwc"
@@ -63,6 +67,7 @@ class PlanOptions:
     pad_asymmetric: bool = False
     fold_sums: bool = True
     fold_excitations: bool = True
+    batch_pointwise: bool = True
 
     def __post_init__(self) -> None:
         if self.barrier not in BARRIERS:

@@ -5,7 +5,8 @@ handles, our kernels, the convolution library, the arena's address and every con
 addresses. A launcher per task type (`prepare`) turns one task on stream ``k`` into a `TaskLaunch`: the
 call that enqueues it, given its stream's cuDNN workspace (known only once every convolution of the
 stream is prepared, `workspace_sizes`), and what preparing it found -- our kernels it launches, the cuDNN
-graph it executes. Launchers write nowhere else: a plan sums their findings (`launch_stats`).
+graph it executes. Launchers write nowhere else: a plan sums their findings (`launch_stats`). A run of independent
+pointwise tasks in a row on a stream is one launch of its own (`prepare_program`, `channelwise.pointwise_runs`).
 
 `Launches.enqueue` runs the program with the fewest events: a stage of one group runs on stream 0; a
 stage of ``n > 1`` groups forks from stream 0 (one event, waited on by streams ``1..n-1``) and joins back
@@ -108,10 +109,10 @@ class PlanStats:
 
 
 Prepared = list[list[list[TaskLaunch]]]
-"""A program's task launches by stage, stream and task."""
+"""A program's task launches by stage, stream and launch (a task's, or a batch of pointwise tasks')."""
 
 Bound = tuple[tuple[tuple[Callable[[], None], ...], ...], ...]
-"""A program's task calls bound to their streams' workspaces, by stage, stream and task (`bind`)."""
+"""A program's launches bound to their streams' workspaces, by stage, stream and launch (`bind`)."""
 
 
 def prepare(context: LaunchContext, task: Task, k: int) -> TaskLaunch:
@@ -122,10 +123,16 @@ def prepare(context: LaunchContext, task: Task, k: int) -> TaskLaunch:
         raise RuntimeError(f"while preparing {task} of node {task.node!r}: {error}") from error
 
 
-def prepare_program(context: LaunchContext) -> Prepared:
-    """Every task of the context's program prepared, in program order (convolutions are tuned in that order)."""
-    return [[[prepare(context, task, k) for task in stream] for k, stream in enumerate(stage)]
-            for stage in context.program.stages]
+def prepare_program(context: LaunchContext, batch_pointwise: bool = True) -> Prepared:
+    """Every task of the context's program prepared, in program order (convolutions are tuned in that order); with
+    ``batch_pointwise``, each run of independent pointwise tasks of a stream (`channelwise.pointwise_runs`) is one
+    launch, so a stream's launches may be fewer than its tasks."""
+
+    def stream_launches(tasks: tuple[Task, ...], k: int) -> list[TaskLaunch]:
+        runs = channelwise.pointwise_runs(tasks) if batch_pointwise else [[task] for task in tasks]
+        return [prepare(context, run[0], k) if len(run) == 1 else _pointwise_batch(context, run, k) for run in runs]
+
+    return [[stream_launches(stream, k) for k, stream in enumerate(stage)] for stage in context.program.stages]
 
 
 def workspace_sizes(prepared: Prepared, streams: int) -> list[int]:
@@ -228,18 +235,37 @@ def pointwise_call(context: LaunchContext, k: int, y: Pointer, a: Pointer, b: Po
                    act: str, bounds: tuple[float, float] = (-np.inf, np.inf)) -> Callable[[], None]:
     """A prepared launch of ``y = clip(act(a op b), *bounds)`` on stream ``k`` (our pointwise kernel); an operand of
     size 1 in a dimension where y is larger is broadcast along it (`ios_core.engine.channelwise.pointwise_args`)."""
-    operand = depthwise.Operand
-    args = channelwise.pointwise_args(operand(*y), operand(*a), None if b is None else operand(*b), op, act, bounds)
+    args = _pointwise_args(y, a, b, op, act, bounds)
     grid, block = device.grid(int(np.prod(y[1]))), (device.BLOCK, 1, 1)
     stream, fn = context.streams[k], context.kernels.pointwise
     return lambda: fn.prepared_async_call(grid, block, stream, *args)
 
 
-def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunch:
+def _pointwise_args(y: Pointer, a: Pointer, b: Pointer | None, op: str, act: str,
+                    bounds: tuple[float, float]) -> tuple:
+    operand = depthwise.Operand
+    return channelwise.pointwise_args(operand(*y), operand(*a), None if b is None else operand(*b), op, act, bounds)
+
+
+def _pointwise_operands(context: LaunchContext, task: PointwiseTask) -> tuple:
     b = context.pointer(task.b) if task.b is not None else None
-    call = pointwise_call(context, k, context.pointer(task.y), context.pointer(task.a), b, task.op, task.act,
-                          (task.low, task.high))
+    return context.pointer(task.y), context.pointer(task.a), b, task.op, task.act, (task.low, task.high)
+
+
+def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunch:
+    call = pointwise_call(context, k, *_pointwise_operands(context, task))
     return TaskLaunch(lambda _workspace: call(), ("pointwise",))
+
+
+def _pointwise_batch(context: LaunchContext, tasks: list[Task], k: int) -> TaskLaunch:
+    """Independent pointwise tasks in a row on stream ``k`` as one launch of ``pointwise_batch_f32``: a row of
+    blocks per task, as many blocks in a row as the largest task's own launch would have."""
+    operands = [_pointwise_operands(context, task) for task in tasks]
+    param = channelwise.pointwise_batch([_pointwise_args(*each) for each in operands])
+    grid = (max(device.grid(int(np.prod(y[1])))[0] for y, *_ in operands), len(tasks))
+    block, stream, fn = (device.BLOCK, 1, 1), context.streams[k], context.kernels.pointwise_batch
+    return TaskLaunch(lambda _workspace: fn.prepared_async_call(grid, block, stream, param),
+                      (channelwise.POINTWISE_BATCH,))
 
 
 def _operand(context: LaunchContext, view: View) -> depthwise.Operand:
