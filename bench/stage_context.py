@@ -84,12 +84,11 @@ def stage_times(profiler, schedule, repeat: int) -> list[dict]:
 def prefix_times(profiler, schedule) -> tuple[list[float], list[float]]:
     """Milliseconds per run of the first k stages of ``schedule`` as one program, for k = 1 .. all, and of each
     stage alone: ``(prefixes, alone)``, both timed as ``profiler`` (the measured cost) times a stage."""
-    from ios_core.engine import lower
+    from ios_core.engine.lower import lower_planned
 
-    o, stages = profiler.options, schedule.stages
-    prefixes = (lower(profiler.graph, stages[:k], profiler.batch, o.layout, schedule=schedule,
-                      concat_in_place=o.concat_in_place, own_depthwise=o.own_depthwise)
-                for k in range(1, len(stages) + 1))
+    stages = schedule.stages  # lowered as the profiler lowers a stage: its options, its element's size
+    prefixes = (lower_planned(profiler.graph, stages[:k], profiler.batch, profiler.options, profiler.itemsize,
+                              schedule) for k in range(1, len(stages) + 1))
     answers = list(profiler.backend.time_all(prefixes, profiler.timing))
     failed = [answer for answer in answers if isinstance(answer, Exception)]
     if failed:
