@@ -231,7 +231,7 @@ class _Lowering:
         addend = task.b if task.a == conv.y else task.a
         shape, addend_shape = self.buffers[conv.y.buffer].shape, self.buffers[addend.buffer].shape
         # A whole value only: with a channel slice of a wider tensor as its addend, cuDNN's fused graph computed a
-        # wrong sum on the H100 (cuDNN 9.19, NHWC: the addend's pixel stride not the output's), and nothing rejected it
+        # wrong sum on the H100 (cuDNN 9.19: a test in fp32-strict NHWC, DPN-68 in TF32), and nothing rejected it
         return (addend_shape.channels == addend.channels
                 and (addend_shape.height, addend_shape.width) == (shape.height, shape.width)
                 and not overlaps(addend, task.y) and not overlaps(conv.x, task.y)

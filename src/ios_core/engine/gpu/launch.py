@@ -257,7 +257,7 @@ def _pointwise(context: LaunchContext, task: PointwiseTask, k: int) -> TaskLaunc
     return TaskLaunch(lambda _workspace: call(), ("pointwise",))
 
 
-def _pointwise_batch(context: LaunchContext, tasks: list[Task], k: int) -> TaskLaunch:
+def _pointwise_batch(context: LaunchContext, tasks: list[PointwiseTask], k: int) -> TaskLaunch:
     """Independent pointwise tasks in a row on stream ``k`` as one launch of ``pointwise_batch_f32``: a row of
     blocks per task, as many blocks in a row as the largest task's own launch would have."""
     operands = [_pointwise_operands(context, task) for task in tasks]
