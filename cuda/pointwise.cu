@@ -8,7 +8,7 @@
 // strides. y may be a itself (accumulation in place): each thread reads its element of a before it
 // writes the same element of y, so no pointer is __restrict__. Elements are float, __half or
 // __nv_bfloat16 (element.cuh), the arithmetic float. pointwise_batch_* runs up to 16 independent such
-// tasks in one launch, a row of blocks each.
+// tasks in one launch, a row of blocks each; pointwise_sum_* a sum of up to 8 terms in one pass.
 
 #include "activation.cuh"
 #include "element.cuh"
@@ -69,6 +69,44 @@ __device__ __forceinline__ void pointwise_batch(const PointwiseBatch& batch)
                  reinterpret_cast<const E*>(p.b), p.b0, p.b1, p.b2, p.b3);
 }
 
+// A view of a sum's term: its address and strides in the output's iteration order.
+struct PointwiseView {
+    unsigned long long at;
+    long long s0, s1, s2, s3;
+};
+
+// y = clip(act(x_0 + x_1 + ... + x_{terms-1}), low, high): a sum of up to POINTWISE_TERMS terms in one pass, where
+// the lowering's chain of additions into y took a launch and a pass over y per term. Passed by value, as a batch.
+// A term may be y itself (the chain's first, accumulated in place): each thread reads every term of its element
+// before it writes it.
+#define POINTWISE_TERMS 8
+struct PointwiseSum {
+    int act, terms;
+    float low, high;
+    unsigned int total, d1, d2, d3;
+    PointwiseView y;
+    PointwiseView x[POINTWISE_TERMS];
+};
+
+template <class E>
+__device__ __forceinline__ void pointwise_sum(const PointwiseSum& sum)
+{
+    for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < sum.total; i += gridDim.x * blockDim.x) {
+        unsigned int i3 = i % sum.d3, t = i / sum.d3;
+        unsigned int i2 = t % sum.d2;
+        t /= sum.d2;
+        unsigned int i1 = t % sum.d1, i0 = t / sum.d1;
+        float v = 0.0f;
+        for (int k = 0; k < sum.terms; ++k) {
+            const PointwiseView& x = sum.x[k];
+            v += to_float(reinterpret_cast<const E*>(x.at)[i0 * x.s0 + i1 * x.s1 + i2 * x.s2 + i3 * x.s3]);
+        }
+        const PointwiseView& y = sum.y;
+        reinterpret_cast<E*>(y.at)[i0 * y.s0 + i1 * y.s1 + i2 * y.s2 + i3 * y.s3] =
+            from_float<E>(clamp_keep_nan(activate(sum.act, v), sum.low, sum.high));
+    }
+}
+
 // Pseudo-random values in [-1, 1) from a hash of the index: what convolutions are autotuned on
 // (never zeros, never NaN), written at build time only.
 template <class E>
@@ -104,6 +142,10 @@ __device__ __forceinline__ void convert(const From* __restrict__ x, To* __restri
     extern "C" __global__ void pointwise_batch_##SUFFIX(const __grid_constant__ PointwiseBatch batch)               \
     {                                                                                                                \
         pointwise_batch<E>(batch);                                                                                   \
+    }                                                                                                                \
+    extern "C" __global__ void pointwise_sum_##SUFFIX(const __grid_constant__ PointwiseSum sum)                     \
+    {                                                                                                                \
+        pointwise_sum<E>(sum);                                                                                       \
     }                                                                                                                \
     extern "C" __global__ void fill_random_##SUFFIX(E* y, unsigned int n, unsigned int seed)                         \
     {                                                                                                                \

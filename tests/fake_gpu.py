@@ -118,14 +118,17 @@ def _modules(recorder: Recorder) -> dict[str, types.ModuleType]:
     return modules
 
 
-def launch_parts(call: tuple) -> list[tuple]:
-    """A recorded launch's arguments, as one part; a batch's (`channelwise.pointwise_batch`) as its parts', each the
-    arguments of ``pointwise_f32`` it stands for."""
+def launch_parts(call: tuple) -> list[tuple[str, tuple]]:
+    """A recorded launch as ``(kernel, arguments)`` parts: its own; a batch's (`channelwise.pointwise_batch`) parts,
+    each the arguments of ``pointwise_f32`` it stands for; a sum's (`channelwise.pointwise_sum`) one record."""
     from ios_core.engine import channelwise
 
-    if call[1] != channelwise.POINTWISE_BATCH:
-        return [call[5]]
-    return np.frombuffer(call[5][0], channelwise.POINTWISE_PART)[: call[2][1]].tolist()
+    if call[1] == channelwise.POINTWISE_BATCH:
+        table = np.frombuffer(call[5][0], channelwise.POINTWISE_PART)[: call[2][1]]
+        return [("pointwise_f32", part) for part in table.tolist()]
+    if call[1] == channelwise.POINTWISE_SUM:
+        return [(call[1], np.frombuffer(call[5][0], channelwise.POINTWISE_SUM_RECORD)[0].tolist())]
+    return [(call[1], call[5])]
 
 
 class Kernel:
@@ -213,6 +216,7 @@ class FakeGpu:
 
             return device.Kernels(element=element, pointwise=kernel("pointwise_f32"),
                                   pointwise_batch=kernel(channelwise.POINTWISE_BATCH),
+                                  pointwise_sum=kernel(channelwise.POINTWISE_SUM),
                                   pool={name: kernel(name) for name in pooling.KERNELS},
                                   depthwise={name: kernel(name) for name in depthwise.KERNELS},
                                   fill=kernel("fill_random_f32"), pad=kernel("pad_f32"), norm=kernel("norm_f32"),

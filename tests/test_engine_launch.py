@@ -54,7 +54,7 @@ def uncaptured(calls: list[tuple]) -> list[tuple]:
 
 
 def pointers(call: tuple) -> list[int]:
-    args = [a for part in launch_parts(call) for a in part] if call[0] == "kernel" else [a for _, a in call[2]]
+    args = [a for _, part in launch_parts(call) for a in part] if call[0] == "kernel" else [a for _, a in call[2]]
     return [a for a in args if isinstance(a, int) and a >= REGION]
 
 
@@ -105,27 +105,40 @@ def test_a_folded_sum_is_cudnns_addend_or_else_our_kernel_adds_bias_and_addend(g
     assert seen["addend"] and seen["bias"] + seen["alone"]  # the fake fuses some geometries and not others
 
 
+def kernel_launches(gpu: FakeGpu, name: str, combine_pointwise: bool) -> list[tuple]:
+    _, plan = plan_of(gpu, name, schedule="greedy", combine_pointwise=combine_pointwise)
+    start = len(gpu.recorder.calls)
+    plan.enqueue()
+    plan.close()
+    return [call for call in launched(gpu.recorder.calls[start:]) if call[0] == "kernel"]
+
+
 def test_independent_pointwise_tasks_in_a_row_are_one_launch_of_the_same_work(gpu):
     """NASNet's cells add their branches side by side: as batches, the same pointwise work in the same order (at
     the same arena offsets), in fewer launches."""
-    def kernel_launches(batch_pointwise: bool) -> list[tuple]:
-        _, plan = plan_of(gpu, "nasnet", schedule="greedy", batch_pointwise=batch_pointwise)
-        start = len(gpu.recorder.calls)
-        plan.enqueue()
-        plan.close()
-        return [call for call in launched(gpu.recorder.calls[start:]) if call[0] == "kernel"]
-
     def work(calls: list[tuple]) -> list[tuple]:
         at = gpu.recorder.where
         return [tuple(at(a)[1] if isinstance(a, int) and a >= REGION else a for a in part)
-                for call in calls if call[1] in ("pointwise_f32", cw.POINTWISE_BATCH) for part in launch_parts(call)]
+                for call in calls if call[1] in ("pointwise_f32", cw.POINTWISE_BATCH) for _, part in launch_parts(call)]
 
-    batched, alone = kernel_launches(True), kernel_launches(False)
+    batched, alone = kernel_launches(gpu, "nasnet", True), kernel_launches(gpu, "nasnet", False)
     batches = [call for call in batched if call[1] == cw.POINTWISE_BATCH]
     assert batches and not any(call[1] == cw.POINTWISE_BATCH for call in alone)
     assert all(len(launch_parts(call)) >= 2 for call in batches)
     assert work(batched) == work(alone)
     assert len(batched) == len(alone) - sum(len(launch_parts(call)) - 1 for call in batches)
+
+
+def test_a_chain_of_additions_is_one_pass_over_its_terms(gpu):
+    """RandWire sums each node's inputs into one output, an addition a launch: as one pass of ``pointwise_sum``,
+    its record the sum's output and terms, one launch for the chain."""
+    summed, alone = kernel_launches(gpu, "randwire", True), kernel_launches(gpu, "randwire", False)
+    sums = [launch_parts(call)[0][1] for call in summed if call[1] == cw.POINTWISE_SUM]
+    fields = list(cw.POINTWISE_SUM_RECORD.names)
+    terms = [record[fields.index("terms")] for record in sums]
+    assert sums and all(3 <= count <= cw.SUM_TERMS for count in terms)  # RandWire's nodes sum 3 inputs or more
+    batched = sum(len(launch_parts(call)) - 1 for call in summed if call[1] == cw.POINTWISE_BATCH)
+    assert len(summed) == len(alone) - sum(count - 2 for count in terms) - batched
 
 
 def test_a_plan_runs_eagerly_and_replays_its_capture_then_frees_its_memory(gpu):

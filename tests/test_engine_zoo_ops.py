@@ -432,7 +432,9 @@ def gpu():
 
 
 def signatures() -> dict[str, str]:
-    return {**SIGNATURES, **pooling.KERNELS, **depthwise.KERNELS, **excitation.KERNELS}
+    letters = {"<i4": "i", "<f4": "f", "<u4": "I", "<u8": "P", "<i8": "q"}  # a sum's record, field by field
+    record = "".join(letters[field.str] for field, _ in cw.POINTWISE_SUM_RECORD.fields.values())
+    return {**SIGNATURES, **pooling.KERNELS, **depthwise.KERNELS, **excitation.KERNELS, cw.POINTWISE_SUM: record}
 
 
 @pytest.mark.parametrize("layout", ["nhwc", "nchw"])
@@ -446,8 +448,7 @@ def test_a_plan_launches_every_task_inside_its_memory_with_arguments_that_fit(gp
     calls = [call for call in gpu.recorder.calls[start:] if call[0] == "kernel"]
     owned = {gpu.recorder.where(int(m))[0]: m.size for m in (plan.arena, plan.weights, *plan.workspaces) if m}
     for call in calls:
-        kernel = "pointwise_f32" if call[1] == cw.POINTWISE_BATCH else call[1]  # a batch: each part's arguments
-        for args in launch_parts(call):
+        for kernel, args in launch_parts(call):  # a batch: each part's arguments
             assert_fits(Launch(kernel, call[2], call[3], args), signatures()[kernel])
             for address in (a for a in args if isinstance(a, int) and a >= REGION):
                 index, offset = gpu.recorder.where(address)

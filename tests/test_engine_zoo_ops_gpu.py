@@ -156,17 +156,20 @@ def test_squeeze_excitations_folded_equal_reference(pool, size, channels, precis
 @pytest.mark.parametrize("precision", ["fp32-strict", "fp16"])
 def test_pointwise_tasks_in_one_launch_equal_reference(precision, layout):
     """Three sums side by side into a concatenation, as NASNet's cells add their branches: one launch of
-    ``pointwise_batch`` (a row of blocks each), its parameter the parts by value."""
+    ``pointwise_batch`` (a row of blocks each), its parameter the parts by value; and a sum of four terms with a
+    ReLU, as RandWire's nodes sum their inputs: one pass of ``pointwise_sum``."""
     from ios_core.engine import channelwise
 
     b = GraphBuilder("sums_side_by_side", 32, 14, 14)
     x = b.conv(b.input, 64, 1)
     c1, c2 = b.conv(x, 32, 3, padding=1), b.conv(x, 32, 1)
-    b.end_block(b.identity(concat([b.add(c1, c2), b.add(c2, x[0:32]), b.add(c1, x[32:64])])))
+    total = b.conv(b.activation(c1 + c2 + x[0:32] + x[32:64], "relu"), 32, 1)
+    b.end_block(b.identity(concat([b.add(c1, c2), b.add(c2, x[0:32]), b.add(c1, x[32:64]), total])))
     graph = b.build()
     options = PlanOptions(layout=layout, autotune=False)
     plan = build_plan(graph, one_stream(graph), 2, precision, None, options)
-    assert plan.stats.kernels.get(channelwise.POINTWISE_BATCH) == 1, "the sums are not one launch"
+    kernels = plan.stats.kernels
+    assert kernels.get(channelwise.POINTWISE_BATCH) == kernels.get(channelwise.POINTWISE_SUM) == 1, kernels
     plan.close()
     check(graph, precision, options, one_stream(graph))
 

@@ -40,7 +40,7 @@ reads a convolution's output in its group is added by the convolution (`ios_core
 cuDNN applies hardsigmoid and hardswish in the convolution's graph; 7 -- a squeeze-and-excitation's pool and two 1 x 1
 convolutions in one group are one kernel (`ios_core.engine.PlanOptions.fold_excitations`); 8 -- a sum folds into
 its convolution only where its other term is a whole value (a slice as cuDNN's addend was summed wrongly);
-independent pointwise tasks in a row on a stream are one launch (`ios_core.engine.PlanOptions.batch_pointwise`)."""
+pointwise tasks in a row on a stream share launches (`ios_core.engine.PlanOptions.combine_pointwise`)."""
 
 
 class Profiler(Protocol):

@@ -4,10 +4,12 @@
 - A LayerNorm or softmax over channels is ``norm_f32`` of ``cuda/norm.cu``: a warp per pixel where channels are
   contiguous (NHWC, or a 1 x 1 image: a classifier's), else a thread per pixel (NCHW, where neighbouring threads
   then read neighbouring pixels).
-- A run of pointwise tasks in a row on one stream, none reading or writing what another writes (`pointwise_runs`),
-  is one launch of ``pointwise_batch_f32``: each task a part (its `pointwise_args`, a row of the table that is the
-  launch's one parameter, `pointwise_batch`), ``blockIdx.y`` picking the part. NASNet's cells add their branches
-  so, side by side.
+- Pointwise tasks in a row on one stream share a launch where they can (`pointwise_launches`). A run of them none of
+  which reads or writes what another writes is one launch of ``pointwise_batch_f32``: each task a part (its
+  `pointwise_args`, a row of the table that is the launch's one parameter, `pointwise_batch`), ``blockIdx.y``
+  picking the part; NASNet's cells add their branches so, side by side. A chain of additions into one output, in
+  place, is one pass of ``pointwise_sum_f32`` over all its terms (`pointwise_sum`); RandWire sums each node's
+  inputs so.
 - A channel shuffle is our pointwise copy over views re-read as (n, i, j, pixel) (`shuffle_views`): a permutation
   of channels by strides alone, one launch. The pointwise kernel's arguments (`pointwise_args`) broadcast an
   operand of size 1 where the output is larger by a stride of 0: a C x 1 x 1 scale multiplies in one launch.
@@ -24,7 +26,7 @@ from math import inf, prod
 import numpy as np
 
 from ios_core.engine.depthwise import INT32_MAX, Launch, Operand
-from ios_core.engine.program import ACTIVATIONS, POINTWISE_OPS, PointwiseTask, Task, overlaps
+from ios_core.engine.program import ACTIVATIONS, POINTWISE_OPS, PointwiseTask, Task, View, overlaps
 from ios_core.ir import LayerNorm, Pads, Softmax
 
 PAD = "pad_f32"
@@ -32,13 +34,28 @@ PAD_SIGNATURE = "i" * 8 + "f" + "i" + "Pqqqq" * 2
 NORM = "norm_f32"
 NORM_SIGNATURE = "iiIiii" + "f" + "Pqqqq" + "PP" + "Pqqqq"
 NORM_KINDS = {LayerNorm: 0, Softmax: 1}  # enum NormKind of cuda/norm.cu
+
+
+def _launch_record(scalars: tuple[str, ...], views: tuple[str, ...]) -> np.dtype:
+    """A struct of cuda/pointwise.cu passed by value: 32 bytes of 4-byte ``scalars``, then each of ``views`` as an
+    address and four strides in the output's iteration order."""
+    types = {"op": "<i4", "act": "<i4", "terms": "<i4", "low": "<f4", "high": "<f4"}
+    return np.dtype([(name, types.get(name, "<u4")) for name in scalars]
+                    + [(f"{view}{field}", "<u8" if field == "" else "<i8") for view in views
+                       for field in ("", "0", "1", "2", "3")])
+
+
 POINTWISE_BATCH = "pointwise_batch_f32"
-POINTWISE_PART = np.dtype(  # struct PointwisePart of cuda/pointwise.cu: pointwise_args in their order
-    [(name, "<i4") for name in ("op", "act")] + [(name, "<f4") for name in ("low", "high")]
-    + [(name, "<u4") for name in ("total", "d1", "d2", "d3")]
-    + [(f"{view}{field}", "<u8" if field == "" else "<i8") for view in "yab" for field in ("", "0", "1", "2", "3")])
+POINTWISE_PART = _launch_record(("op", "act", "low", "high", "total", "d1", "d2", "d3"), ("y", "a", "b"))
+"""struct PointwisePart: a pointwise task's `pointwise_args`, in their order."""
 BATCH_PARTS = 16  # POINTWISE_BATCH of cuda/pointwise.cu: the parts a launch's 4 KB of parameters hold
 POINTWISE_BATCH_SIGNATURE = f"{BATCH_PARTS * POINTWISE_PART.itemsize}s"  # struct PointwiseBatch, by value
+POINTWISE_SUM = "pointwise_sum_f32"
+SUM_TERMS = 8  # POINTWISE_TERMS of cuda/pointwise.cu
+POINTWISE_SUM_RECORD = _launch_record(("act", "terms", "low", "high", "total", "d1", "d2", "d3"),
+                                      ("y", *(f"x{k}_" for k in range(SUM_TERMS))))
+"""struct PointwiseSum: a sum's output, then its terms."""
+POINTWISE_SUM_SIGNATURE = f"{POINTWISE_SUM_RECORD.itemsize}s"  # by value
 BLOCK = 256  # a multiple of the warp: a pixel's lanes never straddle two blocks
 BLOCKS_PER_SM = 16  # the grid-stride loops cover the rest
 WARP = 32
@@ -55,29 +72,74 @@ def pointwise_args(y: Operand, a: Operand, b: Operand | None, op: str, act: str,
                    bounds: tuple[float, float] = (-inf, inf)) -> tuple:
     """The arguments of ``pointwise_f32`` for ``y = clip(act(a op b), *bounds)``: the four dimensions ordered by
     y's strides, fastest last, and the operands broadcast to y's dims."""
-    a = broadcast(a, y.dims)
-    b = a if b is None else broadcast(b, y.dims)
-    order = sorted(range(4), key=lambda d: -y.strides[d])
+    total, dims, views = _in_order(y, (a, a if b is None else b))
+    return (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, *dims, *views)
+
+
+def pointwise_sum(y: Operand, terms: list[Operand], act: str, bounds: tuple[float, float] = (-inf, inf)) -> bytes:
+    """The parameter of ``pointwise_sum_f32`` (struct PointwiseSum) for ``y = clip(act(sum of terms), *bounds)``:
+    as for `pointwise_args`, each term broadcast to y's dims; the views after the last term are zeros."""
+    if not 2 <= len(terms) <= SUM_TERMS:
+        raise ValueError(f"a sum's launch adds 2 to {SUM_TERMS} terms, not {len(terms)}")
+    total, dims, views = _in_order(y, terms)
+    record = np.zeros((), POINTWISE_SUM_RECORD)
+    record[()] = (ACTIVATIONS[act], len(terms), *map(float, bounds), total, *dims, *views,
+                  *(0,) * (5 * (SUM_TERMS - len(terms))))
+    return record.tobytes()
+
+
+def _in_order(y: Operand, operands: tuple[Operand, ...] | list[Operand]) -> tuple[int, tuple[int, ...], tuple]:
+    """``(total, dims, views)`` of a pointwise launch writing ``y``: the four dimensions ordered by y's strides,
+    fastest last (dims: all but the slowest), and the address and strides in that order of y, then of each operand
+    broadcast to y's dims."""
     total = prod(y.dims)
     if total >= 2**32:
-        raise ValueError(f"{total} outputs overflow pointwise_f32's 32-bit index")
-    return (POINTWISE_OPS[op], ACTIVATIONS[act], *map(float, bounds), total, *(y.dims[d] for d in order[1:]),
-            *(v for view in (y, a, b) for v in (view.address, *(view.strides[d] for d in order))))
+        raise ValueError(f"{total} outputs overflow the pointwise kernels' 32-bit index")
+    order = sorted(range(4), key=lambda d: -y.strides[d])
+    views = (y, *(broadcast(x, y.dims) for x in operands))
+    return total, tuple(y.dims[d] for d in order[1:]), tuple(
+        v for view in views for v in (view.address, *(view.strides[d] for d in order)))
 
 
-def pointwise_runs(tasks: tuple[Task, ...] | list[Task]) -> list[list[Task]]:
-    """One stream's ``tasks`` in their order, cut into runs that can each be one launch: up to `BATCH_PARTS`
-    pointwise tasks in a row, none of which reads or writes what another of the run writes (its parts run in any
-    order, concurrently), and every other task alone."""
-    runs: list[list[Task]] = []
+def pointwise_launches(tasks: tuple[Task, ...] | list[Task]) -> list[tuple[str, list[Task]]]:
+    """One stream's ``tasks`` in their order, grouped by the launch each group is: ``("sum", chain)``, a chain of
+    additions into one output in place (`SUM_TERMS` terms at most) as one pass of ``pointwise_sum_f32``;
+    ``("batch", run)``, up to `BATCH_PARTS` pointwise tasks in a row, none of which reads or writes what another of
+    the run writes (its parts run in any order, concurrently), as one launch of ``pointwise_batch_f32``; and
+    ``("task", [task])``, every other task alone."""
+    chains: list[list[Task]] = []
     for task in tasks:
-        run = runs[-1] if runs else []
-        if (isinstance(task, PointwiseTask) and run and isinstance(run[0], PointwiseTask) and len(run) < BATCH_PARTS
-                and not any(_conflict(task, other) for other in run)):
-            run.append(task)
+        if chains and _continues(chains[-1], task):
+            chains[-1].append(task)
         else:
-            runs.append([task])
-    return runs
+            chains.append([task])
+    launches: list[tuple[str, list[Task]]] = []
+    for chain in chains:
+        task, (kind, run) = chain[0], launches[-1] if launches else ("sum", [])
+        if len(chain) > 1:
+            launches.append(("sum", chain))
+        elif (isinstance(task, PointwiseTask) and kind != "sum" and isinstance(run[0], PointwiseTask)
+              and len(run) < BATCH_PARTS and not any(_conflict(task, other) for other in run)):
+            launches[-1] = ("batch", [*run, task])
+        else:
+            launches.append(("task", [task]))
+    return launches
+
+
+def sum_terms(chain: list[PointwiseTask]) -> list[View]:
+    """The terms a chain of additions (`pointwise_launches`) sums, in the order the chain adds them."""
+    first = chain[0]
+    return [first.a, *([] if first.b is None else [first.b]), *(task.b for task in chain[1:])]
+
+
+def _continues(chain: list[Task], task: Task) -> bool:
+    """Whether ``task`` adds one more term into the output of ``chain`` (pointwise tasks, so far one sum), in place:
+    the last wrote that output with no activation or bound, and the new term is not the output itself."""
+    last = chain[-1]
+    return (isinstance(task, PointwiseTask) and isinstance(last, PointwiseTask) and last.op in ("add", "none")
+            and task.op == "add" and task.b is not None and task.a == last.y == task.y and last.act == "none"
+            and (last.low, last.high) == (-inf, inf) and not overlaps(task.b, task.y)
+            and len(sum_terms([*chain, task])) <= SUM_TERMS)
 
 
 def _conflict(one: PointwiseTask, other: PointwiseTask) -> bool:

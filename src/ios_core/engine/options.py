@@ -50,10 +50,11 @@ class PlanOptions:
         A squeeze-and-excitation in one group -- a global pool and two 1 x 1 convolutions of the pooled pixel, each
         read only by the next -- is one kernel of ours (`ios_core.engine.excitation`), not three launches that each
         do almost nothing.
-    batch_pointwise
-        A run of pointwise tasks in a row on one stream, none reading or writing what another writes (NASNet's
-        cells add their branches so), is one launch of ours (`ios_core.engine.channelwise.pointwise_runs`), a row
-        of blocks per task, not a launch each: the same work, in fewer launches.
+    combine_pointwise
+        Pointwise tasks in a row on one stream share launches of ours (`ios_core.engine.channelwise`): a run of
+        them none of which reads or writes what another writes (NASNet's cells add their branches so) is one
+        launch, a row of blocks per task; a chain of additions into one output (RandWire sums each node's inputs
+        so) is one pass over all its terms. The same work, in fewer launches.
     """
 
     layout: str = "nhwc"
@@ -67,7 +68,7 @@ class PlanOptions:
     pad_asymmetric: bool = False
     fold_sums: bool = True
     fold_excitations: bool = True
-    batch_pointwise: bool = True
+    combine_pointwise: bool = True
 
     def __post_init__(self) -> None:
         if self.barrier not in BARRIERS:

@@ -148,6 +148,7 @@ class Kernels:
     element: Element
     pointwise: drv.Function
     pointwise_batch: drv.Function  # independent pointwise tasks side by side, a row of blocks each
+    pointwise_sum: drv.Function  # a chain of additions into one output, in one pass
     pool: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     depthwise: dict[str, drv.Function]  # by name: the generic kernel and the fast NHWC ones
     fill: drv.Function
@@ -186,6 +187,7 @@ def kernels(kernel_dir: str | None = None, element: Element = ELEMENTS["float32"
         element=element,
         pointwise=load("pointwise.cu", "pointwise_f32", POINTWISE_SIGNATURE),
         pointwise_batch=load("pointwise.cu", channelwise.POINTWISE_BATCH, channelwise.POINTWISE_BATCH_SIGNATURE),
+        pointwise_sum=load("pointwise.cu", channelwise.POINTWISE_SUM, channelwise.POINTWISE_SUM_SIGNATURE),
         pool={name: load("pool.cu", name, signature) for name, signature in pooling.KERNELS.items()},
         depthwise={name: load("depthwise.cu", name, signature) for name, signature in depthwise.KERNELS.items()},
         fill=load("pointwise.cu", "fill_random_f32", "PII"),

@@ -5,8 +5,8 @@ handles, our kernels, the convolution library, the arena's address and every con
 addresses. A launcher per task type (`prepare`) turns one task on stream ``k`` into a `TaskLaunch`: the
 call that enqueues it, given its stream's cuDNN workspace (known only once every convolution of the
 stream is prepared, `workspace_sizes`), and what preparing it found -- our kernels it launches, the cuDNN
-graph it executes. Launchers write nowhere else: a plan sums their findings (`launch_stats`). A run of independent
-pointwise tasks in a row on a stream is one launch of its own (`prepare_program`, `channelwise.pointwise_runs`).
+graph it executes. Launchers write nowhere else: a plan sums their findings (`launch_stats`). Pointwise tasks in a
+row on a stream share launches where they can (`prepare_program`, `channelwise.pointwise_launches`).
 
 `Launches.enqueue` runs the program with the fewest events: a stage of one group runs on stream 0; a
 stage of ``n > 1`` groups forks from stream 0 (one event, waited on by streams ``1..n-1``) and joins back
@@ -109,7 +109,7 @@ class PlanStats:
 
 
 Prepared = list[list[list[TaskLaunch]]]
-"""A program's task launches by stage, stream and launch (a task's, or a batch of pointwise tasks')."""
+"""A program's task launches by stage, stream and launch (a task's, or several pointwise tasks')."""
 
 Bound = tuple[tuple[tuple[Callable[[], None], ...], ...], ...]
 """A program's launches bound to their streams' workspaces, by stage, stream and launch (`bind`)."""
@@ -123,14 +123,15 @@ def prepare(context: LaunchContext, task: Task, k: int) -> TaskLaunch:
         raise RuntimeError(f"while preparing {task} of node {task.node!r}: {error}") from error
 
 
-def prepare_program(context: LaunchContext, batch_pointwise: bool = True) -> Prepared:
+def prepare_program(context: LaunchContext, combine_pointwise: bool = True) -> Prepared:
     """Every task of the context's program prepared, in program order (convolutions are tuned in that order); with
-    ``batch_pointwise``, each run of independent pointwise tasks of a stream (`channelwise.pointwise_runs`) is one
-    launch, so a stream's launches may be fewer than its tasks."""
+    ``combine_pointwise``, pointwise tasks in a row on a stream share launches (`channelwise.pointwise_launches`: a
+    batch of independent ones, a chain of additions), so a stream's launches may be fewer than its tasks."""
+    combined = {"sum": _pointwise_sum, "batch": _pointwise_batch, "task": lambda c, tasks, k: prepare(c, tasks[0], k)}
 
     def stream_launches(tasks: tuple[Task, ...], k: int) -> list[TaskLaunch]:
-        runs = channelwise.pointwise_runs(tasks) if batch_pointwise else [[task] for task in tasks]
-        return [prepare(context, run[0], k) if len(run) == 1 else _pointwise_batch(context, run, k) for run in runs]
+        groups = channelwise.pointwise_launches(tasks) if combine_pointwise else [("task", [t]) for t in tasks]
+        return [combined[kind](context, group, k) for kind, group in groups]
 
     return [[stream_launches(stream, k) for k, stream in enumerate(stage)] for stage in context.program.stages]
 
@@ -266,6 +267,18 @@ def _pointwise_batch(context: LaunchContext, tasks: list[PointwiseTask], k: int)
     block, stream, fn = (device.BLOCK, 1, 1), context.streams[k], context.kernels.pointwise_batch
     return TaskLaunch(lambda _workspace: fn.prepared_async_call(grid, block, stream, param),
                       (channelwise.POINTWISE_BATCH,))
+
+
+def _pointwise_sum(context: LaunchContext, chain: list[PointwiseTask], k: int) -> TaskLaunch:
+    """A chain of additions into one output on stream ``k`` as one pass of ``pointwise_sum_f32`` over its terms,
+    with the last addition's activation and bounds."""
+    last = chain[-1]
+    terms = [_operand(context, view) for view in channelwise.sum_terms(chain)]
+    param = channelwise.pointwise_sum(_operand(context, last.y), terms, last.act, (last.low, last.high))
+    grid, block = device.grid(int(np.prod(context.pointer(last.y)[1]))), (device.BLOCK, 1, 1)
+    stream, fn = context.streams[k], context.kernels.pointwise_sum
+    return TaskLaunch(lambda _workspace: fn.prepared_async_call(grid, block, stream, param),
+                      (channelwise.POINTWISE_SUM,))
 
 
 def _operand(context: LaunchContext, view: View) -> depthwise.Operand:

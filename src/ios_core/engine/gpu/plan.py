@@ -67,7 +67,7 @@ class Plan:
         self.context = LaunchContext(program, precision, options.own_depthwise, current.multiprocessors, kernels,
                                      library, streams, handles, int(self.arena), at)
         self.randomize()  # convolutions are autotuned on the plan's own buffers: random, never zeros
-        prepared = prepare_program(self.context, options.batch_pointwise)
+        prepared = prepare_program(self.context, options.combine_pointwise)
         sizes = workspace_sizes(prepared, len(streams))
         self.workspaces = [drv.mem_alloc(size) if size else None for size in sizes]
         self.launches = _launches(program, bind(prepared, [device.address(w) for w in self.workspaces]), streams,

@@ -177,7 +177,7 @@ class StagePlan:
         weights = {key: store.get(key, t) for key, t in program.weighted().items()}
         self.context = LaunchContext(program, precision, options.own_depthwise, pool.context.multiprocessors,
                                      pool.kernels, library, tuple(streams), tuple(handles), int(arena), weights)
-        prepared = prepare_program(self.context, options.batch_pointwise)
+        prepared = prepare_program(self.context, options.combine_pointwise)
         workspaces = pool.lend_workspaces(workspace_sizes(prepared, len(streams)))
         width = max((len(stage) for stage in program.stages), default=1)
         events = pool.lend_events(width + 1) if width > 1 else []
