@@ -115,14 +115,12 @@ def pointwise_launches(tasks: tuple[Task, ...] | list[Task]) -> list[tuple[str, 
             chains.append([task])
     launches: list[tuple[str, list[Task]]] = []
     for chain in chains:
-        task, (kind, run) = chain[0], launches[-1] if launches else ("sum", [])
         if len(chain) > 1:
             launches.append(("sum", chain))
-        elif (isinstance(task, PointwiseTask) and kind != "sum" and isinstance(run[0], PointwiseTask)
-              and len(run) < BATCH_PARTS and not any(_conflict(task, other) for other in run)):
-            launches[-1] = ("batch", [*run, task])
+        elif launches and _joins(*launches[-1], chain[0]):
+            launches[-1] = ("batch", [*launches[-1][1], chain[0]])
         else:
-            launches.append(("task", [task]))
+            launches.append(("task", chain))
     return launches
 
 
@@ -140,6 +138,13 @@ def _continues(chain: list[Task], task: Task) -> bool:
             and task.op == "add" and task.b is not None and task.a == last.y == task.y and last.act == "none"
             and (last.low, last.high) == (-inf, inf) and not overlaps(task.b, task.y)
             and len(sum_terms([*chain, task])) <= SUM_TERMS)
+
+
+def _joins(kind: str, run: list[Task], task: Task) -> bool:
+    """Whether ``task`` can run in one launch beside ``run`` (of a launch of ``kind``): pointwise tasks, not a sum,
+    room for one more part, and nothing ``task`` reads or writes written by the run, nor the other way round."""
+    return (kind != "sum" and isinstance(task, PointwiseTask) and isinstance(run[0], PointwiseTask)
+            and len(run) < BATCH_PARTS and not any(_conflict(task, other) for other in run))
 
 
 def _conflict(one: PointwiseTask, other: PointwiseTask) -> bool:
