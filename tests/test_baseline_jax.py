@@ -20,6 +20,7 @@ from ios_core.baselines.jax_adapter import CUDA_PLUGINS
 from ios_core.baselines.jax_module import jax_forward, jax_params
 from ios_core.ir import Activation, Conv, GraphBuilder, Pool, concat
 from ios_core.onnx_io import Network
+from ios_core.precision import TOLERANCE
 from ios_core.reference import relative_error, run_graph
 from ios_core.timing import Timing
 from ios_core.weights import make_input
@@ -65,7 +66,9 @@ def test_every_zoo_operator_equals_the_reference():
 @settings(max_examples=15, deadline=None)
 @given(random_graphs(max_ops=10, blocks=2, zoo=True))
 def test_random_graphs_of_zoo_operators_equal_the_reference(graph):
-    assert error_against_reference(Network.of(graph, seed=5), 2) < 1e-5
+    # float32 against float64, as the engine's fp32-strict: a random graph compounds rounding the models do not (a
+    # LayerNorm over four channels of near-equal values gave 1.8e-5, found on a clean clone)
+    assert error_against_reference(Network.of(graph, seed=5), 2) < TOLERANCE["fp32-strict"]
 
 
 def test_an_operator_without_translation_is_named(monkeypatch):
@@ -136,7 +139,6 @@ def test_hidet_runs_with_its_hip_check_off_then_restores_it(monkeypatch):
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_the_adapter_runs_the_sixteen_bit_precisions_within_their_tolerance(precision):
     pytest.importorskip("jax")
-    from ios_core.precision import TOLERANCE
 
     framework = replace(get("xla"), available=lambda: (True, ""))
     m = measure(framework, Network.of(models.get("squeezenet")), 2, Timing(warmup=1, number=1, repeat=2),
