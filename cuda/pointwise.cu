@@ -15,6 +15,29 @@
 
 enum PointwiseOp { OP_NONE = 0, OP_ADD = 1, OP_MUL = 2 };
 
+// Element i of the iteration order (d0 x d1 x d2 x d3, the last fastest) as its four indices, and its offset in a
+// view of strides s0..s3 in that order.
+struct Position {
+    unsigned int i0, i1, i2, i3;
+};
+
+__device__ __forceinline__ Position position(unsigned int i, unsigned int d1, unsigned int d2, unsigned int d3)
+{
+    Position p;
+    p.i3 = i % d3;
+    i /= d3;
+    p.i2 = i % d2;
+    i /= d2;
+    p.i1 = i % d1;
+    p.i0 = i / d1;
+    return p;
+}
+
+__device__ __forceinline__ long long offset(const Position& p, long long s0, long long s1, long long s2, long long s3)
+{
+    return p.i0 * s0 + p.i1 * s1 + p.i2 * s2 + p.i3 * s3;
+}
+
 template <class E>
 __device__ __forceinline__ void pointwise(
     int op, int act, float low, float high, unsigned int total, unsigned int d1, unsigned int d2, unsigned int d3,
@@ -23,16 +46,13 @@ __device__ __forceinline__ void pointwise(
     const E* b, long long b0, long long b1, long long b2, long long b3)
 {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-        unsigned int i3 = i % d3, t = i / d3;
-        unsigned int i2 = t % d2;
-        t /= d2;
-        unsigned int i1 = t % d1, i0 = t / d1;
-        float v = to_float(a[i0 * a0 + i1 * a1 + i2 * a2 + i3 * a3]);
+        const Position p = position(i, d1, d2, d3);
+        float v = to_float(a[offset(p, a0, a1, a2, a3)]);
         if (op != OP_NONE) {
-            float w = to_float(b[i0 * b0 + i1 * b1 + i2 * b2 + i3 * b3]);
+            float w = to_float(b[offset(p, b0, b1, b2, b3)]);
             v = op == OP_ADD ? v + w : v * w;
         }
-        y[i0 * y0 + i1 * y1 + i2 * y2 + i3 * y3] = from_float<E>(clamp_keep_nan(activate(act, v), low, high));
+        y[offset(p, y0, y1, y2, y3)] = from_float<E>(clamp_keep_nan(activate(act, v), low, high));
     }
 }
 
@@ -92,17 +112,14 @@ template <class E>
 __device__ __forceinline__ void pointwise_sum(const PointwiseSum& sum)
 {
     for (unsigned int i = blockIdx.x * blockDim.x + threadIdx.x; i < sum.total; i += gridDim.x * blockDim.x) {
-        unsigned int i3 = i % sum.d3, t = i / sum.d3;
-        unsigned int i2 = t % sum.d2;
-        t /= sum.d2;
-        unsigned int i1 = t % sum.d1, i0 = t / sum.d1;
+        const Position p = position(i, sum.d1, sum.d2, sum.d3);
         float v = 0.0f;
         for (int k = 0; k < sum.terms; ++k) {
             const PointwiseView& x = sum.x[k];
-            v += to_float(reinterpret_cast<const E*>(x.at)[i0 * x.s0 + i1 * x.s1 + i2 * x.s2 + i3 * x.s3]);
+            v += to_float(reinterpret_cast<const E*>(x.at)[offset(p, x.s0, x.s1, x.s2, x.s3)]);
         }
         const PointwiseView& y = sum.y;
-        reinterpret_cast<E*>(y.at)[i0 * y.s0 + i1 * y.s1 + i2 * y.s2 + i3 * y.s3] =
+        reinterpret_cast<E*>(y.at)[offset(p, y.s0, y.s1, y.s2, y.s3)] =
             from_float<E>(clamp_keep_nan(activate(sum.act, v), sum.low, sum.high));
     }
 }

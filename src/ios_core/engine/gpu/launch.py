@@ -273,9 +273,9 @@ def _pointwise_sum(context: LaunchContext, chain: list[PointwiseTask], k: int) -
     """A chain of additions into one output on stream ``k`` as one pass of ``pointwise_sum_f32`` over its terms,
     with the last addition's activation and bounds."""
     last = chain[-1]
-    terms = [_operand(context, view) for view in channelwise.sum_terms(chain)]
-    param = channelwise.pointwise_sum(_operand(context, last.y), terms, last.act, (last.low, last.high))
-    grid, block = device.grid(int(np.prod(context.pointer(last.y)[1]))), (device.BLOCK, 1, 1)
+    y, terms = _operand(context, last.y), [_operand(context, view) for view in channelwise.sum_terms(chain)]
+    param = channelwise.pointwise_sum(y, terms, last.act, (last.low, last.high))
+    grid, block = device.grid(int(np.prod(y.dims))), (device.BLOCK, 1, 1)
     stream, fn = context.streams[k], context.kernels.pointwise_sum
     return TaskLaunch(lambda _workspace: fn.prepared_async_call(grid, block, stream, param),
                       (channelwise.POINTWISE_SUM,))
